@@ -1,8 +1,8 @@
 //! `fixed`: always recommends the replica count given in `params.replicas`.
 //! The smallest useful policy: smoke tests, pinning a workload during an incident.
 
-use scalegate_policy_sdk::types::{Decision, PolicyError, PolicyInfo, Snapshot};
 use scalegate_policy_sdk::Guest;
+use scalegate_policy_sdk::types::{Decision, PolicyError, PolicyInfo, Snapshot};
 
 struct Fixed;
 
@@ -24,8 +24,13 @@ impl Guest for Fixed {
             .get("replicas")
             .and_then(serde_json::Value::as_u64)
             .and_then(|r| u32::try_from(r).ok())
-            .ok_or_else(|| PolicyError::InvalidParams("params.replicas must be a non-negative integer".into()))?;
-        Ok(Decision::replicas(replicas, format!("fixed at {replicas} replicas")))
+            .ok_or_else(|| {
+                PolicyError::InvalidParams("params.replicas must be a non-negative integer".into())
+            })?;
+        Ok(Decision::replicas(
+            replicas,
+            format!("fixed at {replicas} replicas"),
+        ))
     }
 }
 

@@ -66,14 +66,25 @@ pub(crate) struct Calculator<'a> {
 fn ceil_i32(value: f64) -> i32 {
     // `int32(math.Ceil(x))` with the newest code's MaxInt32 clamp
     let value = value.ceil();
-    if value >= f64::from(i32::MAX) { i32::MAX } else { value as i32 }
+    if value >= f64::from(i32::MAX) {
+        i32::MAX
+    } else {
+        value as i32
+    }
 }
 
 impl<'a> Calculator<'a> {
     /// `computeReplicasForMetrics`: the maximum over valid proposals, or the
     /// first error when every metric failed or a failure could hide a larger
     /// proposal than the current replica count.
-    pub fn compute(&self, specs: &[MetricSpec]) -> (Result<i32, MetricError>, Vec<MetricProposal>, Vec<MetricError>) {
+    pub fn compute(
+        &self,
+        specs: &[MetricSpec],
+    ) -> (
+        Result<i32, MetricError>,
+        Vec<MetricProposal>,
+        Vec<MetricError>,
+    ) {
         let mut replicas = 0;
         let mut proposals = Vec::new();
         let mut errors = Vec::new();
@@ -89,37 +100,73 @@ impl<'a> Calculator<'a> {
             }
         }
         let invalid = errors.len();
-        let result = if invalid >= specs.len() || (invalid > 0 && replicas < self.input.current_replicas) {
-            Err(errors[0].clone())
-        } else {
-            Ok(replicas)
-        };
+        let result =
+            if invalid >= specs.len() || (invalid > 0 && replicas < self.input.current_replicas) {
+                Err(errors[0].clone())
+            } else {
+                Ok(replicas)
+            };
         (result, proposals, errors)
     }
 
     fn propose(&self, spec: &MetricSpec) -> Result<MetricProposal, MetricError> {
         match spec {
             MetricSpec::Resource { resource } => {
-                let metric = resource.snapshot_metric.clone().unwrap_or_else(|| resource.name.clone());
-                self.resource(&resource.name, None, &metric, &resource.target, "FailedGetResourceMetric")
+                let metric = resource
+                    .snapshot_metric
+                    .clone()
+                    .unwrap_or_else(|| resource.name.clone());
+                self.resource(
+                    &resource.name,
+                    None,
+                    &metric,
+                    &resource.target,
+                    "FailedGetResourceMetric",
+                )
             }
-            MetricSpec::ContainerResource { container_resource: c } => {
-                let metric = c.snapshot_metric.clone().unwrap_or_else(|| format!("{}/{}", c.container, c.name));
-                self.resource(&c.name, Some(&c.container), &metric, &c.target, "FailedGetContainerResourceMetric")
+            MetricSpec::ContainerResource {
+                container_resource: c,
+            } => {
+                let metric = c
+                    .snapshot_metric
+                    .clone()
+                    .unwrap_or_else(|| format!("{}/{}", c.container, c.name));
+                self.resource(
+                    &c.name,
+                    Some(&c.container),
+                    &metric,
+                    &c.target,
+                    "FailedGetContainerResourceMetric",
+                )
             }
             MetricSpec::Pods { pods } => match pods.target {
                 Target::AverageValue { average_value } => {
                     let reason = "FailedGetPodsMetric";
-                    let metrics = self.per_pod_samples(&pods.metric.name, reason, "custom metrics API")?;
+                    let metrics =
+                        self.per_pod_samples(&pods.metric.name, reason, "custom metrics API")?;
                     let (replicas, usage) = self.plain(metrics, "", average_value, reason)?;
-                    Ok(proposal(replicas, &pods.metric.name, usage as f64 / 1000.0, "average-value"))
+                    Ok(proposal(
+                        replicas,
+                        &pods.metric.name,
+                        usage as f64 / 1000.0,
+                        "average-value",
+                    ))
                 }
-                _ => Err(invalid_target("FailedGetPodsMetric", "Pods metrics need an AverageValue target")),
+                _ => Err(invalid_target(
+                    "FailedGetPodsMetric",
+                    "Pods metrics need an AverageValue target",
+                )),
             },
-            MetricSpec::Object { object } => self.object_or_external(&object.metric.name, &object.target, "FailedGetObjectMetric"),
-            MetricSpec::External { external } => {
-                self.object_or_external(&external.metric.name, &external.target, "FailedGetExternalMetric")
-            }
+            MetricSpec::Object { object } => self.object_or_external(
+                &object.metric.name,
+                &object.target,
+                "FailedGetObjectMetric",
+            ),
+            MetricSpec::External { external } => self.object_or_external(
+                &external.metric.name,
+                &external.target,
+                "FailedGetExternalMetric",
+            ),
         }
     }
 
@@ -133,32 +180,66 @@ impl<'a> Calculator<'a> {
     ) -> Result<MetricProposal, MetricError> {
         let metrics = self.per_pod_samples(metric_name, reason, "resource metrics API")?;
         match *target {
-            Target::Utilization { average_utilization } => {
-                let (replicas, utilization) = self.utilization(metrics, resource, container, average_utilization, reason)?;
-                Ok(proposal(replicas, metric_name, f64::from(utilization), "utilization"))
+            Target::Utilization {
+                average_utilization,
+            } => {
+                let (replicas, utilization) =
+                    self.utilization(metrics, resource, container, average_utilization, reason)?;
+                Ok(proposal(
+                    replicas,
+                    metric_name,
+                    f64::from(utilization),
+                    "utilization",
+                ))
             }
             Target::AverageValue { average_value } => {
                 let (replicas, usage) = self.plain(metrics, resource, average_value, reason)?;
-                Ok(proposal(replicas, metric_name, usage as f64 / 1000.0, "average-value"))
+                Ok(proposal(
+                    replicas,
+                    metric_name,
+                    usage as f64 / 1000.0,
+                    "average-value",
+                ))
             }
-            Target::Value { .. } => Err(invalid_target(reason, "resource metrics need a Utilization or AverageValue target")),
+            Target::Value { .. } => Err(invalid_target(
+                reason,
+                "resource metrics need a Utilization or AverageValue target",
+            )),
         }
     }
 
-    fn per_pod_samples(&self, name: &str, reason: &'static str, api: &str) -> Result<MetricMap, MetricError> {
+    fn per_pod_samples(
+        &self,
+        name: &str,
+        reason: &'static str,
+        api: &str,
+    ) -> Result<MetricMap, MetricError> {
         let metric = self.input.metrics.iter().find(|m| m.name == name);
         let map: MetricMap = metric
             .into_iter()
             .flat_map(|m| m.pods.iter())
             .map(|s| {
-                (s.pod.clone(), Sample { value: Milli::from_base(s.value).0, timestamp_ms: s.timestamp_ms, window_ms: s.window_ms })
+                (
+                    s.pod.clone(),
+                    Sample {
+                        value: Milli::from_base(s.value).0,
+                        timestamp_ms: s.timestamp_ms,
+                        window_ms: s.window_ms,
+                    },
+                )
             })
             .collect();
         if map.is_empty() {
-            return Err(MetricError { reason, message: format!("no metrics returned from {api} for metric {name:?}") });
+            return Err(MetricError {
+                reason,
+                message: format!("no metrics returned from {api} for metric {name:?}"),
+            });
         }
         if self.input.pods.is_empty() {
-            return Err(MetricError { reason, message: "no pods returned by selector while calculating replica count".into() });
+            return Err(MetricError {
+                reason,
+                message: "no pods returned by selector while calculating replica count".into(),
+            });
         }
         Ok(map)
     }
@@ -166,7 +247,12 @@ impl<'a> Calculator<'a> {
     /// `groupPods` (§2.2).
     fn group_pods(&self, metrics: &MetricMap, resource: &str) -> Grouping<'a> {
         let now = self.input.now_ms;
-        let mut grouping = Grouping { ready_count: 0, unready: vec![], missing: vec![], ignored: vec![] };
+        let mut grouping = Grouping {
+            ready_count: 0,
+            unready: vec![],
+            missing: vec![],
+            ignored: vec![],
+        };
         for pod in &self.input.pods {
             if pod.terminating || pod.phase == Phase::Failed {
                 grouping.ignored.push(&pod.name);
@@ -245,7 +331,10 @@ impl<'a> Calculator<'a> {
                 }
             }
             if requested == 0 {
-                return Err(MetricError { reason, message: "no metrics returned matched known pods".into() });
+                return Err(MetricError {
+                    reason,
+                    message: "no metrics returned matched known pods".into(),
+                });
             }
             let utilization = (i128::from(used) * 100 / i128::from(requested)) as i32;
             Ok((f64::from(utilization) / f64::from(target), utilization))
@@ -264,25 +353,55 @@ impl<'a> Calculator<'a> {
             let fallback = i64::from(target.max(100));
             for pod in &grouping.missing {
                 let value = requests[pod].saturating_mul(fallback) / 100;
-                metrics.insert(pod.to_string(), Sample { value, timestamp_ms: 0, window_ms: 0 });
+                metrics.insert(
+                    pod.to_string(),
+                    Sample {
+                        value,
+                        timestamp_ms: 0,
+                        window_ms: 0,
+                    },
+                );
             }
         } else if ratio > 1.0 {
             for pod in &grouping.missing {
-                metrics.insert(pod.to_string(), Sample { value: 0, timestamp_ms: 0, window_ms: 0 });
+                metrics.insert(
+                    pod.to_string(),
+                    Sample {
+                        value: 0,
+                        timestamp_ms: 0,
+                        window_ms: 0,
+                    },
+                );
             }
         }
         if scale_up_with_unready {
             for pod in &grouping.unready {
-                metrics.insert(pod.to_string(), Sample { value: 0, timestamp_ms: 0, window_ms: 0 });
+                metrics.insert(
+                    pod.to_string(),
+                    Sample {
+                        value: 0,
+                        timestamp_ms: 0,
+                        window_ms: 0,
+                    },
+                );
             }
         }
         let (new_ratio, _) = ratio_of(&metrics)?;
-        Ok((self.second_pass(ratio, new_ratio, metrics.len()), utilization))
+        Ok((
+            self.second_pass(ratio, new_ratio, metrics.len()),
+            utilization,
+        ))
     }
 
     /// §2.4: Resource metric with an AverageValue target, and Pods metrics.
     /// Returns the proposal and the first-pass average usage (milli).
-    fn plain(&self, mut metrics: MetricMap, resource: &str, target: Milli, reason: &'static str) -> Result<(i32, i64), MetricError> {
+    fn plain(
+        &self,
+        mut metrics: MetricMap,
+        resource: &str,
+        target: Milli,
+        reason: &'static str,
+    ) -> Result<(i32, i64), MetricError> {
         let current = self.input.current_replicas;
         let grouping = self.group_pods(&metrics, resource);
         for pod in grouping.ignored.iter().chain(&grouping.unready) {
@@ -295,7 +414,9 @@ impl<'a> Calculator<'a> {
             });
         }
         let ratio_of = |metrics: &MetricMap| -> (f64, i64) {
-            let total = metrics.values().fold(0i64, |sum, s| sum.saturating_add(s.value));
+            let total = metrics
+                .values()
+                .fold(0i64, |sum, s| sum.saturating_add(s.value));
             let usage = total / metrics.len() as i64;
             (usage as f64 / target.0 as f64, usage)
         };
@@ -307,15 +428,35 @@ impl<'a> Calculator<'a> {
             }
             return Ok((ceil_i32(ratio * grouping.ready_count as f64), usage));
         }
-        let fill = if ratio < 1.0 { Some(target.0) } else if ratio > 1.0 { Some(0) } else { None };
+        let fill = if ratio < 1.0 {
+            Some(target.0)
+        } else if ratio > 1.0 {
+            Some(0)
+        } else {
+            None
+        };
         if let Some(value) = fill {
             for pod in &grouping.missing {
-                metrics.insert(pod.to_string(), Sample { value, timestamp_ms: 0, window_ms: 0 });
+                metrics.insert(
+                    pod.to_string(),
+                    Sample {
+                        value,
+                        timestamp_ms: 0,
+                        window_ms: 0,
+                    },
+                );
             }
         }
         if scale_up_with_unready {
             for pod in &grouping.unready {
-                metrics.insert(pod.to_string(), Sample { value: 0, timestamp_ms: 0, window_ms: 0 });
+                metrics.insert(
+                    pod.to_string(),
+                    Sample {
+                        value: 0,
+                        timestamp_ms: 0,
+                        window_ms: 0,
+                    },
+                );
             }
         }
         let (new_ratio, _) = ratio_of(&metrics);
@@ -325,22 +466,37 @@ impl<'a> Calculator<'a> {
     /// The shared tail of §2.3/§2.4 after missing and unready pods were filled in.
     fn second_pass(&self, ratio: f64, new_ratio: f64, entries: usize) -> i32 {
         let current = self.input.current_replicas;
-        if self.tolerances.is_within(new_ratio) || (ratio < 1.0 && new_ratio > 1.0) || (ratio > 1.0 && new_ratio < 1.0) {
+        if self.tolerances.is_within(new_ratio)
+            || (ratio < 1.0 && new_ratio > 1.0)
+            || (ratio > 1.0 && new_ratio < 1.0)
+        {
             return current;
         }
         let new_replicas = ceil_i32(new_ratio * entries as f64);
-        if (new_ratio < 1.0 && new_replicas > current) || (new_ratio > 1.0 && new_replicas < current) {
+        if (new_ratio < 1.0 && new_replicas > current)
+            || (new_ratio > 1.0 && new_replicas < current)
+        {
             return current;
         }
         new_replicas
     }
 
     /// §2.5–2.7: Object and External metrics.
-    fn object_or_external(&self, name: &str, target: &Target, reason: &'static str) -> Result<MetricProposal, MetricError> {
-        let metric = self.input.metrics.iter().find(|m| m.name == name).ok_or_else(|| MetricError {
-            reason,
-            message: format!("unable to get metric {name:?}: not in the snapshot"),
-        })?;
+    fn object_or_external(
+        &self,
+        name: &str,
+        target: &Target,
+        reason: &'static str,
+    ) -> Result<MetricProposal, MetricError> {
+        let metric = self
+            .input
+            .metrics
+            .iter()
+            .find(|m| m.name == name)
+            .ok_or_else(|| MetricError {
+                reason,
+                message: format!("unable to get metric {name:?}: not in the snapshot"),
+            })?;
         let usage = Milli::from_base(metric.value).0;
         match *target {
             Target::Value { value } => {
@@ -358,12 +514,19 @@ impl<'a> Calculator<'a> {
                 let average = (usage as f64 / f64::from(status)).ceil();
                 Ok(proposal(replicas, name, average / 1000.0, "average-value"))
             }
-            Target::Utilization { .. } => Err(invalid_target(reason, "object and external metrics need a Value or AverageValue target")),
+            Target::Utilization { .. } => Err(invalid_target(
+                reason,
+                "object and external metrics need a Value or AverageValue target",
+            )),
         }
     }
 
     /// `getUsageRatioReplicaCount`: scale relative to ready pods, or from zero.
-    fn usage_ratio_replica_count(&self, ratio: f64, reason: &'static str) -> Result<i32, MetricError> {
+    fn usage_ratio_replica_count(
+        &self,
+        ratio: f64,
+        reason: &'static str,
+    ) -> Result<i32, MetricError> {
         let current = self.input.current_replicas;
         if current == 0 {
             return Ok(ceil_i32(ratio));
@@ -377,15 +540,28 @@ impl<'a> Calculator<'a> {
                 message: "unable to calculate ready pods: no pods returned by selector while calculating replica count".into(),
             });
         }
-        let ready = self.input.pods.iter().filter(|p| p.phase == Phase::Running && p.ready == Some(true)).count();
+        let ready = self
+            .input
+            .pods
+            .iter()
+            .filter(|p| p.phase == Phase::Running && p.ready == Some(true))
+            .count();
         Ok(ceil_i32(ratio * ready as f64))
     }
 }
 
 fn proposal(replicas: i32, name: &str, current: f64, measure: &'static str) -> MetricProposal {
-    MetricProposal { replicas, name: name.to_string(), current, measure }
+    MetricProposal {
+        replicas,
+        name: name.to_string(),
+        current,
+        measure,
+    }
 }
 
 fn invalid_target(reason: &'static str, message: &str) -> MetricError {
-    MetricError { reason, message: message.to_string() }
+    MetricError {
+        reason,
+        message: message.to_string(),
+    }
 }

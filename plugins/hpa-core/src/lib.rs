@@ -107,7 +107,9 @@ impl State {
         if bytes.is_empty() {
             return Ok(None);
         }
-        serde_json::from_slice(bytes).map(Some).map_err(|e| format!("unreadable hpa state: {e}"))
+        serde_json::from_slice(bytes)
+            .map(Some)
+            .map_err(|e| format!("unreadable hpa state: {e}"))
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -136,30 +138,59 @@ pub fn evaluate(params: &HpaParams, input: &Input, state: Option<State>) -> Outp
     let max = params.max_replicas.unwrap_or(input.max_replicas);
     // §1 step 2: the first reconcile records the current count.
     let mut state = state.unwrap_or_else(|| State {
-        recommendations: vec![Recommendation { replicas: current, timestamp_ms: input.now_ms }],
+        recommendations: vec![Recommendation {
+            replicas: current,
+            timestamp_ms: input.now_ms,
+        }],
     });
-    let output = |desired: Option<i32>, reason: String, metric_desired, proposals, errors, state| Output {
-        desired_replicas: desired,
-        reason,
-        metric_desired,
-        proposals,
-        errors,
-        state,
-    };
+    let output =
+        |desired: Option<i32>, reason: String, metric_desired, proposals, errors, state| Output {
+            desired_replicas: desired,
+            reason,
+            metric_desired,
+            proposals,
+            errors,
+            state,
+        };
 
     if current == 0 && min != 0 {
-        return output(None, "ScalingDisabled: scaling is disabled since the replica count of the target is zero".into(), None, vec![], vec![], state);
+        return output(
+            None,
+            "ScalingDisabled: scaling is disabled since the replica count of the target is zero"
+                .into(),
+            None,
+            vec![],
+            vec![],
+            state,
+        );
     }
     if current > max {
-        return output(Some(max), format!("TooManyReplicas: current replicas {current} above maxReplicas {max}"), None, vec![], vec![], state);
+        return output(
+            Some(max),
+            format!("TooManyReplicas: current replicas {current} above maxReplicas {max}"),
+            None,
+            vec![],
+            vec![],
+            state,
+        );
     }
     if current < min {
-        return output(Some(min), format!("TooFewReplicas: current replicas {current} below minReplicas {min}"), None, vec![], vec![], state);
+        return output(
+            Some(min),
+            format!("TooFewReplicas: current replicas {current} below minReplicas {min}"),
+            None,
+            vec![],
+            vec![],
+            state,
+        );
     }
 
     let behavior = params.behavior.as_ref();
     let scale_up = ScalingRules::scale_up(behavior.and_then(|b| b.scale_up.as_ref()));
-    let scale_down = ScalingRules::scale_down(behavior.and_then(|b| b.scale_down.as_ref()), params.downscale_stabilization_seconds);
+    let scale_down = ScalingRules::scale_down(
+        behavior.and_then(|b| b.scale_down.as_ref()),
+        params.downscale_stabilization_seconds,
+    );
     let tolerances = Tolerances {
         up: scale_up.tolerance.unwrap_or(params.tolerance),
         down: scale_down.tolerance.unwrap_or(params.tolerance),
@@ -209,7 +240,15 @@ pub fn evaluate(params: &HpaParams, input: &Input, state: Option<State>) -> Outp
     };
     let summary: Vec<String> = proposals
         .iter()
-        .map(|p| format!("{} {} {} → {}", p.name, p.measure, trim_float(p.current), p.replicas))
+        .map(|p| {
+            format!(
+                "{} {} {} → {}",
+                p.name,
+                p.measure,
+                trim_float(p.current),
+                p.replicas
+            )
+        })
         .collect();
     let reason = format!(
         "{} (metrics: {}; proposed {metric_desired}, stabilized {}); {}",
@@ -218,7 +257,14 @@ pub fn evaluate(params: &HpaParams, input: &Input, state: Option<State>) -> Outp
         normalized.stabilized,
         normalized.able_to_scale,
     );
-    output(Some(normalized.desired), reason, Some(metric_desired), proposals, errors, state)
+    output(
+        Some(normalized.desired),
+        reason,
+        Some(metric_desired),
+        proposals,
+        errors,
+        state,
+    )
 }
 
 fn change_events(events: &[ScaleEvent]) -> (Vec<ChangeEvent>, Vec<ChangeEvent>) {
@@ -226,9 +272,15 @@ fn change_events(events: &[ScaleEvent]) -> (Vec<ChangeEvent>, Vec<ChangeEvent>) 
     let mut down = Vec::new();
     for e in events {
         if e.to_replicas > e.from_replicas {
-            up.push(ChangeEvent { change: e.to_replicas - e.from_replicas, timestamp_ms: e.timestamp_ms });
+            up.push(ChangeEvent {
+                change: e.to_replicas - e.from_replicas,
+                timestamp_ms: e.timestamp_ms,
+            });
         } else if e.to_replicas < e.from_replicas {
-            down.push(ChangeEvent { change: e.from_replicas - e.to_replicas, timestamp_ms: e.timestamp_ms });
+            down.push(ChangeEvent {
+                change: e.from_replicas - e.to_replicas,
+                timestamp_ms: e.timestamp_ms,
+            });
         }
     }
     (up, down)

@@ -15,7 +15,11 @@ impl Milli {
     /// 100.00000000000001, which must stay 100).
     pub fn from_base(value: f64) -> Milli {
         let scaled = value * 1000.0;
-        Milli((scaled - 1e-6).ceil().clamp(i64::MIN as f64, i64::MAX as f64) as i64)
+        Milli(
+            (scaled - 1e-6)
+                .ceil()
+                .clamp(i64::MIN as f64, i64::MAX as f64) as i64,
+        )
     }
 }
 
@@ -35,7 +39,11 @@ pub fn parse_milli(text: &str) -> Result<Milli, String> {
     if int_part.is_empty() && frac_part.is_empty() {
         return Err(bad());
     }
-    if !int_part.chars().chain(frac_part.chars()).all(|c| c.is_ascii_digit()) {
+    if !int_part
+        .chars()
+        .chain(frac_part.chars())
+        .all(|c| c.is_ascii_digit())
+    {
         return Err(bad());
     }
     // mantissa * 10^exp10 * 2^exp2 is the value in base units.
@@ -74,7 +82,9 @@ pub fn parse_milli(text: &str) -> Result<Milli, String> {
     exp10 += 3;
     let mut value = mantissa.checked_shl(exp2).ok_or_else(bad)?;
     if exp10 >= 0 {
-        value = value.checked_mul(10i128.checked_pow(exp10 as u32).ok_or_else(bad)?).ok_or_else(bad)?;
+        value = value
+            .checked_mul(10i128.checked_pow(exp10 as u32).ok_or_else(bad)?)
+            .ok_or_else(bad)?;
     } else {
         let divisor = 10i128.checked_pow((-exp10) as u32).unwrap_or(i128::MAX);
         // round up (towards +inf for positive values, like MilliValue)
@@ -100,7 +110,9 @@ pub(crate) fn deserialize_milli<'de, D: Deserializer<'de>>(de: D) -> Result<Mill
 }
 
 /// Like [`deserialize_milli`] but for a plain float (tolerances).
-pub(crate) fn deserialize_fraction<'de, D: Deserializer<'de>>(de: D) -> Result<Option<f64>, D::Error> {
+pub(crate) fn deserialize_fraction<'de, D: Deserializer<'de>>(
+    de: D,
+) -> Result<Option<f64>, D::Error> {
     let milli = deserialize_milli(de)?;
     Ok(Some(milli.0 as f64 / 1000.0))
 }

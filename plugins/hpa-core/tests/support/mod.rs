@@ -2,7 +2,9 @@
 //! methods to bend exactly the property a case is about.
 #![allow(dead_code)]
 
-use scalegate_hpa::{HpaParams, Input, Metric, Output, Phase, Pod, PodSample, Request, ScaleEvent, State, evaluate};
+use scalegate_hpa::{
+    HpaParams, Input, Metric, Output, Phase, Pod, PodSample, Request, ScaleEvent, State, evaluate,
+};
 
 pub const NOW: i64 = 10_000_000_000;
 pub const HOUR: i64 = 3_600_000;
@@ -24,14 +26,27 @@ pub fn pod(name: &str) -> Pod {
         start_ms: Some(NOW - HOUR),
         terminating: false,
         requests: vec![
-            Request { resource: "cpu".into(), container: None, amount: 1.0 },
-            Request { resource: "memory".into(), container: None, amount: 1073741824.0 },
+            Request {
+                resource: "cpu".into(),
+                container: None,
+                amount: 1.0,
+            },
+            Request {
+                resource: "memory".into(),
+                container: None,
+                amount: 1073741824.0,
+            },
         ],
     }
 }
 
 pub fn sample(pod: &str, milli: i64) -> PodSample {
-    PodSample { pod: pod.into(), value: milli as f64 / 1000.0, timestamp_ms: NOW - 15 * SEC, window_ms: 30 * SEC }
+    PodSample {
+        pod: pod.into(),
+        value: milli as f64 / 1000.0,
+        timestamp_ms: NOW - 15 * SEC,
+        window_ms: 30 * SEC,
+    }
 }
 
 impl Case {
@@ -39,7 +54,11 @@ impl Case {
     /// `current_replicas` = number of pods, bounds 1..=100, CPU target `target`%.
     pub fn cpu(usages: &[i64], target: i32) -> Case {
         let pods: Vec<Pod> = (0..usages.len()).map(|i| pod(&format!("p{i}"))).collect();
-        let samples = usages.iter().enumerate().map(|(i, u)| sample(&format!("p{i}"), *u)).collect();
+        let samples = usages
+            .iter()
+            .enumerate()
+            .map(|(i, u)| sample(&format!("p{i}"), *u))
+            .collect();
         Case {
             input: Input {
                 now_ms: NOW,
@@ -48,7 +67,11 @@ impl Case {
                 min_replicas: 1,
                 max_replicas: 100,
                 pods,
-                metrics: vec![Metric { name: "cpu".into(), value: usages.iter().sum::<i64>() as f64 / 1000.0, pods: samples }],
+                metrics: vec![Metric {
+                    name: "cpu".into(),
+                    value: usages.iter().sum::<i64>() as f64 / 1000.0,
+                    pods: samples,
+                }],
                 scale_events: vec![],
             },
             params: format!(
@@ -94,13 +117,21 @@ impl Case {
     }
 
     pub fn metric(mut self, name: &str, value: f64) -> Case {
-        self.input.metrics.push(Metric { name: name.into(), value, pods: vec![] });
+        self.input.metrics.push(Metric {
+            name: name.into(),
+            value,
+            pods: vec![],
+        });
         self
     }
 
     pub fn per_pod_metric(mut self, name: &str, values: &[(&str, i64)]) -> Case {
         let pods = values.iter().map(|(p, v)| sample(p, *v)).collect();
-        self.input.metrics.push(Metric { name: name.into(), value: 0.0, pods });
+        self.input.metrics.push(Metric {
+            name: name.into(),
+            value: 0.0,
+            pods,
+        });
         self
     }
 
@@ -117,7 +148,11 @@ impl Case {
     }
 
     pub fn sample_mut(mut self, pod: &str, f: impl FnOnce(&mut PodSample)) -> Case {
-        let sample = self.input.metrics[0].pods.iter_mut().find(|s| s.pod == pod).expect("sample");
+        let sample = self.input.metrics[0]
+            .pods
+            .iter_mut()
+            .find(|s| s.pod == pod)
+            .expect("sample");
         f(sample);
         self
     }
@@ -131,7 +166,10 @@ impl Case {
         self.state = Some(State {
             recommendations: recs
                 .iter()
-                .map(|(r, age)| scalegate_hpa::Recommendation { replicas: *r, timestamp_ms: NOW - age })
+                .map(|(r, age)| scalegate_hpa::Recommendation {
+                    replicas: *r,
+                    timestamp_ms: NOW - age,
+                })
                 .collect(),
         });
         self
@@ -144,7 +182,11 @@ impl Case {
 
     /// A scale from `from` to `to`, `age_ms` ago.
     pub fn scaled(mut self, from: i32, to: i32, age_ms: i64) -> Case {
-        self.input.scale_events.push(ScaleEvent { timestamp_ms: NOW - age_ms, from_replicas: from, to_replicas: to });
+        self.input.scale_events.push(ScaleEvent {
+            timestamp_ms: NOW - age_ms,
+            from_replicas: from,
+            to_replicas: to,
+        });
         self
     }
 
@@ -156,7 +198,8 @@ impl Case {
     /// The desired replica count; panics with the reason when there is none.
     pub fn desired(&self) -> i32 {
         let out = self.run();
-        out.desired_replicas.unwrap_or_else(|| panic!("no desired replicas: {}", out.reason))
+        out.desired_replicas
+            .unwrap_or_else(|| panic!("no desired replicas: {}", out.reason))
     }
 }
 

@@ -1,0 +1,41 @@
+# scalegate developer recipes. `just` alone lists them.
+# Fresh machine: run `scripts/bootstrap.sh` once (the README's commands do).
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# List the recipes
+default:
+    @just --list
+
+# Install the toolchain pieces (wasm32-wasip2, componentize-py, componentize-js); idempotent
+bootstrap:
+    scripts/bootstrap.sh
+
+# Build every bundled policy into target/policies/ (Rust, Python, JavaScript, test fixtures)
+plugins:
+    scripts/build-plugins.sh
+
+# Build the host (release: wasmtime compiles policies far faster optimised)
+build:
+    cargo build --release -p scalegate
+
+# Replay a simulated day of load through the bundled policies
+demo: plugins build
+    target/release/scalegate demo
+
+# Run every test tier that needs no external server (unit, policy runtime, HPA reference, CLI)
+test: plugins
+    cargo test --release
+
+# Benchmarks: policy call latency (Wasm vs native) and cold vs cached loading
+bench: plugins build
+    target/release/scalegate bench
+
+# Lints: formatting and clippy, warnings are errors
+lint:
+    cargo fmt --all --check
+    cargo clippy --release -p scalegate -p scalegate-hpa --all-targets -- -D warnings
+
+# Evaluate a snapshot with a policy, e.g. `just eval target/policies/hpa.wasm examples/snapshots/hpa-scale-up.json`
+eval policy snapshot: build
+    target/release/scalegate eval --policy {{policy}} --snapshot {{snapshot}}

@@ -1,0 +1,21 @@
+//! scalegate: a Kubernetes autoscaling gateway whose scaling logic runs in
+//! sandboxed, hot-reloadable WebAssembly policies.
+//!
+//! Module map, in data-flow order:
+//!
+//! - [`snapshot`] — what a policy sees (`Snapshot`) and answers (`Decision`),
+//!   and their stable JSON form.
+//! - [`policy`] — the wasmtime runtime: loading, validating, caching and
+//!   calling policy components on a budget.
+//! - [`cli`] — the `scalegate` command line (`policy inspect`, `eval`, `bench`).
+//! - [`sim`] — a simulated workload (pods with start-up delay, daily load curve).
+//! - [`bench`] — the built-in benchmarks behind `scalegate bench`.
+//!
+//! Later stages (signals, decision loop, guardrails, actuators, admin API)
+//! join this map as they land; `docs/ARCHITECTURE.md` has the full picture.
+
+pub mod bench;
+pub mod cli;
+pub mod policy;
+pub mod sim;
+pub mod snapshot;

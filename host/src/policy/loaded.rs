@@ -1,0 +1,266 @@
+//! A loaded, validated policy and its calls.
+
+use super::bindings::{self, PolicyBindings, PolicyBindingsPre};
+use super::runtime::ticks;
+use super::sandbox::{HostState, LogLevel};
+use super::{Error, PolicyInfo, RuntimeConfig};
+use crate::snapshot::{Decision, Snapshot};
+use parking_lot::Mutex;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::{Engine, Store, Trap};
+
+/// A ready-to-call instance and its store.
+pub(super) struct Warm {
+    store: Store<HostState>,
+    bindings: PolicyBindings,
+}
+
+/// One line a policy logged (or printed) during a call.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LogLine {
+    pub level: LogLevel,
+    pub message: String,
+}
+
+/// The result of one `evaluate` call with what the policy logged on the way.
+#[derive(Debug)]
+pub struct Evaluation {
+    pub outcome: Result<Decision, Error>,
+    pub logs: Vec<LogLine>,
+    /// Log lines beyond the per-call cap, counted but not kept.
+    pub dropped_logs: usize,
+    pub duration: Duration,
+}
+
+/// A compiled, type-checked policy whose metadata passed validation. Cheap
+/// to clone; safe to call from many threads at once.
+#[derive(Clone)]
+pub struct LoadedPolicy {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    info: PolicyInfo,
+    digest: String,
+    size_bytes: usize,
+    pre: PolicyBindingsPre<HostState>,
+    engine: Engine,
+    config: Arc<RuntimeConfig>,
+    idle: Mutex<Vec<Warm>>,
+}
+
+impl std::fmt::Debug for LoadedPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPolicy")
+            .field("info", &self.inner.info)
+            .field("digest", &self.inner.digest)
+            .finish()
+    }
+}
+
+impl LoadedPolicy {
+    pub(super) fn new(
+        pre: PolicyBindingsPre<HostState>,
+        engine: Engine,
+        config: Arc<RuntimeConfig>,
+        digest: String,
+        size_bytes: usize,
+    ) -> LoadedPolicy {
+        let info = PolicyInfo {
+            name: String::new(),
+            version: String::new(),
+            description: String::new(),
+            params_schema: String::new(),
+            reads: vec![],
+        };
+        LoadedPolicy {
+            inner: Arc::new(Inner {
+                info,
+                digest,
+                size_bytes,
+                pre,
+                engine,
+                config,
+                idle: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// Completes loading with the validated metadata; `warm` becomes the
+    /// first idle instance.
+    pub(super) fn with_info(self, info: PolicyInfo, warm: Warm) -> LoadedPolicy {
+        let inner = Arc::into_inner(self.inner).expect("policy not shared during load");
+        let policy = LoadedPolicy {
+            inner: Arc::new(Inner { info, ..inner }),
+        };
+        policy.release(warm);
+        policy
+    }
+
+    pub fn info(&self) -> &PolicyInfo {
+        &self.inner.info
+    }
+
+    /// sha256 of the component bytes, lowercase hex.
+    pub fn digest(&self) -> &str {
+        &self.inner.digest
+    }
+
+    pub fn size_bytes(&self) -> usize {
+        self.inner.size_bytes
+    }
+
+    /// `name@version`.
+    pub fn id(&self) -> String {
+        format!("{}@{}", self.inner.info.name, self.inner.info.version)
+    }
+
+    pub(super) fn instantiate(&self) -> Result<Warm, Error> {
+        let config = &self.inner.config;
+        let state = HostState::new(
+            config.memory_limit_bytes,
+            config.max_log_lines,
+            config.max_output_bytes,
+        );
+        let mut store = Store::new(&self.inner.engine, state);
+        store.limiter(|state| &mut state.limits);
+        store.set_epoch_deadline(ticks(config.load_deadline));
+        let bindings = self
+            .inner
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| classify(e, &store, config.load_deadline))?;
+        Ok(Warm { store, bindings })
+    }
+
+    pub(super) fn call_metadata(&self, warm: &mut Warm) -> Result<PolicyInfo, Error> {
+        let config = &self.inner.config;
+        warm.store.data_mut().begin_call(0);
+        warm.store.set_epoch_deadline(ticks(config.load_deadline));
+        warm.bindings
+            .call_metadata(&mut warm.store)
+            .map(bindings::info_from_wit)
+            .map_err(|e| classify(e, &warm.store, config.load_deadline))
+    }
+
+    fn acquire(&self) -> Result<Warm, Error> {
+        if let Some(warm) = self.inner.idle.lock().pop() {
+            return Ok(warm);
+        }
+        self.instantiate()
+    }
+
+    fn release(&self, warm: Warm) {
+        let config = &self.inner.config;
+        if config.recycle_instances {
+            let mut idle = self.inner.idle.lock();
+            if idle.len() < config.max_idle_instances {
+                idle.push(warm);
+            }
+        }
+    }
+
+    /// Drops every idle instance (e.g. before the policy is unloaded).
+    pub fn drain_idle(&self) {
+        self.inner.idle.lock().clear();
+    }
+
+    /// Runs `evaluate(snapshot)` within the deadline and memory cap.
+    pub fn evaluate(&self, snapshot: &Snapshot) -> Evaluation {
+        let started = Instant::now();
+        let input = bindings::snapshot_to_wit(snapshot);
+        let mut warm = match self.acquire() {
+            Ok(warm) => warm,
+            Err(error) => {
+                return Evaluation {
+                    outcome: Err(error),
+                    logs: vec![],
+                    dropped_logs: 0,
+                    duration: started.elapsed(),
+                };
+            }
+        };
+        let config = &self.inner.config;
+        warm.store.data_mut().begin_call(snapshot.now_ms);
+        warm.store.set_epoch_deadline(ticks(config.deadline));
+        let result = warm.bindings.call_evaluate(&mut warm.store, &input);
+
+        let state = warm.store.data_mut();
+        let mut logs: Vec<LogLine> = state
+            .logs
+            .drain(..)
+            .map(|(level, message)| LogLine { level, message })
+            .collect();
+        let dropped_logs = state.dropped_logs;
+        let output = state.output.take();
+        if !output.is_empty() {
+            logs.push(LogLine {
+                level: LogLevel::Output,
+                message: output,
+            });
+        }
+
+        let outcome = match result {
+            Err(error) => Err(classify(error, &warm.store, config.deadline)),
+            Ok(Err(declined)) => Err(Error::Declined(bindings::declined_from_wit(declined))),
+            Ok(Ok(decision)) => check_output(bindings::decision_from_wit(decision), config),
+        };
+        // A trapped or misbehaving instance is never reused.
+        if outcome.as_ref().map_or_else(|e| !e.is_fault(), |_| true) {
+            self.release(warm);
+        }
+        Evaluation {
+            outcome,
+            logs,
+            dropped_logs,
+            duration: started.elapsed(),
+        }
+    }
+}
+
+fn check_output(decision: Decision, config: &RuntimeConfig) -> Result<Decision, Error> {
+    if decision.state.len() > config.max_state_bytes {
+        return Err(Error::InvalidOutput(format!(
+            "state is {} bytes, the limit is {}",
+            decision.state.len(),
+            config.max_state_bytes
+        )));
+    }
+    if decision.reason.len() > config.max_reason_bytes {
+        return Err(Error::InvalidOutput(format!(
+            "reason is {} bytes, the limit is {}",
+            decision.reason.len(),
+            config.max_reason_bytes
+        )));
+    }
+    const MAX_ENTRIES: usize = 10_000;
+    if decision.deletion_costs.len() > MAX_ENTRIES || decision.metrics.len() > MAX_ENTRIES {
+        return Err(Error::InvalidOutput(format!(
+            "more than {MAX_ENTRIES} deletion costs or metrics"
+        )));
+    }
+    if let Some(metric) = decision.metrics.iter().find(|m| !m.value.is_finite()) {
+        return Err(Error::InvalidOutput(format!(
+            "reported metric {:?} is not a finite number",
+            metric.name
+        )));
+    }
+    Ok(decision)
+}
+
+/// Turns a wasmtime error from a call into the policy fault it stands for.
+fn classify(error: wasmtime::Error, store: &Store<HostState>, deadline: Duration) -> Error {
+    if store.data().limits.hit {
+        return Error::MemoryLimit {
+            limit_bytes: store.data().limits.limit,
+        };
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => Error::Timeout {
+            deadline_ms: deadline.as_millis() as u64,
+        },
+        Some(trap) => Error::Trap(trap.to_string()),
+        None => Error::Trap(format!("{error:#}")),
+    }
+}

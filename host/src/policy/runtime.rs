@@ -1,0 +1,258 @@
+//! The engine, the linker and loading: bytes in, validated [`LoadedPolicy`] out.
+
+use super::bindings::{self, PolicyBindingsPre};
+use super::cache::ArtifactCache;
+use super::loaded::{LoadedPolicy, Warm};
+use super::sandbox::HostState;
+use super::{Error, PolicyInfo, RuntimeConfig};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+
+/// Granularity of deadlines: the ticker bumps the engine's epoch this often.
+pub(super) const EPOCH_TICK: Duration = Duration::from_millis(2);
+
+/// How a load went, for `policy inspect` and the benchmark.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct LoadStats {
+    /// True when a precompiled artifact was used.
+    pub cache_hit: bool,
+    /// Time to compile or deserialize, in milliseconds.
+    pub compile_ms: f64,
+    /// Total load time including type check and `metadata()`, in milliseconds.
+    pub total_ms: f64,
+}
+
+/// One per process: engine, linker, artifact cache, epoch ticker.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache: Option<ArtifactCache>,
+    config: Arc<RuntimeConfig>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+pub(super) fn ticks(budget: Duration) -> u64 {
+    // +1: the first tick may come at any moment after the deadline is set
+    budget.as_micros().div_ceil(EPOCH_TICK.as_micros()) as u64 + 1
+}
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig) -> Result<Runtime, Error> {
+        let mut wasm = Config::new();
+        wasm.wasm_component_model(true);
+        wasm.epoch_interruption(true);
+        wasm.cranelift_opt_level(OptLevel::Speed);
+        let instances = config.max_instances.max(1);
+        let mut pool = PoolingAllocationConfig::default();
+        // Python and JS components hold a dozen core instances and tables each.
+        pool.total_component_instances(instances)
+            .total_core_instances(instances.saturating_mul(8))
+            .total_memories(instances.saturating_mul(2))
+            .total_tables(instances.saturating_mul(8))
+            .max_core_instances_per_component(64)
+            .max_memories_per_component(4)
+            .max_tables_per_component(64)
+            .max_memory_size(config.memory_limit_bytes)
+            .table_elements(100_000)
+            .max_core_instance_size(4 << 20)
+            .max_component_instance_size(4 << 20);
+        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&wasm)
+            .map_err(|e| Error::Instantiate(format!("cannot create engine: {e}")))?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| Error::Instantiate(e.to_string()))?;
+        bindings::add_to_linker(&mut linker).map_err(|e| Error::Instantiate(e.to_string()))?;
+
+        let cache = match &config.cache_dir {
+            Some(dir) => Some(
+                ArtifactCache::open(dir, &engine)
+                    .map_err(|e| Error::Io(format!("cache directory {}: {e}", dir.display())))?,
+            ),
+            None => None,
+        };
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let (ticker_engine, stop) = (engine.clone(), ticker_stop.clone());
+        std::thread::Builder::new()
+            .name("policy-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    ticker_engine.increment_epoch();
+                }
+            })
+            .map_err(|e| Error::Instantiate(format!("cannot start epoch ticker: {e}")))?;
+
+        Ok(Runtime {
+            engine,
+            linker,
+            cache,
+            config: Arc::new(config),
+            ticker_stop,
+        })
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// Reads a file and loads it.
+    pub fn load_file(&self, path: &std::path::Path) -> Result<(LoadedPolicy, LoadStats), Error> {
+        let bytes =
+            std::fs::read(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+        self.load(&bytes)
+    }
+
+    /// Compiles (or loads precompiled), type-checks against the world, runs
+    /// `metadata()` and validates it.
+    pub fn load(&self, bytes: &[u8]) -> Result<(LoadedPolicy, LoadStats), Error> {
+        let started = Instant::now();
+        let digest = hex::encode(Sha256::digest(bytes));
+        if !is_component_binary(bytes) {
+            return Err(Error::Compile(if bytes.starts_with(b"\0asm") {
+                "this is a core WebAssembly module, not a component (build for wasm32-wasip2 or run `wasm-tools component new`)".into()
+            } else {
+                "the bytes do not start with the WebAssembly magic number".into()
+            }));
+        }
+        let cached = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.load(&self.engine, &digest));
+        let cache_hit = cached.is_some();
+        let component = match cached {
+            Some(component) => component,
+            None => {
+                let component = Component::new(&self.engine, bytes)
+                    .map_err(|e| Error::Compile(format!("{e:#}")))?;
+                if let Some(cache) = &self.cache {
+                    cache.store(&component, &digest);
+                }
+                component
+            }
+        };
+        let compile_ms = started.elapsed().as_secs_f64() * 1e3;
+
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| Error::Incompatible(format!("{e:#}")))?;
+        let pre = PolicyBindingsPre::new(instance_pre)
+            .map_err(|e| Error::Incompatible(format!("{e:#}")))?;
+        let policy = LoadedPolicy::new(
+            pre,
+            self.engine.clone(),
+            self.config.clone(),
+            digest,
+            bytes.len(),
+        );
+        let mut warm: Warm = policy.instantiate()?;
+        let info = policy.call_metadata(&mut warm)?;
+        validate_info(&info)?;
+        let policy = policy.with_info(info, warm);
+        let total_ms = started.elapsed().as_secs_f64() * 1e3;
+        Ok((
+            policy,
+            LoadStats {
+                cache_hit,
+                compile_ms,
+                total_ms,
+            },
+        ))
+    }
+}
+
+/// A component starts with the magic number and the component layer/version
+/// (`0d 00 01 00`); a core module has version `01 00 00 00`.
+fn is_component_binary(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && bytes.starts_with(b"\0asm") && bytes[4..8] == [0x0d, 0x00, 0x01, 0x00]
+}
+
+fn validate_info(info: &PolicyInfo) -> Result<(), Error> {
+    let name_ok = !info.name.is_empty()
+        && info.name.len() <= 63
+        && info
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !info.name.starts_with('-')
+        && !info.name.ends_with('-');
+    if !name_ok {
+        return Err(Error::InvalidMetadata(format!(
+            "name {:?} must be 1-63 characters of a-z, 0-9 and '-', not starting or ending with '-'",
+            info.name
+        )));
+    }
+    if semver::Version::parse(&info.version).is_err() {
+        return Err(Error::InvalidMetadata(format!(
+            "version {:?} of policy {} is not a semantic version (like 1.2.3)",
+            info.version, info.name
+        )));
+    }
+    if !info.params_schema.trim().is_empty() {
+        let schema: serde_json::Value = serde_json::from_str(&info.params_schema).map_err(|e| {
+            Error::InvalidMetadata(format!(
+                "params-schema of policy {} is not JSON: {e}",
+                info.name
+            ))
+        })?;
+        if !(schema.is_object() || schema.is_boolean()) {
+            return Err(Error::InvalidMetadata(format!(
+                "params-schema of policy {} must be a JSON object",
+                info.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(name: &str, version: &str, schema: &str) -> PolicyInfo {
+        PolicyInfo {
+            name: name.into(),
+            version: version.into(),
+            description: String::new(),
+            params_schema: schema.into(),
+            reads: vec![],
+        }
+    }
+
+    #[test]
+    fn metadata_rules() {
+        assert!(validate_info(&info("hpa", "1.0.0", "{}")).is_ok());
+        assert!(validate_info(&info("target-tracking-py", "0.1.0-rc.1", "")).is_ok());
+        for (name, version, schema, needle) in [
+            ("Bad Name", "1.0.0", "{}", "name \"Bad Name\""),
+            ("-x", "1.0.0", "{}", "name \"-x\""),
+            ("ok", "banana", "{}", "version \"banana\""),
+            ("ok", "1.0.0", "{", "not JSON"),
+            ("ok", "1.0.0", "[1]", "must be a JSON object"),
+        ] {
+            let err = validate_info(&info(name, version, schema))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{err} should contain {needle}");
+        }
+    }
+
+    #[test]
+    fn deadline_ticks_round_up() {
+        assert_eq!(ticks(Duration::from_millis(100)), 51);
+        assert_eq!(ticks(Duration::from_millis(1)), 2);
+    }
+}

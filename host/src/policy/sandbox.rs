@@ -1,0 +1,302 @@
+//! What a policy instance can touch: the per-store host state.
+//!
+//! Guest toolchains (Rust `wasm32-wasip2`, componentize-py, componentize-js)
+//! import WASI whether or not the policy uses it, so WASI is linked — with a
+//! context that grants nothing: no preopened directories, no environment or
+//! arguments, sockets denied, clocks pinned to the snapshot's `now_ms`,
+//! randomness from a fixed seed (so a replay is bit-for-bit the same), and
+//! stdout/stderr captured into a capped buffer that ends up in the log.
+
+use bytes::Bytes;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+/// Severity of a policy's log line.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+    /// Captured stdout/stderr.
+    Output,
+}
+
+/// Fixed seed for the guest's randomness: evaluations are replayable.
+const RANDOM_SEED: &[u8] = b"scalegate: policies get deterministic randomness";
+
+/// The store data of one policy instance.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(super) limits: MemoryCap,
+    pub(super) logs: Vec<(LogLevel, String)>,
+    pub(super) dropped_logs: usize,
+    max_log_lines: usize,
+    max_line_bytes: usize,
+    pub(super) output: CappedOutput,
+    clock: PinnedClock,
+}
+
+impl HostState {
+    pub fn new(
+        memory_limit_bytes: usize,
+        max_log_lines: usize,
+        max_output_bytes: usize,
+    ) -> HostState {
+        let clock = PinnedClock::default();
+        let output = CappedOutput::new(max_output_bytes);
+        let mut builder = WasiCtxBuilder::new();
+        builder
+            .stdout(output.clone())
+            .stderr(output.clone())
+            .wall_clock(clock.clone())
+            .monotonic_clock(clock.clone())
+            .secure_random(wasmtime_wasi::Deterministic::new(RANDOM_SEED.to_vec()))
+            .insecure_random(wasmtime_wasi::Deterministic::new(RANDOM_SEED.to_vec()))
+            .insecure_random_seed(0x5ca1_e6a7e)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        HostState {
+            wasi: builder.build(),
+            table: ResourceTable::new(),
+            limits: MemoryCap::new(memory_limit_bytes),
+            logs: Vec::new(),
+            dropped_logs: 0,
+            max_log_lines,
+            max_line_bytes: 1024,
+            output,
+            clock,
+        }
+    }
+
+    /// Prepares the state for one call: clock at the snapshot time, fresh log.
+    pub fn begin_call(&mut self, now_ms: u64) {
+        self.clock.set(now_ms);
+        self.logs.clear();
+        self.dropped_logs = 0;
+        self.output.clear();
+        self.limits.hit = false;
+    }
+
+    pub fn push_log(&mut self, level: LogLevel, mut message: String) {
+        if self.logs.len() >= self.max_log_lines {
+            self.dropped_logs += 1;
+            return;
+        }
+        if message.len() > self.max_line_bytes {
+            let mut cut = self.max_line_bytes;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push('…');
+        }
+        self.logs.push((level, message));
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Memory cap per instance. Going over it stops the call (an error from the
+/// limiter traps the guest) and is remembered so the fault is classified as
+/// `MemoryLimit` rather than a generic trap.
+pub struct MemoryCap {
+    inner: StoreLimits,
+    pub(super) limit: usize,
+    pub(super) hit: bool,
+}
+
+impl MemoryCap {
+    fn new(limit: usize) -> MemoryCap {
+        MemoryCap {
+            inner: StoreLimitsBuilder::new()
+                .memory_size(limit)
+                .table_elements(1 << 20)
+                .instances(10_000)
+                .build(),
+            limit,
+            hit: false,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct MemoryLimitExceeded;
+
+impl std::fmt::Display for MemoryLimitExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("memory limit exceeded")
+    }
+}
+
+impl std::error::Error for MemoryLimitExceeded {}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.hit = true;
+            return Err(wasmtime::Error::new(MemoryLimitExceeded));
+        }
+        self.inner.memory_growing(current, desired, maximum)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
+}
+
+/// Wall and monotonic clock, both reading the snapshot's `now_ms`.
+#[derive(Clone, Default)]
+struct PinnedClock(Arc<AtomicU64>);
+
+impl PinnedClock {
+    fn set(&self, now_ms: u64) {
+        self.0.store(now_ms, Ordering::Relaxed);
+    }
+}
+
+impl wasmtime_wasi::HostWallClock for PinnedClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_millis(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::from_millis(self.0.load(Ordering::Relaxed))
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for PinnedClock {
+    fn resolution(&self) -> u64 {
+        1_000_000
+    }
+    fn now(&self) -> u64 {
+        self.0.load(Ordering::Relaxed).saturating_mul(1_000_000)
+    }
+}
+
+/// stdout/stderr sink that keeps the first `capacity` bytes of a call and
+/// silently drops the rest (a chatty policy must not fail because of it).
+#[derive(Clone)]
+pub struct CappedOutput {
+    buffer: Arc<Mutex<Vec<u8>>>,
+    capacity: usize,
+}
+
+impl CappedOutput {
+    fn new(capacity: usize) -> CappedOutput {
+        CappedOutput {
+            buffer: Arc::new(Mutex::new(Vec::new())),
+            capacity,
+        }
+    }
+
+    fn append(&self, bytes: &[u8]) {
+        let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        let room = self.capacity.saturating_sub(buffer.len());
+        buffer.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+
+    fn clear(&self) {
+        self.buffer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// The captured text of the current call.
+    pub fn take(&self) -> String {
+        let bytes = std::mem::take(&mut *self.buffer.lock().unwrap_or_else(|e| e.into_inner()));
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl IsTerminal for CappedOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for CappedOutput {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl OutputStream for CappedOutput {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.append(&bytes);
+        Ok(())
+    }
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        // always writable: excess bytes are dropped, not refused
+        Ok(64 << 10)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for CappedOutput {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for CappedOutput {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.append(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what building and testing scalegate needs, idempotently: the
+# wasm32-wasip2 Rust target, `just`, componentize-py (Python policies) and
+# componentize-js (JavaScript policies). Safe to run any number of times.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+COMPONENTIZE_PY_VERSION=0.25.1
+
+if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+    echo "bootstrap: adding the wasm32-wasip2 target"
+    rustup target add wasm32-wasip2
+fi
+
+if ! command -v just >/dev/null 2>&1; then
+    echo "bootstrap: installing just (cargo install, ~2 min once)"
+    cargo install just --locked --quiet
+fi
+
+if ! python3 -m pip show componentize-py 2>/dev/null | grep -qx "Version: ${COMPONENTIZE_PY_VERSION}"; then
+    echo "bootstrap: installing componentize-py ${COMPONENTIZE_PY_VERSION}"
+    python3 -m pip install --quiet --disable-pip-version-check "componentize-py==${COMPONENTIZE_PY_VERSION}"
+fi
+
+if [ ! -x plugins/js/node_modules/.bin/componentize-js ]; then
+    echo "bootstrap: installing componentize-js (npm)"
+    (cd plugins/js && npm install --no-audit --no-fund --loglevel=error)
+fi

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Builds every bundled policy into target/policies/ (test fixtures into
+# target/policies/testdata/). Rust policies: cargo for wasm32-wasip2;
+# Python: componentize-py; JavaScript: componentize-js. Python and JS are
+# rebuilt only when their sources or the WIT changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=target/policies
+mkdir -p "$out/testdata"
+
+rust_policies=(hpa fixed target-tracking)
+testdata=(infinite-loop memory-bomb panic huge-output bad-metadata wrong-world sneaky)
+packages=()
+for p in "${rust_policies[@]}"; do packages+=(-p "policy-$p"); done
+for t in "${testdata[@]}"; do packages+=(-p "testdata-$t"); done
+cargo build --quiet --target wasm32-wasip2 --profile release-wasm "${packages[@]}"
+built=target/wasm32-wasip2/release-wasm
+for p in "${rust_policies[@]}"; do cp "$built/policy_${p//-/_}.wasm" "$out/${p//-/_}.wasm"; done
+for t in "${testdata[@]}"; do cp "$built/testdata_${t//-/_}.wasm" "$out/testdata/${t//-/_}.wasm"; done
+
+# newer_than TARGET SOURCES...: true when TARGET is missing or older than a source
+stale() {
+    local target=$1; shift
+    [ ! -e "$target" ] || [ -n "$(find "$@" -newer "$target" -type f 2>/dev/null | head -n1)" ]
+}
+
+for dir in plugins/python/*/; do
+    name=$(basename "$dir")
+    target="$out/${name//-/_}_py.wasm"
+    if stale "$target" "$dir" wit; then
+        echo "building Python policy $name"
+        componentize-py -d wit -w policy componentize -p "$dir" app -o "$target.tmp" >/dev/null
+        mv "$target.tmp" "$target"
+    fi
+done
+
+for dir in plugins/js/*/; do
+    [ -f "$dir/policy.js" ] || continue
+    name=$(basename "$dir")
+    target="$out/${name//-/_}_js.wasm"
+    if stale "$target" "$dir" wit; then
+        echo "building JavaScript policy $name"
+        plugins/js/node_modules/.bin/componentize-js "$dir/policy.js" --wit wit -n policy -o "$target.tmp" -d http fetch-event >/dev/null
+        mv "$target.tmp" "$target"
+    fi
+done
+ls -1 "$out" "$out/testdata" | sed 's/^/  /'
