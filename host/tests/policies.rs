@@ -1,0 +1,178 @@
+//! The bundled policies through the host's real call path: `hpa` decides
+//! exactly like the native library, the Rust, Python and JavaScript versions
+//! of `target-tracking` decide identically, and the precompiled cache is
+//! reused, invalidated and survives corruption.
+
+mod support;
+use scalegate::bench::{hpa_bench_snapshot, native_hpa};
+use scalegate::policy::{Declined, Error, LoadedPolicy, Runtime, RuntimeConfig};
+use scalegate::sim::{SimWorkload, daily_load};
+use scalegate::snapshot::Snapshot;
+use support::*;
+
+#[test]
+fn hpa_metadata_and_example_decision() {
+    let runtime = runtime();
+    let (hpa, _) = runtime.load_file(&policy("hpa.wasm")).unwrap();
+    assert_eq!(hpa.info().name, "hpa");
+    assert_eq!(hpa.digest().len(), 64);
+    assert!(hpa.info().params_schema.contains("behavior"));
+    let decision = hpa.evaluate(&example("hpa-scale-up.json")).outcome.unwrap();
+    // 0.45 of 0.5 cores = 90 % of a 60 % target → ceil(1.5 × 3) = 5
+    assert_eq!(decision.desired_replicas, Some(5));
+    assert!(decision.reason.contains("cpu utilization 90 → 5"), "{}", decision.reason);
+}
+
+#[test]
+fn hpa_wasm_matches_native_over_a_simulated_day() {
+    let runtime = runtime();
+    let (hpa, _) = runtime.load_file(&policy("hpa.wasm")).unwrap();
+    let params = serde_json::json!({
+        "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}}],
+        "behavior": {"scaleDown": {"stabilizationWindowSeconds": 60, "policies": [{"type": "Pods", "value": 2, "periodSeconds": 30}]}}
+    });
+    let mut workload = SimWorkload::new("web", 2, 1, 40);
+    let mut state = Vec::new();
+    let mut changes = 0;
+    for step in 1..=96u64 {
+        let now = step * 15_000;
+        let mut snapshot = workload.snapshot(now, daily_load(now, 96 * 15_000), params.clone());
+        snapshot.state = state.clone();
+        let native = native_hpa(&snapshot);
+        let decision = hpa.evaluate(&snapshot).outcome.unwrap();
+        assert_eq!(decision.desired_replicas, native, "step {step}");
+        state = decision.state;
+        if let Some(desired) = decision.desired_replicas {
+            if desired != workload.replicas() {
+                changes += 1;
+            }
+            workload.set_replicas(desired, now, true);
+        }
+    }
+    assert!(changes >= 4, "the day should scale up and down, saw {changes} changes");
+    assert_eq!(hpa.evaluate(&hpa_bench_snapshot()).outcome.unwrap().desired_replicas, native_hpa(&hpa_bench_snapshot()));
+}
+
+#[test]
+fn hpa_invalid_params_are_declined_with_the_field() {
+    let runtime = runtime();
+    let (hpa, _) = runtime.load_file(&policy("hpa.wasm")).unwrap();
+    let mut snapshot = example("hpa-scale-up.json");
+    snapshot.params = serde_json::json!({"metrics": [], "behaviour": {}});
+    match hpa.evaluate(&snapshot).outcome {
+        Err(error @ Error::Declined(Declined::InvalidParams(_))) => {
+            assert!(error.to_string().contains("unknown field `behaviour`"), "{error}");
+            assert!(!error.is_fault());
+        }
+        other => panic!("expected InvalidParams, got {other:?}"),
+    }
+}
+
+fn tracking_cases() -> Vec<(&'static str, Snapshot)> {
+    let base = example("target-tracking-scale-in.json");
+    let with = |f: &dyn Fn(&mut Snapshot)| {
+        let mut s = base.clone();
+        f(&mut s);
+        s
+    };
+    vec![
+        ("scale-in with deletion costs", base.clone()),
+        ("scale-out", with(&|s| s.metrics[0].value = 7321.5)),
+        ("exact multiple", with(&|s| s.metrics[0].value = 1800.0)),
+        ("zero load", with(&|s| s.metrics[0].value = 0.0)),
+        ("negative load is zero", with(&|s| s.metrics[0].value = -5.0)),
+        ("fractional target", with(&|s| s.params = serde_json::json!({"metric": "connections", "target": 0.7}))),
+        ("stale metric", with(&|s| s.metrics[0].timestamp_ms = s.now_ms - 61_000)),
+        ("custom max age", with(&|s| {
+            s.metrics[0].timestamp_ms = s.now_ms - 61_000;
+            s.params = serde_json::json!({"metric": "connections", "target": 600, "max_age_seconds": 120});
+        })),
+        ("missing metric", with(&|s| s.params = serde_json::json!({"metric": "rps", "target": 100}))),
+        ("invalid target", with(&|s| s.params = serde_json::json!({"metric": "connections", "target": 0}))),
+        ("params not an object", with(&|s| s.params = serde_json::json!([1, 2]))),
+        ("huge load saturates", with(&|s| s.metrics[0].value = 1e15)),
+    ]
+}
+
+/// Decision as comparable data; errors compared by kind.
+fn outcome(policy: &LoadedPolicy, snapshot: &Snapshot) -> Result<scalegate::snapshot::Decision, String> {
+    policy.evaluate(snapshot).outcome.map_err(|e| match e {
+        Error::Declined(Declined::InvalidParams(_)) => "invalid-params".to_string(),
+        Error::Declined(Declined::MissingInput(_)) => "missing-input".to_string(),
+        other => format!("fault: {other}"),
+    })
+}
+
+#[test]
+fn rust_python_and_javascript_decide_identically() {
+    let runtime = runtime();
+    let (rust, _) = runtime.load_file(&policy("target_tracking.wasm")).unwrap();
+    let (python, _) = runtime.load_file(&policy("target_tracking_py.wasm")).unwrap();
+    let (javascript, _) = runtime.load_file(&policy("target_tracking_js.wasm")).unwrap();
+    assert_eq!(python.info().name, "target-tracking-py");
+    assert_eq!(javascript.info().name, "target-tracking-js");
+    let mut kinds = std::collections::BTreeSet::new();
+    for (name, snapshot) in tracking_cases() {
+        let expected = outcome(&rust, &snapshot);
+        assert!(!matches!(&expected, Err(e) if e.starts_with("fault")), "{name}: rust faulted: {expected:?}");
+        kinds.insert(match &expected {
+            Ok(d) if d.desired_replicas.is_none() => "no-opinion".to_string(),
+            Ok(d) if !d.deletion_costs.is_empty() => "scale-in".to_string(),
+            Ok(_) => "decision".to_string(),
+            Err(kind) => kind.clone(),
+        });
+        assert_eq!(outcome(&python, &snapshot), expected, "python differs on {name}");
+        assert_eq!(outcome(&javascript, &snapshot), expected, "javascript differs on {name}");
+    }
+    // the cases exercise every branch
+    assert_eq!(kinds.len(), 5, "{kinds:?}");
+}
+
+#[test]
+fn precompiled_cache_is_reused_and_survives_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || RuntimeConfig { cache_dir: Some(dir.path().to_path_buf()), max_instances: 8, ..RuntimeConfig::default() };
+    let path = policy("fixed.wasm");
+    let (first, cold) = Runtime::new(config()).unwrap().load_file(&path).unwrap();
+    assert!(!cold.cache_hit);
+    let (_, warm) = Runtime::new(config()).unwrap().load_file(&path).unwrap();
+    assert!(warm.cache_hit, "a restart loads the precompiled artifact");
+
+    let artifacts: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(artifacts.len(), 1);
+    let name = artifacts[0].file_name().unwrap().to_string_lossy().to_string();
+    assert!(name.starts_with(first.digest()), "artifact keyed by digest: {name}");
+
+    // a truncated artifact is discarded and the component recompiled
+    let bytes = std::fs::read(&artifacts[0]).unwrap();
+    std::fs::write(&artifacts[0], &bytes[..bytes.len() / 3]).unwrap();
+    let (again, stats) = Runtime::new(config()).unwrap().load_file(&path).unwrap();
+    assert!(!stats.cache_hit);
+    let mut snapshot = example("target-tracking-scale-in.json");
+    snapshot.params = serde_json::json!({"replicas": 7});
+    assert_eq!(again.evaluate(&snapshot).outcome.unwrap().desired_replicas, Some(7));
+    let (_, healed) = Runtime::new(config()).unwrap().load_file(&path).unwrap();
+    assert!(healed.cache_hit, "the artifact was rewritten");
+}
+
+#[test]
+fn python_component_loads_from_the_cache() {
+    // first load compiles (tens of seconds) unless an earlier run cached it
+    let path = policy("target_tracking_py.wasm");
+    runtime().load_file(&path).unwrap();
+    let (_, stats) = runtime().load_file(&path).unwrap();
+    assert!(stats.cache_hit);
+}
+
+#[test]
+fn state_is_carried_by_the_caller_not_the_instance() {
+    // recycled or fresh, the same input gives the same output
+    let recycled = runtime();
+    let fresh = Runtime::new(RuntimeConfig { recycle_instances: false, ..config() }).unwrap();
+    let (a, _) = recycled.load_file(&policy("hpa.wasm")).unwrap();
+    let (b, _) = fresh.load_file(&policy("hpa.wasm")).unwrap();
+    let snapshot = hpa_bench_snapshot();
+    for _ in 0..3 {
+        assert_eq!(a.evaluate(&snapshot).outcome.unwrap(), b.evaluate(&snapshot).outcome.unwrap());
+    }
+}

@@ -1,0 +1,175 @@
+//! A faulty or hostile policy cannot hurt the host: every misbehaving
+//! fixture in `plugins/testdata/` ends as its typed error, within its
+//! budget, and the runtime keeps serving other policies afterwards.
+
+mod support;
+use scalegate::policy::{Error, LogLevel, Runtime, RuntimeConfig};
+use std::time::{Duration, Instant};
+use support::*;
+
+fn snapshot() -> scalegate::snapshot::Snapshot {
+    example("target-tracking-scale-in.json")
+}
+
+#[test]
+fn infinite_loop_is_stopped_within_twice_its_deadline() {
+    let deadline = Duration::from_millis(200);
+    let runtime = Runtime::new(RuntimeConfig { deadline, ..config() }).unwrap();
+    let (policy, _) = runtime.load_file(&policy("testdata/infinite_loop.wasm")).unwrap();
+    let started = Instant::now();
+    let evaluation = policy.evaluate(&snapshot());
+    let elapsed = started.elapsed();
+    assert!(matches!(evaluation.outcome, Err(Error::Timeout { deadline_ms: 200 })), "{:?}", evaluation.outcome);
+    assert!(elapsed >= deadline, "stopped before its deadline: {elapsed:?}");
+    assert!(elapsed < deadline * 2, "took {elapsed:?}, more than twice the {deadline:?} deadline");
+}
+
+#[test]
+fn memory_bomb_is_stopped_at_the_cap() {
+    let limit = 32 << 20;
+    let runtime = Runtime::new(RuntimeConfig { memory_limit_bytes: limit, ..config() }).unwrap();
+    let (policy, _) = runtime.load_file(&policy("testdata/memory_bomb.wasm")).unwrap();
+    let evaluation = policy.evaluate(&snapshot());
+    match evaluation.outcome {
+        Err(Error::MemoryLimit { limit_bytes }) => assert_eq!(limit_bytes, limit),
+        other => panic!("expected MemoryLimit, got {other:?}"),
+    }
+}
+
+#[test]
+fn panic_is_a_trap_and_its_message_is_captured() {
+    let runtime = runtime();
+    let (policy, _) = runtime.load_file(&policy("testdata/panic.wasm")).unwrap();
+    let evaluation = policy.evaluate(&snapshot());
+    match &evaluation.outcome {
+        Err(error @ Error::Trap(message)) => {
+            assert!(message.contains("unreachable"), "{message}");
+            assert!(error.is_fault());
+            assert_eq!(error.metric_label(), "trap");
+        }
+        other => panic!("expected Trap, got {other:?}"),
+    }
+    let output = evaluation.logs.iter().find(|l| l.level == LogLevel::Output).expect("panic message captured");
+    assert!(output.message.contains("index out of bounds"), "{}", output.message);
+}
+
+#[test]
+fn huge_output_is_rejected() {
+    let runtime = runtime();
+    let (policy, _) = runtime.load_file(&policy("testdata/huge_output.wasm")).unwrap();
+    match policy.evaluate(&snapshot()).outcome {
+        Err(Error::InvalidOutput(message)) => assert!(message.contains("state is 2097152 bytes"), "{message}"),
+        other => panic!("expected InvalidOutput, got {other:?}"),
+    }
+}
+
+#[test]
+fn wrong_world_is_incompatible_and_names_the_mismatch() {
+    let runtime = runtime();
+    let error = runtime.load_file(&policy("testdata/wrong_world.wasm")).unwrap_err();
+    assert!(matches!(error, Error::Incompatible(_)), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains("scalegate:policy/policy@0.1.0") && message.contains("evaluate"), "{message}");
+}
+
+#[test]
+fn invalid_metadata_is_rejected_with_the_offending_value() {
+    let runtime = runtime();
+    let error = runtime.load_file(&policy("testdata/bad_metadata.wasm")).unwrap_err();
+    assert!(matches!(error, Error::InvalidMetadata(_)), "{error:?}");
+    assert!(error.to_string().contains("\"Not A Valid Name!\""), "{error}");
+}
+
+#[test]
+fn corrupt_bytes_are_rejected_with_the_reason() {
+    let runtime = runtime();
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (b"definitely not wasm".to_vec(), "magic number"),
+        (Vec::new(), "magic number"),
+        // a core module, not a component
+        (b"\0asm\x01\0\0\0".to_vec(), "core WebAssembly module"),
+        // a real component cut short
+        (policy_bytes("hpa.wasm")[..5000].to_vec(), "out of bounds"),
+    ];
+    for (bytes, needle) in cases {
+        let error = runtime.load(&bytes).unwrap_err();
+        assert!(matches!(error, Error::Compile(_)), "{error:?}");
+        assert!(error.to_string().contains(needle), "{error} should mention {needle}");
+    }
+}
+
+#[test]
+fn missing_file_is_an_io_error_naming_the_path() {
+    let error = runtime().load_file(std::path::Path::new("/nonexistent/policy.wasm")).unwrap_err();
+    assert!(matches!(error, Error::Io(_)) && error.to_string().contains("/nonexistent/policy.wasm"), "{error}");
+}
+
+#[test]
+fn sandbox_grants_no_ambient_capabilities() {
+    let runtime = runtime();
+    let (policy, _) = runtime.load_file(&policy("testdata/sneaky.wasm")).unwrap();
+    let snapshot = snapshot();
+    let evaluation = policy.evaluate(&snapshot);
+    let decision = evaluation.outcome.expect("sneaky evaluates");
+    let fields: std::collections::HashMap<&str, &str> =
+        decision.reason.split(' ').filter_map(|kv| kv.split_once('=')).collect();
+    assert_eq!(fields["file"], "false", "no filesystem");
+    assert_eq!(fields["env"], "0", "no environment");
+    assert_eq!(fields["args"], "0", "no arguments");
+    assert_eq!(fields["net"], "false", "no sockets");
+    assert_eq!(fields["resolve"], "false", "no name lookup");
+    assert_eq!(fields["wall_ms"], snapshot.now_ms.to_string(), "the clock reads the snapshot time");
+
+    // stdout is captured and capped at 8 KiB; log lines capped at 100 per call
+    let output: Vec<_> = evaluation.logs.iter().filter(|l| l.level == LogLevel::Output).collect();
+    assert_eq!(output.len(), 1);
+    assert_eq!(output[0].message.len(), 8 << 10);
+    let info = evaluation.logs.iter().filter(|l| l.level == LogLevel::Info).count();
+    assert_eq!(info, 100);
+    assert_eq!(evaluation.dropped_logs, 50);
+
+    // randomness is seeded: the same call on a fresh instance gives the same hash seed
+    let fresh = Runtime::new(RuntimeConfig { recycle_instances: false, ..config() }).unwrap();
+    let (again, _) = fresh.load_file(&support::policy("testdata/sneaky.wasm")).unwrap();
+    let first = again.evaluate(&snapshot).outcome.unwrap().reason;
+    let second = again.evaluate(&snapshot).outcome.unwrap().reason;
+    assert_eq!(first, second, "deterministic across fresh instances");
+    assert_eq!(first, decision.reason);
+}
+
+#[test]
+fn host_keeps_serving_other_policies_after_faults() {
+    let runtime = Runtime::new(RuntimeConfig { deadline: Duration::from_millis(50), memory_limit_bytes: 32 << 20, ..config() }).unwrap();
+    let (hpa, _) = runtime.load_file(&policy("hpa.wasm")).unwrap();
+    let (looping, _) = runtime.load_file(&policy("testdata/infinite_loop.wasm")).unwrap();
+    let (bomb, _) = runtime.load_file(&policy("testdata/memory_bomb.wasm")).unwrap();
+    let (panicking, _) = runtime.load_file(&policy("testdata/panic.wasm")).unwrap();
+    let snapshot = example("hpa-scale-up.json");
+    let expected = hpa.evaluate(&snapshot).outcome.unwrap();
+
+    // faults run concurrently with healthy evaluations on other threads
+    std::thread::scope(|scope| {
+        let faults = scope.spawn(|| {
+            for _ in 0..3 {
+                assert!(matches!(looping.evaluate(&snapshot).outcome, Err(Error::Timeout { .. })));
+                assert!(matches!(bomb.evaluate(&snapshot).outcome, Err(Error::MemoryLimit { .. })));
+                assert!(matches!(panicking.evaluate(&snapshot).outcome, Err(Error::Trap(_))));
+            }
+        });
+        let healthy: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    for _ in 0..200 {
+                        assert_eq!(hpa.evaluate(&snapshot).outcome.as_ref().unwrap(), &expected);
+                    }
+                })
+            })
+            .collect();
+        faults.join().unwrap();
+        for h in healthy {
+            h.join().unwrap();
+        }
+    });
+    // and afterwards
+    assert_eq!(hpa.evaluate(&snapshot).outcome.unwrap(), expected);
+}

@@ -1,0 +1,41 @@
+//! Shared helpers for the host's integration tests: where the built policies
+//! are, and runtimes with a test-wide precompiled cache.
+#![allow(dead_code)]
+
+use scalegate::policy::{Runtime, RuntimeConfig};
+use scalegate::snapshot::Snapshot;
+use std::path::PathBuf;
+
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+/// A built policy; fails the test (never skips it) when the fixtures are missing.
+pub fn policy(relative: &str) -> PathBuf {
+    let path = workspace().join("target/policies").join(relative);
+    assert!(path.is_file(), "{} is missing: run `just plugins` (scripts/build-plugins.sh) before the tests", path.display());
+    path
+}
+
+pub fn policy_bytes(relative: &str) -> Vec<u8> {
+    std::fs::read(policy(relative)).expect("read policy")
+}
+
+/// Precompiled artifacts shared by all test binaries (compiling the Python
+/// and JS components takes ~20 s each; once per machine is enough).
+pub fn shared_cache() -> PathBuf {
+    workspace().join("target/policy-cache-tests")
+}
+
+pub fn config() -> RuntimeConfig {
+    RuntimeConfig { cache_dir: Some(shared_cache()), max_instances: 64, ..RuntimeConfig::default() }
+}
+
+pub fn runtime() -> Runtime {
+    Runtime::new(config()).expect("runtime")
+}
+
+pub fn example(name: &str) -> Snapshot {
+    let path = workspace().join("examples/snapshots").join(name);
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("read example")).expect("parse example")
+}
