@@ -10,7 +10,7 @@
 use crate::cli::{Failure, load_dir};
 use crate::policy::{LoadedPolicy, Runtime, RuntimeConfig};
 use crate::sim::{SimWorkload, daily_load};
-use crate::snapshot::{Metric, Pod, PodPhase, PodSample, ResourceRequest, Snapshot, Workload};
+use crate::snapshot::{Metric, Pod, PodPhase, PodSample, Snapshot, Workload};
 use anyhow::Context;
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -41,12 +41,7 @@ pub struct Percentiles {
 pub fn percentiles(mut samples: Vec<Duration>) -> Percentiles {
     samples.sort_unstable();
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-    Percentiles {
-        p50: at(0.50),
-        p90: at(0.90),
-        p99: at(0.99),
-        max: *samples.last().expect("samples"),
-    }
+    Percentiles { p50: at(0.50), p90: at(0.90), p99: at(0.99), max: *samples.last().expect("samples") }
 }
 
 fn micros(d: Duration) -> f64 {
@@ -66,18 +61,9 @@ pub fn hpa_bench_snapshot() -> Snapshot {
             start_ms: Some(now_ms - 3_600_000),
             terminating: false,
             deletion_cost: None,
-            requests: vec![
-                ResourceRequest {
-                    resource: "cpu".into(),
-                    container: None,
-                    amount: 0.5,
-                },
-                ResourceRequest {
-                    resource: "memory".into(),
-                    container: None,
-                    amount: 536_870_912.0,
-                },
-            ],
+            cpu_request: Some(0.5),
+            memory_request: Some(536_870_912.0),
+            requests: vec![],
         })
         .collect();
     let cpu = pods
@@ -163,6 +149,8 @@ pub fn native_hpa(snapshot: &Snapshot) -> Option<u32> {
                 ready_transition_ms: p.ready_transition_ms.map(|t| t as i64),
                 start_ms: p.start_ms.map(|t| t as i64),
                 terminating: p.terminating,
+                cpu_request: p.cpu_request,
+                memory_request: p.memory_request,
                 requests: p
                     .requests
                     .iter()
@@ -183,11 +171,16 @@ pub fn native_hpa(snapshot: &Snapshot) -> Option<u32> {
                 pods: m
                     .pods
                     .iter()
-                    .map(|s| hpa::PodSample {
-                        pod: s.pod.clone(),
-                        value: s.value,
-                        timestamp_ms: s.timestamp_ms as i64,
-                        window_ms: s.window_ms as i64,
+                    .enumerate()
+                    .filter_map(|(position, s)| {
+                        // the same position-first name resolution the Wasm path does
+                        let pod = if snapshot.pods.get(position).is_some_and(|p| p.name == s.pod) {
+                            position
+                        } else {
+                            snapshot.pods.iter().position(|p| p.name == s.pod)?
+                        };
+                        let (timestamp_ms, window_ms) = (s.timestamp_ms as i64, s.window_ms as i64);
+                        Some(hpa::PodSample { pod, value: s.value, timestamp_ms, window_ms })
                     })
                     .collect(),
             })
@@ -241,18 +234,9 @@ fn evaluate_ok(policy: &LoadedPolicy, snapshot: &Snapshot) -> Option<u32> {
 pub fn run(args: &BenchArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
     let hpa_path = args.policies.join("hpa.wasm");
     let snapshot = hpa_bench_snapshot();
-    println!(
-        "# scalegate bench — hpa on 50 pods × 2 metrics, {} iterations per row\n",
-        args.iterations
-    );
-    println!(
-        "| {:<44} | {:>9} | {:>9} | {:>9} | {:>9} |",
-        "variant", "p50 µs", "p90 µs", "p99 µs", "max µs"
-    );
-    println!(
-        "|{:-<46}|{:->11}|{:->11}|{:->11}|{:->11}|",
-        "", "", "", "", ""
-    );
+    println!("# scalegate bench — hpa on 50 pods × 2 metrics, {} iterations per row\n", args.iterations);
+    println!("| {:<44} | {:>9} | {:>9} | {:>9} | {:>9} |", "variant", "p50 µs", "p90 µs", "p99 µs", "max µs");
+    println!("|{:-<46}|{:->11}|{:->11}|{:->11}|{:->11}|", "", "", "", "", "");
 
     let native_desired = native_hpa(&snapshot);
     let native = time_runs(args.iterations, || {
@@ -260,22 +244,23 @@ pub fn run(args: &BenchArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
     });
     row("native scalegate-hpa (same input, same work)", native);
 
-    let recycled_runtime = Runtime::new(RuntimeConfig {
-        cache_dir: cache_dir.clone(),
-        max_instances: 16,
-        ..RuntimeConfig::default()
-    })?;
-    let (hpa, _) = recycled_runtime
-        .load_file(&hpa_path)
-        .with_context(|| format!("loading {}", hpa_path.display()))?;
-    anyhow::ensure!(
-        evaluate_ok(&hpa, &snapshot) == native_desired,
-        "wasm and native hpa disagree"
-    );
+    let recycled_runtime =
+        Runtime::new(RuntimeConfig { cache_dir: cache_dir.clone(), max_instances: 16, ..RuntimeConfig::default() })?;
+    let (hpa, _) = recycled_runtime.load_file(&hpa_path).with_context(|| format!("loading {}", hpa_path.display()))?;
+    anyhow::ensure!(evaluate_ok(&hpa, &snapshot) == native_desired, "wasm and native hpa disagree");
     let recycled = time_runs(args.iterations, || {
         std::hint::black_box(evaluate_ok(&hpa, &snapshot));
     });
     row("wasm hpa, recycled instance (default)", recycled);
+
+    // the floor of the call path: same snapshot, a policy that does nothing with it
+    let (fixed, _) = recycled_runtime.load_file(&args.policies.join("fixed.wasm"))?;
+    let mut fixed_snapshot = snapshot.clone();
+    fixed_snapshot.params = serde_json::json!({"replicas": 3});
+    let floor = time_runs(args.iterations, || {
+        std::hint::black_box(evaluate_ok(&fixed, &fixed_snapshot));
+    });
+    row("wasm fixed, same snapshot (call-path floor)", floor);
 
     let fresh_runtime = Runtime::new(RuntimeConfig {
         cache_dir: cache_dir.clone(),
@@ -290,14 +275,8 @@ pub fn run(args: &BenchArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
     row("wasm hpa, fresh instance per call", fresh);
 
     for (file, label) in [
-        (
-            "target_tracking_py.wasm",
-            "python target-tracking, recycled",
-        ),
-        (
-            "target_tracking_js.wasm",
-            "javascript target-tracking, recycled",
-        ),
+        ("target_tracking_py.wasm", "python target-tracking, recycled"),
+        ("target_tracking_js.wasm", "javascript target-tracking, recycled"),
     ] {
         let path = args.policies.join(file);
         if !path.exists() {
@@ -322,16 +301,9 @@ pub fn run(args: &BenchArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
     println!("targets: p50 ≤ 20 µs, p99 ≤ 100 µs (recycled instance, the default)");
 
     if !args.skip_load {
-        println!(
-            "\n| {:<36} | {:>12} | {:>12} | {:>10} |",
-            "component", "cold ms", "cached ms", "size MB"
-        );
+        println!("\n| {:<36} | {:>12} | {:>12} | {:>10} |", "component", "cold ms", "cached ms", "size MB");
         println!("|{:-<38}|{:->14}|{:->14}|{:->12}|", "", "", "", "");
-        for file in [
-            "hpa.wasm",
-            "target_tracking_py.wasm",
-            "target_tracking_js.wasm",
-        ] {
+        for file in ["hpa.wasm", "target_tracking_py.wasm", "target_tracking_js.wasm"] {
             let path = args.policies.join(file);
             if path.exists() {
                 load_row(&path)?;
@@ -346,11 +318,8 @@ pub fn run(args: &BenchArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
 /// median of five loads from that cache by a fresh runtime (a restart).
 fn load_row(path: &Path) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let config = || RuntimeConfig {
-        cache_dir: Some(dir.path().to_path_buf()),
-        max_instances: 8,
-        ..RuntimeConfig::default()
-    };
+    let config =
+        || RuntimeConfig { cache_dir: Some(dir.path().to_path_buf()), max_instances: 8, ..RuntimeConfig::default() };
     let (_, cold) = Runtime::new(config())?.load_file(path)?;
     anyhow::ensure!(!cold.cache_hit, "cold load hit the cache");
     let mut cached = Vec::new();
@@ -363,41 +332,23 @@ fn load_row(path: &Path) -> anyhow::Result<()> {
     cached.sort_by(f64::total_cmp);
     let size = std::fs::metadata(path)?.len() as f64 / 1e6;
     let name = path.file_name().unwrap_or_default().to_string_lossy();
-    println!(
-        "| {name:<36} | {:>12.1} | {:>12.1} | {size:>10.2} |",
-        cold.total_ms, cached[2]
-    );
+    println!("| {name:<36} | {:>12.1} | {:>12.1} | {size:>10.2} |", cold.total_ms, cached[2]);
     Ok(())
 }
 
 /// `scalegate demo`: a simulated Deployment under a compressed day of load,
 /// scaled by the `hpa` policy, with `target-tracking`'s opinion beside it.
 pub fn demo(policies: &Path, steps: u32, cache_dir: Option<PathBuf>) -> Result<(), Failure> {
-    let runtime = Runtime::new(RuntimeConfig {
-        cache_dir,
-        max_instances: 16,
-        ..RuntimeConfig::default()
-    })?;
+    let runtime = Runtime::new(RuntimeConfig { cache_dir, max_instances: 16, ..RuntimeConfig::default() })?;
     let loaded = load_dir(&runtime, policies)?;
     let find = |name: &str| {
-        loaded
-            .iter()
-            .find(|p| p.info().name == name)
-            .cloned()
-            .ok_or_else(|| {
-                Failure::usage(format!(
-                    "policy {name:?} not found in {} (run `just plugins` first)",
-                    policies.display()
-                ))
-            })
+        loaded.iter().find(|p| p.info().name == name).cloned().ok_or_else(|| {
+            Failure::usage(format!("policy {name:?} not found in {} (run `just plugins` first)", policies.display()))
+        })
     };
     let hpa = find("hpa")?;
     let tracking = find("target-tracking")?;
-    println!(
-        "loaded {} policies from {}:",
-        loaded.len(),
-        policies.display()
-    );
+    println!("loaded {} policies from {}:", loaded.len(), policies.display());
     for p in &loaded {
         println!(
             "  {:<22} {:<8} sha256:{}…  {}",
@@ -416,13 +367,8 @@ pub fn demo(policies: &Path, steps: u32, cache_dir: Option<PathBuf>) -> Result<(
     let day_ms = u64::from(steps) * step_ms;
     let mut workload = SimWorkload::new("web", 2, 2, 30);
     let mut state = Vec::new();
-    println!(
-        "\nA day of load compressed into {steps} steps of 15 s; pods take 20 s to become ready."
-    );
-    println!(
-        "{:>6}  {:>8}  {:>10}  {:>4}  {:>8}  reason (hpa)",
-        "time", "load rps", "ready/pods", "hpa", "tracking"
-    );
+    println!("\nA day of load compressed into {steps} steps of 15 s; pods take 20 s to become ready.");
+    println!("{:>6}  {:>8}  {:>10}  {:>4}  {:>8}  reason (hpa)", "time", "load rps", "ready/pods", "hpa", "tracking");
     for step in 1..=steps {
         let now_ms = u64::from(step) * step_ms;
         let load = daily_load(now_ms, day_ms);

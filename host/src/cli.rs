@@ -12,11 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "scalegate",
-    version,
-    about = "Kubernetes autoscaling gateway with sandboxed WebAssembly policies"
-)]
+#[command(name = "scalegate", version, about = "Kubernetes autoscaling gateway with sandboxed WebAssembly policies")]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -103,30 +99,17 @@ pub struct Failure {
 
 impl Failure {
     pub fn usage(message: impl Into<String>) -> Failure {
-        Failure {
-            code: 64,
-            message: message.into(),
-        }
+        Failure { code: 64, message: message.into() }
     }
     pub fn bad_policy(error: PolicyError) -> Failure {
-        let code = if matches!(error, PolicyError::Io(_)) {
-            64
-        } else {
-            65
-        };
-        Failure {
-            code,
-            message: error.to_string(),
-        }
+        let code = if matches!(error, PolicyError::Io(_)) { 64 } else { 65 };
+        Failure { code, message: error.to_string() }
     }
 }
 
 impl From<PolicyError> for Failure {
     fn from(error: PolicyError) -> Failure {
-        Failure {
-            code: 70,
-            message: error.to_string(),
-        }
+        Failure { code: 70, message: error.to_string() }
     }
 }
 
@@ -149,20 +132,15 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Policy(PolicyCommand::Inspect { file }) => inspect(&file, cache_dir),
         Command::Eval(args) => eval(&args, cache_dir),
-        Command::Bench(args) => crate::bench::run(&args, cache_dir).map_err(|e| Failure {
-            code: 70,
-            message: format!("{e:#}"),
-        }),
+        Command::Bench(args) => {
+            crate::bench::run(&args, cache_dir).map_err(|e| Failure { code: 70, message: format!("{e:#}") })
+        }
         Command::Demo(args) => crate::bench::demo(&args.policies, args.steps, cache_dir),
     }
 }
 
 fn inspect(file: &Path, cache_dir: Option<PathBuf>) -> Result<(), Failure> {
-    let runtime = Runtime::new(RuntimeConfig {
-        cache_dir,
-        max_instances: 8,
-        ..RuntimeConfig::default()
-    })?;
+    let runtime = Runtime::new(RuntimeConfig { cache_dir, max_instances: 8, ..RuntimeConfig::default() })?;
     let (policy, stats) = runtime.load_file(file).map_err(Failure::bad_policy)?;
     let report = serde_json::json!({
         "file": file,
@@ -183,14 +161,12 @@ fn inspect(file: &Path, cache_dir: Option<PathBuf>) -> Result<(), Failure> {
 
 pub fn read_snapshot(path: &Path) -> Result<Snapshot, Failure> {
     let text = if path == Path::new("-") {
-        std::io::read_to_string(std::io::stdin())
-            .map_err(|e| Failure::usage(format!("cannot read stdin: {e}")))?
+        std::io::read_to_string(std::io::stdin()).map_err(|e| Failure::usage(format!("cannot read stdin: {e}")))?
     } else {
         std::fs::read_to_string(path)
             .map_err(|e| Failure::usage(format!("cannot read snapshot {}: {e}", path.display())))?
     };
-    serde_json::from_str(&text)
-        .map_err(|e| Failure::usage(format!("invalid snapshot {}: {e}", path.display())))
+    serde_json::from_str(&text).map_err(|e| Failure::usage(format!("invalid snapshot {}: {e}", path.display())))
 }
 
 fn eval(args: &EvalArgs, cache_dir: Option<PathBuf>) -> Result<(), Failure> {
@@ -203,9 +179,7 @@ fn eval(args: &EvalArgs, cache_dir: Option<PathBuf>) -> Result<(), Failure> {
         ..RuntimeConfig::default()
     };
     let runtime = Runtime::new(config)?;
-    let (policy, _) = runtime
-        .load_file(&args.policy)
-        .map_err(Failure::bad_policy)?;
+    let (policy, _) = runtime.load_file(&args.policy).map_err(Failure::bad_policy)?;
     let evaluation = policy.evaluate(&snapshot);
     let mut report = serde_json::json!({
         "policy": { "name": policy.info().name, "version": policy.info().version, "digest": format!("sha256:{}", policy.digest()) },
@@ -219,19 +193,10 @@ fn eval(args: &EvalArgs, cache_dir: Option<PathBuf>) -> Result<(), Failure> {
             Ok(())
         }
         Err(error) => {
-            report["error"] =
-                serde_json::json!({ "kind": error.metric_label(), "message": error.to_string() });
+            report["error"] = serde_json::json!({ "kind": error.metric_label(), "message": error.to_string() });
             Err(Failure {
                 code: 1,
-                message: format!(
-                    "{} {}: {error}",
-                    policy.id(),
-                    if error.is_fault() {
-                        "faulted"
-                    } else {
-                        "declined"
-                    }
-                ),
+                message: format!("{} {}: {error}", policy.id(), if error.is_fault() { "faulted" } else { "declined" }),
             })
         }
     };
@@ -243,22 +208,11 @@ fn eval(args: &EvalArgs, cache_dir: Option<PathBuf>) -> Result<(), Failure> {
 pub fn load_dir(runtime: &Runtime, dir: &Path) -> Result<Vec<LoadedPolicy>, Failure> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| {
-            Failure::usage(format!(
-                "cannot read policy directory {}: {e} (run `just plugins` first)",
-                dir.display()
-            ))
+            Failure::usage(format!("cannot read policy directory {}: {e} (run `just plugins` first)", dir.display()))
         })?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
         .collect();
     paths.sort();
-    paths
-        .iter()
-        .map(|p| {
-            runtime
-                .load_file(p)
-                .map(|(policy, _)| policy)
-                .map_err(Failure::bad_policy)
-        })
-        .collect()
+    paths.iter().map(|p| runtime.load_file(p).map(|(policy, _)| policy).map_err(Failure::bad_policy)).collect()
 }

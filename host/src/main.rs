@@ -9,15 +9,10 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = EnvFilter::try_new(&cli.global.log_level).unwrap_or_else(|error| {
-        eprintln!(
-            "warning: invalid --log-level {:?} ({error}); using \"warn\"",
-            cli.global.log_level
-        );
+        eprintln!("warning: invalid --log-level {:?} ({error}); using \"warn\"", cli.global.log_level);
         EnvFilter::new("warn")
     });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match cli.global.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

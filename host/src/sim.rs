@@ -3,20 +3,14 @@
 //! snapshots a real cluster would, so policies can be watched (and
 //! benchmarked) without one.
 
-use crate::snapshot::{
-    Metric, Pod, PodPhase, PodSample, ResourceRequest, ScaleEvent, Snapshot, Workload,
-};
+use crate::snapshot::{Metric, Pod, PodPhase, PodSample, ScaleEvent, Snapshot, Workload};
 
 /// Synthetic demand in requests per second at `t_ms` after the start: a day
 /// compressed into `day_ms`, with a sharp spike at 60 % of the day.
 pub fn daily_load(t_ms: u64, day_ms: u64) -> f64 {
     let phase = (t_ms % day_ms) as f64 / day_ms as f64;
     let diurnal = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * phase).cos(); // 0 at midnight, 1 at noon
-    let spike = if (0.60..0.64).contains(&phase) {
-        1.5
-    } else {
-        0.0
-    };
+    let spike = if (0.60..0.64).contains(&phase) { 1.5 } else { 0.0 };
     100.0 + 900.0 * diurnal + 600.0 * spike
 }
 
@@ -63,17 +57,12 @@ impl SimWorkload {
     pub fn set_replicas(&mut self, replicas: u32, now_ms: u64, record: bool) {
         let from = self.replicas();
         while self.replicas() < replicas {
-            self.pods
-                .push((format!("{}-{}", self.name, self.next_pod), now_ms));
+            self.pods.push((format!("{}-{}", self.name, self.next_pod), now_ms));
             self.next_pod += 1;
         }
         self.pods.truncate(replicas as usize);
         if record && from != replicas {
-            self.scale_events.push(ScaleEvent {
-                timestamp_ms: now_ms,
-                from_replicas: from,
-                to_replicas: replicas,
-            });
+            self.scale_events.push(ScaleEvent { timestamp_ms: now_ms, from_replicas: from, to_replicas: replicas });
         }
     }
 
@@ -84,11 +73,7 @@ impl SimWorkload {
     /// The snapshot a real cluster would give for `load_rps` at `now_ms`:
     /// ready pods share the load, CPU follows load.
     pub fn snapshot(&self, now_ms: u64, load_rps: f64, params: serde_json::Value) -> Snapshot {
-        let ready: Vec<&(String, u64)> = self
-            .pods
-            .iter()
-            .filter(|(_, s)| self.is_ready(*s, now_ms))
-            .collect();
+        let ready: Vec<&(String, u64)> = self.pods.iter().filter(|(_, s)| self.is_ready(*s, now_ms)).collect();
         let per_pod_rps = load_rps / ready.len().max(1) as f64;
         let per_pod_cpu = per_pod_rps / self.rps_per_pod * self.cpu_request;
         let pods = self
@@ -100,19 +85,13 @@ impl SimWorkload {
                     name: name.clone(),
                     phase: PodPhase::Running,
                     ready: Some(ready),
-                    ready_transition_ms: Some(if ready {
-                        started + self.startup_ms
-                    } else {
-                        *started
-                    }),
+                    ready_transition_ms: Some(if ready { started + self.startup_ms } else { *started }),
                     start_ms: Some(*started),
                     terminating: false,
                     deletion_cost: None,
-                    requests: vec![ResourceRequest {
-                        resource: "cpu".into(),
-                        container: None,
-                        amount: self.cpu_request,
-                    }],
+                    cpu_request: Some(self.cpu_request),
+                    memory_request: None,
+                    requests: vec![],
                 }
             })
             .collect();
@@ -127,12 +106,7 @@ impl SimWorkload {
             .collect::<Vec<_>>();
         let rps_samples = ready
             .iter()
-            .map(|(name, _)| PodSample {
-                pod: name.clone(),
-                value: per_pod_rps,
-                timestamp_ms: now_ms,
-                window_ms: 0,
-            })
+            .map(|(name, _)| PodSample { pod: name.clone(), value: per_pod_rps, timestamp_ms: now_ms, window_ms: 0 })
             .collect::<Vec<_>>();
         Snapshot {
             now_ms,

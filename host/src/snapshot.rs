@@ -6,7 +6,8 @@
 //! prints, so the JSON is a stable, documented interface
 //! (`docs/SNAPSHOT.md`). Two conveniences differ from the WIT form: `params`
 //! is any JSON value (the policy receives it as text) and `state` is base64.
-//! Only the `policy::bindings` module converts to and from generated types.
+//! Only the `policy::bindings` module converts to and from generated types;
+//! it also turns sample pod names into indexes into `pods` (the WIT form).
 
 use serde::{Deserialize, Serialize};
 
@@ -117,7 +118,14 @@ pub struct Pod {
     pub terminating: bool,
     #[serde(default)]
     pub deletion_cost: Option<i32>,
-    #[serde(default)]
+    /// Total CPU request of the pod, cores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_request: Option<f64>,
+    /// Total memory request of the pod, bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_request: Option<f64>,
+    /// Other requests: other resources, per-container requests.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub requests: Vec<ResourceRequest>,
 }
 
@@ -128,6 +136,8 @@ fn default_phase() -> PodPhase {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PodSample {
+    /// Name of a pod in `pods`; samples of other pods are dropped on the way
+    /// to the policy (which sees the pod's index).
     pub pod: String,
     pub value: f64,
     pub timestamp_ms: u64,
@@ -240,9 +250,7 @@ mod base64_bytes {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<u8>, D::Error> {
         let text = String::deserialize(de)?;
-        STANDARD
-            .decode(text.as_bytes())
-            .map_err(|e| serde::de::Error::custom(format!("state is not base64: {e}")))
+        STANDARD.decode(text.as_bytes()).map_err(|e| serde::de::Error::custom(format!("state is not base64: {e}")))
     }
 }
 
@@ -269,10 +277,7 @@ mod tests {
             r#"{"now_ms": 1, "workload": {"name": "web", "current_replicas": 3, "max_replicas": 10, "replicas": 2}}"#,
         )
         .unwrap_err();
-        assert!(
-            err.to_string().contains("unknown field `replicas`"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("unknown field `replicas`"), "{err}");
     }
 
     #[test]

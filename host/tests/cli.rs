@@ -25,7 +25,8 @@ fn stderr(output: &Output) -> String {
 #[test]
 fn eval_prints_the_decision() {
     let hpa = policy("hpa.wasm");
-    let out = scalegate(&["eval", "--policy", hpa.to_str().unwrap(), "--snapshot", "examples/snapshots/hpa-scale-up.json"]);
+    let out =
+        scalegate(&["eval", "--policy", hpa.to_str().unwrap(), "--snapshot", "examples/snapshots/hpa-scale-up.json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let report = json(&out);
     assert_eq!(report["decision"]["desired_replicas"], 5);
@@ -72,7 +73,8 @@ fn eval_of_a_faulting_policy_reports_the_kind_and_exits_1() {
 fn bad_snapshot_names_the_field_and_exits_64() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.json");
-    std::fs::write(&bad, r#"{"now_ms": 1, "workload": {"name": "x", "current_replicas": "three", "max_replicas": 3}}"#).unwrap();
+    std::fs::write(&bad, r#"{"now_ms": 1, "workload": {"name": "x", "current_replicas": "three", "max_replicas": 3}}"#)
+        .unwrap();
     let hpa = policy("hpa.wasm");
     let out = scalegate(&["eval", "--policy", hpa.to_str().unwrap(), "--snapshot", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(64));

@@ -50,7 +50,10 @@ fn hpa_wasm_matches_native_over_a_simulated_day() {
         }
     }
     assert!(changes >= 4, "the day should scale up and down, saw {changes} changes");
-    assert_eq!(hpa.evaluate(&hpa_bench_snapshot()).outcome.unwrap().desired_replicas, native_hpa(&hpa_bench_snapshot()));
+    assert_eq!(
+        hpa.evaluate(&hpa_bench_snapshot()).outcome.unwrap().desired_replicas,
+        native_hpa(&hpa_bench_snapshot())
+    );
 }
 
 #[test]
@@ -83,14 +86,18 @@ fn tracking_cases() -> Vec<(&'static str, Snapshot)> {
         ("negative load is zero", with(&|s| s.metrics[0].value = -5.0)),
         ("fractional target", with(&|s| s.params = serde_json::json!({"metric": "connections", "target": 0.7}))),
         ("stale metric", with(&|s| s.metrics[0].timestamp_ms = s.now_ms - 61_000)),
-        ("custom max age", with(&|s| {
-            s.metrics[0].timestamp_ms = s.now_ms - 61_000;
-            s.params = serde_json::json!({"metric": "connections", "target": 600, "max_age_seconds": 120});
-        })),
+        (
+            "custom max age",
+            with(&|s| {
+                s.metrics[0].timestamp_ms = s.now_ms - 61_000;
+                s.params = serde_json::json!({"metric": "connections", "target": 600, "max_age_seconds": 120});
+            }),
+        ),
         ("missing metric", with(&|s| s.params = serde_json::json!({"metric": "rps", "target": 100}))),
         ("invalid target", with(&|s| s.params = serde_json::json!({"metric": "connections", "target": 0}))),
         ("params not an object", with(&|s| s.params = serde_json::json!([1, 2]))),
         ("huge load saturates", with(&|s| s.metrics[0].value = 1e15)),
+        ("samples out of pod order", with(&|s| s.metrics[0].pods.reverse())),
     ]
 }
 
@@ -129,9 +136,23 @@ fn rust_python_and_javascript_decide_identically() {
 }
 
 #[test]
+fn samples_of_unlisted_pods_never_reach_the_policy() {
+    let runtime = runtime();
+    let (rust, _) = runtime.load_file(&policy("target_tracking.wasm")).unwrap();
+    let mut snapshot = example("target-tracking-scale-in.json");
+    let mut ghost = snapshot.metrics[0].pods[0].clone();
+    ghost.pod = "ghost-7".into();
+    snapshot.metrics[0].pods.insert(1, ghost);
+    let decision = rust.evaluate(&snapshot).outcome.unwrap();
+    let pods: Vec<&str> = decision.deletion_costs.iter().map(|c| c.pod.as_str()).collect();
+    assert_eq!(pods, ["socket-0", "socket-1", "socket-2", "socket-3"]);
+}
+
+#[test]
 fn precompiled_cache_is_reused_and_survives_corruption() {
     let dir = tempfile::tempdir().unwrap();
-    let config = || RuntimeConfig { cache_dir: Some(dir.path().to_path_buf()), max_instances: 8, ..RuntimeConfig::default() };
+    let config =
+        || RuntimeConfig { cache_dir: Some(dir.path().to_path_buf()), max_instances: 8, ..RuntimeConfig::default() };
     let path = policy("fixed.wasm");
     let (first, cold) = Runtime::new(config()).unwrap().load_file(&path).unwrap();
     assert!(!cold.cache_hit);
@@ -175,4 +196,31 @@ fn state_is_carried_by_the_caller_not_the_instance() {
     for _ in 0..3 {
         assert_eq!(a.evaluate(&snapshot).outcome.unwrap(), b.evaluate(&snapshot).outcome.unwrap());
     }
+}
+
+#[test]
+fn container_requests_reach_the_hpa_policy() {
+    let runtime = runtime();
+    let (hpa, _) = runtime.load_file(&policy("hpa.wasm")).unwrap();
+    let mut snapshot = example("hpa-scale-up.json");
+    for pod in &mut snapshot.pods {
+        pod.requests.push(scalegate::snapshot::ResourceRequest {
+            resource: "cpu".into(),
+            container: Some("app".into()),
+            amount: 0.25,
+        });
+    }
+    let mut app = snapshot.metrics[0].clone();
+    app.name = "app/cpu".into();
+    for sample in &mut app.pods {
+        sample.value = 0.2;
+    }
+    snapshot.metrics.push(app);
+    snapshot.params = serde_json::json!({"metrics": [{"type": "ContainerResource",
+        "containerResource": {"name": "cpu", "container": "app", "target": {"type": "Utilization", "averageUtilization": 40}}}]});
+    // 0.2 of the container's 0.25 = 80 % of 40 % → 2 × 3 = 6 (the pod total of 0.5 would give 40 %: no change)
+    let decision = hpa.evaluate(&snapshot).outcome.unwrap();
+    assert_eq!(decision.metrics[0].value, 80.0, "{}", decision.reason);
+    assert_eq!(decision.desired_replicas, native_hpa(&snapshot));
+    assert_eq!(decision.desired_replicas, Some(6));
 }

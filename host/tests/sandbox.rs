@@ -139,7 +139,9 @@ fn sandbox_grants_no_ambient_capabilities() {
 
 #[test]
 fn host_keeps_serving_other_policies_after_faults() {
-    let runtime = Runtime::new(RuntimeConfig { deadline: Duration::from_millis(50), memory_limit_bytes: 32 << 20, ..config() }).unwrap();
+    let runtime =
+        Runtime::new(RuntimeConfig { deadline: Duration::from_millis(50), memory_limit_bytes: 32 << 20, ..config() })
+            .unwrap();
     let (hpa, _) = runtime.load_file(&policy("hpa.wasm")).unwrap();
     let (looping, _) = runtime.load_file(&policy("testdata/infinite_loop.wasm")).unwrap();
     let (bomb, _) = runtime.load_file(&policy("testdata/memory_bomb.wasm")).unwrap();

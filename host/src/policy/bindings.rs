@@ -21,10 +21,7 @@ pub use generated::PolicyPre as PolicyBindingsPre;
 
 /// Adds the `host` and `types` interfaces to the linker.
 pub fn add_to_linker(linker: &mut wasmtime::component::Linker<HostState>) -> wasmtime::Result<()> {
-    PolicyBindings::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
-        linker,
-        |state| state,
-    )
+    PolicyBindings::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(linker, |state| state)
 }
 
 impl host::Host for HostState {
@@ -56,26 +53,45 @@ pub fn snapshot_to_wit(s: &domain::Snapshot) -> wit::Snapshot {
             max_replicas: s.workload.max_replicas,
         },
         pods: s.pods.iter().map(pod_to_wit).collect(),
-        metrics: s
-            .metrics
+        requests: s
+            .pods
             .iter()
-            .map(|m| wit::Metric {
-                name: m.name.clone(),
-                source: m.source.clone(),
-                value: m.value,
-                timestamp_ms: m.timestamp_ms,
-                pods: m
-                    .pods
-                    .iter()
-                    .map(|p| wit::PodSample {
-                        pod: p.pod.clone(),
-                        value: p.value,
-                        timestamp_ms: p.timestamp_ms,
-                        window_ms: p.window_ms,
-                    })
-                    .collect(),
+            .enumerate()
+            .flat_map(|(index, p)| {
+                p.requests.iter().map(move |r| wit::ResourceRequest {
+                    pod: index as u32,
+                    resource: r.resource.clone(),
+                    container: r.container.clone(),
+                    amount: r.amount,
+                })
             })
             .collect(),
+        metrics: {
+            let mut index = PodIndex::new(&s.pods);
+            s.metrics
+                .iter()
+                .map(|m| wit::Metric {
+                    name: m.name.clone(),
+                    source: m.source.clone(),
+                    value: m.value,
+                    timestamp_ms: m.timestamp_ms,
+                    pods: m
+                        .pods
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(position, p)| {
+                            Some(wit::PodSample {
+                                pod: index.find(position, &p.pod)?,
+                                value: p.value,
+                                timestamp_ms: p.timestamp_ms,
+                                window_ms: p.window_ms,
+                            })
+                        })
+                        .collect(),
+                })
+                .collect()
+        },
+
         signals: s
             .signals
             .iter()
@@ -108,10 +124,7 @@ pub fn snapshot_to_wit(s: &domain::Snapshot) -> wit::Snapshot {
         recommendations: s
             .recommendations
             .iter()
-            .map(|r| wit::Recommendation {
-                timestamp_ms: r.timestamp_ms,
-                replicas: r.replicas,
-            })
+            .map(|r| wit::Recommendation { timestamp_ms: r.timestamp_ms, replicas: r.replicas })
             .collect(),
         scale_events: s
             .scale_events
@@ -124,6 +137,31 @@ pub fn snapshot_to_wit(s: &domain::Snapshot) -> wit::Snapshot {
             .collect(),
         params: s.params.to_string(),
         state: s.state.clone(),
+    }
+}
+
+/// Resolves sample pod names to indexes into the pod list. Samples usually
+/// come in pod order, so the position is tried first; a name map is built
+/// only when that guess misses.
+struct PodIndex<'a> {
+    pods: &'a [domain::Pod],
+    by_name: Option<std::collections::HashMap<&'a str, u32>>,
+}
+
+impl<'a> PodIndex<'a> {
+    fn new(pods: &'a [domain::Pod]) -> Self {
+        PodIndex { pods, by_name: None }
+    }
+
+    fn find(&mut self, position: usize, name: &str) -> Option<u32> {
+        if self.pods.get(position).is_some_and(|p| p.name == name) {
+            return u32::try_from(position).ok();
+        }
+        let pods = self.pods;
+        let by_name = self
+            .by_name
+            .get_or_insert_with(|| pods.iter().enumerate().map(|(i, p)| (p.name.as_str(), i as u32)).collect());
+        by_name.get(name).copied()
     }
 }
 
@@ -142,15 +180,8 @@ fn pod_to_wit(p: &domain::Pod) -> wit::Pod {
         start_ms: p.start_ms,
         terminating: p.terminating,
         deletion_cost: p.deletion_cost,
-        requests: p
-            .requests
-            .iter()
-            .map(|r| wit::ResourceRequest {
-                resource: r.resource.clone(),
-                container: r.container.clone(),
-                amount: r.amount,
-            })
-            .collect(),
+        cpu_request: p.cpu_request,
+        memory_request: p.memory_request,
     }
 }
 
@@ -162,19 +193,9 @@ pub fn decision_from_wit(d: wit::Decision) -> domain::Decision {
         deletion_costs: d
             .deletion_costs
             .into_iter()
-            .map(|c| domain::PodDeletionCost {
-                pod: c.pod,
-                cost: c.cost,
-            })
+            .map(|c| domain::PodDeletionCost { pod: c.pod, cost: c.cost })
             .collect(),
-        metrics: d
-            .metrics
-            .into_iter()
-            .map(|m| domain::ReportedMetric {
-                name: m.name,
-                value: m.value,
-            })
-            .collect(),
+        metrics: d.metrics.into_iter().map(|m| domain::ReportedMetric { name: m.name, value: m.value }).collect(),
     }
 }
 

@@ -30,10 +30,7 @@ impl ArtifactCache {
         }
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        Ok(ArtifactCache {
-            dir: dir.to_path_buf(),
-            engine_key: format!("{:016x}", hasher.finish()),
-        })
+        Ok(ArtifactCache { dir: dir.to_path_buf(), engine_key: format!("{:016x}", hasher.finish()) })
     }
 
     fn path(&self, digest: &str) -> PathBuf {
@@ -67,17 +64,13 @@ impl ArtifactCache {
     /// Stores a freshly compiled component. Failures only cost a recompile
     /// next time, so they are logged, not returned.
     pub fn store(&self, component: &Component, digest: &str) {
-        let result = component
-            .serialize()
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| {
-                let mut file =
-                    tempfile::NamedTempFile::new_in(&self.dir).map_err(|e| e.to_string())?;
-                file.write_all(&bytes).map_err(|e| e.to_string())?;
-                file.as_file().sync_all().map_err(|e| e.to_string())?;
-                file.persist(self.path(digest)).map_err(|e| e.to_string())?;
-                Ok(())
-            });
+        let result = component.serialize().map_err(|e| e.to_string()).and_then(|bytes| {
+            let mut file = tempfile::NamedTempFile::new_in(&self.dir).map_err(|e| e.to_string())?;
+            file.write_all(&bytes).map_err(|e| e.to_string())?;
+            file.as_file().sync_all().map_err(|e| e.to_string())?;
+            file.persist(self.path(digest)).map_err(|e| e.to_string())?;
+            Ok(())
+        });
         if let Err(error) = result {
             tracing::warn!(digest, error, "could not cache precompiled policy");
         }

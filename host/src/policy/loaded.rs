@@ -52,10 +52,7 @@ struct Inner {
 
 impl std::fmt::Debug for LoadedPolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoadedPolicy")
-            .field("info", &self.inner.info)
-            .field("digest", &self.inner.digest)
-            .finish()
+        f.debug_struct("LoadedPolicy").field("info", &self.inner.info).field("digest", &self.inner.digest).finish()
     }
 }
 
@@ -75,15 +72,7 @@ impl LoadedPolicy {
             reads: vec![],
         };
         LoadedPolicy {
-            inner: Arc::new(Inner {
-                info,
-                digest,
-                size_bytes,
-                pre,
-                engine,
-                config,
-                idle: Mutex::new(Vec::new()),
-            }),
+            inner: Arc::new(Inner { info, digest, size_bytes, pre, engine, config, idle: Mutex::new(Vec::new()) }),
         }
     }
 
@@ -91,9 +80,7 @@ impl LoadedPolicy {
     /// first idle instance.
     pub(super) fn with_info(self, info: PolicyInfo, warm: Warm) -> LoadedPolicy {
         let inner = Arc::into_inner(self.inner).expect("policy not shared during load");
-        let policy = LoadedPolicy {
-            inner: Arc::new(Inner { info, ..inner }),
-        };
+        let policy = LoadedPolicy { inner: Arc::new(Inner { info, ..inner }) };
         policy.release(warm);
         policy
     }
@@ -118,19 +105,11 @@ impl LoadedPolicy {
 
     pub(super) fn instantiate(&self) -> Result<Warm, Error> {
         let config = &self.inner.config;
-        let state = HostState::new(
-            config.memory_limit_bytes,
-            config.max_log_lines,
-            config.max_output_bytes,
-        );
+        let state = HostState::new(config.memory_limit_bytes, config.max_log_lines, config.max_output_bytes);
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|state| &mut state.limits);
         store.set_epoch_deadline(ticks(config.load_deadline));
-        let bindings = self
-            .inner
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| classify(e, &store, config.load_deadline))?;
+        let bindings = self.inner.pre.instantiate(&mut store).map_err(|e| classify(e, &store, config.load_deadline))?;
         Ok(Warm { store, bindings })
     }
 
@@ -173,12 +152,7 @@ impl LoadedPolicy {
         let mut warm = match self.acquire() {
             Ok(warm) => warm,
             Err(error) => {
-                return Evaluation {
-                    outcome: Err(error),
-                    logs: vec![],
-                    dropped_logs: 0,
-                    duration: started.elapsed(),
-                };
+                return Evaluation { outcome: Err(error), logs: vec![], dropped_logs: 0, duration: started.elapsed() };
             }
         };
         let config = &self.inner.config;
@@ -187,18 +161,11 @@ impl LoadedPolicy {
         let result = warm.bindings.call_evaluate(&mut warm.store, &input);
 
         let state = warm.store.data_mut();
-        let mut logs: Vec<LogLine> = state
-            .logs
-            .drain(..)
-            .map(|(level, message)| LogLine { level, message })
-            .collect();
+        let mut logs: Vec<LogLine> = state.logs.drain(..).map(|(level, message)| LogLine { level, message }).collect();
         let dropped_logs = state.dropped_logs;
         let output = state.output.take();
         if !output.is_empty() {
-            logs.push(LogLine {
-                level: LogLevel::Output,
-                message: output,
-            });
+            logs.push(LogLine { level: LogLevel::Output, message: output });
         }
 
         let outcome = match result {
@@ -210,12 +177,7 @@ impl LoadedPolicy {
         if outcome.as_ref().map_or_else(|e| !e.is_fault(), |_| true) {
             self.release(warm);
         }
-        Evaluation {
-            outcome,
-            logs,
-            dropped_logs,
-            duration: started.elapsed(),
-        }
+        Evaluation { outcome, logs, dropped_logs, duration: started.elapsed() }
     }
 }
 
@@ -236,15 +198,10 @@ fn check_output(decision: Decision, config: &RuntimeConfig) -> Result<Decision, 
     }
     const MAX_ENTRIES: usize = 10_000;
     if decision.deletion_costs.len() > MAX_ENTRIES || decision.metrics.len() > MAX_ENTRIES {
-        return Err(Error::InvalidOutput(format!(
-            "more than {MAX_ENTRIES} deletion costs or metrics"
-        )));
+        return Err(Error::InvalidOutput(format!("more than {MAX_ENTRIES} deletion costs or metrics")));
     }
     if let Some(metric) = decision.metrics.iter().find(|m| !m.value.is_finite()) {
-        return Err(Error::InvalidOutput(format!(
-            "reported metric {:?} is not a finite number",
-            metric.name
-        )));
+        return Err(Error::InvalidOutput(format!("reported metric {:?} is not a finite number", metric.name)));
     }
     Ok(decision)
 }
@@ -252,14 +209,10 @@ fn check_output(decision: Decision, config: &RuntimeConfig) -> Result<Decision, 
 /// Turns a wasmtime error from a call into the policy fault it stands for.
 fn classify(error: wasmtime::Error, store: &Store<HostState>, deadline: Duration) -> Error {
     if store.data().limits.hit {
-        return Error::MemoryLimit {
-            limit_bytes: store.data().limits.limit,
-        };
+        return Error::MemoryLimit { limit_bytes: store.data().limits.limit };
     }
     match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => Error::Timeout {
-            deadline_ms: deadline.as_millis() as u64,
-        },
+        Some(Trap::Interrupt) => Error::Timeout { deadline_ms: deadline.as_millis() as u64 },
         Some(trap) => Error::Trap(trap.to_string()),
         None => Error::Trap(format!("{error:#}")),
     }

@@ -67,12 +67,10 @@ impl Runtime {
             .max_core_instance_size(4 << 20)
             .max_component_instance_size(4 << 20);
         wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&wasm)
-            .map_err(|e| Error::Instantiate(format!("cannot create engine: {e}")))?;
+        let engine = Engine::new(&wasm).map_err(|e| Error::Instantiate(format!("cannot create engine: {e}")))?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .map_err(|e| Error::Instantiate(e.to_string()))?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| Error::Instantiate(e.to_string()))?;
         bindings::add_to_linker(&mut linker).map_err(|e| Error::Instantiate(e.to_string()))?;
 
         let cache = match &config.cache_dir {
@@ -95,13 +93,7 @@ impl Runtime {
             })
             .map_err(|e| Error::Instantiate(format!("cannot start epoch ticker: {e}")))?;
 
-        Ok(Runtime {
-            engine,
-            linker,
-            cache,
-            config: Arc::new(config),
-            ticker_stop,
-        })
+        Ok(Runtime { engine, linker, cache, config: Arc::new(config), ticker_stop })
     }
 
     pub fn config(&self) -> &RuntimeConfig {
@@ -110,8 +102,7 @@ impl Runtime {
 
     /// Reads a file and loads it.
     pub fn load_file(&self, path: &std::path::Path) -> Result<(LoadedPolicy, LoadStats), Error> {
-        let bytes =
-            std::fs::read(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+        let bytes = std::fs::read(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
         self.load(&bytes)
     }
 
@@ -127,16 +118,12 @@ impl Runtime {
                 "the bytes do not start with the WebAssembly magic number".into()
             }));
         }
-        let cached = self
-            .cache
-            .as_ref()
-            .and_then(|c| c.load(&self.engine, &digest));
+        let cached = self.cache.as_ref().and_then(|c| c.load(&self.engine, &digest));
         let cache_hit = cached.is_some();
         let component = match cached {
             Some(component) => component,
             None => {
-                let component = Component::new(&self.engine, bytes)
-                    .map_err(|e| Error::Compile(format!("{e:#}")))?;
+                let component = Component::new(&self.engine, bytes).map_err(|e| Error::Compile(format!("{e:#}")))?;
                 if let Some(cache) = &self.cache {
                     cache.store(&component, &digest);
                 }
@@ -145,32 +132,16 @@ impl Runtime {
         };
         let compile_ms = started.elapsed().as_secs_f64() * 1e3;
 
-        let instance_pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| Error::Incompatible(format!("{e:#}")))?;
-        let pre = PolicyBindingsPre::new(instance_pre)
-            .map_err(|e| Error::Incompatible(format!("{e:#}")))?;
-        let policy = LoadedPolicy::new(
-            pre,
-            self.engine.clone(),
-            self.config.clone(),
-            digest,
-            bytes.len(),
-        );
+        let instance_pre =
+            self.linker.instantiate_pre(&component).map_err(|e| Error::Incompatible(format!("{e:#}")))?;
+        let pre = PolicyBindingsPre::new(instance_pre).map_err(|e| Error::Incompatible(format!("{e:#}")))?;
+        let policy = LoadedPolicy::new(pre, self.engine.clone(), self.config.clone(), digest, bytes.len());
         let mut warm: Warm = policy.instantiate()?;
         let info = policy.call_metadata(&mut warm)?;
         validate_info(&info)?;
         let policy = policy.with_info(info, warm);
         let total_ms = started.elapsed().as_secs_f64() * 1e3;
-        Ok((
-            policy,
-            LoadStats {
-                cache_hit,
-                compile_ms,
-                total_ms,
-            },
-        ))
+        Ok((policy, LoadStats { cache_hit, compile_ms, total_ms }))
     }
 }
 
@@ -183,10 +154,7 @@ fn is_component_binary(bytes: &[u8]) -> bool {
 fn validate_info(info: &PolicyInfo) -> Result<(), Error> {
     let name_ok = !info.name.is_empty()
         && info.name.len() <= 63
-        && info
-            .name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && info.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !info.name.starts_with('-')
         && !info.name.ends_with('-');
     if !name_ok {
@@ -202,17 +170,10 @@ fn validate_info(info: &PolicyInfo) -> Result<(), Error> {
         )));
     }
     if !info.params_schema.trim().is_empty() {
-        let schema: serde_json::Value = serde_json::from_str(&info.params_schema).map_err(|e| {
-            Error::InvalidMetadata(format!(
-                "params-schema of policy {} is not JSON: {e}",
-                info.name
-            ))
-        })?;
+        let schema: serde_json::Value = serde_json::from_str(&info.params_schema)
+            .map_err(|e| Error::InvalidMetadata(format!("params-schema of policy {} is not JSON: {e}", info.name)))?;
         if !(schema.is_object() || schema.is_boolean()) {
-            return Err(Error::InvalidMetadata(format!(
-                "params-schema of policy {} must be a JSON object",
-                info.name
-            )));
+            return Err(Error::InvalidMetadata(format!("params-schema of policy {} must be a JSON object", info.name)));
         }
     }
     Ok(())
@@ -243,9 +204,7 @@ mod tests {
             ("ok", "1.0.0", "{", "not JSON"),
             ("ok", "1.0.0", "[1]", "must be a JSON object"),
         ] {
-            let err = validate_info(&info(name, version, schema))
-                .unwrap_err()
-                .to_string();
+            let err = validate_info(&info(name, version, schema)).unwrap_err().to_string();
             assert!(err.contains(needle), "{err} should contain {needle}");
         }
     }

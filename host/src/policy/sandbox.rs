@@ -20,9 +20,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 /// Severity of a policy's log line.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     Trace,
@@ -51,11 +49,7 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub fn new(
-        memory_limit_bytes: usize,
-        max_log_lines: usize,
-        max_output_bytes: usize,
-    ) -> HostState {
+    pub fn new(memory_limit_bytes: usize, max_log_lines: usize, max_output_bytes: usize) -> HostState {
         let clock = PinnedClock::default();
         let output = CappedOutput::new(max_output_bytes);
         let mut builder = WasiCtxBuilder::new();
@@ -111,10 +105,7 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
@@ -130,11 +121,7 @@ pub struct MemoryCap {
 impl MemoryCap {
     fn new(limit: usize) -> MemoryCap {
         MemoryCap {
-            inner: StoreLimitsBuilder::new()
-                .memory_size(limit)
-                .table_elements(1 << 20)
-                .instances(10_000)
-                .build(),
+            inner: StoreLimitsBuilder::new().memory_size(limit).table_elements(1 << 20).instances(10_000).build(),
             limit,
             hit: false,
         }
@@ -153,12 +140,7 @@ impl std::fmt::Display for MemoryLimitExceeded {
 impl std::error::Error for MemoryLimitExceeded {}
 
 impl ResourceLimiter for MemoryCap {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.limit {
             self.hit = true;
             return Err(wasmtime::Error::new(MemoryLimitExceeded));
@@ -166,12 +148,7 @@ impl ResourceLimiter for MemoryCap {
         self.inner.memory_growing(current, desired, maximum)
     }
 
-    fn table_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
         self.inner.table_growing(current, desired, maximum)
     }
 
@@ -224,10 +201,7 @@ pub struct CappedOutput {
 
 impl CappedOutput {
     fn new(capacity: usize) -> CappedOutput {
-        CappedOutput {
-            buffer: Arc::new(Mutex::new(Vec::new())),
-            capacity,
-        }
+        CappedOutput { buffer: Arc::new(Mutex::new(Vec::new())), capacity }
     }
 
     fn append(&self, bytes: &[u8]) {
@@ -237,10 +211,7 @@ impl CappedOutput {
     }
 
     fn clear(&self) {
-        self.buffer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.buffer.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     /// The captured text of the current call.
@@ -285,11 +256,7 @@ impl Pollable for CappedOutput {
 }
 
 impl tokio::io::AsyncWrite for CappedOutput {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         self.append(buf);
         Poll::Ready(Ok(buf.len()))
     }

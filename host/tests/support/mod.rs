@@ -13,7 +13,11 @@ pub fn workspace() -> PathBuf {
 /// A built policy; fails the test (never skips it) when the fixtures are missing.
 pub fn policy(relative: &str) -> PathBuf {
     let path = workspace().join("target/policies").join(relative);
-    assert!(path.is_file(), "{} is missing: run `just plugins` (scripts/build-plugins.sh) before the tests", path.display());
+    assert!(
+        path.is_file(),
+        "{} is missing: run `just plugins` (scripts/build-plugins.sh) before the tests",
+        path.display()
+    );
     path
 }
 

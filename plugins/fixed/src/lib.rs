@@ -20,17 +20,13 @@ impl Guest for Fixed {
     fn evaluate(snapshot: Snapshot) -> Result<Decision, PolicyError> {
         let params: serde_json::Value = serde_json::from_str(&snapshot.params)
             .map_err(|e| PolicyError::InvalidParams(format!("params are not JSON: {e}")))?;
-        let replicas = params
-            .get("replicas")
-            .and_then(serde_json::Value::as_u64)
-            .and_then(|r| u32::try_from(r).ok())
-            .ok_or_else(|| {
-                PolicyError::InvalidParams("params.replicas must be a non-negative integer".into())
-            })?;
-        Ok(Decision::replicas(
-            replicas,
-            format!("fixed at {replicas} replicas"),
-        ))
+        let replicas =
+            params
+                .get("replicas")
+                .and_then(serde_json::Value::as_u64)
+                .and_then(|r| u32::try_from(r).ok())
+                .ok_or_else(|| PolicyError::InvalidParams("params.replicas must be a non-negative integer".into()))?;
+        Ok(Decision::replicas(replicas, format!("fixed at {replicas} replicas")))
     }
 }
 

@@ -5,7 +5,6 @@
 use crate::params::{MetricSpec, Target};
 use crate::quantity::Milli;
 use crate::{Input, Phase};
-use std::collections::BTreeMap;
 
 /// Scale-up and scale-down tolerances (`Tolerances{scaleDown, scaleUp}`).
 #[derive(Debug, Clone, Copy)]
@@ -47,13 +46,19 @@ struct Sample {
     window_ms: i64,
 }
 
-type MetricMap = BTreeMap<String, Sample>;
+/// Samples by pod index (`Input::pods`); `None` where a pod has no sample.
+type MetricMap = Vec<Option<Sample>>;
 
-struct Grouping<'a> {
+fn entries(metrics: &MetricMap) -> usize {
+    metrics.iter().filter(|s| s.is_some()).count()
+}
+
+/// Pod indexes by group (§2.2).
+struct Grouping {
     ready_count: i64,
-    unready: Vec<&'a str>,
-    missing: Vec<&'a str>,
-    ignored: Vec<&'a str>,
+    unready: Vec<usize>,
+    missing: Vec<usize>,
+    ignored: Vec<usize>,
 }
 
 pub(crate) struct Calculator<'a> {
@@ -66,25 +71,14 @@ pub(crate) struct Calculator<'a> {
 fn ceil_i32(value: f64) -> i32 {
     // `int32(math.Ceil(x))` with the newest code's MaxInt32 clamp
     let value = value.ceil();
-    if value >= f64::from(i32::MAX) {
-        i32::MAX
-    } else {
-        value as i32
-    }
+    if value >= f64::from(i32::MAX) { i32::MAX } else { value as i32 }
 }
 
 impl<'a> Calculator<'a> {
     /// `computeReplicasForMetrics`: the maximum over valid proposals, or the
     /// first error when every metric failed or a failure could hide a larger
     /// proposal than the current replica count.
-    pub fn compute(
-        &self,
-        specs: &[MetricSpec],
-    ) -> (
-        Result<i32, MetricError>,
-        Vec<MetricProposal>,
-        Vec<MetricError>,
-    ) {
+    pub fn compute(&self, specs: &[MetricSpec]) -> (Result<i32, MetricError>, Vec<MetricProposal>, Vec<MetricError>) {
         let mut replicas = 0;
         let mut proposals = Vec::new();
         let mut errors = Vec::new();
@@ -100,73 +94,39 @@ impl<'a> Calculator<'a> {
             }
         }
         let invalid = errors.len();
-        let result =
-            if invalid >= specs.len() || (invalid > 0 && replicas < self.input.current_replicas) {
-                Err(errors[0].clone())
-            } else {
-                Ok(replicas)
-            };
+        let result = if invalid >= specs.len() || (invalid > 0 && replicas < self.input.current_replicas) {
+            Err(errors[0].clone())
+        } else {
+            Ok(replicas)
+        };
         (result, proposals, errors)
     }
 
     fn propose(&self, spec: &MetricSpec) -> Result<MetricProposal, MetricError> {
         match spec {
             MetricSpec::Resource { resource } => {
-                let metric = resource
-                    .snapshot_metric
-                    .clone()
-                    .unwrap_or_else(|| resource.name.clone());
-                self.resource(
-                    &resource.name,
-                    None,
-                    &metric,
-                    &resource.target,
-                    "FailedGetResourceMetric",
-                )
+                let metric = resource.snapshot_metric.clone().unwrap_or_else(|| resource.name.clone());
+                self.resource(&resource.name, None, &metric, &resource.target, "FailedGetResourceMetric")
             }
-            MetricSpec::ContainerResource {
-                container_resource: c,
-            } => {
-                let metric = c
-                    .snapshot_metric
-                    .clone()
-                    .unwrap_or_else(|| format!("{}/{}", c.container, c.name));
-                self.resource(
-                    &c.name,
-                    Some(&c.container),
-                    &metric,
-                    &c.target,
-                    "FailedGetContainerResourceMetric",
-                )
+            MetricSpec::ContainerResource { container_resource: c } => {
+                let metric = c.snapshot_metric.clone().unwrap_or_else(|| format!("{}/{}", c.container, c.name));
+                self.resource(&c.name, Some(&c.container), &metric, &c.target, "FailedGetContainerResourceMetric")
             }
             MetricSpec::Pods { pods } => match pods.target {
                 Target::AverageValue { average_value } => {
                     let reason = "FailedGetPodsMetric";
-                    let metrics =
-                        self.per_pod_samples(&pods.metric.name, reason, "custom metrics API")?;
+                    let metrics = self.per_pod_samples(&pods.metric.name, reason, "custom metrics API")?;
                     let (replicas, usage) = self.plain(metrics, "", average_value, reason)?;
-                    Ok(proposal(
-                        replicas,
-                        &pods.metric.name,
-                        usage as f64 / 1000.0,
-                        "average-value",
-                    ))
+                    Ok(proposal(replicas, &pods.metric.name, usage as f64 / 1000.0, "average-value"))
                 }
-                _ => Err(invalid_target(
-                    "FailedGetPodsMetric",
-                    "Pods metrics need an AverageValue target",
-                )),
+                _ => Err(invalid_target("FailedGetPodsMetric", "Pods metrics need an AverageValue target")),
             },
-            MetricSpec::Object { object } => self.object_or_external(
-                &object.metric.name,
-                &object.target,
-                "FailedGetObjectMetric",
-            ),
-            MetricSpec::External { external } => self.object_or_external(
-                &external.metric.name,
-                &external.target,
-                "FailedGetExternalMetric",
-            ),
+            MetricSpec::Object { object } => {
+                self.object_or_external(&object.metric.name, &object.target, "FailedGetObjectMetric")
+            }
+            MetricSpec::External { external } => {
+                self.object_or_external(&external.metric.name, &external.target, "FailedGetExternalMetric")
+            }
         }
     }
 
@@ -180,60 +140,35 @@ impl<'a> Calculator<'a> {
     ) -> Result<MetricProposal, MetricError> {
         let metrics = self.per_pod_samples(metric_name, reason, "resource metrics API")?;
         match *target {
-            Target::Utilization {
-                average_utilization,
-            } => {
+            Target::Utilization { average_utilization } => {
                 let (replicas, utilization) =
                     self.utilization(metrics, resource, container, average_utilization, reason)?;
-                Ok(proposal(
-                    replicas,
-                    metric_name,
-                    f64::from(utilization),
-                    "utilization",
-                ))
+                Ok(proposal(replicas, metric_name, f64::from(utilization), "utilization"))
             }
             Target::AverageValue { average_value } => {
                 let (replicas, usage) = self.plain(metrics, resource, average_value, reason)?;
-                Ok(proposal(
-                    replicas,
-                    metric_name,
-                    usage as f64 / 1000.0,
-                    "average-value",
-                ))
+                Ok(proposal(replicas, metric_name, usage as f64 / 1000.0, "average-value"))
             }
-            Target::Value { .. } => Err(invalid_target(
-                reason,
-                "resource metrics need a Utilization or AverageValue target",
-            )),
+            Target::Value { .. } => {
+                Err(invalid_target(reason, "resource metrics need a Utilization or AverageValue target"))
+            }
         }
     }
 
-    fn per_pod_samples(
-        &self,
-        name: &str,
-        reason: &'static str,
-        api: &str,
-    ) -> Result<MetricMap, MetricError> {
-        let metric = self.input.metrics.iter().find(|m| m.name == name);
-        let map: MetricMap = metric
-            .into_iter()
-            .flat_map(|m| m.pods.iter())
-            .map(|s| {
-                (
-                    s.pod.clone(),
-                    Sample {
-                        value: Milli::from_base(s.value).0,
-                        timestamp_ms: s.timestamp_ms,
-                        window_ms: s.window_ms,
-                    },
-                )
-            })
-            .collect();
-        if map.is_empty() {
-            return Err(MetricError {
-                reason,
-                message: format!("no metrics returned from {api} for metric {name:?}"),
-            });
+    fn per_pod_samples(&self, name: &str, reason: &'static str, api: &str) -> Result<MetricMap, MetricError> {
+        let mut map: MetricMap = vec![None; self.input.pods.len()];
+        let samples = self.input.metrics.iter().find(|m| m.name == name).map_or(&[][..], |m| &m.pods[..]);
+        for s in samples {
+            if let Some(slot) = map.get_mut(s.pod) {
+                *slot = Some(Sample {
+                    value: Milli::from_base(s.value).0,
+                    timestamp_ms: s.timestamp_ms,
+                    window_ms: s.window_ms,
+                });
+            }
+        }
+        if samples.is_empty() {
+            return Err(MetricError { reason, message: format!("no metrics returned from {api} for metric {name:?}") });
         }
         if self.input.pods.is_empty() {
             return Err(MetricError {
@@ -245,30 +180,25 @@ impl<'a> Calculator<'a> {
     }
 
     /// `groupPods` (§2.2).
-    fn group_pods(&self, metrics: &MetricMap, resource: &str) -> Grouping<'a> {
+    fn group_pods(&self, metrics: &MetricMap, resource: &str) -> Grouping {
         let now = self.input.now_ms;
-        let mut grouping = Grouping {
-            ready_count: 0,
-            unready: vec![],
-            missing: vec![],
-            ignored: vec![],
-        };
-        for pod in &self.input.pods {
+        let mut grouping = Grouping { ready_count: 0, unready: vec![], missing: vec![], ignored: vec![] };
+        for (index, pod) in self.input.pods.iter().enumerate() {
             if pod.terminating || pod.phase == Phase::Failed {
-                grouping.ignored.push(&pod.name);
+                grouping.ignored.push(index);
                 continue;
             }
             if pod.phase == Phase::Pending {
-                grouping.unready.push(&pod.name);
+                grouping.unready.push(index);
                 continue;
             }
-            let Some(sample) = metrics.get(&pod.name) else {
-                grouping.missing.push(&pod.name);
+            let Some(sample) = metrics[index] else {
+                grouping.missing.push(index);
                 continue;
             };
             if resource == "cpu" {
                 let (Some(ready), Some(start)) = (pod.ready, pod.start_ms) else {
-                    grouping.unready.push(&pod.name);
+                    grouping.unready.push(index);
                     continue;
                 };
                 let transition = pod.ready_transition_ms.unwrap_or(0);
@@ -280,7 +210,7 @@ impl<'a> Calculator<'a> {
                     !ready && start + self.initial_readiness_delay_ms > transition
                 };
                 if unready {
-                    grouping.unready.push(&pod.name);
+                    grouping.unready.push(index);
                     continue;
                 }
             }
@@ -301,22 +231,21 @@ impl<'a> Calculator<'a> {
     ) -> Result<(i32, i32), MetricError> {
         let current = self.input.current_replicas;
         let grouping = self.group_pods(&metrics, resource);
-        for pod in grouping.ignored.iter().chain(&grouping.unready) {
-            metrics.remove(*pod);
+        for &pod in grouping.ignored.iter().chain(&grouping.unready) {
+            metrics[pod] = None;
         }
-        let mut requests = BTreeMap::new();
-        for pod in &self.input.pods {
-            let request = pod
-                .requests
-                .iter()
-                .find(|r| r.resource == resource && r.container.as_deref() == container)
-                .ok_or_else(|| MetricError {
+        let requests = self
+            .input
+            .pods
+            .iter()
+            .map(|pod| {
+                pod.request(resource, container).map(|r| Milli::from_base(r).0).ok_or_else(|| MetricError {
                     reason,
                     message: format!("missing request for {resource} in pod {}", pod.name),
-                })?;
-            requests.insert(pod.name.as_str(), Milli::from_base(request.amount).0);
-        }
-        if metrics.is_empty() {
+                })
+            })
+            .collect::<Result<Vec<i64>, MetricError>>()?;
+        if entries(&metrics) == 0 {
             return Err(MetricError {
                 reason,
                 message: "did not receive metrics for targeted pods (pods might be unready)".into(),
@@ -324,17 +253,14 @@ impl<'a> Calculator<'a> {
         }
         let ratio_of = |metrics: &MetricMap| -> Result<(f64, i32), MetricError> {
             let (mut used, mut requested) = (0i64, 0i64);
-            for (pod, sample) in metrics {
-                if let Some(request) = requests.get(pod.as_str()) {
+            for (sample, request) in metrics.iter().zip(&requests) {
+                if let Some(sample) = sample {
                     used = used.saturating_add(sample.value);
                     requested = requested.saturating_add(*request);
                 }
             }
             if requested == 0 {
-                return Err(MetricError {
-                    reason,
-                    message: "no metrics returned matched known pods".into(),
-                });
+                return Err(MetricError { reason, message: "no metrics returned matched known pods".into() });
             }
             let utilization = (i128::from(used) * 100 / i128::from(requested)) as i32;
             Ok((f64::from(utilization) / f64::from(target), utilization))
@@ -351,46 +277,21 @@ impl<'a> Calculator<'a> {
         if ratio < 1.0 {
             // missing pods are assumed to use max(100%, target) of their request on scale-down
             let fallback = i64::from(target.max(100));
-            for pod in &grouping.missing {
-                let value = requests[pod].saturating_mul(fallback) / 100;
-                metrics.insert(
-                    pod.to_string(),
-                    Sample {
-                        value,
-                        timestamp_ms: 0,
-                        window_ms: 0,
-                    },
-                );
+            for &pod in &grouping.missing {
+                metrics[pod] = Some(filled(requests[pod].saturating_mul(fallback) / 100));
             }
         } else if ratio > 1.0 {
-            for pod in &grouping.missing {
-                metrics.insert(
-                    pod.to_string(),
-                    Sample {
-                        value: 0,
-                        timestamp_ms: 0,
-                        window_ms: 0,
-                    },
-                );
+            for &pod in &grouping.missing {
+                metrics[pod] = Some(filled(0));
             }
         }
         if scale_up_with_unready {
-            for pod in &grouping.unready {
-                metrics.insert(
-                    pod.to_string(),
-                    Sample {
-                        value: 0,
-                        timestamp_ms: 0,
-                        window_ms: 0,
-                    },
-                );
+            for &pod in &grouping.unready {
+                metrics[pod] = Some(filled(0));
             }
         }
         let (new_ratio, _) = ratio_of(&metrics)?;
-        Ok((
-            self.second_pass(ratio, new_ratio, metrics.len()),
-            utilization,
-        ))
+        Ok((self.second_pass(ratio, new_ratio, entries(&metrics)), utilization))
     }
 
     /// §2.4: Resource metric with an AverageValue target, and Pods metrics.
@@ -404,20 +305,18 @@ impl<'a> Calculator<'a> {
     ) -> Result<(i32, i64), MetricError> {
         let current = self.input.current_replicas;
         let grouping = self.group_pods(&metrics, resource);
-        for pod in grouping.ignored.iter().chain(&grouping.unready) {
-            metrics.remove(*pod);
+        for &pod in grouping.ignored.iter().chain(&grouping.unready) {
+            metrics[pod] = None;
         }
-        if metrics.is_empty() {
+        if entries(&metrics) == 0 {
             return Err(MetricError {
                 reason,
                 message: "did not receive metrics for targeted pods (pods might be unready)".into(),
             });
         }
         let ratio_of = |metrics: &MetricMap| -> (f64, i64) {
-            let total = metrics
-                .values()
-                .fold(0i64, |sum, s| sum.saturating_add(s.value));
-            let usage = total / metrics.len() as i64;
+            let total = metrics.iter().flatten().fold(0i64, |sum, s| sum.saturating_add(s.value));
+            let usage = total / entries(metrics) as i64;
             (usage as f64 / target.0 as f64, usage)
         };
         let (ratio, usage) = ratio_of(&metrics);
@@ -436,46 +335,28 @@ impl<'a> Calculator<'a> {
             None
         };
         if let Some(value) = fill {
-            for pod in &grouping.missing {
-                metrics.insert(
-                    pod.to_string(),
-                    Sample {
-                        value,
-                        timestamp_ms: 0,
-                        window_ms: 0,
-                    },
-                );
+            for &pod in &grouping.missing {
+                metrics[pod] = Some(filled(value));
             }
         }
         if scale_up_with_unready {
-            for pod in &grouping.unready {
-                metrics.insert(
-                    pod.to_string(),
-                    Sample {
-                        value: 0,
-                        timestamp_ms: 0,
-                        window_ms: 0,
-                    },
-                );
+            for &pod in &grouping.unready {
+                metrics[pod] = Some(filled(0));
             }
         }
         let (new_ratio, _) = ratio_of(&metrics);
-        Ok((self.second_pass(ratio, new_ratio, metrics.len()), usage))
+        Ok((self.second_pass(ratio, new_ratio, entries(&metrics)), usage))
     }
 
     /// The shared tail of §2.3/§2.4 after missing and unready pods were filled in.
     fn second_pass(&self, ratio: f64, new_ratio: f64, entries: usize) -> i32 {
         let current = self.input.current_replicas;
-        if self.tolerances.is_within(new_ratio)
-            || (ratio < 1.0 && new_ratio > 1.0)
-            || (ratio > 1.0 && new_ratio < 1.0)
+        if self.tolerances.is_within(new_ratio) || (ratio < 1.0 && new_ratio > 1.0) || (ratio > 1.0 && new_ratio < 1.0)
         {
             return current;
         }
         let new_replicas = ceil_i32(new_ratio * entries as f64);
-        if (new_ratio < 1.0 && new_replicas > current)
-            || (new_ratio > 1.0 && new_replicas < current)
-        {
+        if (new_ratio < 1.0 && new_replicas > current) || (new_ratio > 1.0 && new_replicas < current) {
             return current;
         }
         new_replicas
@@ -488,15 +369,10 @@ impl<'a> Calculator<'a> {
         target: &Target,
         reason: &'static str,
     ) -> Result<MetricProposal, MetricError> {
-        let metric = self
-            .input
-            .metrics
-            .iter()
-            .find(|m| m.name == name)
-            .ok_or_else(|| MetricError {
-                reason,
-                message: format!("unable to get metric {name:?}: not in the snapshot"),
-            })?;
+        let metric = self.input.metrics.iter().find(|m| m.name == name).ok_or_else(|| MetricError {
+            reason,
+            message: format!("unable to get metric {name:?}: not in the snapshot"),
+        })?;
         let usage = Milli::from_base(metric.value).0;
         match *target {
             Target::Value { value } => {
@@ -514,19 +390,14 @@ impl<'a> Calculator<'a> {
                 let average = (usage as f64 / f64::from(status)).ceil();
                 Ok(proposal(replicas, name, average / 1000.0, "average-value"))
             }
-            Target::Utilization { .. } => Err(invalid_target(
-                reason,
-                "object and external metrics need a Value or AverageValue target",
-            )),
+            Target::Utilization { .. } => {
+                Err(invalid_target(reason, "object and external metrics need a Value or AverageValue target"))
+            }
         }
     }
 
     /// `getUsageRatioReplicaCount`: scale relative to ready pods, or from zero.
-    fn usage_ratio_replica_count(
-        &self,
-        ratio: f64,
-        reason: &'static str,
-    ) -> Result<i32, MetricError> {
+    fn usage_ratio_replica_count(&self, ratio: f64, reason: &'static str) -> Result<i32, MetricError> {
         let current = self.input.current_replicas;
         if current == 0 {
             return Ok(ceil_i32(ratio));
@@ -537,31 +408,24 @@ impl<'a> Calculator<'a> {
         if self.input.pods.is_empty() {
             return Err(MetricError {
                 reason,
-                message: "unable to calculate ready pods: no pods returned by selector while calculating replica count".into(),
+                message: "unable to calculate ready pods: no pods returned by selector while calculating replica count"
+                    .into(),
             });
         }
-        let ready = self
-            .input
-            .pods
-            .iter()
-            .filter(|p| p.phase == Phase::Running && p.ready == Some(true))
-            .count();
+        let ready = self.input.pods.iter().filter(|p| p.phase == Phase::Running && p.ready == Some(true)).count();
         Ok(ceil_i32(ratio * ready as f64))
     }
 }
 
+/// A value the calculator assumes for a pod without a usable sample.
+fn filled(value: i64) -> Sample {
+    Sample { value, timestamp_ms: 0, window_ms: 0 }
+}
+
 fn proposal(replicas: i32, name: &str, current: f64, measure: &'static str) -> MetricProposal {
-    MetricProposal {
-        replicas,
-        name: name.to_string(),
-        current,
-        measure,
-    }
+    MetricProposal { replicas, name: name.to_string(), current, measure }
 }
 
 fn invalid_target(reason: &'static str, message: &str) -> MetricError {
-    MetricError {
-        reason,
-        message: message.to_string(),
-    }
+    MetricError { reason, message: message.to_string() }
 }

@@ -34,6 +34,8 @@ pub enum Phase {
     Unknown,
 }
 
+/// A request other than the pod's CPU/memory totals (another resource, or
+/// one container's request).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
     pub resource: String,
@@ -51,12 +53,34 @@ pub struct Pod {
     pub ready_transition_ms: Option<i64>,
     pub start_ms: Option<i64>,
     pub terminating: bool,
+    /// Pod total CPU request, cores.
+    pub cpu_request: Option<f64>,
+    /// Pod total memory request, bytes.
+    pub memory_request: Option<f64>,
     pub requests: Vec<Request>,
+}
+
+impl Pod {
+    /// The request for `resource` (pod total when `container` is `None`).
+    pub fn request(&self, resource: &str, container: Option<&str>) -> Option<f64> {
+        let total = match (resource, container) {
+            ("cpu", None) => self.cpu_request,
+            ("memory", None) => self.memory_request,
+            _ => None,
+        };
+        total.or_else(|| {
+            self.requests
+                .iter()
+                .find(|r| r.resource == resource && r.container.as_deref() == container)
+                .map(|r| r.amount)
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PodSample {
-    pub pod: String,
+    /// Index of the pod in [`Input::pods`].
+    pub pod: usize,
     /// Base units.
     pub value: f64,
     pub timestamp_ms: i64,
@@ -107,9 +131,7 @@ impl State {
         if bytes.is_empty() {
             return Ok(None);
         }
-        serde_json::from_slice(bytes)
-            .map(Some)
-            .map_err(|e| format!("unreadable hpa state: {e}"))
+        serde_json::from_slice(bytes).map(Some).map_err(|e| format!("unreadable hpa state: {e}"))
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -138,26 +160,21 @@ pub fn evaluate(params: &HpaParams, input: &Input, state: Option<State>) -> Outp
     let max = params.max_replicas.unwrap_or(input.max_replicas);
     // §1 step 2: the first reconcile records the current count.
     let mut state = state.unwrap_or_else(|| State {
-        recommendations: vec![Recommendation {
-            replicas: current,
-            timestamp_ms: input.now_ms,
-        }],
+        recommendations: vec![Recommendation { replicas: current, timestamp_ms: input.now_ms }],
     });
-    let output =
-        |desired: Option<i32>, reason: String, metric_desired, proposals, errors, state| Output {
-            desired_replicas: desired,
-            reason,
-            metric_desired,
-            proposals,
-            errors,
-            state,
-        };
+    let output = |desired: Option<i32>, reason: String, metric_desired, proposals, errors, state| Output {
+        desired_replicas: desired,
+        reason,
+        metric_desired,
+        proposals,
+        errors,
+        state,
+    };
 
     if current == 0 && min != 0 {
         return output(
             None,
-            "ScalingDisabled: scaling is disabled since the replica count of the target is zero"
-                .into(),
+            "ScalingDisabled: scaling is disabled since the replica count of the target is zero".into(),
             None,
             vec![],
             vec![],
@@ -187,10 +204,8 @@ pub fn evaluate(params: &HpaParams, input: &Input, state: Option<State>) -> Outp
 
     let behavior = params.behavior.as_ref();
     let scale_up = ScalingRules::scale_up(behavior.and_then(|b| b.scale_up.as_ref()));
-    let scale_down = ScalingRules::scale_down(
-        behavior.and_then(|b| b.scale_down.as_ref()),
-        params.downscale_stabilization_seconds,
-    );
+    let scale_down =
+        ScalingRules::scale_down(behavior.and_then(|b| b.scale_down.as_ref()), params.downscale_stabilization_seconds);
     let tolerances = Tolerances {
         up: scale_up.tolerance.unwrap_or(params.tolerance),
         down: scale_down.tolerance.unwrap_or(params.tolerance),
@@ -240,15 +255,7 @@ pub fn evaluate(params: &HpaParams, input: &Input, state: Option<State>) -> Outp
     };
     let summary: Vec<String> = proposals
         .iter()
-        .map(|p| {
-            format!(
-                "{} {} {} → {}",
-                p.name,
-                p.measure,
-                trim_float(p.current),
-                p.replicas
-            )
-        })
+        .map(|p| format!("{} {} {} → {}", p.name, p.measure, trim_float(p.current), p.replicas))
         .collect();
     let reason = format!(
         "{} (metrics: {}; proposed {metric_desired}, stabilized {}); {}",
@@ -257,14 +264,7 @@ pub fn evaluate(params: &HpaParams, input: &Input, state: Option<State>) -> Outp
         normalized.stabilized,
         normalized.able_to_scale,
     );
-    output(
-        Some(normalized.desired),
-        reason,
-        Some(metric_desired),
-        proposals,
-        errors,
-        state,
-    )
+    output(Some(normalized.desired), reason, Some(metric_desired), proposals, errors, state)
 }
 
 fn change_events(events: &[ScaleEvent]) -> (Vec<ChangeEvent>, Vec<ChangeEvent>) {
@@ -272,15 +272,9 @@ fn change_events(events: &[ScaleEvent]) -> (Vec<ChangeEvent>, Vec<ChangeEvent>) 
     let mut down = Vec::new();
     for e in events {
         if e.to_replicas > e.from_replicas {
-            up.push(ChangeEvent {
-                change: e.to_replicas - e.from_replicas,
-                timestamp_ms: e.timestamp_ms,
-            });
+            up.push(ChangeEvent { change: e.to_replicas - e.from_replicas, timestamp_ms: e.timestamp_ms });
         } else if e.to_replicas < e.from_replicas {
-            down.push(ChangeEvent {
-                change: e.from_replicas - e.to_replicas,
-                timestamp_ms: e.timestamp_ms,
-            });
+            down.push(ChangeEvent { change: e.from_replicas - e.to_replicas, timestamp_ms: e.timestamp_ms });
         }
     }
     (up, down)

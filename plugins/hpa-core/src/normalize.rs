@@ -43,27 +43,17 @@ pub fn without_behavior(
 ) -> Normalized {
     // stabilizeRecommendation: the window is inclusive of ts == cutoff
     let cutoff = now_ms - window_ms;
-    let stabilized = recommendations
-        .iter()
-        .filter(|r| r.timestamp_ms >= cutoff)
-        .map(|r| r.replicas)
-        .fold(desired, i32::max);
+    let stabilized =
+        recommendations.iter().filter(|r| r.timestamp_ms >= cutoff).map(|r| r.replicas).fold(desired, i32::max);
     // Entries older than the window never count again: dropping them all is
     // equivalent to the controller's replace-one-stale-entry bookkeeping.
     recommendations.retain(|r| r.timestamp_ms >= cutoff);
-    recommendations.push(Recommendation {
-        replicas: desired,
-        timestamp_ms: now_ms,
-    });
+    recommendations.push(Recommendation { replicas: desired, timestamp_ms: now_ms });
 
     // convertDesiredReplicasWithRules
-    let scale_up_limit =
-        (SCALE_UP_LIMIT_FACTOR * f64::from(current)).max(SCALE_UP_LIMIT_MINIMUM) as i32;
-    let (max_allowed, too_many) = if max > scale_up_limit {
-        (scale_up_limit, "ScaleUpLimit")
-    } else {
-        (max, "TooManyReplicas")
-    };
+    let scale_up_limit = (SCALE_UP_LIMIT_FACTOR * f64::from(current)).max(SCALE_UP_LIMIT_MINIMUM) as i32;
+    let (max_allowed, too_many) =
+        if max > scale_up_limit { (scale_up_limit, "ScaleUpLimit") } else { (max, "TooManyReplicas") };
     let (final_desired, scaling_limited) = if stabilized < min {
         (min, "TooFewReplicas")
     } else if stabilized > max_allowed {
@@ -74,11 +64,7 @@ pub fn without_behavior(
     Normalized {
         stabilized,
         desired: final_desired,
-        able_to_scale: if stabilized != desired {
-            "ScaleDownStabilized"
-        } else {
-            "ReadyForNewScale"
-        },
+        able_to_scale: if stabilized != desired { "ScaleDownStabilized" } else { "ReadyForNewScale" },
         scaling_limited,
     }
 }
@@ -108,12 +94,7 @@ pub fn with_behavior(recommendations: &mut Vec<Recommendation>, args: &BehaviorA
     } else {
         "ScaleDownStabilized"
     };
-    Normalized {
-        stabilized,
-        desired: final_desired,
-        able_to_scale,
-        scaling_limited,
-    }
+    Normalized { stabilized, desired: final_desired, able_to_scale, scaling_limited }
 }
 
 /// §5.1 `stabilizeRecommendationWithBehaviors`: strict `ts > cutoff`.
@@ -138,10 +119,7 @@ fn stabilize_with_behavior(recommendations: &mut Vec<Recommendation>, args: &Beh
     }
     // Entries older than both cutoffs can never count again.
     recommendations.retain(|r| !(r.timestamp_ms < up_cutoff && r.timestamp_ms < down_cutoff));
-    recommendations.push(Recommendation {
-        replicas: args.desired,
-        timestamp_ms: args.now_ms,
-    });
+    recommendations.push(Recommendation { replicas: args.desired, timestamp_ms: args.now_ms });
     result
 }
 
@@ -149,21 +127,15 @@ fn stabilize_with_behavior(recommendations: &mut Vec<Recommendation>, args: &Beh
 fn rate_limit(args: &BehaviorArgs, desired: i32) -> (i32, &'static str) {
     if desired > args.current {
         let limit = scale_up_limit(args).max(args.current);
-        let (max_allowed, reason) = if args.max > limit {
-            (limit, "ScaleUpLimit")
-        } else {
-            (args.max, "TooManyReplicas")
-        };
+        let (max_allowed, reason) =
+            if args.max > limit { (limit, "ScaleUpLimit") } else { (args.max, "TooManyReplicas") };
         if desired > max_allowed {
             return (max_allowed, reason);
         }
     } else if desired < args.current {
         let limit = scale_down_limit(args).min(args.current);
-        let (min_allowed, reason) = if args.min < limit {
-            (limit, "ScaleDownLimit")
-        } else {
-            (args.min, "TooFewReplicas")
-        };
+        let (min_allowed, reason) =
+            if args.min < limit { (limit, "ScaleDownLimit") } else { (args.min, "TooFewReplicas") };
         if desired < min_allowed {
             return (min_allowed, reason);
         }
@@ -174,11 +146,7 @@ fn rate_limit(args: &BehaviorArgs, desired: i32) -> (i32, &'static str) {
 /// `getReplicasChangePerPeriod`: strict `ts > now − period`.
 fn change_in_period(now_ms: i64, period_seconds: i32, events: &[ChangeEvent]) -> i64 {
     let cutoff = now_ms - i64::from(period_seconds) * 1000;
-    events
-        .iter()
-        .filter(|e| e.timestamp_ms > cutoff)
-        .map(|e| i64::from(e.change))
-        .sum()
+    events.iter().filter(|e| e.timestamp_ms > cutoff).map(|e| i64::from(e.change)).sum()
 }
 
 fn period_start_replicas(args: &BehaviorArgs, period_seconds: i32) -> i64 {
@@ -202,9 +170,7 @@ fn scale_up_limit(args: &BehaviorArgs) -> i32 {
         let start = period_start_replicas(args, policy.period_seconds);
         let proposed = match policy.kind {
             PolicyType::Pods => to_i32(start + i64::from(policy.value)),
-            PolicyType::Percent => {
-                to_i32((start as f64 * (1.0 + f64::from(policy.value) / 100.0)).ceil() as i64)
-            }
+            PolicyType::Percent => to_i32((start as f64 * (1.0 + f64::from(policy.value) / 100.0)).ceil() as i64),
         };
         result = pick(result, proposed);
     }
@@ -225,9 +191,7 @@ fn scale_down_limit(args: &BehaviorArgs) -> i32 {
         let proposed = match policy.kind {
             PolicyType::Pods => to_i32(start - i64::from(policy.value)),
             // truncation toward zero, may be negative
-            PolicyType::Percent => {
-                to_i32((start as f64 * (1.0 - f64::from(policy.value) / 100.0)) as i64)
-            }
+            PolicyType::Percent => to_i32((start as f64 * (1.0 - f64::from(policy.value) / 100.0)) as i64),
         };
         result = pick(result, proposed);
     }

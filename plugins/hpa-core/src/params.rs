@@ -189,34 +189,19 @@ impl ScalingRules {
             stabilization_window_seconds: 0,
             select_policy: SelectPolicy::Max,
             policies: vec![
-                ScalingPolicy {
-                    kind: PolicyType::Pods,
-                    value: 4,
-                    period_seconds: 15,
-                },
-                ScalingPolicy {
-                    kind: PolicyType::Percent,
-                    value: 100,
-                    period_seconds: 15,
-                },
+                ScalingPolicy { kind: PolicyType::Pods, value: 4, period_seconds: 15 },
+                ScalingPolicy { kind: PolicyType::Percent, value: 100, period_seconds: 15 },
             ],
             tolerance: None,
         };
         defaults.overlay(spec)
     }
 
-    pub fn scale_down(
-        spec: Option<&ScalingRulesSpec>,
-        controller_window_seconds: i64,
-    ) -> ScalingRules {
+    pub fn scale_down(spec: Option<&ScalingRulesSpec>, controller_window_seconds: i64) -> ScalingRules {
         let defaults = ScalingRules {
             stabilization_window_seconds: controller_window_seconds,
             select_policy: SelectPolicy::Max,
-            policies: vec![ScalingPolicy {
-                kind: PolicyType::Percent,
-                value: 100,
-                period_seconds: 15,
-            }],
+            policies: vec![ScalingPolicy { kind: PolicyType::Percent, value: 100, period_seconds: 15 }],
             tolerance: None,
         };
         defaults.overlay(spec)
@@ -251,9 +236,7 @@ impl HpaParams {
             params.metrics.push(MetricSpec::Resource {
                 resource: ResourceSource {
                     name: "cpu".into(),
-                    target: Target::Utilization {
-                        average_utilization: 80,
-                    },
+                    target: Target::Utilization { average_utilization: 80 },
                     snapshot_metric: None,
                 },
             });
@@ -264,17 +247,12 @@ impl HpaParams {
 
     fn validate(&self) -> Result<(), String> {
         if !(0.0..1.0).contains(&self.tolerance) && self.tolerance != 0.0 {
-            return Err(format!(
-                "tolerance must be in [0, 1), got {}",
-                self.tolerance
-            ));
+            return Err(format!("tolerance must be in [0, 1), got {}", self.tolerance));
         }
         if let (Some(min), Some(max)) = (self.min_replicas, self.max_replicas)
             && min > max
         {
-            return Err(format!(
-                "minReplicas ({min}) is greater than maxReplicas ({max})"
-            ));
+            return Err(format!("minReplicas ({min}) is greater than maxReplicas ({max})"));
         }
         for (index, metric) in self.metrics.iter().enumerate() {
             let target = match metric {
@@ -285,9 +263,7 @@ impl HpaParams {
                 MetricSpec::External { external } => &external.target,
             };
             let positive = match target {
-                Target::Utilization {
-                    average_utilization,
-                } => *average_utilization > 0,
+                Target::Utilization { average_utilization } => *average_utilization > 0,
                 Target::AverageValue { average_value } => average_value.0 > 0,
                 Target::Value { value } => value.0 > 0,
             };
@@ -296,19 +272,9 @@ impl HpaParams {
             }
         }
         if let Some(behavior) = &self.behavior {
-            for (side, rules) in [
-                ("scaleUp", &behavior.scale_up),
-                ("scaleDown", &behavior.scale_down),
-            ] {
-                for (index, policy) in rules
-                    .iter()
-                    .flat_map(|r| r.policies.iter().flatten())
-                    .enumerate()
-                {
-                    if policy.value <= 0
-                        || policy.period_seconds <= 0
-                        || policy.period_seconds > 1800
-                    {
+            for (side, rules) in [("scaleUp", &behavior.scale_up), ("scaleDown", &behavior.scale_down)] {
+                for (index, policy) in rules.iter().flat_map(|r| r.policies.iter().flatten()).enumerate() {
+                    if policy.value <= 0 || policy.period_seconds <= 0 || policy.period_seconds > 1800 {
                         return Err(format!(
                             "behavior.{side}.policies[{index}]: value must be > 0 and periodSeconds in 1..=1800"
                         ));
@@ -338,22 +304,11 @@ mod tests {
         let behavior = params.behavior.unwrap();
         let up = ScalingRules::scale_up(behavior.scale_up.as_ref());
         assert_eq!(up.select_policy, SelectPolicy::Min);
-        assert_eq!(
-            up.policies.len(),
-            2,
-            "defaults kept when only selectPolicy is set"
-        );
+        assert_eq!(up.policies.len(), 2, "defaults kept when only selectPolicy is set");
         assert_eq!(up.tolerance, Some(0.05));
         let down = ScalingRules::scale_down(behavior.scale_down.as_ref(), 300);
         assert_eq!(down.stabilization_window_seconds, 60);
-        assert_eq!(
-            down.policies,
-            vec![ScalingPolicy {
-                kind: PolicyType::Pods,
-                value: 1,
-                period_seconds: 30
-            }]
-        );
+        assert_eq!(down.policies, vec![ScalingPolicy { kind: PolicyType::Pods, value: 1, period_seconds: 30 }]);
     }
 
     #[test]
@@ -365,10 +320,7 @@ mod tests {
                 && matches!(resource.target, Target::Utilization { average_utilization: 80 })
         ));
         assert!(params.behavior.is_none());
-        assert_eq!(
-            ScalingRules::scale_down(None, 300).stabilization_window_seconds,
-            300
-        );
+        assert_eq!(ScalingRules::scale_down(None, 300).stabilization_window_seconds, 300);
     }
 
     #[test]
@@ -377,7 +329,9 @@ mod tests {
         assert!(err.contains("metrics[0].target"), "{err}");
         let err = HpaParams::parse(r#"{"minReplica":2}"#).unwrap_err();
         assert!(err.contains("unknown field `minReplica`"), "{err}");
-        let err = HpaParams::parse(r#"{"behavior":{"scaleUp":{"policies":[{"type":"Pods","value":0,"periodSeconds":15}]}}}"#).unwrap_err();
+        let err =
+            HpaParams::parse(r#"{"behavior":{"scaleUp":{"policies":[{"type":"Pods","value":0,"periodSeconds":15}]}}}"#)
+                .unwrap_err();
         assert!(err.contains("behavior.scaleUp.policies[0]"), "{err}");
     }
 }

@@ -15,11 +15,7 @@ impl Milli {
     /// 100.00000000000001, which must stay 100).
     pub fn from_base(value: f64) -> Milli {
         let scaled = value * 1000.0;
-        Milli(
-            (scaled - 1e-6)
-                .ceil()
-                .clamp(i64::MIN as f64, i64::MAX as f64) as i64,
-        )
+        Milli((scaled - 1e-6).ceil().clamp(i64::MIN as f64, i64::MAX as f64) as i64)
     }
 }
 
@@ -27,9 +23,8 @@ impl Milli {
 pub fn parse_milli(text: &str) -> Result<Milli, String> {
     let text = text.trim();
     let bad = || format!("invalid quantity {text:?}");
-    let number_end = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(text.len());
+    let number_end =
+        text.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-')).unwrap_or(text.len());
     let (number, suffix) = text.split_at(number_end);
     let (negative, digits) = match number.strip_prefix('-') {
         Some(rest) => (true, rest),
@@ -39,20 +34,13 @@ pub fn parse_milli(text: &str) -> Result<Milli, String> {
     if int_part.is_empty() && frac_part.is_empty() {
         return Err(bad());
     }
-    if !int_part
-        .chars()
-        .chain(frac_part.chars())
-        .all(|c| c.is_ascii_digit())
-    {
+    if !int_part.chars().chain(frac_part.chars()).all(|c| c.is_ascii_digit()) {
         return Err(bad());
     }
     // mantissa * 10^exp10 * 2^exp2 is the value in base units.
     let mut mantissa: i128 = 0;
     for c in int_part.chars().chain(frac_part.chars()) {
-        mantissa = mantissa
-            .checked_mul(10)
-            .and_then(|m| m.checked_add(i128::from(c as u8 - b'0')))
-            .ok_or_else(bad)?;
+        mantissa = mantissa.checked_mul(10).and_then(|m| m.checked_add(i128::from(c as u8 - b'0'))).ok_or_else(bad)?;
     }
     let mut exp10: i32 = -(frac_part.len() as i32);
     let mut exp2: u32 = 0;
@@ -82,9 +70,7 @@ pub fn parse_milli(text: &str) -> Result<Milli, String> {
     exp10 += 3;
     let mut value = mantissa.checked_shl(exp2).ok_or_else(bad)?;
     if exp10 >= 0 {
-        value = value
-            .checked_mul(10i128.checked_pow(exp10 as u32).ok_or_else(bad)?)
-            .ok_or_else(bad)?;
+        value = value.checked_mul(10i128.checked_pow(exp10 as u32).ok_or_else(bad)?).ok_or_else(bad)?;
     } else {
         let divisor = 10i128.checked_pow((-exp10) as u32).unwrap_or(i128::MAX);
         // round up (towards +inf for positive values, like MilliValue)
@@ -110,9 +96,7 @@ pub(crate) fn deserialize_milli<'de, D: Deserializer<'de>>(de: D) -> Result<Mill
 }
 
 /// Like [`deserialize_milli`] but for a plain float (tolerances).
-pub(crate) fn deserialize_fraction<'de, D: Deserializer<'de>>(
-    de: D,
-) -> Result<Option<f64>, D::Error> {
+pub(crate) fn deserialize_fraction<'de, D: Deserializer<'de>>(de: D) -> Result<Option<f64>, D::Error> {
     let milli = deserialize_milli(de)?;
     Ok(Some(milli.0 as f64 / 1000.0))
 }

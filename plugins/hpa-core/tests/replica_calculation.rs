@@ -35,31 +35,11 @@ fn utilization_is_integer_truncated() {
 // §2.1 tolerance: (1 − down) ≤ r ≤ (1 + up), inclusive at both ends
 #[test]
 fn tolerance_boundaries_are_inclusive() {
-    assert_eq!(
-        Case::cpu(&[1100, 1100, 1100], 100).desired(),
-        3,
-        "ratio 1.1 is within"
-    );
-    assert_eq!(
-        Case::cpu(&[900, 900, 900], 100).desired(),
-        3,
-        "ratio 0.9 is within"
-    );
-    assert_eq!(
-        Case::cpu(&[1110, 1110, 1110], 100).desired(),
-        4,
-        "ratio 1.11 scales: ceil(3.33)"
-    );
-    assert_eq!(
-        Case::cpu(&[890, 890, 890], 100).desired(),
-        3,
-        "ratio 0.89 scales: ceil(2.67) = 3"
-    );
-    assert_eq!(
-        Case::cpu(&[500, 500, 500, 500], 100).desired(),
-        2,
-        "ratio 0.5"
-    );
+    assert_eq!(Case::cpu(&[1100, 1100, 1100], 100).desired(), 3, "ratio 1.1 is within");
+    assert_eq!(Case::cpu(&[900, 900, 900], 100).desired(), 3, "ratio 0.9 is within");
+    assert_eq!(Case::cpu(&[1110, 1110, 1110], 100).desired(), 4, "ratio 1.11 scales: ceil(3.33)");
+    assert_eq!(Case::cpu(&[890, 890, 890], 100).desired(), 3, "ratio 0.89 scales: ceil(2.67) = 3");
+    assert_eq!(Case::cpu(&[500, 500, 500, 500], 100).desired(), 2, "ratio 0.5");
 }
 
 #[test]
@@ -196,9 +176,7 @@ fn missing_pods_count_as_zero_on_scale_up() {
 #[test]
 fn direction_flip_after_filling_keeps_current() {
     // first 60% of 50% → 1.2 (up); p2, p3 at 0 → 1200*100/4000 = 30% → 0.6 (down) → keep 4
-    let case = Case::cpu(&[600, 600, 0, 0], 50)
-        .drop_sample("p2")
-        .drop_sample("p3");
+    let case = Case::cpu(&[600, 600, 0, 0], 50).drop_sample("p2").drop_sample("p3");
     assert_eq!(case.desired(), 4);
 }
 
@@ -226,13 +204,11 @@ fn second_pass_below_current_while_scaling_up_keeps_current() {
 
 #[test]
 fn missing_request_is_an_error_and_blocks_scaling() {
-    let case =
-        Case::cpu(&[900, 900], 50).pod_mut(1, |p| p.requests.retain(|r| r.resource != "cpu"));
+    let case = Case::cpu(&[900, 900], 50).pod_mut(1, |p| p.cpu_request = None);
     let out = case.run();
     assert_eq!(out.desired_replicas, None);
     assert!(
-        out.reason.contains("FailedGetResourceMetric")
-            && out.reason.contains("missing request for cpu in pod p1"),
+        out.reason.contains("FailedGetResourceMetric") && out.reason.contains("missing request for cpu in pod p1"),
         "{}",
         out.reason
     );
@@ -244,32 +220,31 @@ fn no_samples_at_all_is_an_error() {
         .params(r#"{"metrics":[{"type":"Resource","resource":{"name":"cpu","target":{"type":"Utilization","averageUtilization":50}}}]}"#)
         .run();
     assert_eq!(out.desired_replicas, None);
-    assert!(
-        out.reason
-            .contains("no metrics returned from resource metrics API"),
-        "{}",
-        out.reason
-    );
+    assert!(out.reason.contains("no metrics returned from resource metrics API"), "{}", out.reason);
 }
 
 #[test]
 fn only_unready_samples_is_an_error() {
     let case = Case::cpu(&[900], 50).pod_mut(0, |p| p.phase = Phase::Pending);
     let out = case.run();
-    assert!(
-        out.reason
-            .contains("did not receive metrics for targeted pods"),
-        "{}",
-        out.reason
-    );
+    assert!(out.reason.contains("did not receive metrics for targeted pods"), "{}", out.reason);
 }
 
 #[test]
-fn superfluous_samples_are_skipped_for_utilization() {
-    // a sample for a pod that is not listed has no request → not in the ratio
+fn samples_for_unlisted_pods_are_ignored() {
+    // an index past the pod list (the host never sends one) must not count or panic
     let mut case = Case::cpu(&[900, 900], 50);
-    case.input.metrics[0].pods.push(sample("ghost", 100_000));
+    case.input.metrics[0].pods.push(sample(7, 100_000));
     assert_eq!(case.desired(), 4, "90% of 50% → ceil(3.6)");
+}
+
+#[test]
+fn memory_request_total_is_used_for_memory() {
+    // 512 MiB used of the 1 GiB total → 50% of 25% → 2 × 2 = 4
+    let case = Case::with_pods(2)
+        .params(r#"{"metrics":[{"type":"Resource","resource":{"name":"memory","target":{"type":"Utilization","averageUtilization":25}}}]}"#)
+        .per_pod_metric("memory", &[("p0", 536870912000), ("p1", 536870912000)]);
+    assert_eq!(case.run().metric_desired, Some(4));
 }
 
 #[test]
@@ -299,11 +274,7 @@ fn pods_metric_average_value() {
         .per_pod_metric("qps", &[("p0", 20_000), ("p1", 30_000), ("p2", 40_000)]);
     let out = case.run();
     assert_eq!(out.metric_desired, Some(9), "avg 30 of 10 → 3 × 3");
-    assert_eq!(
-        out.desired_replicas,
-        Some(6),
-        "legacy scale-up limit max(2 × 3, 4)"
-    );
+    assert_eq!(out.desired_replicas, Some(6), "legacy scale-up limit max(2 × 3, 4)");
     assert_eq!(out.proposals[0].current, 30.0);
 }
 
@@ -386,11 +357,7 @@ fn external_value_needs_pods_when_not_at_zero() {
         .metric("lag", 50.0);
     let out = case.run();
     assert_eq!(out.desired_replicas, None);
-    assert!(
-        out.reason.contains("unable to calculate ready pods"),
-        "{}",
-        out.reason
-    );
+    assert!(out.reason.contains("unable to calculate ready pods"), "{}", out.reason);
 }
 
 #[test]
@@ -398,11 +365,7 @@ fn absent_external_metric_is_named_in_the_error() {
     let out = Case::with_pods(2)
         .params(r#"{"metrics":[{"type":"External","external":{"metric":{"name":"lag"},"target":{"type":"Value","value":"10"}}}]}"#)
         .run();
-    assert!(
-        out.reason.contains("FailedGetExternalMetric") && out.reason.contains("\"lag\""),
-        "{}",
-        out.reason
-    );
+    assert!(out.reason.contains("FailedGetExternalMetric") && out.reason.contains("\"lag\""), "{}", out.reason);
 }
 
 // §3 combining metrics
@@ -413,15 +376,10 @@ const TWO_METRICS: &str = r#"{"metrics":[
 #[test]
 fn several_metrics_take_the_maximum() {
     // cpu: 60% of 50 → 1.2 → ceil(3.6) = 4; lag 1000/100 → 10
-    let case = Case::cpu(&[600, 600, 600], 50)
-        .params(TWO_METRICS)
-        .metric("lag", 1000.0);
+    let case = Case::cpu(&[600, 600, 600], 50).params(TWO_METRICS).metric("lag", 1000.0);
     let out = case.run();
     assert_eq!(out.metric_desired, Some(10));
-    assert_eq!(
-        out.proposals.iter().map(|p| p.replicas).collect::<Vec<_>>(),
-        vec![4, 10]
-    );
+    assert_eq!(out.proposals.iter().map(|p| p.replicas).collect::<Vec<_>>(), vec![4, 10]);
 }
 
 #[test]
@@ -437,11 +395,7 @@ fn a_failed_metric_blocks_a_scale_down() {
     // cpu proposes 1 < current 3 while lag failed → no scaling at all
     let out = Case::cpu(&[100, 100, 100], 50).params(TWO_METRICS).run();
     assert_eq!(out.desired_replicas, None);
-    assert!(
-        out.reason.starts_with("FailedGetExternalMetric"),
-        "{}",
-        out.reason
-    );
+    assert!(out.reason.starts_with("FailedGetExternalMetric"), "{}", out.reason);
 }
 
 #[test]
@@ -449,11 +403,7 @@ fn every_metric_failing_blocks_scaling() {
     let out = Case::with_pods(3).params(TWO_METRICS).run();
     assert_eq!(out.desired_replicas, None);
     assert_eq!(out.errors.len(), 2);
-    assert!(
-        out.reason.starts_with("FailedGetResourceMetric"),
-        "first error is reported: {}",
-        out.reason
-    );
+    assert!(out.reason.starts_with("FailedGetResourceMetric"), "first error is reported: {}", out.reason);
 }
 
 #[test]
@@ -462,9 +412,5 @@ fn wrong_target_kind_is_a_metric_error() {
         .params(r#"{"metrics":[{"type":"Resource","resource":{"name":"cpu","target":{"type":"Value","value":1}}}]}"#)
         .run();
     assert_eq!(out.desired_replicas, None);
-    assert!(
-        out.reason.contains("Utilization or AverageValue"),
-        "{}",
-        out.reason
-    );
+    assert!(out.reason.contains("Utilization or AverageValue"), "{}", out.reason);
 }

@@ -10,9 +10,9 @@
 
 use scalegate_hpa as hpa;
 use scalegate_policy_sdk::Guest;
-use scalegate_policy_sdk::types::{
-    Decision, PodPhase, PolicyError, PolicyInfo, ReportedMetric, Snapshot,
-};
+use scalegate_policy_sdk::types::{Decision, PodPhase, PolicyError, PolicyInfo, ReportedMetric, Snapshot};
+use std::cell::RefCell;
+use std::rc::Rc;
 
 struct Hpa;
 
@@ -24,10 +24,10 @@ fn ms(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-/// WIT snapshot → algorithm input.
-fn input(snapshot: &Snapshot) -> hpa::Input {
-    let w = &snapshot.workload;
-    hpa::Input {
+/// WIT snapshot → algorithm input, moving strings instead of copying them.
+fn input(snapshot: Snapshot) -> hpa::Input {
+    let w = snapshot.workload;
+    let mut input = hpa::Input {
         now_ms: ms(snapshot.now_ms),
         current_replicas: clamp_i32(w.current_replicas),
         status_replicas: clamp_i32(w.status_replicas),
@@ -35,9 +35,9 @@ fn input(snapshot: &Snapshot) -> hpa::Input {
         max_replicas: clamp_i32(w.max_replicas),
         pods: snapshot
             .pods
-            .iter()
+            .into_iter()
             .map(|p| hpa::Pod {
-                name: p.name.clone(),
+                name: p.name,
                 phase: match p.phase {
                     PodPhase::Pending => hpa::Phase::Pending,
                     PodPhase::Running => hpa::Phase::Running,
@@ -49,28 +49,22 @@ fn input(snapshot: &Snapshot) -> hpa::Input {
                 ready_transition_ms: p.ready_transition_ms.map(ms),
                 start_ms: p.start_ms.map(ms),
                 terminating: p.terminating,
-                requests: p
-                    .requests
-                    .iter()
-                    .map(|r| hpa::Request {
-                        resource: r.resource.clone(),
-                        container: r.container.clone(),
-                        amount: r.amount,
-                    })
-                    .collect(),
+                cpu_request: p.cpu_request,
+                memory_request: p.memory_request,
+                requests: Vec::new(),
             })
             .collect(),
         metrics: snapshot
             .metrics
-            .iter()
+            .into_iter()
             .map(|m| hpa::Metric {
-                name: m.name.clone(),
+                name: m.name,
                 value: m.value,
                 pods: m
                     .pods
-                    .iter()
+                    .into_iter()
                     .map(|s| hpa::PodSample {
-                        pod: s.pod.clone(),
+                        pod: s.pod as usize,
                         value: s.value,
                         timestamp_ms: ms(s.timestamp_ms),
                         window_ms: ms(s.window_ms),
@@ -80,14 +74,44 @@ fn input(snapshot: &Snapshot) -> hpa::Input {
             .collect(),
         scale_events: snapshot
             .scale_events
-            .iter()
+            .into_iter()
             .map(|e| hpa::ScaleEvent {
                 timestamp_ms: ms(e.timestamp_ms),
                 from_replicas: clamp_i32(e.from_replicas),
                 to_replicas: clamp_i32(e.to_replicas),
             })
             .collect(),
+    };
+    for request in snapshot.requests {
+        if let Some(pod) = input.pods.get_mut(request.pod as usize) {
+            pod.requests.push(hpa::Request {
+                resource: request.resource,
+                container: request.container,
+                amount: request.amount,
+            });
+        }
     }
+    input
+}
+
+thread_local! {
+    /// The last params text and its parse. A binding sends the same params on
+    /// every call, and a recycled instance keeps this cache; a fresh instance
+    /// simply parses again, so results never depend on it.
+    static PARSED: RefCell<Option<(String, Rc<hpa::HpaParams>)>> = const { RefCell::new(None) };
+}
+
+fn parse_params(text: &str) -> Result<Rc<hpa::HpaParams>, PolicyError> {
+    PARSED.with(|cell| {
+        if let Some((cached, params)) = &*cell.borrow()
+            && cached == text
+        {
+            return Ok(params.clone());
+        }
+        let params = Rc::new(hpa::HpaParams::parse(text).map_err(PolicyError::InvalidParams)?);
+        *cell.borrow_mut() = Some((text.to_string(), params.clone()));
+        Ok(params)
+    })
 }
 
 impl Guest for Hpa {
@@ -95,29 +119,21 @@ impl Guest for Hpa {
         PolicyInfo {
             name: "hpa".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            description: "The Kubernetes HorizontalPodAutoscaler algorithm (autoscaling/v2 metrics and behavior)".into(),
+            description: "The Kubernetes HorizontalPodAutoscaler algorithm (autoscaling/v2 metrics and behavior)"
+                .into(),
             params_schema: include_str!("../params.schema.json").into(),
             reads: vec!["metrics".into(), "pods".into(), "scale-events".into()],
         }
     }
 
     fn evaluate(snapshot: Snapshot) -> Result<Decision, PolicyError> {
-        let params = hpa::HpaParams::parse(&snapshot.params).map_err(PolicyError::InvalidParams)?;
+        let params = parse_params(&snapshot.params)?;
         let state = hpa::State::decode(&snapshot.state).map_err(PolicyError::Internal)?;
-        let output = hpa::evaluate(&params, &input(&snapshot), state);
-        let mut metrics: Vec<ReportedMetric> = output
-            .proposals
-            .iter()
-            .map(|p| ReportedMetric {
-                name: p.name.clone(),
-                value: p.current,
-            })
-            .collect();
+        let output = hpa::evaluate(&params, &input(snapshot), state);
+        let mut metrics: Vec<ReportedMetric> =
+            output.proposals.iter().map(|p| ReportedMetric { name: p.name.clone(), value: p.current }).collect();
         if let Some(desired) = output.metric_desired {
-            metrics.push(ReportedMetric {
-                name: "hpa.metric-desired-replicas".into(),
-                value: f64::from(desired),
-            });
+            metrics.push(ReportedMetric { name: "hpa.metric-desired-replicas".into(), value: f64::from(desired) });
         }
         Ok(Decision {
             desired_replicas: output.desired_replicas.map(|d| d.max(0) as u32),

@@ -65,10 +65,12 @@ export function evaluate(snapshot) {
   const percent = Math.floor((value * 100) / target);
   let deletionCosts = [];
   if (desired < snapshot.workload.currentReplicas) {
-    deletionCosts = metric.pods.map((s) => ({
-      pod: s.pod,
-      cost: Math.min(Math.max(Math.floor(s.value), I32_MIN), I32_MAX),
-    }));
+    deletionCosts = metric.pods
+      .filter((s) => s.pod < snapshot.pods.length)
+      .map((s) => ({
+        pod: snapshot.pods[s.pod].name,
+        cost: Math.min(Math.max(Math.floor(s.value), I32_MIN), I32_MAX),
+      }));
   }
   return {
     desiredReplicas: desired,

@@ -65,8 +65,9 @@ class WitWorld(WitWorld):
         costs = []
         if desired < snapshot.workload.current_replicas:
             costs = [
-                PodDeletionCost(s.pod, int(min(max(math.floor(s.value), I32_MIN), I32_MAX)))
+                PodDeletionCost(snapshot.pods[s.pod].name, int(min(max(math.floor(s.value), I32_MIN), I32_MAX)))
                 for s in metric.pods
+                if s.pod < len(snapshot.pods)
             ]
         return Decision(
             desired,

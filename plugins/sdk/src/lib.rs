@@ -59,10 +59,7 @@ impl types::Decision {
 
     /// "No opinion": the host keeps the current replica count.
     pub fn no_opinion(reason: impl Into<String>) -> Self {
-        Self {
-            desired_replicas: None,
-            ..Self::replicas(0, reason)
-        }
+        Self { desired_replicas: None, ..Self::replicas(0, reason) }
     }
 }
 

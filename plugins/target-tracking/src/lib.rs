@@ -12,9 +12,7 @@
 //! - state: the last desired count as decimal text.
 
 use scalegate_policy_sdk::Guest;
-use scalegate_policy_sdk::types::{
-    Decision, PodDeletionCost, PolicyError, PolicyInfo, ReportedMetric, Snapshot,
-};
+use scalegate_policy_sdk::types::{Decision, PodDeletionCost, PolicyError, PolicyInfo, ReportedMetric, Snapshot};
 
 struct TargetTracking;
 
@@ -28,10 +26,8 @@ fn params(json: &str) -> Result<Params, PolicyError> {
     let invalid = |m: &str| PolicyError::InvalidParams(m.to_string());
     let value: serde_json::Value =
         serde_json::from_str(json).map_err(|e| invalid(&format!("params are not JSON: {e}")))?;
-    let metric = value
-        .get("metric")
-        .and_then(|m| m.as_str())
-        .ok_or_else(|| invalid("params.metric must be a string"))?;
+    let metric =
+        value.get("metric").and_then(|m| m.as_str()).ok_or_else(|| invalid("params.metric must be a string"))?;
     let target = value
         .get("target")
         .and_then(serde_json::Value::as_f64)
@@ -39,16 +35,11 @@ fn params(json: &str) -> Result<Params, PolicyError> {
         .ok_or_else(|| invalid("params.target must be a number > 0"))?;
     let max_age = match value.get("max_age_seconds") {
         None => 60.0,
-        Some(v) => v
-            .as_f64()
-            .filter(|s| *s >= 0.0)
-            .ok_or_else(|| invalid("params.max_age_seconds must be a number >= 0"))?,
+        Some(v) => {
+            v.as_f64().filter(|s| *s >= 0.0).ok_or_else(|| invalid("params.max_age_seconds must be a number >= 0"))?
+        }
     };
-    Ok(Params {
-        metric: metric.to_string(),
-        target,
-        max_age_ms: (max_age * 1000.0) as u64,
-    })
+    Ok(Params { metric: metric.to_string(), target, max_age_ms: (max_age * 1000.0) as u64 })
 }
 
 impl Guest for TargetTracking {
@@ -64,44 +55,32 @@ impl Guest for TargetTracking {
 
     fn evaluate(snapshot: Snapshot) -> Result<Decision, PolicyError> {
         let params = params(&snapshot.params)?;
-        let metric = snapshot.metric(&params.metric).ok_or_else(|| {
-            PolicyError::MissingInput(format!("metric {} is not in the snapshot", params.metric))
-        })?;
+        let metric = snapshot
+            .metric(&params.metric)
+            .ok_or_else(|| PolicyError::MissingInput(format!("metric {} is not in the snapshot", params.metric)))?;
         let age_ms = snapshot.now_ms.saturating_sub(metric.timestamp_ms);
         if age_ms > params.max_age_ms {
-            return Ok(Decision::no_opinion(format!(
-                "metric {} is stale ({} ms old)",
-                params.metric, age_ms
-            )));
+            return Ok(Decision::no_opinion(format!("metric {} is stale ({} ms old)", params.metric, age_ms)));
         }
         let ratio = metric.value.max(0.0) / params.target;
         let desired = ratio.ceil().min(f64::from(u32::MAX)) as u32;
         let percent = (metric.value.max(0.0) * 100.0 / params.target).floor() as i64;
         let mut decision = Decision::replicas(
             desired,
-            format!(
-                "{} at {}% of one replica's target -> {} replicas",
-                params.metric, percent, desired
-            ),
+            format!("{} at {}% of one replica's target -> {} replicas", params.metric, percent, desired),
         );
         if desired < snapshot.workload.current_replicas {
             decision.deletion_costs = metric
                 .pods
                 .iter()
-                .map(|s| PodDeletionCost {
-                    pod: s.pod.clone(),
-                    cost: s
-                        .value
-                        .floor()
-                        .clamp(f64::from(i32::MIN), f64::from(i32::MAX))
-                        as i32,
+                .filter_map(|s| {
+                    let pod = snapshot.pods.get(s.pod as usize)?;
+                    let cost = s.value.floor().clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32;
+                    Some(PodDeletionCost { pod: pod.name.clone(), cost })
                 })
                 .collect();
         }
-        decision.metrics = vec![ReportedMetric {
-            name: "replicas-needed".into(),
-            value: ratio,
-        }];
+        decision.metrics = vec![ReportedMetric { name: "replicas-needed".into(), value: ratio }];
         decision.state = desired.to_string().into_bytes();
         Ok(decision)
     }

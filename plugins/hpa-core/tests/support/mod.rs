@@ -2,9 +2,7 @@
 //! methods to bend exactly the property a case is about.
 #![allow(dead_code)]
 
-use scalegate_hpa::{
-    HpaParams, Input, Metric, Output, Phase, Pod, PodSample, Request, ScaleEvent, State, evaluate,
-};
+use scalegate_hpa::{HpaParams, Input, Metric, Output, Phase, Pod, PodSample, ScaleEvent, State, evaluate};
 
 pub const NOW: i64 = 10_000_000_000;
 pub const HOUR: i64 = 3_600_000;
@@ -25,28 +23,15 @@ pub fn pod(name: &str) -> Pod {
         ready_transition_ms: Some(NOW - HOUR + 5 * SEC),
         start_ms: Some(NOW - HOUR),
         terminating: false,
-        requests: vec![
-            Request {
-                resource: "cpu".into(),
-                container: None,
-                amount: 1.0,
-            },
-            Request {
-                resource: "memory".into(),
-                container: None,
-                amount: 1073741824.0,
-            },
-        ],
+        cpu_request: Some(1.0),
+        memory_request: Some(1073741824.0),
+        requests: vec![],
     }
 }
 
-pub fn sample(pod: &str, milli: i64) -> PodSample {
-    PodSample {
-        pod: pod.into(),
-        value: milli as f64 / 1000.0,
-        timestamp_ms: NOW - 15 * SEC,
-        window_ms: 30 * SEC,
-    }
+/// A sample of the pod at `index` in the pod list.
+pub fn sample(index: usize, milli: i64) -> PodSample {
+    PodSample { pod: index, value: milli as f64 / 1000.0, timestamp_ms: NOW - 15 * SEC, window_ms: 30 * SEC }
 }
 
 impl Case {
@@ -54,11 +39,7 @@ impl Case {
     /// `current_replicas` = number of pods, bounds 1..=100, CPU target `target`%.
     pub fn cpu(usages: &[i64], target: i32) -> Case {
         let pods: Vec<Pod> = (0..usages.len()).map(|i| pod(&format!("p{i}"))).collect();
-        let samples = usages
-            .iter()
-            .enumerate()
-            .map(|(i, u)| sample(&format!("p{i}"), *u))
-            .collect();
+        let samples = usages.iter().enumerate().map(|(i, u)| sample(i, *u)).collect();
         Case {
             input: Input {
                 now_ms: NOW,
@@ -117,21 +98,17 @@ impl Case {
     }
 
     pub fn metric(mut self, name: &str, value: f64) -> Case {
-        self.input.metrics.push(Metric {
-            name: name.into(),
-            value,
-            pods: vec![],
-        });
+        self.input.metrics.push(Metric { name: name.into(), value, pods: vec![] });
         self
     }
 
+    fn index_of(&self, pod: &str) -> usize {
+        self.input.pods.iter().position(|p| p.name == pod).unwrap_or_else(|| panic!("no pod {pod}"))
+    }
+
     pub fn per_pod_metric(mut self, name: &str, values: &[(&str, i64)]) -> Case {
-        let pods = values.iter().map(|(p, v)| sample(p, *v)).collect();
-        self.input.metrics.push(Metric {
-            name: name.into(),
-            value: 0.0,
-            pods,
-        });
+        let pods = values.iter().map(|(p, v)| sample(self.index_of(p), *v)).collect();
+        self.input.metrics.push(Metric { name: name.into(), value: 0.0, pods });
         self
     }
 
@@ -141,18 +118,16 @@ impl Case {
     }
 
     pub fn drop_sample(mut self, pod: &str) -> Case {
+        let index = self.index_of(pod);
         for metric in &mut self.input.metrics {
-            metric.pods.retain(|s| s.pod != pod);
+            metric.pods.retain(|s| s.pod != index);
         }
         self
     }
 
     pub fn sample_mut(mut self, pod: &str, f: impl FnOnce(&mut PodSample)) -> Case {
-        let sample = self.input.metrics[0]
-            .pods
-            .iter_mut()
-            .find(|s| s.pod == pod)
-            .expect("sample");
+        let index = self.index_of(pod);
+        let sample = self.input.metrics[0].pods.iter_mut().find(|s| s.pod == index).expect("sample");
         f(sample);
         self
     }
@@ -166,10 +141,7 @@ impl Case {
         self.state = Some(State {
             recommendations: recs
                 .iter()
-                .map(|(r, age)| scalegate_hpa::Recommendation {
-                    replicas: *r,
-                    timestamp_ms: NOW - age,
-                })
+                .map(|(r, age)| scalegate_hpa::Recommendation { replicas: *r, timestamp_ms: NOW - age })
                 .collect(),
         });
         self
@@ -182,11 +154,7 @@ impl Case {
 
     /// A scale from `from` to `to`, `age_ms` ago.
     pub fn scaled(mut self, from: i32, to: i32, age_ms: i64) -> Case {
-        self.input.scale_events.push(ScaleEvent {
-            timestamp_ms: NOW - age_ms,
-            from_replicas: from,
-            to_replicas: to,
-        });
+        self.input.scale_events.push(ScaleEvent { timestamp_ms: NOW - age_ms, from_replicas: from, to_replicas: to });
         self
     }
 
@@ -198,8 +166,7 @@ impl Case {
     /// The desired replica count; panics with the reason when there is none.
     pub fn desired(&self) -> i32 {
         let out = self.run();
-        out.desired_replicas
-            .unwrap_or_else(|| panic!("no desired replicas: {}", out.reason))
+        out.desired_replicas.unwrap_or_else(|| panic!("no desired replicas: {}", out.reason))
     }
 }
 

@@ -17,8 +17,7 @@ impl Guest for Policy {
     }
 
     fn evaluate(snapshot: Snapshot) -> Result<Decision, PolicyError> {
-        let mut decision =
-            Decision::replicas(snapshot.workload.current_replicas, "x".repeat(1 << 20));
+        let mut decision = Decision::replicas(snapshot.workload.current_replicas, "x".repeat(1 << 20));
         decision.state = vec![7u8; 2 << 20];
         Ok(decision)
     }

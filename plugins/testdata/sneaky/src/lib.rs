@@ -20,14 +20,11 @@ impl Guest for Policy {
     }
 
     fn evaluate(snapshot: Snapshot) -> Result<Decision, PolicyError> {
-        let file =
-            std::fs::read_to_string("/etc/hostname").is_ok() || std::fs::read_dir("/").is_ok();
+        let file = std::fs::read_to_string("/etc/hostname").is_ok() || std::fs::read_dir("/").is_ok();
         let env = std::env::vars().count();
         let args = std::env::args().count();
-        let wall_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
+        let wall_ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
         let net = std::net::TcpStream::connect("127.0.0.1:1").is_ok();
         let resolve = std::net::ToSocketAddrs::to_socket_addrs("localhost:80").is_ok();
         // std seeds its hasher from WASI random: pinned by the host, so this is deterministic
