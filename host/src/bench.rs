@@ -369,9 +369,13 @@ pub fn demo(policies: &Path, steps: u32, cache_dir: Option<PathBuf>) -> Result<(
     let mut state = Vec::new();
     println!("\nA day of load compressed into {steps} steps of 15 s; pods take 20 s to become ready.");
     println!("{:>6}  {:>8}  {:>10}  {:>4}  {:>8}  reason (hpa)", "time", "load rps", "ready/pods", "hpa", "tracking");
+    // The initial pods were started at t = 0; the day starts an hour later so
+    // they are past the HPA's CPU initialization period, like long-running pods.
+    let start_ms = 3_600_000;
     for step in 1..=steps {
-        let now_ms = u64::from(step) * step_ms;
-        let load = daily_load(now_ms, day_ms);
+        let elapsed_ms = u64::from(step) * step_ms;
+        let now_ms = start_ms + elapsed_ms;
+        let load = daily_load(elapsed_ms, day_ms);
         let mut snapshot = workload.snapshot(now_ms, load, hpa_params.clone());
         snapshot.state = std::mem::take(&mut state);
         let evaluation = hpa.evaluate(&snapshot);
@@ -391,8 +395,8 @@ pub fn demo(policies: &Path, steps: u32, cache_dir: Option<PathBuf>) -> Result<(
         let ready = snapshot.workload.ready_replicas();
         println!(
             "{:>3}:{:02}  {:>8.0}  {:>5}/{:<4}  {:>4}  {:>8}  {}",
-            now_ms / 60_000,
-            (now_ms / 1000) % 60,
+            elapsed_ms / 60_000,
+            (elapsed_ms / 1000) % 60,
             load,
             ready,
             workload.replicas(),
