@@ -17,12 +17,15 @@ if ! command -v just >/dev/null 2>&1; then
     cargo install just --locked --quiet
 fi
 
-if ! python3 -m pip show componentize-py 2>/dev/null | grep -qx "Version: ${COMPONENTIZE_PY_VERSION}"; then
+# (read pip's whole output: `grep -q` would close the pipe early and, under
+# pipefail, make an installed package look missing)
+installed_py=$(python3 -m pip show componentize-py 2>/dev/null | sed -n 's/^Version: //p' || true)
+if [ "${installed_py}" != "${COMPONENTIZE_PY_VERSION}" ]; then
     echo "bootstrap: installing componentize-py ${COMPONENTIZE_PY_VERSION}"
     python3 -m pip install --quiet --disable-pip-version-check "componentize-py==${COMPONENTIZE_PY_VERSION}"
 fi
 
-if [ ! -x plugins/js/node_modules/.bin/componentize-js ]; then
+if [ ! -x plugins/js/node_modules/.bin/componentize-js ] || [ ! -d plugins/js/node_modules/@bytecodealliance/preview2-shim ]; then
     echo "bootstrap: installing componentize-js (npm)"
-    (cd plugins/js && npm install --no-audit --no-fund --loglevel=error)
+    (cd plugins/js && npm ci --no-audit --no-fund --loglevel=error)
 fi

@@ -135,7 +135,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Bench(args) => {
             crate::bench::run(&args, cache_dir).map_err(|e| Failure { code: 70, message: format!("{e:#}") })
         }
-        Command::Demo(args) => crate::bench::demo(&args.policies, args.steps, cache_dir),
+        Command::Demo(args) => crate::demo::run(&args.policies, args.steps, cache_dir),
     }
 }
 

@@ -10,12 +10,14 @@
 //! - [`cli`] — the `scalegate` command line (`policy inspect`, `eval`, `bench`).
 //! - [`sim`] — a simulated workload (pods with start-up delay, daily load curve).
 //! - [`bench`] — the built-in benchmarks behind `scalegate bench`.
+//! - [`demo`] — `scalegate demo`: a simulated day scaled by the bundled policies.
 //!
 //! Later stages (signals, decision loop, guardrails, actuators, admin API)
 //! join this map as they land; `docs/ARCHITECTURE.md` has the full picture.
 
 pub mod bench;
 pub mod cli;
+pub mod demo;
 pub mod policy;
 pub mod sim;
 pub mod snapshot;

@@ -76,3 +76,37 @@ impl ArtifactCache {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine(opt: wasmtime::OptLevel) -> Engine {
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true).cranelift_opt_level(opt);
+        Engine::new(&config).unwrap()
+    }
+
+    #[test]
+    fn artifacts_of_another_engine_configuration_are_not_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let fast = ArtifactCache::open(dir.path(), &engine(wasmtime::OptLevel::Speed)).unwrap();
+        let small = ArtifactCache::open(dir.path(), &engine(wasmtime::OptLevel::SpeedAndSize)).unwrap();
+        assert_ne!(fast.path("abc"), small.path("abc"), "the engine's compatibility hash is part of the key");
+        // an artifact stored by one is a miss for the other
+        let component = Component::new(&engine(wasmtime::OptLevel::Speed), b"\0asm\x0d\x00\x01\x00").unwrap();
+        fast.store(&component, "abc");
+        assert!(fast.load(&engine(wasmtime::OptLevel::Speed), "abc").is_some());
+        assert!(small.load(&engine(wasmtime::OptLevel::SpeedAndSize), "abc").is_none());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn cache_directory_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache");
+        ArtifactCache::open(&path, &engine(wasmtime::OptLevel::Speed)).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o700);
+    }
+}
