@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use wasmtime::{Engine, Store, Trap};
 
 /// A ready-to-call instance and its store.
-pub(super) struct Warm {
+struct Warm {
     store: Store<HostState>,
     bindings: PolicyBindings,
 }
@@ -57,32 +57,32 @@ impl std::fmt::Debug for LoadedPolicy {
 }
 
 impl LoadedPolicy {
-    pub(super) fn new(
+    /// Instantiates the component, runs `metadata()` and hands the metadata
+    /// back for validation together with a constructor for the policy; the
+    /// instance used becomes the policy's first idle one.
+    pub(super) fn prepare(
         pre: PolicyBindingsPre<HostState>,
         engine: Engine,
         config: Arc<RuntimeConfig>,
         digest: String,
         size_bytes: usize,
-    ) -> LoadedPolicy {
-        let info = PolicyInfo {
-            name: String::new(),
-            version: String::new(),
-            description: String::new(),
-            params_schema: String::new(),
-            reads: vec![],
+    ) -> Result<(PolicyInfo, impl FnOnce(PolicyInfo) -> LoadedPolicy), Error> {
+        let mut warm = instantiate(&pre, &engine, &config)?;
+        warm.store.data_mut().begin_call(0);
+        warm.store.set_epoch_deadline(ticks(config.load_deadline));
+        let info = warm
+            .bindings
+            .call_metadata(&mut warm.store)
+            .map(bindings::info_from_wit)
+            .map_err(|e| classify(e, &warm.store, config.load_deadline))?;
+        let build = move |info| {
+            let policy = LoadedPolicy {
+                inner: Arc::new(Inner { info, digest, size_bytes, pre, engine, config, idle: Mutex::new(Vec::new()) }),
+            };
+            policy.release(warm);
+            policy
         };
-        LoadedPolicy {
-            inner: Arc::new(Inner { info, digest, size_bytes, pre, engine, config, idle: Mutex::new(Vec::new()) }),
-        }
-    }
-
-    /// Completes loading with the validated metadata; `warm` becomes the
-    /// first idle instance.
-    pub(super) fn with_info(self, info: PolicyInfo, warm: Warm) -> LoadedPolicy {
-        let inner = Arc::into_inner(self.inner).expect("policy not shared during load");
-        let policy = LoadedPolicy { inner: Arc::new(Inner { info, ..inner }) };
-        policy.release(warm);
-        policy
+        Ok((info, build))
     }
 
     pub fn info(&self) -> &PolicyInfo {
@@ -103,31 +103,11 @@ impl LoadedPolicy {
         format!("{}@{}", self.inner.info.name, self.inner.info.version)
     }
 
-    pub(super) fn instantiate(&self) -> Result<Warm, Error> {
-        let config = &self.inner.config;
-        let state = HostState::new(config.memory_limit_bytes, config.max_log_lines, config.max_output_bytes);
-        let mut store = Store::new(&self.inner.engine, state);
-        store.limiter(|state| &mut state.limits);
-        store.set_epoch_deadline(ticks(config.load_deadline));
-        let bindings = self.inner.pre.instantiate(&mut store).map_err(|e| classify(e, &store, config.load_deadline))?;
-        Ok(Warm { store, bindings })
-    }
-
-    pub(super) fn call_metadata(&self, warm: &mut Warm) -> Result<PolicyInfo, Error> {
-        let config = &self.inner.config;
-        warm.store.data_mut().begin_call(0);
-        warm.store.set_epoch_deadline(ticks(config.load_deadline));
-        warm.bindings
-            .call_metadata(&mut warm.store)
-            .map(bindings::info_from_wit)
-            .map_err(|e| classify(e, &warm.store, config.load_deadline))
-    }
-
     fn acquire(&self) -> Result<Warm, Error> {
         if let Some(warm) = self.inner.idle.lock().pop() {
             return Ok(warm);
         }
-        self.instantiate()
+        instantiate(&self.inner.pre, &self.inner.engine, &self.inner.config)
     }
 
     fn release(&self, warm: Warm) {
@@ -179,6 +159,16 @@ impl LoadedPolicy {
         }
         Evaluation { outcome, logs, dropped_logs, duration: started.elapsed() }
     }
+}
+
+/// A fresh instance in a fresh store, on the load-time budget.
+fn instantiate(pre: &PolicyBindingsPre<HostState>, engine: &Engine, config: &RuntimeConfig) -> Result<Warm, Error> {
+    let state = HostState::new(config.memory_limit_bytes, config.max_log_lines, config.max_output_bytes);
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| &mut state.limits);
+    store.set_epoch_deadline(ticks(config.load_deadline));
+    let bindings = pre.instantiate(&mut store).map_err(|e| classify(e, &store, config.load_deadline))?;
+    Ok(Warm { store, bindings })
 }
 
 fn check_output(decision: Decision, config: &RuntimeConfig) -> Result<Decision, Error> {

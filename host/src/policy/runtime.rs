@@ -2,7 +2,7 @@
 
 use super::bindings::{self, PolicyBindingsPre};
 use super::cache::ArtifactCache;
-use super::loaded::{LoadedPolicy, Warm};
+use super::loaded::LoadedPolicy;
 use super::sandbox::HostState;
 use super::{Error, PolicyInfo, RuntimeConfig};
 use sha2::{Digest, Sha256};
@@ -135,11 +135,9 @@ impl Runtime {
         let instance_pre =
             self.linker.instantiate_pre(&component).map_err(|e| Error::Incompatible(format!("{e:#}")))?;
         let pre = PolicyBindingsPre::new(instance_pre).map_err(|e| Error::Incompatible(format!("{e:#}")))?;
-        let policy = LoadedPolicy::new(pre, self.engine.clone(), self.config.clone(), digest, bytes.len());
-        let mut warm: Warm = policy.instantiate()?;
-        let info = policy.call_metadata(&mut warm)?;
+        let (info, build) = LoadedPolicy::prepare(pre, self.engine.clone(), self.config.clone(), digest, bytes.len())?;
         validate_info(&info)?;
-        let policy = policy.with_info(info, warm);
+        let policy = build(info);
         let total_ms = started.elapsed().as_secs_f64() * 1e3;
         Ok((policy, LoadStats { cache_hit, compile_ms, total_ms }))
     }
