@@ -27,5 +27,5 @@ fi
 
 if [ ! -x plugins/js/node_modules/.bin/componentize-js ] || [ ! -d plugins/js/node_modules/@bytecodealliance/preview2-shim ]; then
     echo "bootstrap: installing componentize-js (npm)"
-    (cd plugins/js && npm ci --no-audit --no-fund --loglevel=error)
+    (cd plugins/js && npm install --no-audit --no-fund --loglevel=error)
 fi
