@@ -8,6 +8,10 @@
 //! - [`policy`] — the wasmtime runtime: loading, validating, caching and
 //!   calling policy components on a budget.
 //! - [`cli`] — the `scalegate` command line (`policy inspect`, `eval`, `bench`).
+//! - [`config`] — the daemon's YAML configuration, validated into typed
+//!   workload bindings (errors name the field path).
+//! - [`guardrails`] — min/max, step limits, cooldowns, stale-data holds and
+//!   dry-run, enforced on every decision whatever the policy said.
 //! - [`sim`] — a simulated workload (pods with start-up delay, daily load curve).
 //! - [`bench`] — the built-in benchmarks behind `scalegate bench`.
 //! - [`demo`] — `scalegate demo`: a simulated day scaled by the bundled policies.
@@ -17,7 +21,9 @@
 
 pub mod bench;
 pub mod cli;
+pub mod config;
 pub mod demo;
+pub mod guardrails;
 pub mod policy;
 pub mod sim;
 pub mod snapshot;
