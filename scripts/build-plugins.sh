@@ -17,6 +17,10 @@ cargo build --quiet --target wasm32-wasip2 --profile release-wasm "${packages[@]
 built=target/wasm32-wasip2/release-wasm
 for p in "${rust_policies[@]}"; do cp "$built/policy_${p//-/_}.wasm" "$out/${p//-/_}.wasm"; done
 for t in "${testdata[@]}"; do cp "$built/testdata_${t//-/_}.wasm" "$out/testdata/${t//-/_}.wasm"; done
+# a second version of `fixed` for the versioning and hot-reload tests (own
+# target dir, so the two builds do not invalidate each other)
+SCALEGATE_POLICY_VERSION=0.2.0 cargo build --quiet --target wasm32-wasip2 --profile release-wasm -p policy-fixed --target-dir target/wasm-variants
+cp target/wasm-variants/wasm32-wasip2/release-wasm/policy_fixed.wasm "$out/testdata/fixed_v2.wasm"
 
 # newer_than TARGET SOURCES...: true when TARGET is missing or older than a source
 stale() {

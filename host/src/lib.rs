@@ -12,6 +12,8 @@
 //!   workload bindings (errors name the field path).
 //! - [`guardrails`] — min/max, step limits, cooldowns, stale-data holds and
 //!   dry-run, enforced on every decision whatever the policy said.
+//! - [`policy_store`] — the directory of versioned policies: validation before
+//!   activation, hot reload (ConfigMap symlink swaps), pinning and rollback.
 //! - [`sim`] — a simulated workload (pods with start-up delay, daily load curve).
 //! - [`bench`] — the built-in benchmarks behind `scalegate bench`.
 //! - [`demo`] — `scalegate demo`: a simulated day scaled by the bundled policies.
@@ -25,5 +27,6 @@ pub mod config;
 pub mod demo;
 pub mod guardrails;
 pub mod policy;
+pub mod policy_store;
 pub mod sim;
 pub mod snapshot;

@@ -10,7 +10,9 @@ impl Guest for Fixed {
     fn metadata() -> PolicyInfo {
         PolicyInfo {
             name: "fixed".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
+            // SCALEGATE_POLICY_VERSION lets the build produce a second version of
+            // this policy for the host's versioning and hot-reload tests.
+            version: option_env!("SCALEGATE_POLICY_VERSION").unwrap_or(env!("CARGO_PKG_VERSION")).into(),
             description: "Recommends a fixed replica count (params.replicas)".into(),
             params_schema: r#"{"type":"object","properties":{"replicas":{"type":"integer","minimum":0}},"required":["replicas"],"additionalProperties":false}"#.into(),
             reads: vec![],

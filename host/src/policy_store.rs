@@ -1,0 +1,527 @@
+//! The policy store: every `*.wasm` in a directory, loaded, validated and
+//! versioned, behind an immutable [`Catalog`] that is swapped atomically.
+//!
+//! - **Identity**: name and version from `metadata()`, plus the sha256 of
+//!   the bytes. Bindings resolve `name`, `name@version` or `name@sha256:…`.
+//! - **Validation before activation**: compile (or load precompiled), type
+//!   check, `metadata()`, then a smoke evaluation on a synthetic snapshot;
+//!   only a policy that decides or cleanly declines there is admitted. A file
+//!   that fails is reported in [`Catalog::problems`] and never replaces what
+//!   runs.
+//! - **Versions and rollback**: a version whose file disappears stays loaded
+//!   (the newest `retained_versions` per name) so it can be activated again.
+//!   `name` resolves to the pinned version if one was activated, else to the
+//!   highest version present in the directory.
+//! - **Reload**: [`PolicyStore::watch`] follows the directory with `notify`
+//!   (which survives the ConfigMap `..data` symlink swap because the
+//!   directory itself is watched), debounces bursts, and rescans
+//!   periodically as a backstop. Unchanged files are recognised by size and
+//!   mtime, then by digest, and never recompiled.
+
+use crate::config::PolicyRef;
+use crate::policy::{self, LoadedPolicy, Runtime};
+use crate::snapshot::{Pod, PodPhase, Snapshot, Workload};
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio_util::sync::CancellationToken;
+
+/// Settings of the store.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub dir: PathBuf,
+    /// Backstop rescan period (default 30 s).
+    pub rescan_interval: Duration,
+    /// Quiet time after a filesystem event before rescanning (default 150 ms).
+    pub debounce: Duration,
+    /// Versions kept per name after their file disappeared (default 3).
+    pub retained_versions: usize,
+}
+
+impl StoreConfig {
+    pub fn new(dir: impl Into<PathBuf>) -> StoreConfig {
+        StoreConfig {
+            dir: dir.into(),
+            rescan_interval: Duration::from_secs(30),
+            debounce: Duration::from_millis(150),
+            retained_versions: 3,
+        }
+    }
+}
+
+/// Errors of store operations (loading files is reported, not returned).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("policy directory {path}: {message}")]
+    Directory { path: String, message: String },
+    #[error("no policy matches {0}")]
+    NotFound(String),
+    #[error("policy {0} has no earlier version to roll back to")]
+    NoEarlierVersion(String),
+}
+
+/// One loaded version of a policy.
+#[derive(Clone)]
+pub struct VersionEntry {
+    pub policy: LoadedPolicy,
+    /// File it was loaded from.
+    pub source: PathBuf,
+    /// Whether that file is still in the directory.
+    pub present: bool,
+    pub loaded_at: SystemTime,
+}
+
+/// A file that could not be admitted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub path: PathBuf,
+    pub digest: Option<String>,
+    /// `policy::Error::metric_label()` or `conflict` / `io`.
+    pub kind: String,
+    pub message: String,
+}
+
+/// An immutable view of the store; cheap to clone, swapped on reload.
+#[derive(Clone, Default)]
+pub struct Catalog {
+    /// Incremented by every reload.
+    pub generation: u64,
+    /// Versions by policy name, ascending by semantic version.
+    versions: BTreeMap<String, Vec<VersionEntry>>,
+    /// Digests pinned by `activate`/`rollback`, by policy name.
+    pinned: BTreeMap<String, String>,
+    pub problems: Vec<Problem>,
+}
+
+/// What the admin API shows about one version.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionStatus {
+    pub name: String,
+    pub version: String,
+    pub digest: String,
+    pub source: PathBuf,
+    pub present: bool,
+    pub active: bool,
+}
+
+fn version_of(entry: &VersionEntry) -> semver::Version {
+    // metadata validation guarantees a semantic version
+    semver::Version::parse(&entry.policy.info().version).unwrap_or(semver::Version::new(0, 0, 0))
+}
+
+impl Catalog {
+    /// The version `name` stands for: the pinned one, else the highest
+    /// present in the directory, else the highest retained.
+    fn active(&self, name: &str) -> Option<&VersionEntry> {
+        let versions = self.versions.get(name)?;
+        if let Some(digest) = self.pinned.get(name)
+            && let Some(pinned) = versions.iter().find(|v| v.policy.digest() == digest)
+        {
+            return Some(pinned);
+        }
+        versions.iter().rev().find(|v| v.present).or_else(|| versions.last())
+    }
+
+    pub fn resolve(&self, reference: &PolicyRef) -> Option<LoadedPolicy> {
+        let versions = self.versions.get(reference.name())?;
+        let entry = match reference {
+            PolicyRef::Latest(name) => self.active(name),
+            PolicyRef::Version(_, version) => versions.iter().rev().find(|v| &version_of(v) == version),
+            PolicyRef::Digest(_, digest) => versions.iter().find(|v| v.policy.digest() == digest),
+        };
+        entry.map(|e| e.policy.clone())
+    }
+
+    pub fn status(&self) -> Vec<VersionStatus> {
+        let mut out = Vec::new();
+        for (name, versions) in &self.versions {
+            let active = self.active(name).map(|e| e.policy.digest().to_string());
+            for v in versions {
+                out.push(VersionStatus {
+                    name: name.clone(),
+                    version: v.policy.info().version.clone(),
+                    digest: v.policy.digest().to_string(),
+                    source: v.source.clone(),
+                    present: v.present,
+                    active: active.as_deref() == Some(v.policy.digest()),
+                });
+            }
+        }
+        out
+    }
+
+    fn find_digest(&self, digest: &str) -> Option<&VersionEntry> {
+        self.versions.values().flatten().find(|v| v.policy.digest() == digest)
+    }
+}
+
+/// What one rescan did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReloadReport {
+    pub generation: u64,
+    /// `name@version` of newly admitted versions.
+    pub loaded: Vec<String>,
+    /// Files that failed (also in the catalog's problems).
+    pub failed: Vec<Problem>,
+    /// `name@version` whose files disappeared (kept for rollback while retained).
+    pub removed: Vec<String>,
+}
+
+/// Cached identity of a file, so unchanged files are not re-hashed.
+#[derive(Clone, PartialEq)]
+struct FileStamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    digest: String,
+}
+
+#[derive(Clone)]
+pub struct PolicyStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    runtime: Arc<Runtime>,
+    config: StoreConfig,
+    catalog: ArcSwap<Catalog>,
+    /// Serializes reloads and pin changes; readers never take it.
+    reload: Mutex<HashMap<PathBuf, FileStamp>>,
+}
+
+impl PolicyStore {
+    /// Opens the directory and loads what is there. Files that fail are
+    /// problems in the catalog; only an unreadable directory is an error.
+    pub fn open(runtime: Arc<Runtime>, config: StoreConfig) -> Result<PolicyStore, StoreError> {
+        list_policy_files(&config.dir)?;
+        let store = PolicyStore {
+            inner: Arc::new(Inner {
+                runtime,
+                config,
+                catalog: ArcSwap::from_pointee(Catalog::default()),
+                reload: Mutex::new(HashMap::new()),
+            }),
+        };
+        store.rescan();
+        Ok(store)
+    }
+
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.inner.catalog.load_full()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.config.dir
+    }
+
+    /// Reads the directory and admits new or changed files. Never makes
+    /// things worse: on any failure the previous versions stay.
+    pub fn rescan(&self) -> ReloadReport {
+        let mut stamps = self.inner.reload.lock();
+        let old = self.inner.catalog.load_full();
+        let mut next = (*old).clone();
+        next.generation += 1;
+        next.problems.clear();
+        let mut report = ReloadReport { generation: next.generation, ..ReloadReport::default() };
+        let files = match list_policy_files(&self.inner.config.dir) {
+            Ok(files) => files,
+            Err(error) => {
+                // keep everything as it was; report the directory itself
+                next.problems.push(Problem {
+                    path: self.inner.config.dir.clone(),
+                    digest: None,
+                    kind: "io".into(),
+                    message: error.to_string(),
+                });
+                report.failed = next.problems.clone();
+                self.inner.catalog.store(Arc::new(next));
+                return report;
+            }
+        };
+        let was_present: Vec<String> =
+            next.versions.values().flatten().filter(|v| v.present).map(|v| v.policy.id()).collect();
+        for v in next.versions.values_mut().flatten() {
+            v.present = false;
+        }
+        let mut seen_stamps = HashMap::new();
+        for path in files {
+            let problem = |kind: &str, digest: Option<String>, message: String| Problem {
+                path: path.clone(),
+                digest,
+                kind: kind.into(),
+                message,
+            };
+            let (digest, bytes) = match identify(&path, stamps.get(&path)) {
+                Ok(identity) => identity,
+                Err(message) => {
+                    next.problems.push(problem("io", None, message));
+                    continue;
+                }
+            };
+            if let Ok(stamp) = stamp(&path, &digest) {
+                seen_stamps.insert(path.clone(), stamp);
+            }
+            if let Some(entry) = next.versions.values_mut().flatten().find(|v| v.policy.digest() == digest) {
+                entry.present = true;
+                entry.source = path.clone();
+                continue;
+            }
+            let bytes = match bytes.map_or_else(|| std::fs::read(&path).map_err(|e| e.to_string()), Ok) {
+                Ok(bytes) => bytes,
+                Err(message) => {
+                    next.problems.push(problem("io", Some(digest), message));
+                    continue;
+                }
+            };
+            let policy = match admit(&self.inner.runtime, &bytes) {
+                Ok(policy) => policy,
+                Err(error) => {
+                    next.problems.push(problem(error.metric_label(), Some(digest), error.to_string()));
+                    continue;
+                }
+            };
+            let name = policy.info().name.clone();
+            let versions = next.versions.entry(name).or_default();
+            if let Some(clash) = versions.iter().find(|v| v.policy.info().version == policy.info().version) {
+                next.problems.push(problem(
+                    "conflict",
+                    Some(digest),
+                    format!(
+                        "{} is already loaded with digest sha256:{} from {}; a version is immutable, bump it",
+                        policy.id(),
+                        clash.policy.digest(),
+                        clash.source.display()
+                    ),
+                ));
+                continue;
+            }
+            report.loaded.push(policy.id());
+            versions.push(VersionEntry { policy, source: path.clone(), present: true, loaded_at: SystemTime::now() });
+            versions.sort_by_key(version_of);
+        }
+        *stamps = seen_stamps;
+        report.removed = was_present
+            .into_iter()
+            .filter(|id| !next.versions.values().flatten().any(|v| v.present && &v.policy.id() == id))
+            .collect();
+        trim_retained(&mut next, self.inner.config.retained_versions);
+        report.failed = next.problems.clone();
+        self.inner.catalog.store(Arc::new(next));
+        report
+    }
+
+    /// Pins `name` to a loaded version (by version or digest).
+    pub fn activate(&self, reference: &PolicyRef) -> Result<LoadedPolicy, StoreError> {
+        let _guard = self.inner.reload.lock();
+        let mut next = (*self.inner.catalog.load_full()).clone();
+        let policy = match reference {
+            PolicyRef::Latest(name) => {
+                // unpin: back to "highest present"
+                next.pinned.remove(name);
+                next.resolve(reference)
+            }
+            _ => next.resolve(reference),
+        }
+        .ok_or_else(|| StoreError::NotFound(reference.to_string()))?;
+        if !matches!(reference, PolicyRef::Latest(_)) {
+            next.pinned.insert(reference.name().to_string(), policy.digest().to_string());
+        }
+        next.generation += 1;
+        self.inner.catalog.store(Arc::new(next));
+        Ok(policy)
+    }
+
+    /// Pins `name` to the version just below the active one.
+    pub fn rollback(&self, name: &str) -> Result<LoadedPolicy, StoreError> {
+        let catalog = self.catalog();
+        let active = catalog.active(name).ok_or_else(|| StoreError::NotFound(name.to_string()))?;
+        let current = version_of(active);
+        let previous = catalog.versions[name]
+            .iter()
+            .rev()
+            .find(|v| version_of(v) < current)
+            .ok_or_else(|| StoreError::NoEarlierVersion(name.to_string()))?;
+        self.activate(&PolicyRef::Digest(name.to_string(), previous.policy.digest().to_string()))
+    }
+
+    /// Follows the directory until `shutdown`: filesystem events (debounced)
+    /// and a periodic rescan trigger reloads on the blocking pool.
+    pub fn watch(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let store = self.clone();
+        tokio::spawn(async move {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+            let mut watcher = start_watcher(&store.inner.config.dir, tx.clone());
+            let mut ticker = tokio::time::interval(store.inner.config.rescan_interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker.tick().await;
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    Some(()) = rx.recv() => {
+                        // debounce: wait for quiet, then drain
+                        tokio::time::sleep(store.inner.config.debounce).await;
+                        while rx.try_recv().is_ok() {}
+                    }
+                    _ = ticker.tick() => {
+                        if watcher.is_none() {
+                            watcher = start_watcher(&store.inner.config.dir, tx.clone());
+                        }
+                    }
+                }
+                let reloader = store.clone();
+                match tokio::task::spawn_blocking(move || reloader.rescan()).await {
+                    Ok(report) => log_report(&report),
+                    Err(error) => tracing::error!(%error, "policy reload task failed"),
+                }
+            }
+            drop(watcher);
+        })
+    }
+}
+
+fn log_report(report: &ReloadReport) {
+    for id in &report.loaded {
+        tracing::info!(policy = %id, generation = report.generation, "policy loaded");
+    }
+    for id in &report.removed {
+        tracing::info!(policy = %id, "policy file removed; version retained for rollback");
+    }
+    for problem in &report.failed {
+        tracing::warn!(path = %problem.path.display(), kind = %problem.kind, message = %problem.message, "policy rejected; previous versions stay active");
+    }
+}
+
+fn start_watcher(dir: &Path, tx: tokio::sync::mpsc::UnboundedSender<()>) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            let _ = tx.send(());
+        }
+    })
+    .map_err(|error| tracing::warn!(%error, "cannot create a policy directory watcher; relying on periodic rescans"))
+    .ok()?;
+    match watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
+        Ok(()) => Some(watcher),
+        Err(error) => {
+            tracing::warn!(dir = %dir.display(), %error, "cannot watch the policy directory; relying on periodic rescans");
+            None
+        }
+    }
+}
+
+/// `*.wasm` entries of the directory (symlinks followed), skipping hidden
+/// names such as the ConfigMap's `..data` and `..2026_11_22_…` folders.
+fn list_policy_files(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| StoreError::Directory { path: dir.display().to_string(), message: e.to_string() })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok())
+        .map(|entry| entry.path())
+        .filter(|path| {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            !name.starts_with('.') && name.ends_with(".wasm") && path.is_file()
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+fn stamp(path: &Path, digest: &str) -> std::io::Result<FileStamp> {
+    let meta = std::fs::metadata(path)?;
+    Ok(FileStamp { len: meta.len(), modified: meta.modified().ok(), digest: digest.to_string() })
+}
+
+/// The file's digest, reusing the cached one when size and mtime are
+/// unchanged; the bytes too when they had to be read.
+fn identify(path: &Path, cached: Option<&FileStamp>) -> Result<(String, Option<Vec<u8>>), String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot stat: {e}"))?;
+    if let Some(cached) = cached
+        && cached.len == meta.len()
+        && cached.modified.is_some()
+        && cached.modified == meta.modified().ok()
+    {
+        return Ok((cached.digest.clone(), None));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    Ok((hex::encode(Sha256::digest(&bytes)), Some(bytes)))
+}
+
+/// Load and validate, including the smoke evaluation.
+fn admit(runtime: &Runtime, bytes: &[u8]) -> Result<LoadedPolicy, policy::Error> {
+    let (policy, _) = runtime.load(bytes)?;
+    match policy.evaluate(&smoke_snapshot()).outcome {
+        Ok(_) | Err(policy::Error::Declined(_)) => Ok(policy),
+        Err(error) => Err(match error {
+            policy::Error::Trap(m) => policy::Error::Trap(format!("in the smoke evaluation: {m}")),
+            other => other,
+        }),
+    }
+}
+
+/// A small, plausible snapshot every policy must survive (deciding or
+/// declining; its params are `{}`, so most policies decline).
+pub fn smoke_snapshot() -> Snapshot {
+    let now_ms = 1_700_000_000_000;
+    Snapshot {
+        now_ms,
+        workload: Workload {
+            kind: "Deployment".into(),
+            namespace: "scalegate-smoke".into(),
+            name: "smoke".into(),
+            current_replicas: 2,
+            status_replicas: Some(2),
+            ready_replicas: Some(2),
+            min_replicas: 1,
+            max_replicas: 10,
+        },
+        pods: (0..2)
+            .map(|i| Pod {
+                name: format!("smoke-{i}"),
+                phase: PodPhase::Running,
+                ready: Some(true),
+                ready_transition_ms: Some(now_ms - 600_000),
+                start_ms: Some(now_ms - 610_000),
+                terminating: false,
+                deletion_cost: None,
+                cpu_request: Some(0.5),
+                memory_request: Some(268_435_456.0),
+                requests: vec![],
+            })
+            .collect(),
+        metrics: vec![],
+        signals: vec![],
+        forecasts: vec![],
+        recommendations: vec![],
+        scale_events: vec![],
+        params: serde_json::json!({}),
+        state: vec![],
+    }
+}
+
+/// Drops the oldest versions whose files are gone, beyond `keep` per name
+/// (never a pinned one).
+fn trim_retained(catalog: &mut Catalog, keep: usize) {
+    for (name, versions) in catalog.versions.iter_mut() {
+        let pinned = catalog.pinned.get(name).cloned();
+        let mut absent = versions.iter().filter(|v| !v.present).count();
+        versions.retain(|v| {
+            if v.present || absent <= keep || pinned.as_deref() == Some(v.policy.digest()) {
+                return true;
+            }
+            absent -= 1;
+            v.policy.drain_idle();
+            false
+        });
+    }
+    catalog.versions.retain(|_, versions| !versions.is_empty());
+    let live: Vec<(String, String)> = catalog.pinned.iter().map(|(n, d)| (n.clone(), d.clone())).collect();
+    for (name, digest) in live {
+        if catalog.find_digest(&digest).is_none() {
+            catalog.pinned.remove(&name);
+        }
+    }
+}
