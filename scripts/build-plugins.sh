@@ -9,7 +9,7 @@ out=target/policies
 mkdir -p "$out/testdata"
 
 rust_policies=(hpa fixed target-tracking)
-testdata=(infinite-loop memory-bomb panic huge-output bad-metadata wrong-world sneaky)
+testdata=(infinite-loop memory-bomb panic huge-output bad-metadata wrong-world sneaky versioned)
 packages=()
 for p in "${rust_policies[@]}"; do packages+=(-p "policy-$p"); done
 for t in "${testdata[@]}"; do packages+=(-p "testdata-$t"); done
@@ -19,8 +19,9 @@ for p in "${rust_policies[@]}"; do cp "$built/policy_${p//-/_}.wasm" "$out/${p//
 for t in "${testdata[@]}"; do cp "$built/testdata_${t//-/_}.wasm" "$out/testdata/${t//-/_}.wasm"; done
 # a second version of `fixed` for the versioning and hot-reload tests (own
 # target dir, so the two builds do not invalidate each other)
-SCALEGATE_POLICY_VERSION=0.2.0 cargo build --quiet --target wasm32-wasip2 --profile release-wasm -p policy-fixed --target-dir target/wasm-variants
+SCALEGATE_POLICY_VERSION=0.2.0 cargo build --quiet --target wasm32-wasip2 --profile release-wasm -p policy-fixed -p testdata-versioned --target-dir target/wasm-variants
 cp target/wasm-variants/wasm32-wasip2/release-wasm/policy_fixed.wasm "$out/testdata/fixed_v2.wasm"
+cp target/wasm-variants/wasm32-wasip2/release-wasm/testdata_versioned.wasm "$out/testdata/versioned_v2.wasm"
 
 # newer_than TARGET SOURCES...: true when TARGET is missing or older than a source
 stale() {

@@ -14,6 +14,8 @@
 //!   dry-run, enforced on every decision whatever the policy said.
 //! - [`policy_store`] — the directory of versioned policies: validation before
 //!   activation, hot reload (ConfigMap symlink swaps), pinning and rollback.
+//! - [`decide`] — the per-workload decision loop: observe, snapshot, call the
+//!   policies (and shadow), combine by max, guardrails, actuate, record.
 //! - [`sim`] — a simulated workload (pods with start-up delay, daily load curve).
 //! - [`bench`] — the built-in benchmarks behind `scalegate bench`.
 //! - [`demo`] — `scalegate demo`: a simulated day scaled by the bundled policies.
@@ -24,6 +26,7 @@
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod decide;
 pub mod demo;
 pub mod guardrails;
 pub mod policy;

@@ -196,6 +196,10 @@ struct Inner {
 impl PolicyStore {
     /// Opens the directory and loads what is there. Files that fail are
     /// problems in the catalog; only an unreadable directory is an error.
+    ///
+    /// Blocking (compiles and runs policies): like [`PolicyStore::rescan`],
+    /// call it from a blocking thread or outside the runtime, never on an
+    /// async worker (see [`LoadedPolicy::evaluate`]).
     pub fn open(runtime: Arc<Runtime>, config: StoreConfig) -> Result<PolicyStore, StoreError> {
         list_policy_files(&config.dir)?;
         let store = PolicyStore {

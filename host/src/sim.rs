@@ -1,9 +1,16 @@
-//! A simulated workload: pods that take time to become ready and a load
-//! that follows a compressed daily curve with spikes. It produces the
-//! snapshots a real cluster would, so policies can be watched (and
-//! benchmarked) without one.
+//! A simulated cluster: workloads whose pods take time to become ready, a
+//! load that follows a compressed daily curve with spikes, and a
+//! [`SimCluster`] that serves them through the decision loop's [`Cluster`]
+//! trait. It produces what a real cluster would, so policies and the daemon
+//! can be watched (and benchmarked) without one.
 
-use crate::snapshot::{Metric, Pod, PodPhase, PodSample, ScaleEvent, Snapshot, Workload};
+use crate::config::Target;
+use crate::decide::{Clock, Cluster, ClusterError, Observation};
+use crate::snapshot::{Metric, Pod, PodDeletionCost, PodPhase, PodSample, ScaleEvent, Snapshot, Workload};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Synthetic demand in requests per second at `t_ms` after the start: a day
 /// compressed into `day_ms`, with a sharp spike at 60 % of the day.
@@ -26,7 +33,8 @@ pub struct SimWorkload {
     pub cpu_request: f64,
     /// Time a new pod needs before it is Ready.
     pub startup_ms: u64,
-    pods: Vec<(String, u64)>,
+    /// (name, start time, deletion cost)
+    pods: Vec<(String, u64, Option<i32>)>,
     next_pod: u64,
     pub scale_events: Vec<ScaleEvent>,
 }
@@ -57,13 +65,39 @@ impl SimWorkload {
     pub fn set_replicas(&mut self, replicas: u32, now_ms: u64, record: bool) {
         let from = self.replicas();
         while self.replicas() < replicas {
-            self.pods.push((format!("{}-{}", self.name, self.next_pod), now_ms));
+            self.pods.push((format!("{}-{}", self.name, self.next_pod), now_ms, None));
             self.next_pod += 1;
         }
-        self.pods.truncate(replicas as usize);
+        if self.replicas() > replicas {
+            // like the ReplicaSet controller: lowest deletion cost first, then newest
+            let mut order: Vec<usize> = (0..self.pods.len()).collect();
+            order.sort_by_key(|&i| {
+                (self.pods[i].2.unwrap_or(0), std::cmp::Reverse(self.pods[i].1), std::cmp::Reverse(i))
+            });
+            let remove: std::collections::HashSet<usize> =
+                order.into_iter().take(self.pods.len() - replicas as usize).collect();
+            let mut index = 0;
+            self.pods.retain(|_| {
+                index += 1;
+                !remove.contains(&(index - 1))
+            });
+        }
         if record && from != replicas {
             self.scale_events.push(ScaleEvent { timestamp_ms: now_ms, from_replicas: from, to_replicas: replicas });
         }
+    }
+
+    /// Annotates pods with deletion costs (unknown names are ignored).
+    pub fn set_deletion_costs(&mut self, costs: &[PodDeletionCost]) {
+        for cost in costs {
+            if let Some(pod) = self.pods.iter_mut().find(|p| p.0 == cost.pod) {
+                pod.2 = Some(cost.cost);
+            }
+        }
+    }
+
+    pub fn pod_names(&self) -> Vec<String> {
+        self.pods.iter().map(|p| p.0.clone()).collect()
     }
 
     fn is_ready(&self, started_ms: u64, now_ms: u64) -> bool {
@@ -73,13 +107,14 @@ impl SimWorkload {
     /// The snapshot a real cluster would give for `load_rps` at `now_ms`:
     /// ready pods share the load, CPU follows load.
     pub fn snapshot(&self, now_ms: u64, load_rps: f64, params: serde_json::Value) -> Snapshot {
-        let ready: Vec<&(String, u64)> = self.pods.iter().filter(|(_, s)| self.is_ready(*s, now_ms)).collect();
+        let ready: Vec<&(String, u64, Option<i32>)> =
+            self.pods.iter().filter(|(_, s, _)| self.is_ready(*s, now_ms)).collect();
         let per_pod_rps = load_rps / ready.len().max(1) as f64;
         let per_pod_cpu = per_pod_rps / self.rps_per_pod * self.cpu_request;
         let pods = self
             .pods
             .iter()
-            .map(|(name, started)| {
+            .map(|(name, started, cost)| {
                 let ready = self.is_ready(*started, now_ms);
                 Pod {
                     name: name.clone(),
@@ -88,7 +123,7 @@ impl SimWorkload {
                     ready_transition_ms: Some(if ready { started + self.startup_ms } else { *started }),
                     start_ms: Some(*started),
                     terminating: false,
-                    deletion_cost: None,
+                    deletion_cost: *cost,
                     cpu_request: Some(self.cpu_request),
                     memory_request: None,
                     requests: vec![],
@@ -97,7 +132,7 @@ impl SimWorkload {
             .collect();
         let cpu_samples = ready
             .iter()
-            .map(|(name, _)| PodSample {
+            .map(|(name, _, _)| PodSample {
                 pod: name.clone(),
                 value: per_pod_cpu,
                 timestamp_ms: now_ms.saturating_sub(5_000),
@@ -106,7 +141,7 @@ impl SimWorkload {
             .collect::<Vec<_>>();
         let rps_samples = ready
             .iter()
-            .map(|(name, _)| PodSample { pod: name.clone(), value: per_pod_rps, timestamp_ms: now_ms, window_ms: 0 })
+            .map(|(name, _, _)| PodSample { pod: name.clone(), value: per_pod_rps, timestamp_ms: now_ms, window_ms: 0 })
             .collect::<Vec<_>>();
         Snapshot {
             now_ms,
@@ -147,6 +182,125 @@ impl SimWorkload {
     }
 }
 
+/// A load curve: requests per second at `t_ms` after the simulation start.
+pub type LoadCurve = Box<dyn Fn(u64) -> f64 + Send + Sync>;
+
+/// A scale the simulated cluster received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScaleCall {
+    pub target: String,
+    pub from: u32,
+    pub to: u32,
+    pub at_ms: u64,
+    pub reason: String,
+}
+
+struct SimEntry {
+    workload: SimWorkload,
+    load: LoadCurve,
+}
+
+/// Simulated workloads behind the [`Cluster`] trait: observing one returns
+/// its pods and metrics under its load curve; scaling starts or removes pods
+/// (lowest deletion cost first).
+pub struct SimCluster<K: Clock> {
+    clock: Arc<K>,
+    start_ms: u64,
+    entries: Mutex<HashMap<String, SimEntry>>,
+    scale_calls: Mutex<Vec<ScaleCall>>,
+    /// Scale calls to refuse with a conflict (fault injection).
+    failing_scales: AtomicU32,
+}
+
+fn key(target: &Target) -> String {
+    format!("{}/{}", target.namespace, target.name)
+}
+
+impl<K: Clock> SimCluster<K> {
+    pub fn new(clock: Arc<K>) -> SimCluster<K> {
+        let start_ms = clock.now_ms();
+        SimCluster {
+            clock,
+            start_ms,
+            entries: Mutex::new(HashMap::new()),
+            scale_calls: Mutex::new(Vec::new()),
+            failing_scales: AtomicU32::new(0),
+        }
+    }
+
+    /// Adds a workload for `namespace/name` whose load follows `load`.
+    pub fn add(&self, namespace: &str, workload: SimWorkload, load: LoadCurve) {
+        self.entries.lock().insert(format!("{namespace}/{}", workload.name), SimEntry { workload, load });
+    }
+
+    pub fn replicas(&self, namespace: &str, name: &str) -> Option<u32> {
+        self.entries.lock().get(&format!("{namespace}/{name}")).map(|e| e.workload.replicas())
+    }
+
+    pub fn pod_names(&self, namespace: &str, name: &str) -> Vec<String> {
+        self.entries.lock().get(&format!("{namespace}/{name}")).map(|e| e.workload.pod_names()).unwrap_or_default()
+    }
+
+    pub fn scale_calls(&self) -> Vec<ScaleCall> {
+        self.scale_calls.lock().clone()
+    }
+
+    /// Makes the next `count` scale calls fail with a conflict.
+    pub fn fail_next_scales(&self, count: u32) {
+        self.failing_scales.store(count, Ordering::Relaxed);
+    }
+}
+
+impl<K: Clock> Cluster for SimCluster<K> {
+    async fn observe(&self, target: &Target) -> Result<Observation, ClusterError> {
+        let now_ms = self.clock.now_ms();
+        let entries = self.entries.lock();
+        let entry = entries.get(&key(target)).ok_or_else(|| ClusterError::NotFound(key(target)))?;
+        let load = (entry.load)(now_ms.saturating_sub(self.start_ms));
+        let snapshot = entry.workload.snapshot(now_ms, load, serde_json::Value::Null);
+        Ok(Observation {
+            spec_replicas: snapshot.workload.current_replicas,
+            status_replicas: snapshot.workload.status_replicas(),
+            ready_replicas: snapshot.workload.ready_replicas(),
+            pods: snapshot.pods,
+            metrics: snapshot.metrics,
+            signals: vec![],
+            forecasts: vec![],
+            stale_inputs: vec![],
+        })
+    }
+
+    async fn scale(&self, target: &Target, from: u32, to: u32, reason: &str) -> Result<(), ClusterError> {
+        if self.failing_scales.load(Ordering::Relaxed) > 0 {
+            self.failing_scales.fetch_sub(1, Ordering::Relaxed);
+            return Err(ClusterError::Conflict(key(target)));
+        }
+        let now_ms = self.clock.now_ms();
+        let mut entries = self.entries.lock();
+        let entry = entries.get_mut(&key(target)).ok_or_else(|| ClusterError::NotFound(key(target)))?;
+        if entry.workload.replicas() != from {
+            // the optimistic-concurrency check a resourceVersion gives on /scale
+            return Err(ClusterError::Conflict(key(target)));
+        }
+        entry.workload.set_replicas(to, now_ms, true);
+        self.scale_calls.lock().push(ScaleCall {
+            target: key(target),
+            from,
+            to,
+            at_ms: now_ms,
+            reason: reason.to_string(),
+        });
+        Ok(())
+    }
+
+    async fn set_deletion_costs(&self, target: &Target, costs: &[PodDeletionCost]) -> Result<(), ClusterError> {
+        let mut entries = self.entries.lock();
+        let entry = entries.get_mut(&key(target)).ok_or_else(|| ClusterError::NotFound(key(target)))?;
+        entry.workload.set_deletion_costs(costs);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +311,20 @@ mod tests {
         assert!((daily_load(0, day) - 100.0).abs() < 1e-9);
         assert!((daily_load(day / 2, day) - 1000.0).abs() < 1e-9);
         assert!(daily_load(day * 61 / 100, day) > 1400.0);
+    }
+
+    #[test]
+    fn scale_in_removes_the_lowest_deletion_cost_first_then_the_newest() {
+        let mut w = SimWorkload::new("web", 4, 1, 10);
+        w.set_deletion_costs(&[
+            PodDeletionCost { pod: "web-0".into(), cost: 10 },
+            PodDeletionCost { pod: "web-1".into(), cost: -5 },
+            PodDeletionCost { pod: "web-2".into(), cost: 10 },
+        ]);
+        w.set_replicas(2, 1000, true);
+        assert_eq!(w.pod_names(), vec!["web-0", "web-2"], "web-1 (cost -5) then web-3 (cost 0) go");
+        w.set_replicas(1, 2000, true);
+        assert_eq!(w.pod_names(), vec!["web-0"], "equal costs: the newest (web-2) goes");
     }
 
     #[test]

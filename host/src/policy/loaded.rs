@@ -126,6 +126,11 @@ impl LoadedPolicy {
     }
 
     /// Runs `evaluate(snapshot)` within the deadline and memory cap.
+    ///
+    /// Blocking and CPU-bound: call it from a blocking thread
+    /// (`tokio::task::spawn_blocking`) or outside any tokio runtime, never on
+    /// an async worker — WASI's synchronous bridge (used when a policy writes
+    /// to stdout/stderr) blocks on the ambient runtime and panics there.
     pub fn evaluate(&self, snapshot: &Snapshot) -> Evaluation {
         let started = Instant::now();
         let input = bindings::snapshot_to_wit(snapshot);

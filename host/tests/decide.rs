@@ -1,0 +1,204 @@
+//! The decision loop on the simulated cluster: combining policies, shadow,
+//! guardrails, faults, per-workload rollback, conflicts, and the timed loop
+//! with triggers and shutdown (tokio's paused clock).
+
+mod support;
+use scalegate::config::Config;
+use scalegate::decide::{Decider, DeciderConfig, TokioClock};
+use scalegate::guardrails::Clamp;
+use scalegate::policy_store::{PolicyStore, StoreConfig};
+use scalegate::sim::{SimCluster, SimWorkload};
+use std::sync::Arc;
+use std::time::Duration;
+use support::*;
+
+type Loop = Decider<SimCluster<TokioClock>, TokioClock>;
+
+struct Rig {
+    decider: Arc<Loop>,
+    cluster: Arc<SimCluster<TokioClock>>,
+    store: PolicyStore,
+    dir: tempfile::TempDir,
+}
+
+/// A store holding `files` (name in the store → built policy), a simulated
+/// `shop/web` at 2 replicas under a constant 400 rps, and the workloads of `yaml`.
+fn rig(files: &[(&str, &str)], yaml: &str) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, built) in files {
+        std::fs::write(dir.path().join(name), policy_bytes(built)).unwrap();
+    }
+    // loading runs policies (the smoke evaluation): blocking work that must not
+    // run on an async worker thread, so it gets a plain thread here
+    let path = dir.path().to_path_buf();
+    let store = std::thread::spawn(move || PolicyStore::open(Arc::new(runtime()), StoreConfig::new(path)).unwrap())
+        .join()
+        .unwrap();
+    let clock = Arc::new(TokioClock::starting_at(1_700_000_000_000));
+    let cluster = Arc::new(SimCluster::new(clock.clone()));
+    let mut web = SimWorkload::new("web", 2, 1, 50);
+    web.startup_ms = 0;
+    cluster.add("shop", web, Box::new(|_| 400.0));
+    let config = Config::parse(yaml).unwrap();
+    let decider =
+        Arc::new(Decider::new(cluster.clone(), clock, store.clone(), config.workloads, DeciderConfig::default()));
+    Rig { decider, cluster, store, dir }
+}
+
+const TRACKING: &[(&str, &str)] = &[("fixed.wasm", "fixed.wasm"), ("tt.wasm", "target_tracking.wasm")];
+
+fn web(extra: &str) -> String {
+    format!("workloads:\n  - target: {{namespace: shop, name: web}}\n    max_replicas: 20\n{extra}")
+}
+
+#[tokio::test(start_paused = true)]
+async fn several_policies_combine_by_max_and_the_result_is_applied() {
+    let rig = rig(
+        TRACKING,
+        &web(
+            "    policies:\n      - {policy: fixed, params: {replicas: 3}}\n      - {policy: target-tracking, params: {metric: rps, target: 100}}\n",
+        ),
+    );
+    let record = rig.decider.evaluate(0).await;
+    let desired: Vec<Option<u32>> = record.policies.iter().map(|p| p.desired).collect();
+    assert_eq!(desired, vec![Some(3), Some(4)], "{record:#?}");
+    assert_eq!(record.guardrails.replicas, 4);
+    assert!(record.applied);
+    assert_eq!(rig.cluster.replicas("shop", "web"), Some(4));
+    let calls = rig.cluster.scale_calls();
+    assert_eq!((calls[0].from, calls[0].to), (2, 4));
+    assert!(calls[0].reason.contains("target-tracking@1.0.0: rps at 400%"), "{}", calls[0].reason);
+    assert_eq!(record.inputs_digest.len(), 64);
+    assert!(record.inputs.contains("rps=400.000"), "{}", record.inputs);
+
+    // steady state: nothing more to do, nothing written
+    let again = rig.decider.evaluate(0).await;
+    assert!(!again.applied && again.guardrails.replicas == 4);
+    assert_eq!(rig.cluster.scale_calls().len(), 1);
+    assert_eq!(rig.decider.decisions("shop/web", 10).unwrap().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shadow_is_recorded_and_never_actuated() {
+    let rig = rig(
+        TRACKING,
+        &web(
+            "    policies: [{policy: fixed, params: {replicas: 3}}]\n    shadow: {policy: fixed, params: {replicas: 9}}\n",
+        ),
+    );
+    let record = rig.decider.evaluate(0).await;
+    assert_eq!(record.shadow.as_ref().unwrap().desired, Some(9));
+    assert!(record.shadow_diverged);
+    assert_eq!(rig.cluster.replicas("shop", "web"), Some(3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn guardrails_limit_what_is_written() {
+    let rig = rig(
+        TRACKING,
+        &web(
+            "    policies: [{policy: fixed, params: {replicas: 15}}]\n    guardrails: {max_step_up: 1, cooldown_up: 1m}\n",
+        ),
+    );
+    let record = rig.decider.evaluate(0).await;
+    assert_eq!(record.guardrails.clamps, vec![Clamp::StepUp { from: 15, to: 3 }]);
+    assert_eq!(rig.cluster.replicas("shop", "web"), Some(3));
+    // within the cooldown: held
+    tokio::time::advance(Duration::from_secs(30)).await;
+    let held = rig.decider.evaluate(0).await;
+    assert!(matches!(held.guardrails.clamps[0], Clamp::Cooldown { .. }), "{:?}", held.guardrails.clamps);
+    assert_eq!(rig.cluster.replicas("shop", "web"), Some(3));
+    tokio::time::advance(Duration::from_secs(31)).await;
+    rig.decider.evaluate(0).await;
+    assert_eq!(rig.cluster.replicas("shop", "web"), Some(4));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_faulting_policy_keeps_the_current_replicas() {
+    let rig = rig(
+        &[("loop.wasm", "testdata/panic.wasm"), ("fixed.wasm", "fixed.wasm")],
+        &web(
+            "    policies:\n      - {policy: fixed, params: {replicas: 8}}\n      - {policy: panic}\n      - {policy: not-there}\n",
+        ),
+    );
+    // the panicking policy fails the store's smoke evaluation, so it is not loaded
+    assert!(rig.store.catalog().problems.iter().any(|p| p.kind == "trap"));
+    let record = rig.decider.evaluate(0).await;
+    let errors: Vec<Option<&str>> = record.policies.iter().map(|p| p.error.as_deref()).collect();
+    assert_eq!(errors, vec![None, Some("not_loaded"), Some("not_loaded")]);
+    assert!(matches!(record.guardrails.clamps[0], Clamp::Fault { .. }));
+    assert!(!record.applied);
+    assert_eq!(rig.cluster.replicas("shop", "web"), Some(2));
+    assert!(rig.cluster.scale_calls().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn repeated_faults_of_a_new_version_roll_the_workload_back() {
+    let rig = rig(
+        &[("versioned.wasm", "testdata/versioned.wasm")],
+        &web("    policies: [{policy: versioned, params: {replicas: 5}}]\n"),
+    );
+    assert_eq!(rig.decider.evaluate(0).await.guardrails.replicas, 5);
+
+    // version 0.2.0 arrives (it passes the smoke test, then faults on real params)
+    std::fs::write(rig.dir.path().join("versioned-next.wasm"), policy_bytes("testdata/versioned_v2.wasm")).unwrap();
+    let store = rig.store.clone();
+    let report = tokio::task::spawn_blocking(move || store.rescan()).await.unwrap();
+    assert_eq!(report.loaded, vec!["versioned@0.2.0".to_string()]);
+    for attempt in 1..=3 {
+        let record = rig.decider.evaluate(0).await;
+        assert_eq!(record.policies[0].policy, "versioned@0.2.0");
+        assert_eq!(record.policies[0].error.as_deref(), Some("trap"), "attempt {attempt}");
+        assert!(!record.applied);
+    }
+    let record = rig.decider.evaluate(0).await;
+    assert_eq!(record.policies[0].policy, "versioned@0.1.0", "rolled back after 3 faults");
+    assert!(record.policies[0].rolled_back);
+    assert_eq!(record.policies[0].desired, Some(5));
+    assert_eq!(rig.cluster.replicas("shop", "web"), Some(5));
+    // the store still says 0.2.0 is the newest: the rollback is this workload's own
+    assert_eq!(rig.store.catalog().resolve(&"versioned".parse().unwrap()).unwrap().info().version, "0.2.0");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_write_is_recorded_and_retried_next_time() {
+    let rig = rig(TRACKING, &web("    policies: [{policy: fixed, params: {replicas: 6}}]\n"));
+    rig.cluster.fail_next_scales(1);
+    let record = rig.decider.evaluate(0).await;
+    assert!(!record.applied);
+    assert!(record.apply_error.as_deref().unwrap().contains("conflict"), "{:?}", record.apply_error);
+    assert_eq!(rig.cluster.replicas("shop", "web"), Some(2));
+    let retry = rig.decider.evaluate(0).await;
+    assert!(retry.applied);
+    assert_eq!(rig.cluster.replicas("shop", "web"), Some(6));
+}
+
+#[tokio::test(start_paused = true)]
+async fn policy_state_and_history_are_carried_between_evaluations() {
+    let rig = rig(TRACKING, &web("    policies: [{policy: target-tracking, params: {metric: rps, target: 100}}]\n"));
+    rig.decider.evaluate(0).await;
+    tokio::time::advance(Duration::from_secs(15)).await;
+    let second = rig.decider.evaluate(0).await;
+    // the policy reads no state, but the host carried it; history shows the scale
+    assert_eq!(second.current_replicas, 4);
+    assert_eq!(second.policies[0].desired, Some(4));
+    assert_eq!(rig.cluster.scale_calls().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_loop_runs_on_its_interval_reacts_to_triggers_and_stops() {
+    let rig = rig(TRACKING, &web("    interval: 15s\n    policies: [{policy: fixed, params: {replicas: 3}}]\n"));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut tasks = rig.decider.run(shutdown.clone());
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    let count = rig.decider.decisions("shop/web", 100).unwrap().len();
+    assert!((4..=5).contains(&count), "{count} evaluations in 61 s at a 15 s interval");
+    assert!(rig.decider.trigger("shop/web"));
+    assert!(!rig.decider.trigger("shop/nothing"));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(rig.decider.decisions("shop/web", 100).unwrap().len(), count + 1, "a trigger evaluates at once");
+    shutdown.cancel();
+    while let Some(result) = tasks.join_next().await {
+        result.unwrap();
+    }
+}
