@@ -27,6 +27,7 @@ use crate::policy_store::PolicyStore;
 use crate::snapshot::{
     Decision, Forecast, Metric, Pod, PodDeletionCost, Recommendation, ScaleEvent, Signal, Snapshot, Workload,
 };
+use crate::telemetry::Metrics;
 use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
 use std::future::Future;
@@ -119,12 +120,20 @@ pub struct DeciderConfig {
     pub decision_log: usize,
     /// Consecutive faults of a version before a workload rolls back (default 3).
     pub fault_rollback_after: u32,
+    /// Where decisions, clamps, faults and call latencies are counted.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Default for DeciderConfig {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        DeciderConfig { max_concurrent_evaluations: cores * 2, history: 64, decision_log: 100, fault_rollback_after: 3 }
+        DeciderConfig {
+            max_concurrent_evaluations: cores * 2,
+            history: 64,
+            decision_log: 100,
+            fault_rollback_after: 3,
+            metrics: Arc::new(Metrics::new()),
+        }
     }
 }
 
@@ -203,8 +212,12 @@ impl<C: Cluster, K: Clock> Decider<C, K> {
         self.workloads.iter().map(|w| w.spec.name.clone()).collect()
     }
 
+    /// By binding name or by target `namespace/name`.
     fn find(&self, name: &str) -> Option<&Arc<WorkloadRuntime>> {
-        self.workloads.iter().find(|w| w.spec.name == name)
+        self.workloads.iter().find(|w| {
+            w.spec.name == name
+                || name.split_once('/').is_some_and(|(ns, n)| w.spec.target.namespace == ns && w.spec.target.name == n)
+        })
     }
 
     /// Asks for an immediate evaluation (an event-type signal arrived).
@@ -267,9 +280,30 @@ impl<C: Cluster, K: Clock> Decider<C, K> {
                 empty_record(spec, now_ms, outcome, Some(error.to_string()))
             }
         };
+        self.count(&record);
         tracing::debug!(workload = %spec.name, replicas = record.guardrails.replicas, applied = record.applied, "decision");
         workload.log.lock().push(record.clone());
         record
+    }
+
+    fn count(&self, record: &DecisionRecord) {
+        let metrics = &self.config.metrics;
+        let outcome = if record.applied {
+            "scaled"
+        } else if record.apply_error.is_some() {
+            "failed_write"
+        } else if record.guardrails.clamps.iter().any(|c| matches!(c, guardrails::Clamp::DryRun { .. })) {
+            "dry_run"
+        } else {
+            "unchanged"
+        };
+        Metrics::count(&metrics.decisions, outcome);
+        for clamp in &record.guardrails.clamps {
+            Metrics::count(&metrics.clamps, clamp.metric_label());
+        }
+        for verdict in record.policies.iter().chain(&record.shadow) {
+            metrics.evaluation_seconds.observe(verdict.duration_us as f64 / 1e6);
+        }
     }
 
     async fn decide(
@@ -425,6 +459,11 @@ impl<C: Cluster, K: Clock> Decider<C, K> {
             Err(error) => (Err(policy::Error::Trap(format!("evaluation task failed: {error}"))), 0),
         };
         let fault = outcome.as_ref().err().is_some_and(policy::Error::is_fault);
+        if let Err(error) = &outcome
+            && fault
+        {
+            Metrics::count(&self.config.metrics.policy_faults, error.metric_label());
+        }
         if fault {
             health.consecutive_faults += 1;
             let has_alternative = health.last_good.as_ref().is_some_and(|g| g.digest() != policy.digest());
@@ -460,6 +499,25 @@ impl<C: Cluster, K: Clock> Decider<C, K> {
                 fault,
             },
         }
+    }
+}
+
+/// The loop as the admin API sees it, without its type parameters.
+pub trait WorkloadView: Send + Sync {
+    fn workload_names(&self) -> Vec<String>;
+    fn decisions(&self, name: &str, limit: usize) -> Option<Vec<DecisionRecord>>;
+    fn trigger(&self, name: &str) -> bool;
+}
+
+impl<C: Cluster, K: Clock> WorkloadView for Decider<C, K> {
+    fn workload_names(&self) -> Vec<String> {
+        Decider::workload_names(self)
+    }
+    fn decisions(&self, name: &str, limit: usize) -> Option<Vec<DecisionRecord>> {
+        Decider::decisions(self, name, limit)
+    }
+    fn trigger(&self, name: &str) -> bool {
+        Decider::trigger(self, name)
     }
 }
 

@@ -7,6 +7,8 @@
 //!   and their stable JSON form.
 //! - [`policy`] — the wasmtime runtime: loading, validating, caching and
 //!   calling policy components on a budget.
+//! - [`admin`] — the admin HTTP API (route table in its module doc).
+//! - [`telemetry`] — Prometheus metrics recorded by the loop and the store.
 //! - [`cli`] — the `scalegate` command line (`policy inspect`, `eval`, `bench`).
 //! - [`config`] — the daemon's YAML configuration, validated into typed
 //!   workload bindings (errors name the field path).
@@ -23,6 +25,7 @@
 //! Later stages (signals, decision loop, guardrails, actuators, admin API)
 //! join this map as they land; `docs/ARCHITECTURE.md` has the full picture.
 
+pub mod admin;
 pub mod bench;
 pub mod cli;
 pub mod config;
@@ -33,3 +36,4 @@ pub mod policy;
 pub mod policy_store;
 pub mod sim;
 pub mod snapshot;
+pub mod telemetry;

@@ -65,6 +65,17 @@ pub enum StoreError {
     NoEarlierVersion(String),
 }
 
+/// Why an upload was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InstallError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Storage(String),
+}
+
 /// One loaded version of a policy.
 #[derive(Clone)]
 pub struct VersionEntry {
@@ -316,6 +327,45 @@ impl PolicyStore {
         report.failed = next.problems.clone();
         self.inner.catalog.store(Arc::new(next));
         report
+    }
+
+    /// Validates an uploaded component, checks that it calls itself `name`,
+    /// writes it atomically into the directory as `<name>-<version>.wasm`
+    /// and reloads. Blocking (see [`PolicyStore::open`]).
+    pub fn install(&self, name: &str, bytes: &[u8]) -> Result<VersionStatus, InstallError> {
+        let policy = admit(&self.inner.runtime, bytes).map_err(|e| InstallError::Invalid(e.to_string()))?;
+        let info = policy.info();
+        if info.name != name {
+            return Err(InstallError::Invalid(format!(
+                "the component's metadata names it {:?}, not {name:?}",
+                info.name
+            )));
+        }
+        if let Some(existing) =
+            self.catalog().versions.get(name).and_then(|v| v.iter().find(|v| v.policy.info().version == info.version))
+            && existing.policy.digest() != policy.digest()
+        {
+            return Err(InstallError::Conflict(format!(
+                "{} is already loaded with digest sha256:{}; a version is immutable, bump it",
+                policy.id(),
+                existing.policy.digest()
+            )));
+        }
+        let target = self.inner.config.dir.join(format!("{name}-{}.wasm", info.version));
+        let write = || -> std::io::Result<()> {
+            let mut file = tempfile::NamedTempFile::new_in(&self.inner.config.dir)?;
+            std::io::Write::write_all(&mut file, bytes)?;
+            file.as_file().sync_all()?;
+            file.persist(&target).map_err(|e| e.error)?;
+            Ok(())
+        };
+        write().map_err(|e| InstallError::Storage(format!("cannot write {}: {e}", target.display())))?;
+        log_report(&self.rescan());
+        self.catalog()
+            .status()
+            .into_iter()
+            .find(|s| s.digest == policy.digest())
+            .ok_or_else(|| InstallError::Storage("the written file was not picked up by the reload".into()))
     }
 
     /// Pins `name` to a loaded version (by version or digest).

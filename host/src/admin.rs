@@ -1,0 +1,325 @@
+//! The admin HTTP API (hyper, HTTP/1.1). JSON in and out; errors are
+//! `{"error": "..."}` with a status that says what kind of problem it is.
+//!
+//! | method | path | auth | what |
+//! |---|---|---|---|
+//! | GET | `/healthz` | – | the process is up |
+//! | GET | `/readyz` | – | 200 once policies are loaded and the loop runs, else 503 |
+//! | GET | `/metrics` | – | Prometheus text: decisions, clamps, faults, evaluation latency, reloads |
+//! | GET | `/v1/policies` | – | every loaded version (name, version, digest, source, active) and rejected files |
+//! | PUT | `/v1/policies/{name}` | bearer | upload a component (body: the `.wasm`, ≤ `max_upload_bytes`); validated, written atomically to the store directory, loaded |
+//! | POST | `/v1/policies/{name}/activate` | bearer | pin a version: `{"version": "1.2.0"}` or `{"digest": "<sha256>"}`; `{}` unpins |
+//! | POST | `/v1/policies/{name}/rollback` | bearer | pin the version below the active one |
+//! | GET | `/v1/workloads` | – | workloads and their latest decision |
+//! | GET | `/v1/workloads/{ns}/{name}/decisions?limit=N` | – | recent decisions, newest first (default 20) |
+//! | POST | `/v1/evaluate` | – | `{"policy": "hpa@0.1.0", "snapshot": {…}}` → the decision, nothing actuated |
+//! | PUT | `/log-level` | bearer | body: a tracing filter such as `info,scalegate=debug` |
+//!
+//! Mutations need `Authorization: Bearer <token>`; without a configured
+//! token they are refused (403), so a daemon never runs with an open admin
+//! API by accident.
+
+use crate::config::PolicyRef;
+use crate::decide::WorkloadView;
+use crate::policy_store::{InstallError, PolicyStore, StoreError};
+use crate::snapshot::Snapshot;
+use crate::telemetry::Metrics;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Changes the log filter at runtime.
+pub type LogLevelSetter = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// What the API serves from.
+pub struct AdminState {
+    pub store: PolicyStore,
+    pub workloads: Arc<dyn WorkloadView>,
+    pub metrics: Arc<Metrics>,
+    /// Bearer token for mutations; `None` refuses them.
+    pub token: Option<String>,
+    pub ready: Arc<AtomicBool>,
+    pub log_level: Option<LogLevelSetter>,
+    /// Largest accepted policy upload (default 64 MiB).
+    pub max_upload_bytes: usize,
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Reply {
+    let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    response
+}
+
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Reply {
+    json(status, &serde_json::json!({ "error": message.to_string() }))
+}
+
+fn text(status: StatusCode, body: String, content_type: &'static str) -> Reply {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
+    response
+}
+
+/// A refused request: status and message, turned into a JSON reply at the edge.
+struct Rejection(StatusCode, String);
+
+impl Rejection {
+    fn reply(self) -> Reply {
+        error(self.0, self.1)
+    }
+}
+
+/// Constant-time comparison, so the token cannot be guessed byte by byte.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Serves until `shutdown`; connections in progress finish their request.
+pub async fn serve(listener: TcpListener, state: Arc<AdminState>, shutdown: CancellationToken) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    tracing::warn!(error = %err, "admin accept failed");
+                    continue;
+                }
+            },
+        };
+        let state = state.clone();
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let state = state.clone();
+                async move { Ok::<_, std::convert::Infallible>(route(&state, request).await) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+    }
+    while connections.join_next().await.is_some() {}
+}
+
+async fn route(state: &AdminState, request: Request<Incoming>) -> Reply {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let query = request.uri().query().unwrap_or("").to_string();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let mutation = !matches!((&method, segments.as_slice()), (&Method::GET, _) | (&Method::POST, ["v1", "evaluate"]));
+    if mutation && let Err(rejection) = authorize(state, &request) {
+        return rejection.reply();
+    }
+    match (&method, segments.as_slice()) {
+        (&Method::GET, ["healthz"]) => text(StatusCode::OK, "ok\n".into(), "text/plain"),
+        (&Method::GET, ["readyz"]) => {
+            if state.ready.load(Ordering::Relaxed) {
+                text(StatusCode::OK, "ready\n".into(), "text/plain")
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n".into(), "text/plain")
+            }
+        }
+        (&Method::GET, ["metrics"]) => {
+            text(StatusCode::OK, state.metrics.render(), "application/openmetrics-text; version=1.0.0; charset=utf-8")
+        }
+        (&Method::GET, ["v1", "policies"]) => {
+            let catalog = state.store.catalog();
+            json(
+                StatusCode::OK,
+                &serde_json::json!({ "generation": catalog.generation, "policies": catalog.status(), "problems": catalog.problems }),
+            )
+        }
+        (&Method::PUT, ["v1", "policies", name]) => upload(state, name, request).await,
+        (&Method::POST, ["v1", "policies", name, "activate"]) => activate(state, name, request).await,
+        (&Method::POST, ["v1", "policies", name, "rollback"]) => {
+            let (store, name) = (state.store.clone(), name.to_string());
+            match store.rollback(&name) {
+                Ok(policy) => {
+                    json(StatusCode::OK, &serde_json::json!({ "active": policy.id(), "digest": policy.digest() }))
+                }
+                Err(e @ StoreError::NotFound(_)) => error(StatusCode::NOT_FOUND, e),
+                Err(e) => error(StatusCode::CONFLICT, e),
+            }
+        }
+        (&Method::GET, ["v1", "workloads"]) => {
+            let list: Vec<serde_json::Value> = state
+                .workloads
+                .workload_names()
+                .into_iter()
+                .map(|name| {
+                    let last = state.workloads.decisions(&name, 1).and_then(|mut d| d.pop());
+                    serde_json::json!({ "name": name, "last_decision": last })
+                })
+                .collect();
+            json(StatusCode::OK, &serde_json::json!({ "workloads": list }))
+        }
+        (&Method::GET, ["v1", "workloads", namespace, name, "decisions"]) => {
+            let limit = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("limit="))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(20usize);
+            match state.workloads.decisions(&format!("{namespace}/{name}"), limit.min(1000)) {
+                Some(records) => json(StatusCode::OK, &serde_json::json!({ "decisions": records })),
+                None => error(StatusCode::NOT_FOUND, format!("no workload {namespace}/{name}")),
+            }
+        }
+        (&Method::POST, ["v1", "evaluate"]) => evaluate(state, request).await,
+        (&Method::PUT, ["log-level"]) => {
+            let body = match read_body(request, 4096).await {
+                Ok(body) => body,
+                Err(rejection) => return rejection.reply(),
+            };
+            let filter = String::from_utf8_lossy(&body).trim().to_string();
+            match &state.log_level {
+                Some(set) => match set(&filter) {
+                    Ok(()) => json(StatusCode::OK, &serde_json::json!({ "log_level": filter })),
+                    Err(message) => error(StatusCode::BAD_REQUEST, format!("invalid log filter {filter:?}: {message}")),
+                },
+                None => error(StatusCode::NOT_IMPLEMENTED, "log level cannot be changed in this process"),
+            }
+        }
+        (_, ["healthz" | "readyz" | "metrics" | "log-level"]) | (_, ["v1", ..]) => {
+            error(StatusCode::METHOD_NOT_ALLOWED, format!("{method} is not allowed on {path}"))
+        }
+        _ => error(StatusCode::NOT_FOUND, format!("no route for {path}")),
+    }
+}
+
+fn authorize(state: &AdminState, request: &Request<Incoming>) -> Result<(), Rejection> {
+    let Some(expected) = &state.token else {
+        return Err(Rejection(
+            StatusCode::FORBIDDEN,
+            "admin mutations are disabled: start scalegate with an admin token (--admin-token-file or SCALEGATE_ADMIN_TOKEN)".into(),
+        ));
+    };
+    let presented = request
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if same(presented.as_bytes(), expected.as_bytes()) {
+        Ok(())
+    } else {
+        Err(Rejection(StatusCode::UNAUTHORIZED, "missing or invalid bearer token".into()))
+    }
+}
+
+async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, Rejection> {
+    match Limited::new(request.into_body(), limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Err(Rejection(StatusCode::PAYLOAD_TOO_LARGE, format!("request body is larger than {limit} bytes")))
+        }
+        Err(err) => Err(Rejection(StatusCode::BAD_REQUEST, format!("cannot read the request body: {err}"))),
+    }
+}
+
+async fn upload(state: &AdminState, name: &str, request: Request<Incoming>) -> Reply {
+    let body = match read_body(request, state.max_upload_bytes).await {
+        Ok(body) => body,
+        Err(rejection) => return rejection.reply(),
+    };
+    if !body.starts_with(b"\0asm") {
+        return error(StatusCode::BAD_REQUEST, "the body is not a WebAssembly component (no \\0asm magic number)");
+    }
+    let (store, name) = (state.store.clone(), name.to_string());
+    match tokio::task::spawn_blocking(move || store.install(&name, &body)).await {
+        Ok(Ok(status)) => json(StatusCode::CREATED, &serde_json::to_value(status).unwrap_or_default()),
+        Ok(Err(e @ InstallError::Invalid(_))) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
+        Ok(Err(e @ InstallError::Conflict(_))) => error(StatusCode::CONFLICT, e),
+        Ok(Err(e @ InstallError::Storage(_))) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(join) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("upload task failed: {join}")),
+    }
+}
+
+async fn activate(state: &AdminState, name: &str, request: Request<Incoming>) -> Reply {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        version: Option<String>,
+        digest: Option<String>,
+    }
+    let body = match read_body(request, 4096).await {
+        Ok(body) => body,
+        Err(rejection) => return rejection.reply(),
+    };
+    let parsed: Body = match serde_json::from_slice(if body.is_empty() { b"{}" } else { &body }) {
+        Ok(parsed) => parsed,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid body: {e}")),
+    };
+    let text = match (parsed.version, parsed.digest) {
+        (Some(_), Some(_)) => return error(StatusCode::BAD_REQUEST, "give a version or a digest, not both"),
+        (Some(version), None) => format!("{name}@{version}"),
+        (None, Some(digest)) => format!("{name}@sha256:{digest}"),
+        (None, None) => name.to_string(),
+    };
+    let reference: PolicyRef = match text.parse() {
+        Ok(reference) => reference,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    match state.store.activate(&reference) {
+        Ok(policy) => json(StatusCode::OK, &serde_json::json!({ "active": policy.id(), "digest": policy.digest() })),
+        Err(e) => error(StatusCode::NOT_FOUND, e),
+    }
+}
+
+async fn evaluate(state: &AdminState, request: Request<Incoming>) -> Reply {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        policy: String,
+        snapshot: Snapshot,
+    }
+    let body = match read_body(request, 4 << 20).await {
+        Ok(body) => body,
+        Err(rejection) => return rejection.reply(),
+    };
+    let parsed: Body = match serde_json::from_slice(&body) {
+        Ok(parsed) => parsed,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid body: {e}")),
+    };
+    let reference: PolicyRef = match parsed.policy.parse() {
+        Ok(reference) => reference,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let Some(policy) = state.store.catalog().resolve(&reference) else {
+        return error(StatusCode::NOT_FOUND, format!("no policy matches {reference}"));
+    };
+    let callee = policy.clone();
+    let evaluation = match tokio::task::spawn_blocking(move || callee.evaluate(&parsed.snapshot)).await {
+        Ok(evaluation) => evaluation,
+        Err(join) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("evaluation task failed: {join}")),
+    };
+    let mut reply = serde_json::json!({
+        "policy": { "name": policy.info().name, "version": policy.info().version, "digest": policy.digest() },
+        "logs": evaluation.logs,
+        "duration_us": evaluation.duration.as_micros() as u64,
+    });
+    match evaluation.outcome {
+        Ok(decision) => reply["decision"] = serde_json::to_value(decision).unwrap_or_default(),
+        Err(e) => reply["error"] = serde_json::json!({ "kind": e.metric_label(), "message": e.to_string() }),
+    }
+    json(StatusCode::OK, &reply)
+}

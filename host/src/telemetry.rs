@@ -1,0 +1,91 @@
+//! Metrics the daemon exposes on `GET /metrics` (Prometheus text format).
+//!
+//! Labels are bounded: error kinds, clamp kinds and outcomes come from fixed
+//! vocabularies (`metric_label()`); no pod or workload names. The decision
+//! loop and the policy store record here; the admin API renders it.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
+/// All counters and histograms, registered once.
+pub struct Metrics {
+    registry: Registry,
+    /// Decisions by outcome: `scaled`, `unchanged`, `dry_run`, `failed_write`.
+    pub decisions: Family<KindLabel, Counter>,
+    /// Guardrail adjustments by kind (`min`, `max`, `step_up`, …).
+    pub clamps: Family<KindLabel, Counter>,
+    /// Policy faults by kind (`timeout`, `trap`, `memory_limit`, …).
+    pub policy_faults: Family<KindLabel, Counter>,
+    /// Wall time of one policy call, seconds.
+    pub evaluation_seconds: Histogram,
+    /// Policy store reloads by result: `ok`, `rejected` (a file failed).
+    pub reloads: Family<KindLabel, Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("scalegate");
+        let decisions = Family::<KindLabel, Counter>::default();
+        registry.register("decisions", "Decisions by outcome", decisions.clone());
+        let clamps = Family::<KindLabel, Counter>::default();
+        registry.register("guardrail_clamps", "Guardrail adjustments by kind", clamps.clone());
+        let policy_faults = Family::<KindLabel, Counter>::default();
+        registry.register("policy_faults", "Policy faults by kind", policy_faults.clone());
+        // 5 µs … ~10 s
+        let evaluation_seconds =
+            Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(5e-6, 4.0, 11));
+        registry.register("policy_evaluation_seconds", "Wall time of one policy call", evaluation_seconds.clone());
+        let reloads = Family::<KindLabel, Counter>::default();
+        registry.register("policy_reloads", "Policy store reloads by result", reloads.clone());
+        Metrics { registry, decisions, clamps, policy_faults, evaluation_seconds, reloads }
+    }
+
+    pub fn count(family: &Family<KindLabel, Counter>, kind: &str) {
+        family.get_or_create(&KindLabel { kind: kind.to_string() }).inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_with_bounded_labels() {
+        let metrics = Metrics::new();
+        Metrics::count(&metrics.decisions, "scaled");
+        Metrics::count(&metrics.decisions, "scaled");
+        Metrics::count(&metrics.policy_faults, "timeout");
+        metrics.evaluation_seconds.observe(0.000_02);
+        let text = metrics.render();
+        assert!(text.contains("scalegate_decisions_total{kind=\"scaled\"} 2"), "{text}");
+        assert!(text.contains("scalegate_policy_faults_total{kind=\"timeout\"} 1"), "{text}");
+        assert!(text.contains("scalegate_policy_evaluation_seconds_count 1"), "{text}");
+    }
+}
