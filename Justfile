@@ -19,9 +19,13 @@ plugins:
 build:
     cargo build --release -p scalegate
 
-# Replay a simulated day of load through the bundled policies
+# Run the daemon on a simulated cluster with the bundled policies (admin API on :9090; Ctrl-C stops)
 demo: plugins build
     target/release/scalegate demo
+
+# Replay a simulated day through `hpa` as fast as it runs and print the table
+simulate: plugins build
+    target/release/scalegate simulate
 
 # Run every test tier that needs no external server (unit, policy runtime, HPA reference, CLI)
 test: plugins

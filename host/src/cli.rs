@@ -51,8 +51,10 @@ pub enum Command {
     Eval(EvalArgs),
     /// Run the built-in benchmarks and print the numbers.
     Bench(crate::bench::BenchArgs),
-    /// Replay a synthetic day of load through the bundled policies and show each decision.
+    /// Run the daemon on an in-process simulated cluster with the bundled policies and the admin API.
     Demo(DemoArgs),
+    /// Replay a synthetic day of load through the bundled policies and print each decision.
+    Simulate(SimulateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -85,6 +87,25 @@ pub struct DemoArgs {
     /// Directory holding the bundled policies (built by `just plugins`).
     #[arg(long, default_value = "target/policies")]
     pub policies: PathBuf,
+    /// Admin API listen address (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub admin_listen: std::net::SocketAddr,
+    /// Stop after this long (e.g. `90s`); default: run until Ctrl-C or SIGTERM.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Length of the simulated day of load (the curve repeats).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "4m")]
+    pub day: Duration,
+    /// File holding the admin bearer token (or set SCALEGATE_ADMIN_TOKEN); without one, admin mutations are refused.
+    #[arg(long)]
+    pub admin_token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Directory holding the bundled policies (built by `just plugins`).
+    #[arg(long, default_value = "target/policies")]
+    pub policies: PathBuf,
     /// Number of 15-second steps to simulate.
     #[arg(long, default_value_t = 48)]
     pub steps: u32,
@@ -113,6 +134,20 @@ impl From<PolicyError> for Failure {
     }
 }
 
+/// The admin token from `--admin-token-file` or `SCALEGATE_ADMIN_TOKEN`.
+pub fn admin_token(file: Option<&Path>) -> Result<Option<String>, Failure> {
+    if let Some(file) = file {
+        let token = std::fs::read_to_string(file)
+            .map_err(|e| Failure::usage(format!("cannot read admin token file {}: {e}", file.display())))?;
+        let token = token.trim().to_string();
+        if token.len() < 16 {
+            return Err(Failure::usage(format!("admin token in {} is shorter than 16 characters", file.display())));
+        }
+        return Ok(Some(token));
+    }
+    Ok(std::env::var("SCALEGATE_ADMIN_TOKEN").ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()))
+}
+
 /// The cache directory the flags ask for, if any.
 pub fn cache_dir(global: &GlobalArgs) -> Option<PathBuf> {
     if global.no_cache {
@@ -135,7 +170,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Bench(args) => {
             crate::bench::run(&args, cache_dir).map_err(|e| Failure { code: 70, message: format!("{e:#}") })
         }
-        Command::Demo(args) => crate::demo::run(&args.policies, args.steps, cache_dir),
+        Command::Demo(args) => crate::demo::run(&args, cache_dir),
+        Command::Simulate(args) => crate::simulate::run(&args.policies, args.steps, cache_dir),
     }
 }
 

@@ -1,89 +1,154 @@
-//! `scalegate demo`: a simulated Deployment under a compressed day of load,
-//! scaled by the bundled `hpa` policy with `target-tracking`'s opinion
-//! beside it. Everything runs in-process; no cluster is needed.
+//! `scalegate demo`: the real daemon — policy store with hot reload,
+//! decision loop, guardrails, admin API — driving an in-process simulated
+//! cluster under a compressed daily load. No cluster, broker or Prometheus
+//! needed. Decisions are printed as they happen; the admin API is up for
+//! `curl`.
 
-use crate::cli::{Failure, load_dir};
+use crate::cli::{DemoArgs, Failure, admin_token};
+use crate::config::Config;
+use crate::daemon::{self, Settings};
+use crate::decide::{DecisionRecord, SystemClock, WorkloadView};
 use crate::policy::{Runtime, RuntimeConfig};
-use crate::sim::{SimWorkload, daily_load};
-use std::path::{Path, PathBuf};
+use crate::sim::{SimCluster, SimWorkload, daily_load};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
-/// Replays `steps` steps of 15 s and prints one line per decision.
-pub fn run(policies: &Path, steps: u32, cache_dir: Option<PathBuf>) -> Result<(), Failure> {
-    let runtime = Runtime::new(RuntimeConfig { cache_dir, max_instances: 16, ..RuntimeConfig::default() })?;
-    let loaded = load_dir(&runtime, policies)?;
-    let find = |name: &str| {
-        loaded.iter().find(|p| p.info().name == name).cloned().ok_or_else(|| {
-            Failure::usage(format!("policy {name:?} not found in {} (run `just plugins` first)", policies.display()))
-        })
-    };
-    let hpa = find("hpa")?;
-    let tracking = find("target-tracking")?;
-    println!("loaded {} policies from {}:", loaded.len(), policies.display());
-    for p in &loaded {
-        println!(
-            "  {:<22} {:<8} sha256:{}…  {}",
-            p.info().name,
-            p.info().version,
-            &p.digest()[..12],
-            p.info().description
-        );
-    }
-    let hpa_params = serde_json::json!({
-        "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}}],
-        "behavior": {"scaleDown": {"stabilizationWindowSeconds": 60}}
-    });
-    let tracking_params = serde_json::json!({"metric": "rps", "target": 60});
-    let step_ms = 15_000;
-    let day_ms = u64::from(steps) * step_ms;
-    let mut workload = SimWorkload::new("web", 2, 2, 30);
-    let mut state = Vec::new();
-    println!("\nA day of load compressed into {steps} steps of 15 s; pods take 20 s to become ready.");
-    println!("{:>6}  {:>8}  {:>10}  {:>4}  {:>8}  reason (hpa)", "time", "load rps", "ready/pods", "hpa", "tracking");
-    // The initial pods were started at t = 0; the day starts an hour later so
-    // they are past the HPA's CPU initialization period, like long-running pods.
-    let start_ms = 3_600_000;
-    for step in 1..=steps {
-        let elapsed_ms = u64::from(step) * step_ms;
-        let now_ms = start_ms + elapsed_ms;
-        let load = daily_load(elapsed_ms, day_ms);
-        let mut snapshot = workload.snapshot(now_ms, load, hpa_params.clone());
-        snapshot.state = std::mem::take(&mut state);
-        let evaluation = hpa.evaluate(&snapshot);
-        snapshot.params = tracking_params.clone();
-        snapshot.state.clear();
-        let opinion = match tracking.evaluate(&snapshot).outcome {
-            Ok(d) => d.desired_replicas.map_or("-".into(), |r| r.to_string()),
-            Err(e) => format!("({})", e.metric_label()),
+/// The demo's workloads: a web Deployment scaled by `hpa` on CPU, and a
+/// socket tier scaled by `target-tracking` on requests per second, each with
+/// guardrails.
+const DEMO_CONFIG: &str = r#"
+defaults:
+  interval: 2s
+workloads:
+  - target: {namespace: shop, name: web}
+    min_replicas: 2
+    max_replicas: 30
+    policies:
+      - policy: hpa
+        params:
+          metrics: [{type: Resource, resource: {name: cpu, target: {type: Utilization, averageUtilization: 60}}}]
+          behavior: {scaleDown: {stabilizationWindowSeconds: 10}}
+    guardrails: {max_step_up: "100%", max_step_down: 3}
+  - target: {kind: StatefulSet, namespace: rtc, name: socket}
+    min_replicas: 2
+    max_replicas: 40
+    policies:
+      - policy: target-tracking
+        params: {metric: rps, target: 80}
+    shadow: {policy: target-tracking, params: {metric: rps, target: 60}}
+    guardrails: {cooldown_down: 6s}
+"#;
+
+pub fn run(args: &DemoArgs, cache_dir: Option<PathBuf>) -> Result<(), Failure> {
+    let token = admin_token(args.admin_token_file.as_deref())?;
+    let config = Config::parse(DEMO_CONFIG).map_err(|e| Failure { code: 70, message: format!("demo config: {e}") })?;
+    let runtime = Arc::new(Runtime::new(RuntimeConfig { cache_dir, max_instances: 64, ..RuntimeConfig::default() })?);
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure { code: 70, message: format!("cannot start the async runtime: {e}") })?;
+    tokio.block_on(async {
+        let clock = Arc::new(SystemClock);
+        let cluster = Arc::new(SimCluster::new(clock.clone()));
+        let day_ms = args.day.as_millis().max(1) as u64;
+        let mut web = SimWorkload::new("web", 2, 2, 30);
+        web.startup_ms = 3_000;
+        cluster.add("shop", web, Box::new(move |t| daily_load(t, day_ms)));
+        let mut socket = SimWorkload::new("socket", 3, 2, 40);
+        socket.startup_ms = 2_000;
+        cluster.add("rtc", socket, Box::new(move |t| 0.8 * daily_load(t + day_ms / 3, day_ms)));
+
+        let shutdown = CancellationToken::new();
+        daemon::cancel_on_signals(shutdown.clone());
+        if let Some(duration) = args.duration {
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(duration).await;
+                stop.cancel();
+            });
+        }
+        let settings = Settings {
+            policy_dir: args.policies.clone(),
+            workloads: config.workloads,
+            admin_listen: args.admin_listen,
+            admin_token: token.clone(),
+            grace: Duration::from_secs(10),
+            log_level: None,
         };
-        let (desired, reason) = match evaluation.outcome {
-            Ok(decision) => {
-                state = decision.state;
-                (decision.desired_replicas, decision.reason)
+        let running = daemon::start(settings, runtime, cluster, clock, shutdown.clone())
+            .await
+            .map_err(|e| Failure { code: 70, message: format!("{e:#}") })?;
+        let addr = running.admin_addr;
+        println!("scalegate demo: 2 simulated workloads, a day of load every {}", humantime::format_duration(args.day));
+        for status in running.store.catalog().status().iter().filter(|s| s.active) {
+            println!("  policy {}@{}  sha256:{}…", status.name, status.version, &status.digest[..12]);
+        }
+        println!("admin API: http://{addr}  (try: curl http://{addr}/v1/workloads/shop/web/decisions?limit=3)");
+        if token.is_none() {
+            println!("admin mutations are off; set SCALEGATE_ADMIN_TOKEN to upload or roll back policies");
+        }
+        println!("Ctrl-C to stop.\n");
+        let printer = tokio::spawn(print_decisions(running.decider.clone(), shutdown.clone()));
+        running.wait().await;
+        let _ = printer.await;
+        println!("stopped");
+        Ok(())
+    })
+}
+
+/// Prints each new decision of every workload on one line.
+async fn print_decisions(view: Arc<dyn WorkloadView>, shutdown: CancellationToken) {
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+        for name in view.workload_names() {
+            let last = seen.get(&name).copied().unwrap_or(0);
+            let mut fresh: Vec<DecisionRecord> =
+                view.decisions(&name, 20).unwrap_or_default().into_iter().filter(|r| r.at_ms > last).collect();
+            fresh.reverse();
+            for record in fresh {
+                seen.insert(name.clone(), record.at_ms);
+                println!("{}", line(&record));
             }
-            Err(error) => (None, format!("fault: {error}")),
-        };
-        let ready = snapshot.workload.ready_replicas();
-        println!(
-            "{:>3}:{:02}  {:>8.0}  {:>5}/{:<4}  {:>4}  {:>8}  {}",
-            elapsed_ms / 60_000,
-            (elapsed_ms / 1000) % 60,
-            load,
-            ready,
-            workload.replicas(),
-            desired.map_or("-".into(), |d| d.to_string()),
-            opinion,
-            reason
-        );
-        if let Some(desired) = desired {
-            // the host's min/max guardrail
-            let desired = desired.clamp(workload.min_replicas, workload.max_replicas);
-            workload.set_replicas(desired, now_ms, true);
         }
     }
-    println!(
-        "\n{} scale events; try `scalegate eval --policy {} --snapshot examples/snapshots/hpa-scale-up.json`",
-        workload.scale_events.len(),
-        policies.join("hpa.wasm").display()
-    );
-    Ok(())
+}
+
+fn line(record: &DecisionRecord) -> String {
+    let time = {
+        let secs = record.at_ms / 1000;
+        format!("{:02}:{:02}:{:02}", (secs / 3600) % 24, (secs / 60) % 60, secs % 60)
+    };
+    let change = if record.applied {
+        format!("{:>2} → {:<2}", record.current_replicas, record.guardrails.replicas)
+    } else {
+        format!("{:>2}      ", record.current_replicas)
+    };
+    let verdicts: Vec<String> = record
+        .policies
+        .iter()
+        .map(|p| match (&p.desired, &p.error) {
+            (Some(d), _) => format!("{} wants {d}", p.policy),
+            (None, Some(kind)) => format!("{} {kind}", p.policy),
+            (None, None) => format!("{} no opinion", p.policy),
+        })
+        .collect();
+    let clamps: Vec<&str> = record.guardrails.clamps.iter().map(|c| c.metric_label()).collect();
+    let mut text = format!("{time}  {:<10} {change}  {}  [{}]", record.workload, verdicts.join(", "), record.inputs);
+    if !clamps.is_empty() {
+        text.push_str(&format!("  guardrails: {}", clamps.join(",")));
+    }
+    if let Some(shadow) = record.shadow.as_ref().filter(|_| record.shadow_diverged) {
+        text.push_str(&format!("  shadow would pick {}", shadow.desired.map_or("-".into(), |d| d.to_string())));
+    }
+    if let Some(error) = &record.apply_error {
+        text.push_str(&format!("  write failed: {error}"));
+    }
+    text
 }

@@ -20,7 +20,9 @@
 //!   policies (and shadow), combine by max, guardrails, actuate, record.
 //! - [`sim`] — a simulated workload (pods with start-up delay, daily load curve).
 //! - [`bench`] — the built-in benchmarks behind `scalegate bench`.
-//! - [`demo`] — `scalegate demo`: a simulated day scaled by the bundled policies.
+//! - [`daemon`] — assembles store, loop and admin API; phased shutdown.
+//! - [`demo`] — `scalegate demo`: the daemon on an in-process simulated cluster.
+//! - [`simulate`] — `scalegate simulate`: a fast, deterministic replay of a day.
 //!
 //! Later stages (signals, decision loop, guardrails, actuators, admin API)
 //! join this map as they land; `docs/ARCHITECTURE.md` has the full picture.
@@ -29,11 +31,13 @@ pub mod admin;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod decide;
 pub mod demo;
 pub mod guardrails;
 pub mod policy;
 pub mod policy_store;
 pub mod sim;
+pub mod simulate;
 pub mod snapshot;
 pub mod telemetry;

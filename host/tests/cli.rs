@@ -117,12 +117,72 @@ fn inspect_shows_identity_and_schema() {
 }
 
 #[test]
-fn demo_replays_a_day_through_hpa() {
-    let out = scalegate(&["demo", "--steps", "24"]);
+fn simulate_replays_a_day_through_hpa() {
+    let out = scalegate(&["simulate", "--steps", "24"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("hpa"), "{text}");
     let scale_line = text.lines().last().unwrap();
     let events: u32 = scale_line.split_whitespace().next().unwrap().parse().unwrap();
     assert!(events >= 2, "the demo day should scale: {scale_line}");
+}
+
+#[test]
+fn demo_runs_the_daemon_serves_the_admin_api_and_stops_on_sigterm() {
+    use std::io::{BufRead, Read, Write};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scalegate"))
+        .args(["demo", "--admin-listen", "127.0.0.1:0", "--duration", "60s"])
+        .env("SCALEGATE_CACHE_DIR", shared_cache())
+        .current_dir(workspace())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("demo printed its admin address").unwrap();
+        if let Some(rest) = line.strip_prefix("admin API: http://") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    // wait for a decision line of each workload
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < 2 {
+        let line = lines.next().expect("decision lines").unwrap();
+        for workload in ["shop/web", "rtc/socket"] {
+            if line.contains(workload) {
+                seen.insert(workload);
+            }
+        }
+    }
+    let get = |path: &str| {
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    };
+    assert!(get("/readyz").starts_with("HTTP/1.1 200"));
+    let decisions = get("/v1/workloads/rtc/socket/decisions?limit=1");
+    assert!(decisions.contains("target-tracking@1.0.0"), "{decisions}");
+    let refused = {
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            stream,
+            "POST /v1/policies/hpa/rollback HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    };
+    assert!(refused.starts_with("HTTP/1.1 403"), "no token configured: {refused}");
+
+    let started = std::time::Instant::now();
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "shutdown took {:?}", started.elapsed());
+    assert_eq!(rest.last().map(String::as_str), Some("stopped"), "{rest:?}");
 }

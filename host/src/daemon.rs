@@ -1,0 +1,145 @@
+//! The daemon's assembly and lifecycle: policy store (+ watcher), decision
+//! loop, admin API — and the phased shutdown that takes them down in order.
+//!
+//! Shutdown (SIGTERM, Ctrl-C or the caller's token): not ready → stop
+//! starting evaluations and let the ones in flight finish → stop the watcher
+//! → stop the admin server → return; all within `grace`. What does not
+//! finish in time is abandoned and reported.
+
+use crate::admin::{self, AdminState, LogLevelSetter};
+use crate::config::Workload;
+use crate::decide::{Clock, Cluster, Decider, DeciderConfig};
+use crate::policy::Runtime;
+use crate::policy_store::{PolicyStore, StoreConfig};
+use crate::telemetry::Metrics;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Process-level settings (flags, not the config file).
+pub struct Settings {
+    pub policy_dir: PathBuf,
+    pub workloads: Vec<Workload>,
+    pub admin_listen: SocketAddr,
+    pub admin_token: Option<String>,
+    pub grace: Duration,
+    pub log_level: Option<LogLevelSetter>,
+}
+
+/// A running daemon: where its admin API listens and how to reach its parts.
+pub struct Running<C: Cluster, K: Clock> {
+    pub admin_addr: SocketAddr,
+    pub decider: Arc<Decider<C, K>>,
+    pub store: PolicyStore,
+    pub ready: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+    tasks: tokio::task::JoinSet<()>,
+    watcher: tokio::task::JoinHandle<()>,
+    admin: tokio::task::JoinHandle<()>,
+    admin_shutdown: CancellationToken,
+    grace: Duration,
+}
+
+/// Starts everything; returns once the admin API listens and the loop runs.
+pub async fn start<C: Cluster, K: Clock>(
+    settings: Settings,
+    runtime: Arc<Runtime>,
+    cluster: Arc<C>,
+    clock: Arc<K>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Running<C, K>> {
+    let ready = Arc::new(AtomicBool::new(false));
+    let metrics = Arc::new(Metrics::new());
+    let store_config = StoreConfig::new(settings.policy_dir.clone());
+    let store = tokio::task::spawn_blocking(move || PolicyStore::open(runtime, store_config)).await??;
+    for problem in &store.catalog().problems {
+        tracing::warn!(path = %problem.path.display(), kind = %problem.kind, message = %problem.message, "policy rejected");
+    }
+    let decider = Arc::new(Decider::new(
+        cluster,
+        clock,
+        store.clone(),
+        settings.workloads,
+        DeciderConfig { metrics: metrics.clone(), ..DeciderConfig::default() },
+    ));
+    let listener = tokio::net::TcpListener::bind(settings.admin_listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.admin_listen))?;
+    let admin_addr = listener.local_addr()?;
+    let admin_shutdown = CancellationToken::new();
+    let state = Arc::new(AdminState {
+        store: store.clone(),
+        workloads: decider.clone(),
+        metrics,
+        token: settings.admin_token,
+        ready: ready.clone(),
+        log_level: settings.log_level,
+        max_upload_bytes: 64 << 20,
+    });
+    let admin = tokio::spawn(admin::serve(listener, state, admin_shutdown.clone()));
+    let watcher = store.watch(shutdown.child_token());
+    let tasks = decider.run(shutdown.child_token());
+    ready.store(true, Ordering::Relaxed);
+    Ok(Running {
+        admin_addr,
+        decider,
+        store,
+        ready,
+        shutdown,
+        tasks,
+        watcher,
+        admin,
+        admin_shutdown,
+        grace: settings.grace,
+    })
+}
+
+impl<C: Cluster, K: Clock> Running<C, K> {
+    /// Waits for the shutdown token, then takes everything down in order.
+    pub async fn wait(mut self) {
+        self.shutdown.cancelled().await;
+        tracing::info!("shutting down: not ready, finishing decisions in flight");
+        self.ready.store(false, Ordering::Relaxed);
+        let drained = tokio::time::timeout(self.grace, async {
+            while self.tasks.join_next().await.is_some() {}
+            let _ = (&mut self.watcher).await;
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(grace = ?self.grace, "grace period over; abandoning unfinished decisions");
+            self.tasks.abort_all();
+            self.watcher.abort();
+        }
+        self.admin_shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.admin).await;
+        tracing::info!("stopped");
+    }
+}
+
+/// Cancels `token` on SIGTERM or Ctrl-C.
+pub fn cancel_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for SIGTERM");
+                    let _ = tokio::signal::ctrl_c().await;
+                    token.cancel();
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        token.cancel();
+    });
+}
