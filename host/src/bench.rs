@@ -51,17 +51,8 @@ fn micros(d: Duration) -> f64 {
 pub fn hpa_bench_snapshot() -> Snapshot {
     let now_ms = 1_700_000_000_000;
     let pods: Vec<Pod> = (0..50)
-        .map(|i| Pod {
-            name: format!("web-7d9f8b6c4-{i:05}"),
-            phase: PodPhase::Running,
-            ready: Some(true),
-            ready_transition_ms: Some(now_ms - 3_590_000),
-            start_ms: Some(now_ms - 3_600_000),
-            terminating: false,
-            deletion_cost: None,
-            cpu_request: Some(0.5),
-            memory_request: Some(536_870_912.0),
-            requests: vec![],
+        .map(|i| {
+            Pod::running(format!("web-7d9f8b6c4-{i:05}"), now_ms - 3_600_000, now_ms - 3_590_000, 0.5, 536_870_912.0)
         })
         .collect();
     let cpu = pods

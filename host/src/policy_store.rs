@@ -20,7 +20,7 @@
 
 use crate::config::PolicyRef;
 use crate::policy::{self, LoadedPolicy, Runtime};
-use crate::snapshot::{Pod, PodPhase, Snapshot, Workload};
+use crate::snapshot::{Pod, Snapshot, Workload};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -533,18 +533,7 @@ pub fn smoke_snapshot() -> Snapshot {
             max_replicas: 10,
         },
         pods: (0..2)
-            .map(|i| Pod {
-                name: format!("smoke-{i}"),
-                phase: PodPhase::Running,
-                ready: Some(true),
-                ready_transition_ms: Some(now_ms - 600_000),
-                start_ms: Some(now_ms - 610_000),
-                terminating: false,
-                deletion_cost: None,
-                cpu_request: Some(0.5),
-                memory_request: Some(268_435_456.0),
-                requests: vec![],
-            })
+            .map(|i| Pod::running(format!("smoke-{i}"), now_ms - 610_000, now_ms - 600_000, 0.5, 268_435_456.0))
             .collect(),
         metrics: vec![],
         signals: vec![],

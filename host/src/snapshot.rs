@@ -129,6 +129,31 @@ pub struct Pod {
     pub requests: Vec<ResourceRequest>,
 }
 
+impl Pod {
+    /// A Running pod started at `start_ms`, Ready since `ready_ms`, with
+    /// pod-total CPU (cores) and memory (bytes) requests.
+    pub fn running(
+        name: impl Into<String>,
+        start_ms: u64,
+        ready_ms: u64,
+        cpu_request: f64,
+        memory_request: f64,
+    ) -> Pod {
+        Pod {
+            name: name.into(),
+            phase: PodPhase::Running,
+            ready: Some(true),
+            ready_transition_ms: Some(ready_ms),
+            start_ms: Some(start_ms),
+            terminating: false,
+            deletion_cost: None,
+            cpu_request: Some(cpu_request),
+            memory_request: Some(memory_request),
+            requests: vec![],
+        }
+    }
+}
+
 fn default_phase() -> PodPhase {
     PodPhase::Running
 }
