@@ -7,6 +7,8 @@
 //! component cold (compile) versus from the precompiled cache. Results are
 //! recorded in `docs/BENCHMARKS.md`.
 
+mod fleet;
+
 use crate::policy::{LoadedPolicy, Runtime, RuntimeConfig};
 use crate::snapshot::{Metric, Pod, PodPhase, PodSample, Snapshot, Workload};
 use anyhow::Context;
@@ -25,6 +27,12 @@ pub struct BenchArgs {
     /// Skip the cold-compile measurements (they take ~20 s each for Python and JS).
     #[arg(long)]
     pub skip_load: bool,
+    /// Instead: run the decision loop over this many simulated workloads bound to `hpa` and report CPU and memory.
+    #[arg(long)]
+    pub fleet: Option<usize>,
+    /// With --fleet: how long to measure after the first round.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    pub fleet_measure: Duration,
 }
 
 /// Latency percentiles of a run.
@@ -221,6 +229,9 @@ fn evaluate_ok(policy: &LoadedPolicy, snapshot: &Snapshot) -> Option<u32> {
 }
 
 pub fn run(args: &BenchArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    if let Some(workloads) = args.fleet {
+        return fleet::run(&args.policies, workloads, args.fleet_measure, cache_dir);
+    }
     let hpa_path = args.policies.join("hpa.wasm");
     let snapshot = hpa_bench_snapshot();
     println!("# scalegate bench — hpa on 50 pods × 2 metrics, {} iterations per row\n", args.iterations);

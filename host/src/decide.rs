@@ -116,7 +116,8 @@ pub struct DeciderConfig {
     pub max_concurrent_evaluations: usize,
     /// Recommendations and scale events kept per workload (default 64).
     pub history: usize,
-    /// Decision records kept per workload (default 100).
+    /// Decision records kept per workload (default 16: ~700 B each, so ~110 MB
+    /// for 10,000 workloads).
     pub decision_log: usize,
     /// Consecutive faults of a version before a workload rolls back (default 3).
     pub fault_rollback_after: u32,
@@ -130,7 +131,7 @@ impl Default for DeciderConfig {
         DeciderConfig {
             max_concurrent_evaluations: cores * 2,
             history: 64,
-            decision_log: 100,
+            decision_log: 16,
             fault_rollback_after: 3,
             metrics: Arc::new(Metrics::new()),
         }
@@ -172,6 +173,7 @@ pub struct Decider<C: Cluster, K: Clock> {
     workloads: Vec<Arc<WorkloadRuntime>>,
     evaluations: Arc<Semaphore>,
     config: DeciderConfig,
+    decided: std::sync::atomic::AtomicU64,
 }
 
 /// A policy call's result as the loop sees it.
@@ -205,7 +207,7 @@ impl<C: Cluster, K: Clock> Decider<C, K> {
             })
             .collect();
         let evaluations = Arc::new(Semaphore::new(config.max_concurrent_evaluations.max(1)));
-        Decider { cluster, clock, store, workloads, evaluations, config }
+        Decider { cluster, clock, store, workloads, evaluations, config, decided: Default::default() }
     }
 
     pub fn workload_names(&self) -> Vec<String> {
@@ -281,6 +283,7 @@ impl<C: Cluster, K: Clock> Decider<C, K> {
             }
         };
         self.count(&record);
+        self.decided.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::debug!(workload = %spec.name, replicas = record.guardrails.replicas, applied = record.applied, "decision");
         workload.log.lock().push(record.clone());
         record
@@ -505,6 +508,8 @@ impl<C: Cluster, K: Clock> Decider<C, K> {
 /// The loop as the admin API sees it, without its type parameters.
 pub trait WorkloadView: Send + Sync {
     fn workload_names(&self) -> Vec<String>;
+    /// Evaluations completed since start, all workloads together.
+    fn total_decisions(&self) -> u64;
     fn decisions(&self, name: &str, limit: usize) -> Option<Vec<DecisionRecord>>;
     fn trigger(&self, name: &str) -> bool;
 }
@@ -512,6 +517,9 @@ pub trait WorkloadView: Send + Sync {
 impl<C: Cluster, K: Clock> WorkloadView for Decider<C, K> {
     fn workload_names(&self) -> Vec<String> {
         Decider::workload_names(self)
+    }
+    fn total_decisions(&self) -> u64 {
+        self.decided.load(std::sync::atomic::Ordering::Relaxed)
     }
     fn decisions(&self, name: &str, limit: usize) -> Option<Vec<DecisionRecord>> {
         Decider::decisions(self, name, limit)

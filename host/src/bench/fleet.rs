@@ -1,0 +1,107 @@
+//! `scalegate bench --fleet N`: the daemon's decision loop driving N
+//! simulated workloads bound to `hpa` at a 15 s interval, measuring the
+//! process's CPU share and resident memory once the staggered first round is
+//! over. Linux only (reads `/proc/self`).
+
+use crate::config::{Actuator, Binding, PolicyRef, Target, Workload};
+use crate::decide::{Decider, DeciderConfig, SystemClock, WorkloadView};
+use crate::guardrails::Limits;
+use crate::policy::{Runtime, RuntimeConfig};
+use crate::policy_store::{PolicyStore, StoreConfig};
+use crate::sim::{SimCluster, SimWorkload, daily_load};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// CPU seconds (user + system) this process has used.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // fields after the command name (which may contain spaces) start after ") "
+    let fields: Vec<&str> = stat.rsplit_once(") ").map(|(_, rest)| rest.split(' ').collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12 after the name; 100 ticks/s
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// (current, peak) resident set size in MiB.
+fn rss_mib() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (kib("VmRSS:") / 1024.0, kib("VmHWM:") / 1024.0)
+}
+
+pub fn run(
+    policies: &Path,
+    workloads: usize,
+    measure: Duration,
+    cache_dir: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    let runtime = Arc::new(Runtime::new(RuntimeConfig { cache_dir, max_instances: 64, ..RuntimeConfig::default() })?);
+    let dir = tempfile::tempdir()?;
+    std::fs::copy(policies.join("hpa.wasm"), dir.path().join("hpa.wasm"))?;
+    let store = PolicyStore::open(runtime, StoreConfig::new(dir.path()))?;
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    tokio.block_on(async {
+        let clock = Arc::new(SystemClock);
+        let cluster = Arc::new(SimCluster::new(clock.clone()));
+        let interval = Duration::from_secs(15);
+        let params = serde_json::json!({
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}}],
+            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 60}}
+        });
+        let mut specs = Vec::with_capacity(workloads);
+        for i in 0..workloads {
+            let name = format!("app-{i:05}");
+            // each workload its own phase of the daily curve, 2-6 pods
+            let offset = (i as u64 * 7919) % 600_000;
+            cluster.add("fleet", SimWorkload::new(&name, 2 + (i % 5) as u32, 1, 50), Box::new(move |t| 0.3 * daily_load(t + offset, 600_000)));
+            specs.push(Workload {
+                name: format!("fleet/{name}"),
+                target: Target { api_version: "apps/v1".into(), kind: "Deployment".into(), namespace: "fleet".into(), name },
+                policies: vec![Binding { policy: PolicyRef::Latest("hpa".into()), params: params.clone() }],
+                shadow: None,
+                interval,
+                limits: Limits {
+                    min_replicas: 1,
+                    max_replicas: 50,
+                    max_step_up: None,
+                    max_step_down: None,
+                    cooldown_up: Duration::ZERO,
+                    cooldown_down: Duration::ZERO,
+                    hold_on_stale: true,
+                    dry_run: false,
+                },
+                actuator: Actuator::Kubernetes,
+            });
+        }
+        let decider = Arc::new(Decider::new(cluster.clone(), clock, store, specs, DeciderConfig::default()));
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let mut tasks = decider.run(shutdown.clone());
+        println!("# scalegate bench --fleet: {workloads} workloads bound to hpa, 15 s interval, simulated cluster");
+        // the first round is staggered over one interval; measure steady state after it
+        tokio::time::sleep(interval + Duration::from_secs(2)).await;
+        let (cpu0, wall0) = (cpu_seconds(), Instant::now());
+        let decided0 = decider.total_decisions();
+        tokio::time::sleep(measure).await;
+        let (cpu, wall) = (cpu_seconds() - cpu0, wall0.elapsed().as_secs_f64());
+        let decided = decider.total_decisions() - decided0;
+        let (rss, peak) = rss_mib();
+        shutdown.cancel();
+        while tasks.join_next().await.is_some() {}
+        let scales = cluster.scale_calls().len();
+        println!("| measure | value |\n|---|---:|");
+        println!("| measured wall time | {wall:.1} s |");
+        println!("| decisions in that time | {decided} ({:.0}/s; expected {:.0}/s) |", decided as f64 / wall, workloads as f64 / interval.as_secs_f64());
+        println!("| CPU, share of one core | {:.1} % |", 100.0 * cpu / wall);
+        println!("| RSS at the end / peak | {rss:.0} MiB / {peak:.0} MiB |");
+        println!("| scales applied (whole run) | {scales} |");
+        println!("targets: ≤ 25 % of one core, ≤ 300 MB");
+        anyhow::Ok(())
+    })
+}
