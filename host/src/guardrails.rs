@@ -96,6 +96,23 @@ pub struct Limits {
     pub dry_run: bool,
 }
 
+impl Limits {
+    /// Only bounds: no step limits, no cooldowns, scale-down held on stale
+    /// inputs, writes enabled — the defaults of the configuration file.
+    pub fn bounds(min_replicas: u32, max_replicas: u32) -> Limits {
+        Limits {
+            min_replicas,
+            max_replicas,
+            max_step_up: None,
+            max_step_down: None,
+            cooldown_up: Duration::ZERO,
+            cooldown_down: Duration::ZERO,
+            hold_on_stale: true,
+            dry_run: false,
+        }
+    }
+}
+
 /// What the policy (or policies, combined) proposed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Proposal {
@@ -238,16 +255,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn limits() -> Limits {
-        Limits {
-            min_replicas: 2,
-            max_replicas: 20,
-            max_step_up: None,
-            max_step_down: None,
-            cooldown_up: Duration::ZERO,
-            cooldown_down: Duration::ZERO,
-            hold_on_stale: true,
-            dry_run: false,
-        }
+        Limits::bounds(2, 20)
     }
 
     fn at(current: u32) -> Situation {

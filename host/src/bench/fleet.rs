@@ -67,16 +67,7 @@ pub fn run(
                 policies: vec![Binding { policy: PolicyRef::Latest("hpa".into()), params: params.clone() }],
                 shadow: None,
                 interval,
-                limits: Limits {
-                    min_replicas: 1,
-                    max_replicas: 50,
-                    max_step_up: None,
-                    max_step_down: None,
-                    cooldown_up: Duration::ZERO,
-                    cooldown_down: Duration::ZERO,
-                    hold_on_stale: true,
-                    dry_run: false,
-                },
+                limits: Limits::bounds(1, 50),
                 actuator: Actuator::Kubernetes,
             });
         }
