@@ -80,6 +80,8 @@ pub enum InstallError {
 #[derive(Clone)]
 pub struct VersionEntry {
     pub policy: LoadedPolicy,
+    /// `policy.info().version`, parsed once at admission.
+    pub version: semver::Version,
     /// File it was loaded from.
     pub source: PathBuf,
     /// Whether that file is still in the directory.
@@ -120,11 +122,6 @@ pub struct VersionStatus {
     pub active: bool,
 }
 
-fn version_of(entry: &VersionEntry) -> semver::Version {
-    // metadata validation guarantees a semantic version
-    semver::Version::parse(&entry.policy.info().version).unwrap_or(semver::Version::new(0, 0, 0))
-}
-
 impl Catalog {
     /// The version `name` stands for: the pinned one, else the highest
     /// present in the directory, else the highest retained.
@@ -142,7 +139,7 @@ impl Catalog {
         let versions = self.versions.get(reference.name())?;
         let entry = match reference {
             PolicyRef::Latest(name) => self.active(name),
-            PolicyRef::Version(_, version) => versions.iter().rev().find(|v| &version_of(v) == version),
+            PolicyRef::Version(_, version) => versions.iter().rev().find(|v| &v.version == version),
             PolicyRef::Digest(_, digest) => versions.iter().find(|v| v.policy.digest() == digest),
         };
         entry.map(|e| e.policy.clone())
@@ -183,6 +180,17 @@ pub struct ReloadReport {
     pub removed: Vec<String>,
 }
 
+/// What the last rescan learned, so the next one repeats no work: file
+/// identities (unchanged files are not re-hashed) and components that failed
+/// admission (they are not compiled and smoke-tested again; admission depends
+/// on the bytes alone, so the verdict stands until the bytes change).
+#[derive(Default)]
+struct ReloadMemo {
+    stamps: HashMap<PathBuf, FileStamp>,
+    /// digest → (error kind, message)
+    rejected: HashMap<String, (String, String)>,
+}
+
 /// Cached identity of a file, so unchanged files are not re-hashed.
 #[derive(Clone, PartialEq)]
 struct FileStamp {
@@ -201,7 +209,7 @@ struct Inner {
     config: StoreConfig,
     catalog: ArcSwap<Catalog>,
     /// Serializes reloads and pin changes; readers never take it.
-    reload: Mutex<HashMap<PathBuf, FileStamp>>,
+    reload: Mutex<ReloadMemo>,
 }
 
 impl PolicyStore {
@@ -218,7 +226,7 @@ impl PolicyStore {
                 runtime,
                 config,
                 catalog: ArcSwap::from_pointee(Catalog::default()),
-                reload: Mutex::new(HashMap::new()),
+                reload: Mutex::new(ReloadMemo::default()),
             }),
         };
         store.rescan();
@@ -236,7 +244,7 @@ impl PolicyStore {
     /// Reads the directory and admits new or changed files. Never makes
     /// things worse: on any failure the previous versions stay.
     pub fn rescan(&self) -> ReloadReport {
-        let mut stamps = self.inner.reload.lock();
+        let mut memo = self.inner.reload.lock();
         let old = self.inner.catalog.load_full();
         let mut next = (*old).clone();
         next.generation += 1;
@@ -262,7 +270,7 @@ impl PolicyStore {
         for v in next.versions.values_mut().flatten() {
             v.present = false;
         }
-        let mut seen_stamps = HashMap::new();
+        let mut seen = ReloadMemo::default();
         for path in files {
             let problem = |kind: &str, digest: Option<String>, message: String| Problem {
                 path: path.clone(),
@@ -270,19 +278,23 @@ impl PolicyStore {
                 kind: kind.into(),
                 message,
             };
-            let (digest, bytes) = match identify(&path, stamps.get(&path)) {
+            let (stamp, bytes) = match identify(&path, memo.stamps.get(&path)) {
                 Ok(identity) => identity,
                 Err(message) => {
                     next.problems.push(problem("io", None, message));
                     continue;
                 }
             };
-            if let Ok(stamp) = stamp(&path, &digest) {
-                seen_stamps.insert(path.clone(), stamp);
-            }
+            let digest = stamp.digest.clone();
+            seen.stamps.insert(path.clone(), stamp);
             if let Some(entry) = next.versions.values_mut().flatten().find(|v| v.policy.digest() == digest) {
                 entry.present = true;
                 entry.source = path.clone();
+                continue;
+            }
+            if let Some((kind, message)) = memo.rejected.get(&digest) {
+                seen.rejected.insert(digest.clone(), (kind.clone(), message.clone()));
+                next.problems.push(problem(kind, Some(digest), message.clone()));
                 continue;
             }
             let bytes = match bytes.map_or_else(|| std::fs::read(&path).map_err(|e| e.to_string()), Ok) {
@@ -295,7 +307,9 @@ impl PolicyStore {
             let policy = match admit(&self.inner.runtime, &bytes) {
                 Ok(policy) => policy,
                 Err(error) => {
-                    next.problems.push(problem(error.metric_label(), Some(digest), error.to_string()));
+                    let (kind, message) = (error.metric_label().to_string(), error.to_string());
+                    seen.rejected.insert(digest.clone(), (kind.clone(), message.clone()));
+                    next.problems.push(problem(&kind, Some(digest), message));
                     continue;
                 }
             };
@@ -315,10 +329,18 @@ impl PolicyStore {
                 continue;
             }
             report.loaded.push(policy.id());
-            versions.push(VersionEntry { policy, source: path.clone(), present: true, loaded_at: SystemTime::now() });
-            versions.sort_by_key(version_of);
+            // metadata validation guarantees a semantic version
+            let version = semver::Version::parse(&policy.info().version).unwrap_or(semver::Version::new(0, 0, 0));
+            versions.push(VersionEntry {
+                policy,
+                version,
+                source: path.clone(),
+                present: true,
+                loaded_at: SystemTime::now(),
+            });
+            versions.sort_by(|a, b| a.version.cmp(&b.version));
         }
-        *stamps = seen_stamps;
+        *memo = seen;
         report.removed = was_present
             .into_iter()
             .filter(|id| !next.versions.values().flatten().any(|v| v.present && &v.policy.id() == id))
@@ -393,11 +415,11 @@ impl PolicyStore {
     pub fn rollback(&self, name: &str) -> Result<LoadedPolicy, StoreError> {
         let catalog = self.catalog();
         let active = catalog.active(name).ok_or_else(|| StoreError::NotFound(name.to_string()))?;
-        let current = version_of(active);
+        let current = &active.version;
         let previous = catalog.versions[name]
             .iter()
             .rev()
-            .find(|v| version_of(v) < current)
+            .find(|v| &v.version < current)
             .ok_or_else(|| StoreError::NoEarlierVersion(name.to_string()))?;
         self.activate(&PolicyRef::Digest(name.to_string(), previous.policy.digest().to_string()))
     }
@@ -484,24 +506,21 @@ fn list_policy_files(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
     Ok(files)
 }
 
-fn stamp(path: &Path, digest: &str) -> std::io::Result<FileStamp> {
-    let meta = std::fs::metadata(path)?;
-    Ok(FileStamp { len: meta.len(), modified: meta.modified().ok(), digest: digest.to_string() })
-}
-
-/// The file's digest, reusing the cached one when size and mtime are
+/// The file's identity, reusing the cached digest when size and mtime are
 /// unchanged; the bytes too when they had to be read.
-fn identify(path: &Path, cached: Option<&FileStamp>) -> Result<(String, Option<Vec<u8>>), String> {
+fn identify(path: &Path, cached: Option<&FileStamp>) -> Result<(FileStamp, Option<Vec<u8>>), String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("cannot stat: {e}"))?;
+    let (len, modified) = (meta.len(), meta.modified().ok());
     if let Some(cached) = cached
-        && cached.len == meta.len()
+        && cached.len == len
         && cached.modified.is_some()
-        && cached.modified == meta.modified().ok()
+        && cached.modified == modified
     {
-        return Ok((cached.digest.clone(), None));
+        return Ok((cached.clone(), None));
     }
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
-    Ok((hex::encode(Sha256::digest(&bytes)), Some(bytes)))
+    let digest = hex::encode(Sha256::digest(&bytes));
+    Ok((FileStamp { len, modified, digest }, Some(bytes)))
 }
 
 /// Load and validate, including the smoke evaluation.

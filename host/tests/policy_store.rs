@@ -263,3 +263,24 @@ fn a_missing_directory_is_an_error_naming_it() {
     let error = PolicyStore::open(shared_runtime(), StoreConfig::new("/nonexistent/policies")).err().unwrap();
     assert!(error.to_string().contains("/nonexistent/policies"), "{error}");
 }
+
+#[test]
+fn a_rejected_file_is_not_validated_again_until_it_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("loop.wasm");
+    std::fs::write(&path, policy_bytes("testdata/infinite_loop.wasm")).unwrap();
+    // a 1 s deadline: the smoke evaluation of the looping policy takes at least that
+    let runtime =
+        Runtime::new(scalegate::policy::RuntimeConfig { deadline: Duration::from_secs(1), ..config() }).unwrap();
+    let started = Instant::now();
+    let store = PolicyStore::open(Arc::new(runtime), StoreConfig::new(dir.path())).unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    let started = Instant::now();
+    let report = store.rescan();
+    assert!(started.elapsed() < Duration::from_millis(500), "re-validated: {:?}", started.elapsed());
+    assert_eq!(report.failed.len(), 1, "still reported: {report:?}");
+    assert_eq!(report.failed[0].kind, "timeout");
+    // new bytes under the same name are judged afresh
+    std::fs::write(&path, v1()).unwrap();
+    assert_eq!(store.rescan().loaded, vec!["fixed@0.1.0".to_string()]);
+}
