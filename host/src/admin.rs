@@ -151,16 +151,13 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Reply {
         }
         (&Method::PUT, ["v1", "policies", name]) => upload(state, name, request).await,
         (&Method::POST, ["v1", "policies", name, "activate"]) => activate(state, name, request).await,
-        (&Method::POST, ["v1", "policies", name, "rollback"]) => {
-            let (store, name) = (state.store.clone(), name.to_string());
-            match store.rollback(&name) {
-                Ok(policy) => {
-                    json(StatusCode::OK, &serde_json::json!({ "active": policy.id(), "digest": policy.digest() }))
-                }
-                Err(e @ StoreError::NotFound(_)) => error(StatusCode::NOT_FOUND, e),
-                Err(e) => error(StatusCode::CONFLICT, e),
+        (&Method::POST, ["v1", "policies", name, "rollback"]) => match state.store.rollback(name) {
+            Ok(policy) => {
+                json(StatusCode::OK, &serde_json::json!({ "active": policy.id(), "digest": policy.digest() }))
             }
-        }
+            Err(e @ StoreError::NotFound(_)) => error(StatusCode::NOT_FOUND, e),
+            Err(e) => error(StatusCode::CONFLICT, e),
+        },
         (&Method::GET, ["v1", "workloads"]) => {
             let list: Vec<serde_json::Value> = state
                 .workloads

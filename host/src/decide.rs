@@ -18,6 +18,7 @@
 
 mod record;
 
+use record::push_bounded;
 pub use record::{DecisionLog, DecisionRecord, PolicyVerdict};
 
 use crate::config::{Binding, Target, Workload as WorkloadSpec};
@@ -538,13 +539,6 @@ fn combine(called: &[Called]) -> Proposal {
         Some(desired) => Proposal::Desired(desired),
         None => Proposal::NoOpinion(called.iter().map(|c| c.verdict.reason.as_str()).collect::<Vec<_>>().join("; ")),
     }
-}
-
-fn push_bounded<T>(queue: &mut VecDeque<T>, item: T, capacity: usize) {
-    if queue.len() >= capacity.max(1) {
-        queue.pop_front();
-    }
-    queue.push_back(item);
 }
 
 fn summarize(snapshot: &Snapshot) -> String {

@@ -44,6 +44,14 @@ pub struct DecisionRecord {
     pub apply_error: Option<String>,
 }
 
+/// Appends to a queue of at most `capacity` items, dropping the oldest.
+pub(super) fn push_bounded<T>(queue: &mut VecDeque<T>, item: T, capacity: usize) {
+    if queue.len() >= capacity.max(1) {
+        queue.pop_front();
+    }
+    queue.push_back(item);
+}
+
 /// A fixed-capacity log, oldest dropped first.
 #[derive(Debug, Clone)]
 pub struct DecisionLog {
@@ -57,10 +65,7 @@ impl DecisionLog {
     }
 
     pub fn push(&mut self, record: DecisionRecord) {
-        if self.records.len() == self.capacity {
-            self.records.pop_front();
-        }
-        self.records.push_back(record);
+        push_bounded(&mut self.records, record, self.capacity);
     }
 
     /// Newest first.
