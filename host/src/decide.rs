@@ -13,8 +13,10 @@
 //!   workload is set aside for that workload, which goes back to the last
 //!   version that worked for it, until a newer version is loaded.
 //!
-//! The cluster is a trait ([`Cluster`]): the simulator implements it today,
-//! the Kubernetes actuator next.
+//! The cluster is a trait ([`Cluster`]), implemented by the simulator
+//! (`sim`) and the Kubernetes actuator (`k8s`). With leader election, a
+//! replica that does not hold the lease evaluates (policy state stays warm)
+//! but never writes: the guardrails record a `standby` clamp.
 
 mod record;
 
@@ -65,6 +67,40 @@ impl TokioClock {
 impl Clock for TokioClock {
     fn now_ms(&self) -> u64 {
         self.base_ms + self.start.elapsed().as_millis() as u64
+    }
+}
+
+/// Whether this replica may write: a deadline that the leader elector
+/// extends on every renewal of its lease. Without an elector (one replica)
+/// the loop is always allowed to write.
+#[derive(Debug)]
+pub struct Leadership {
+    epoch: std::time::Instant,
+    /// Nanoseconds after `epoch` until which this replica leads (0: never).
+    valid_until_ns: std::sync::atomic::AtomicU64,
+}
+
+impl Default for Leadership {
+    fn default() -> Self {
+        Leadership { epoch: std::time::Instant::now(), valid_until_ns: Default::default() }
+    }
+}
+
+impl Leadership {
+    pub fn is_leader(&self) -> bool {
+        let now = self.epoch.elapsed().as_nanos() as u64;
+        now < self.valid_until_ns.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Leads until `deadline` (a renewal succeeded).
+    pub fn lead_until(&self, deadline: std::time::Instant) {
+        let ns = deadline.saturating_duration_since(self.epoch).as_nanos() as u64;
+        self.valid_until_ns.store(ns, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Stops leading now.
+    pub fn revoke(&self) {
+        self.valid_until_ns.store(0, std::sync::atomic::Ordering::Release);
     }
 }
 
@@ -124,6 +160,8 @@ pub struct DeciderConfig {
     pub fault_rollback_after: u32,
     /// Where decisions, clamps, faults and call latencies are counted.
     pub metrics: Arc<Metrics>,
+    /// Set when several replicas run: only the lease holder writes.
+    pub leadership: Option<Arc<Leadership>>,
 }
 
 impl Default for DeciderConfig {
@@ -135,6 +173,7 @@ impl Default for DeciderConfig {
             decision_log: 16,
             fault_rollback_after: 3,
             metrics: Arc::new(Metrics::new()),
+            leadership: None,
         }
     }
 }
@@ -277,6 +316,7 @@ impl<C: Cluster, K: Clock> Decider<C, K> {
                         current_replicas: 0,
                         last_scale_ms: state.last_scale_ms,
                         stale_inputs: vec![],
+                        standby: !self.leads(),
                     },
                     &Proposal::NoOpinion(format!("cannot observe the target: {error}")),
                 );
@@ -290,6 +330,10 @@ impl<C: Cluster, K: Clock> Decider<C, K> {
         record
     }
 
+    fn leads(&self) -> bool {
+        self.config.leadership.as_ref().is_none_or(|l| l.is_leader())
+    }
+
     fn count(&self, record: &DecisionRecord) {
         let metrics = &self.config.metrics;
         let outcome = if record.applied {
@@ -298,6 +342,8 @@ impl<C: Cluster, K: Clock> Decider<C, K> {
             "failed_write"
         } else if record.guardrails.clamps.iter().any(|c| matches!(c, guardrails::Clamp::DryRun { .. })) {
             "dry_run"
+        } else if record.guardrails.clamps.iter().any(|c| matches!(c, guardrails::Clamp::Standby { .. })) {
+            "standby"
         } else {
             "unchanged"
         };
@@ -365,8 +411,14 @@ impl<C: Cluster, K: Clock> Decider<C, K> {
             current_replicas: current,
             last_scale_ms: state.last_scale_ms,
             stale_inputs: observation.stale_inputs,
+            standby: !self.leads(),
         };
-        let outcome = guardrails::apply(&spec.limits, &situation, &proposal);
+        let mut outcome = guardrails::apply(&spec.limits, &situation, &proposal);
+        if outcome.actuate && !self.leads() {
+            // the lease was lost while the policies ran
+            outcome.actuate = false;
+            outcome.clamps.push(guardrails::Clamp::Standby { would_scale_to: outcome.replicas });
+        }
 
         let (mut applied, mut apply_error) = (false, None);
         if outcome.actuate {

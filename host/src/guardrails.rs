@@ -9,7 +9,9 @@
 //! 4. cooldown since the last scale (separately for up and down);
 //! 5. maximum step per evaluation (separately for up and down);
 //! 6. `[min, max]` again: bounds win over holds, cooldowns and step limits
-//!    when the workload starts outside them (e.g. `max` was lowered).
+//!    when the workload starts outside them (e.g. `max` was lowered);
+//! 7. dry run, or standby (another replica holds the leader lease): record
+//!    the count that would have been written, write nothing.
 //!
 //! Invariant (property-tested): whenever the outcome changes the replica
 //! count, the new count is within `[min, max]`, and when the current count
@@ -132,21 +134,53 @@ pub struct Situation {
     pub last_scale_ms: Option<u64>,
     /// Names of required inputs that are stale or missing.
     pub stale_inputs: Vec<String>,
+    /// This replica does not hold the leader lease: decide, never write.
+    pub standby: bool,
 }
 
 /// One adjustment the guardrails made, with the count before and after it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Clamp {
-    NoOpinion { reason: String },
-    Fault { reason: String },
-    Min { from: u32, to: u32 },
-    Max { from: u32, to: u32 },
-    StaleHold { from: u32, to: u32, inputs: Vec<String> },
-    Cooldown { from: u32, to: u32, remaining_ms: u64 },
-    StepUp { from: u32, to: u32 },
-    StepDown { from: u32, to: u32 },
-    DryRun { would_scale_to: u32 },
+    NoOpinion {
+        reason: String,
+    },
+    Fault {
+        reason: String,
+    },
+    Min {
+        from: u32,
+        to: u32,
+    },
+    Max {
+        from: u32,
+        to: u32,
+    },
+    StaleHold {
+        from: u32,
+        to: u32,
+        inputs: Vec<String>,
+    },
+    Cooldown {
+        from: u32,
+        to: u32,
+        remaining_ms: u64,
+    },
+    StepUp {
+        from: u32,
+        to: u32,
+    },
+    StepDown {
+        from: u32,
+        to: u32,
+    },
+    DryRun {
+        would_scale_to: u32,
+    },
+    /// Another replica holds the leader lease.
+    Standby {
+        would_scale_to: u32,
+    },
 }
 
 impl Clamp {
@@ -162,6 +196,7 @@ impl Clamp {
             Clamp::StepUp { .. } => "step_up",
             Clamp::StepDown { .. } => "step_down",
             Clamp::DryRun { .. } => "dry_run",
+            Clamp::Standby { .. } => "standby",
         }
     }
 }
@@ -245,8 +280,10 @@ pub fn apply(limits: &Limits, situation: &Situation, proposal: &Proposal) -> Out
     let change = target != current;
     if change && limits.dry_run {
         clamps.push(Clamp::DryRun { would_scale_to: target });
+    } else if change && situation.standby {
+        clamps.push(Clamp::Standby { would_scale_to: target });
     }
-    Outcome { replicas: target, actuate: change && !limits.dry_run, clamps }
+    Outcome { replicas: target, actuate: change && !limits.dry_run && !situation.standby, clamps }
 }
 
 #[cfg(test)]
@@ -259,7 +296,23 @@ mod tests {
     }
 
     fn at(current: u32) -> Situation {
-        Situation { now_ms: 1_000_000, current_replicas: current, last_scale_ms: None, stale_inputs: vec![] }
+        Situation {
+            now_ms: 1_000_000,
+            current_replicas: current,
+            last_scale_ms: None,
+            stale_inputs: vec![],
+            standby: false,
+        }
+    }
+
+    #[test]
+    fn a_standby_decides_but_never_writes() {
+        let mut situation = at(5);
+        situation.standby = true;
+        let out = apply(&limits(), &situation, &Proposal::Desired(50));
+        assert_eq!((out.replicas, out.actuate), (20, false));
+        assert_eq!(out.clamps, vec![Clamp::Max { from: 50, to: 20 }, Clamp::Standby { would_scale_to: 20 }]);
+        assert!(apply(&limits(), &situation, &Proposal::Desired(5)).clamps.is_empty(), "no change, nothing to hold");
     }
 
     #[test]
@@ -397,6 +450,7 @@ mod tests {
                 current_replicas: current,
                 last_scale_ms: Some(if cooled { 0 } else { 990_000 }),
                 stale_inputs: if stale { vec!["x".into()] } else { vec![] },
+                standby: false,
             };
             let out = apply(&limits, &situation, &proposal);
             prop_assert_eq!(out.actuate, out.replicas != current);

@@ -35,6 +35,7 @@ pub mod daemon;
 pub mod decide;
 pub mod demo;
 pub mod guardrails;
+pub mod k8s;
 pub mod policy;
 pub mod policy_store;
 pub mod sim;

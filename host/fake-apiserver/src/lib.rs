@@ -1,0 +1,778 @@
+//! A strict fake of the Kubernetes API server, serving exactly the endpoints
+//! scalegate uses, over loopback HTTP, for tests driving the real
+//! `kube::Client`:
+//!
+//! | method      | path                                                         |
+//! |-------------|--------------------------------------------------------------|
+//! | GET, PUT    | `/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}/scale` |
+//! | GET         | `/api/v1/namespaces/{ns}/pods` (list, and `?watch=true`)     |
+//! | PATCH       | `/api/v1/namespaces/{ns}/pods/{name}` (merge patch)           |
+//! | POST        | `/apis/events.k8s.io/v1/namespaces/{ns}/events`               |
+//! | POST        | `/apis/coordination.k8s.io/v1/namespaces/{ns}/leases`         |
+//! | GET, PUT    | `/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}`  |
+//!
+//! Strict: any other path, method, query parameter or content type is
+//! answered with an error *and* recorded as a violation, which tests assert
+//! to be empty. Updates must carry the current `resourceVersion` (409
+//! otherwise, like the real server for a stale version; the fake also
+//! refuses a missing one, because scalegate must always send it). Watches
+//! replay events newer than the requested version, then stream; they can
+//! be dropped, and history can be forgotten (410 Gone), on demand.
+//!
+//! Faults are injected per request by method and path fragment: an HTTP
+//! status, a delay, or "apply, then fail" (the write lands but the client
+//! sees an error — the case that tempts a client to write twice).
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// What to do to a matching request.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Answer with this status (a Kubernetes `Status` body), do nothing.
+    Status(u16),
+    /// Wait, then handle the request normally.
+    Delay(Duration),
+    /// Handle the request (the change lands), then answer with this status.
+    ApplyThenStatus(u16),
+}
+
+#[derive(Debug)]
+struct FaultRule {
+    method: Method,
+    path_contains: String,
+    fault: Fault,
+    remaining: usize,
+}
+
+/// One accepted write of a `/scale` subresource.
+#[derive(Debug, Clone)]
+pub struct ScaleWrite {
+    pub namespace: String,
+    pub name: String,
+    pub from: u32,
+    pub to: u32,
+    /// The `fieldManager` query parameter (scalegate sends its identity).
+    pub field_manager: Option<String>,
+    pub at: Instant,
+}
+
+/// A scalable object, seen through its `/scale` subresource.
+#[derive(Debug, Clone)]
+struct Scalable {
+    spec_replicas: u32,
+    status_replicas: u32,
+    selector: String,
+    resource_version: u64,
+}
+
+#[derive(Default)]
+struct State {
+    resource_version: u64,
+    /// Key: `{group}/{version}/{plural}/{ns}/{name}` (`core/v1/...` for the core group).
+    scalables: BTreeMap<String, Scalable>,
+    pods: BTreeMap<(String, String), Value>,
+    /// (resourceVersion, namespace, type, object) for watch replay.
+    pod_history: Vec<(u64, String, &'static str, Value)>,
+    /// Watches from versions below this get 410 Gone.
+    history_floor: u64,
+    watchers: Vec<(String, mpsc::UnboundedSender<Bytes>)>,
+    events: Vec<Value>,
+    leases: BTreeMap<(String, String), Value>,
+    faults: Vec<FaultRule>,
+    requests: Vec<String>,
+    violations: Vec<String>,
+    scale_writes: Vec<ScaleWrite>,
+}
+
+impl State {
+    fn next_version(&mut self) -> u64 {
+        self.resource_version += 1;
+        self.resource_version
+    }
+
+    fn pod_event(&mut self, namespace: &str, kind: &'static str, object: Value) {
+        let version = object["metadata"]["resourceVersion"].as_str().and_then(|v| v.parse().ok()).unwrap_or(0);
+        let line = watch_line(kind, &object);
+        self.watchers.retain(|(ns, sender)| ns != namespace || sender.send(line.clone()).is_ok());
+        self.pod_history.push((version, namespace.to_string(), kind, object));
+    }
+}
+
+fn watch_line(kind: &str, object: &Value) -> Bytes {
+    let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).expect("JSON");
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+/// The fake server; stops when dropped.
+pub struct FakeApiServer {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeApiServer {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.state.lock().watchers.clear();
+    }
+}
+
+impl FakeApiServer {
+    /// Listens on a free loopback port.
+    pub async fn start() -> FakeApiServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let addr = listener.local_addr().expect("local address");
+        let state = Arc::new(Mutex::new(State::default()));
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let state = shared.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |request| handle(state.clone(), request));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        FakeApiServer { addr, state, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A kubeconfig pointing at this server (plain HTTP, no credentials).
+    pub fn kubeconfig(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\n\
+             users:\n- name: fake\n  user: {{}}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n\
+             current-context: fake\n",
+            self.url()
+        )
+    }
+
+    /// Adds an object with a `/scale` subresource, e.g.
+    /// `("apps/v1", "deployments", "shop", "web", 3, "app=web")`.
+    pub fn add_scalable(
+        &self,
+        group_version: &str,
+        plural: &str,
+        namespace: &str,
+        name: &str,
+        replicas: u32,
+        selector: &str,
+    ) {
+        let mut state = self.state.lock();
+        let resource_version = state.next_version();
+        state.scalables.insert(
+            format!("{group_version}/{plural}/{namespace}/{name}"),
+            Scalable {
+                spec_replicas: replicas,
+                status_replicas: replicas,
+                selector: selector.into(),
+                resource_version,
+            },
+        );
+    }
+
+    /// A Deployment `namespace/name` selecting `app={name}`.
+    pub fn add_deployment(&self, namespace: &str, name: &str, replicas: u32) {
+        self.add_scalable("apps/v1", "deployments", namespace, name, replicas, &format!("app={name}"));
+    }
+
+    fn find_scalable<T>(&self, namespace: &str, name: &str, f: impl FnOnce(&mut State, &str) -> T) -> Option<T> {
+        let mut state = self.state.lock();
+        let suffix = format!("/{namespace}/{name}");
+        let key = state.scalables.keys().find(|k| k.ends_with(&suffix))?.clone();
+        Some(f(&mut state, &key))
+    }
+
+    /// `spec.replicas` of the scalable `namespace/name`.
+    pub fn replicas(&self, namespace: &str, name: &str) -> Option<u32> {
+        self.find_scalable(namespace, name, |state, key| state.scalables[key].spec_replicas)
+    }
+
+    /// Another writer (a person, another controller) sets the replicas.
+    pub fn set_replicas(&self, namespace: &str, name: &str, replicas: u32) {
+        self.find_scalable(namespace, name, |state, key| {
+            let version = state.next_version();
+            let scalable = state.scalables.get_mut(key).expect("found");
+            scalable.spec_replicas = replicas;
+            scalable.status_replicas = replicas;
+            scalable.resource_version = version;
+        })
+        .expect("no such scalable");
+    }
+
+    /// Writes accepted on `/scale`, in order.
+    pub fn scale_writes(&self) -> Vec<ScaleWrite> {
+        self.state.lock().scale_writes.clone()
+    }
+
+    /// Creates or replaces a pod (a watch event is sent).
+    pub fn put_pod(&self, namespace: &str, mut pod: Value) {
+        let mut state = self.state.lock();
+        let name = pod["metadata"]["name"].as_str().expect("pod needs metadata.name").to_string();
+        let version = state.next_version();
+        pod["metadata"]["namespace"] = json!(namespace);
+        pod["metadata"]["resourceVersion"] = json!(version.to_string());
+        pod["metadata"]["uid"] = json!(format!("uid-{namespace}-{name}"));
+        pod["apiVersion"] = json!("v1");
+        pod["kind"] = json!("Pod");
+        let kind = if state.pods.contains_key(&(namespace.to_string(), name.clone())) { "MODIFIED" } else { "ADDED" };
+        state.pods.insert((namespace.into(), name), pod.clone());
+        state.pod_event(namespace, kind, pod);
+    }
+
+    /// A running pod with the `app` label, ready or not, requesting `cpu`.
+    pub fn put_running_pod(&self, namespace: &str, app: &str, name: &str, ready: bool, cpu: &str) {
+        self.put_pod(
+            namespace,
+            json!({
+                "metadata": {"name": name, "labels": {"app": app}},
+                "spec": {"containers": [{"name": "app", "resources": {"requests": {"cpu": cpu}}}]},
+                "status": {
+                    "phase": "Running",
+                    "startTime": "2026-01-01T00:00:00Z",
+                    "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" },
+                                    "lastTransitionTime": "2026-01-01T00:00:10Z"}]
+                }
+            }),
+        );
+    }
+
+    pub fn delete_pod(&self, namespace: &str, name: &str) {
+        let mut state = self.state.lock();
+        if let Some(mut pod) = state.pods.remove(&(namespace.to_string(), name.to_string())) {
+            let version = state.next_version();
+            pod["metadata"]["resourceVersion"] = json!(version.to_string());
+            state.pod_event(namespace, "DELETED", pod);
+        }
+    }
+
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<Value> {
+        self.state.lock().pods.get(&(namespace.to_string(), name.to_string())).cloned()
+    }
+
+    /// Events created, in order.
+    pub fn events(&self) -> Vec<Value> {
+        self.state.lock().events.clone()
+    }
+
+    pub fn lease(&self, namespace: &str, name: &str) -> Option<Value> {
+        self.state.lock().leases.get(&(namespace.to_string(), name.to_string())).cloned()
+    }
+
+    /// The next `times` requests with `method` whose path contains
+    /// `path_contains` get `fault`.
+    pub fn inject(&self, method: Method, path_contains: &str, fault: Fault, times: usize) {
+        self.state.lock().faults.push(FaultRule {
+            method,
+            path_contains: path_contains.into(),
+            fault,
+            remaining: times,
+        });
+    }
+
+    /// Ends every open watch (as a load balancer or an API server restart
+    /// would); returns how many were open.
+    pub fn drop_watches(&self) -> usize {
+        let mut state = self.state.lock();
+        let open = state.watchers.iter().filter(|(_, s)| !s.is_closed()).count();
+        state.watchers.clear();
+        open
+    }
+
+    /// Watches open and still connected.
+    pub fn open_watches(&self) -> usize {
+        self.state.lock().watchers.iter().filter(|(_, s)| !s.is_closed()).count()
+    }
+
+    /// Forgets watch history: a watch resuming from an older version gets
+    /// `410 Gone` and the client must list again.
+    pub fn forget_history(&self) {
+        let mut state = self.state.lock();
+        // as if other objects changed and etcd compacted: every version a
+        // client has seen is now too old to watch from
+        state.history_floor = state.next_version();
+        state.pod_history.clear();
+    }
+
+    /// `METHOD path?query` of every request received, in order.
+    pub fn requests(&self) -> Vec<String> {
+        self.state.lock().requests.clone()
+    }
+
+    /// Requests the fake did not understand or that broke the API's rules.
+    pub fn violations(&self) -> Vec<String> {
+        self.state.lock().violations.clone()
+    }
+}
+
+fn status(code: u16, reason: &str, message: impl Into<String>) -> Response<Body> {
+    let body = json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message.into(), "reason": reason, "code": code
+    });
+    respond(code, &body)
+}
+
+fn respond(code: u16, body: &Value) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::from_u16(code).expect("valid status"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(serde_json::to_vec(body).expect("JSON"))).boxed())
+        .expect("valid response")
+}
+
+fn reason_of(code: u16) -> &'static str {
+    match code {
+        400 => "BadRequest",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "NotFound",
+        409 => "Conflict",
+        410 => "Expired",
+        422 => "Invalid",
+        429 => "TooManyRequests",
+        503 => "ServiceUnavailable",
+        _ => "InternalError",
+    }
+}
+
+/// A request the fake refuses and the test should fail on.
+fn violation(state: &Mutex<State>, code: u16, message: String) -> Response<Body> {
+    state.lock().violations.push(message.clone());
+    status(code, reason_of(code), message)
+}
+
+struct Parsed {
+    method: Method,
+    segments: Vec<String>,
+    query: HashMap<String, String>,
+    content_type: String,
+    body: Value,
+}
+
+async fn handle(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let line = format!("{method} {}", request.uri().path_and_query().map_or(path.as_str(), |p| p.as_str()));
+    let fault = {
+        let mut state = state.lock();
+        state.requests.push(line.clone());
+        let rule =
+            state.faults.iter_mut().find(|r| r.remaining > 0 && r.method == method && path.contains(&r.path_contains));
+        rule.map(|rule| {
+            rule.remaining -= 1;
+            rule.fault.clone()
+        })
+    };
+    match &fault {
+        Some(Fault::Status(code)) => return Ok(status(*code, reason_of(*code), format!("injected fault on {line}"))),
+        Some(Fault::Delay(delay)) => tokio::time::sleep(*delay).await,
+        _ => {}
+    }
+    let query: HashMap<String, String> = request
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (k.to_string(), percent_decode(v))
+        })
+        .collect();
+    let content_type = request.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let bytes = match request.into_body().collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) => return Ok(violation(&state, 400, format!("{line}: unreadable body: {error}"))),
+    };
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        match serde_json::from_slice(&bytes) {
+            Ok(body) => body,
+            Err(error) => return Ok(violation(&state, 400, format!("{line}: body is not JSON: {error}"))),
+        }
+    };
+    let segments = path.trim_matches('/').split('/').map(str::to_string).collect();
+    let parsed = Parsed { method, segments, query, content_type, body };
+    let response = route(&state, &line, parsed);
+    Ok(match fault {
+        Some(Fault::ApplyThenStatus(code)) => {
+            status(code, reason_of(code), format!("injected fault after applying {line}"))
+        }
+        _ => response,
+    })
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(byte) => {
+                        out.push(byte);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            other => out.push(other),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Refuses query parameters outside `allowed`.
+fn check_query(state: &Mutex<State>, line: &str, parsed: &Parsed, allowed: &[&str]) -> Option<Response<Body>> {
+    let unknown: Vec<&String> = parsed.query.keys().filter(|k| !allowed.contains(&k.as_str())).collect();
+    (!unknown.is_empty()).then(|| violation(state, 400, format!("{line}: unsupported query parameters {unknown:?}")))
+}
+
+fn check_content_type(state: &Mutex<State>, line: &str, parsed: &Parsed, expected: &str) -> Option<Response<Body>> {
+    (parsed.content_type != expected)
+        .then(|| violation(state, 415, format!("{line}: content type {:?}, expected {expected}", parsed.content_type)))
+}
+
+fn route(state: &Arc<Mutex<State>>, line: &str, parsed: Parsed) -> Response<Body> {
+    let s: Vec<&str> = parsed.segments.iter().map(String::as_str).collect();
+    match (&parsed.method, s.as_slice()) {
+        (m, ["apis", group, version, "namespaces", ns, plural, name, "scale"])
+            if m == Method::GET || m == Method::PUT =>
+        {
+            let key = format!("{group}/{version}/{plural}/{ns}/{name}");
+            scale(state, line, &parsed, &key, ns, name)
+        }
+        (&Method::GET, ["api", "v1", "namespaces", ns, "pods"]) => pods(state, line, &parsed, ns),
+        (&Method::PATCH, ["api", "v1", "namespaces", ns, "pods", name]) => patch_pod(state, line, &parsed, ns, name),
+        (&Method::POST, ["apis", "events.k8s.io", "v1", "namespaces", ns, "events"]) => {
+            create_event(state, line, &parsed, ns)
+        }
+        (m, ["apis", "coordination.k8s.io", "v1", "namespaces", ns, "leases", rest @ ..]) => {
+            lease(state, line, &parsed, m, ns, rest.first().copied())
+        }
+        _ => violation(state, 404, format!("{line}: not an endpoint scalegate uses")),
+    }
+}
+
+fn scale(state: &Mutex<State>, line: &str, parsed: &Parsed, key: &str, ns: &str, name: &str) -> Response<Body> {
+    let allowed: &[&str] = if parsed.method == Method::PUT { &["fieldManager"] } else { &[] };
+    if let Some(refused) = check_query(state, line, parsed, allowed) {
+        return refused;
+    }
+    let guard = state.lock();
+    let Some(current) = guard.scalables.get(key).cloned() else {
+        return status(404, "NotFound", format!("{key} not found"));
+    };
+    let render = |s: &Scalable| {
+        json!({
+            "kind": "Scale", "apiVersion": "autoscaling/v1",
+            "metadata": {"name": name, "namespace": ns, "resourceVersion": s.resource_version.to_string()},
+            "spec": {"replicas": s.spec_replicas},
+            "status": {"replicas": s.status_replicas, "selector": s.selector}
+        })
+    };
+    if parsed.method == Method::GET {
+        return respond(200, &render(&current));
+    }
+    drop(guard);
+    if let Some(refused) = check_content_type(state, line, parsed, "application/json") {
+        return refused;
+    }
+    let body = &parsed.body;
+    let mut problems = Vec::new();
+    if body["apiVersion"] != "autoscaling/v1" || body["kind"] != "Scale" {
+        problems.push("body must be an autoscaling/v1 Scale".to_string());
+    }
+    if body["metadata"]["name"] != name {
+        problems.push(format!("metadata.name must be {name:?}"));
+    }
+    if !body["metadata"]["namespace"].is_null() && body["metadata"]["namespace"] != ns {
+        problems.push(format!("metadata.namespace must be {ns:?}"));
+    }
+    let Some(version) = body["metadata"]["resourceVersion"].as_str() else {
+        return violation(state, 422, format!("{line}: an update without metadata.resourceVersion would be blind"));
+    };
+    let replicas = body["spec"]["replicas"].as_u64().filter(|r| *r <= i32::MAX as u64);
+    if replicas.is_none() {
+        problems.push("spec.replicas must be a non-negative integer".into());
+    }
+    if !problems.is_empty() {
+        return violation(state, 422, format!("{line}: {}", problems.join("; ")));
+    }
+    let mut guard = state.lock();
+    if version != current.resource_version.to_string() {
+        return status(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {key}: the object has been modified; please apply your changes to the latest version and try again"
+            ),
+        );
+    }
+    let to = replicas.expect("checked") as u32;
+    let new_version = guard.next_version();
+    let scalable = guard.scalables.get_mut(key).expect("present");
+    let from = scalable.spec_replicas;
+    scalable.spec_replicas = to;
+    scalable.status_replicas = to;
+    scalable.resource_version = new_version;
+    let rendered = render(scalable);
+    guard.scale_writes.push(ScaleWrite {
+        namespace: ns.into(),
+        name: name.into(),
+        from,
+        to,
+        field_manager: parsed.query.get("fieldManager").cloned(),
+        at: Instant::now(),
+    });
+    respond(200, &rendered)
+}
+
+fn pods(state: &Arc<Mutex<State>>, line: &str, parsed: &Parsed, ns: &str) -> Response<Body> {
+    let allowed = [
+        "limit",
+        "continue",
+        "resourceVersion",
+        "resourceVersionMatch",
+        "watch",
+        "timeoutSeconds",
+        "allowWatchBookmarks",
+        "labelSelector",
+        "fieldSelector",
+    ];
+    if let Some(refused) = check_query(state, line, parsed, &allowed) {
+        return refused;
+    }
+    for selector in ["labelSelector", "fieldSelector"] {
+        if parsed.query.get(selector).is_some_and(|v| !v.is_empty()) {
+            return violation(state, 400, format!("{line}: the fake does not implement {selector}"));
+        }
+    }
+    let watch = parsed.query.get("watch").is_some_and(|w| w == "true" || w == "1");
+    let mut guard = state.lock();
+    if !watch {
+        if parsed.query.contains_key("continue") {
+            drop(guard);
+            return violation(state, 400, format!("{line}: continue token never issued"));
+        }
+        let items: Vec<Value> =
+            guard.pods.iter().filter(|((namespace, _), _)| namespace == ns).map(|(_, pod)| pod.clone()).collect();
+        return respond(
+            200,
+            &json!({
+                "kind": "PodList", "apiVersion": "v1",
+                "metadata": {"resourceVersion": guard.resource_version.to_string()},
+                "items": items
+            }),
+        );
+    }
+    let from: u64 = match parsed.query.get("resourceVersion").map(|v| v.parse()) {
+        Some(Ok(version)) => version,
+        _ => {
+            drop(guard);
+            return violation(state, 400, format!("{line}: a watch must resume from the resourceVersion of a list"));
+        }
+    };
+    let (sender, receiver) = mpsc::unbounded_channel();
+    if from < guard.history_floor {
+        let gone = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                          "message": format!("too old resource version: {from}"), "reason": "Expired", "code": 410});
+        let _ = sender.send(watch_line("ERROR", &gone));
+        drop(sender);
+    } else {
+        for (version, namespace, kind, object) in &guard.pod_history {
+            if *version > from && namespace == ns {
+                let _ = sender.send(watch_line(kind, object));
+            }
+        }
+        guard.watchers.push((ns.to_string(), sender));
+    }
+    let stream = UnboundedReceiverStream::new(receiver).map(|line| Ok::<_, Infallible>(Frame::data(line)));
+    Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .body(BodyExt::boxed(StreamBody::new(stream)))
+        .expect("valid response")
+}
+
+fn merge(target: &mut Value, patch: &Value) {
+    match (target.as_object_mut(), patch.as_object()) {
+        (Some(object), Some(changes)) => {
+            for (key, value) in changes {
+                if value.is_null() {
+                    object.remove(key);
+                } else {
+                    merge(object.entry(key.clone()).or_insert(Value::Null), value);
+                }
+            }
+        }
+        _ => *target = patch.clone(),
+    }
+}
+
+fn patch_pod(state: &Mutex<State>, line: &str, parsed: &Parsed, ns: &str, name: &str) -> Response<Body> {
+    if let Some(refused) = check_query(state, line, parsed, &["fieldManager"]) {
+        return refused;
+    }
+    if let Some(refused) = check_content_type(state, line, parsed, "application/merge-patch+json") {
+        return refused;
+    }
+    let touched: Vec<&String> = parsed.body.as_object().map(|o| o.keys().collect()).unwrap_or_default();
+    if touched != ["metadata"]
+        || parsed.body["metadata"].as_object().is_none_or(|m| m.keys().any(|k| k != "annotations"))
+    {
+        return violation(state, 422, format!("{line}: scalegate may only patch pod annotations, got {}", parsed.body));
+    }
+    let mut guard = state.lock();
+    let Some(mut pod) = guard.pods.get(&(ns.to_string(), name.to_string())).cloned() else {
+        return status(404, "NotFound", format!("pods \"{name}\" not found"));
+    };
+    merge(&mut pod, &parsed.body);
+    let version = guard.next_version();
+    pod["metadata"]["resourceVersion"] = json!(version.to_string());
+    guard.pods.insert((ns.into(), name.into()), pod.clone());
+    guard.pod_event(ns, "MODIFIED", pod.clone());
+    respond(200, &pod)
+}
+
+fn create_event(state: &Mutex<State>, line: &str, parsed: &Parsed, ns: &str) -> Response<Body> {
+    if let Some(refused) = check_query(state, line, parsed, &["fieldManager"]) {
+        return refused;
+    }
+    if let Some(refused) = check_content_type(state, line, parsed, "application/json") {
+        return refused;
+    }
+    let event = &parsed.body;
+    let mut problems = Vec::new();
+    if event["apiVersion"] != "events.k8s.io/v1" || event["kind"] != "Event" {
+        problems.push("must be an events.k8s.io/v1 Event".to_string());
+    }
+    for field in ["eventTime", "reportingController", "reportingInstance", "action", "reason"] {
+        if event[field].as_str().is_none_or(str::is_empty) {
+            problems.push(format!("{field} is required"));
+        }
+    }
+    if event["metadata"]["name"].as_str().is_none_or(str::is_empty) {
+        problems.push("metadata.name is required".into());
+    }
+    if event["regarding"]["name"].as_str().is_none_or(str::is_empty) {
+        problems.push("regarding is required".into());
+    }
+    if !matches!(event["type"].as_str(), Some("Normal" | "Warning")) {
+        problems.push("type must be Normal or Warning".into());
+    }
+    if event["note"].as_str().is_some_and(|n| n.len() > 1024) {
+        problems.push("note must be at most 1 kB".into());
+    }
+    if !event["metadata"]["namespace"].is_null() && event["metadata"]["namespace"] != ns {
+        problems.push("metadata.namespace does not match the path".into());
+    }
+    if !problems.is_empty() {
+        return violation(state, 422, format!("{line}: {}", problems.join("; ")));
+    }
+    let mut guard = state.lock();
+    let mut stored = event.clone();
+    let version = guard.next_version();
+    stored["metadata"]["resourceVersion"] = json!(version.to_string());
+    guard.events.push(stored.clone());
+    respond(201, &stored)
+}
+
+fn lease(
+    state: &Mutex<State>,
+    line: &str,
+    parsed: &Parsed,
+    method: &Method,
+    ns: &str,
+    name: Option<&str>,
+) -> Response<Body> {
+    let allowed: &[&str] = if *method == Method::GET { &[] } else { &["fieldManager"] };
+    if let Some(refused) = check_query(state, line, parsed, allowed) {
+        return refused;
+    }
+    if *method != Method::GET
+        && let Some(refused) = check_content_type(state, line, parsed, "application/json")
+    {
+        return refused;
+    }
+    let body = &parsed.body;
+    match (method, name) {
+        (&Method::GET, Some(name)) => match state.lock().leases.get(&(ns.to_string(), name.to_string())) {
+            Some(lease) => respond(200, lease),
+            None => status(404, "NotFound", format!("leases.coordination.k8s.io \"{name}\" not found")),
+        },
+        (&Method::POST, None) => {
+            let Some(name) = body["metadata"]["name"].as_str().map(str::to_string) else {
+                return violation(state, 422, format!("{line}: metadata.name is required"));
+            };
+            if body["apiVersion"] != "coordination.k8s.io/v1" || body["kind"] != "Lease" {
+                return violation(state, 422, format!("{line}: must be a coordination.k8s.io/v1 Lease"));
+            }
+            let mut guard = state.lock();
+            if guard.leases.contains_key(&(ns.to_string(), name.clone())) {
+                return status(409, "AlreadyExists", format!("leases.coordination.k8s.io \"{name}\" already exists"));
+            }
+            let mut lease = body.clone();
+            let version = guard.next_version();
+            lease["metadata"]["resourceVersion"] = json!(version.to_string());
+            lease["metadata"]["namespace"] = json!(ns);
+            guard.leases.insert((ns.into(), name), lease.clone());
+            respond(201, &lease)
+        }
+        (&Method::PUT, Some(name)) => {
+            if body["metadata"]["name"] != name {
+                return violation(state, 422, format!("{line}: metadata.name must be {name:?}"));
+            }
+            let Some(version) = body["metadata"]["resourceVersion"].as_str().map(str::to_string) else {
+                return violation(state, 422, format!("{line}: a lease update without resourceVersion would be blind"));
+            };
+            let mut guard = state.lock();
+            let key = (ns.to_string(), name.to_string());
+            let Some(current) = guard.leases.get(&key) else {
+                return status(404, "NotFound", format!("leases.coordination.k8s.io \"{name}\" not found"));
+            };
+            if current["metadata"]["resourceVersion"] != version.as_str() {
+                return status(
+                    409,
+                    "Conflict",
+                    format!("Operation cannot be fulfilled on leases \"{name}\": the object has been modified"),
+                );
+            }
+            let mut lease = body.clone();
+            let new_version = guard.next_version();
+            lease["metadata"]["resourceVersion"] = json!(new_version.to_string());
+            guard.leases.insert(key, lease.clone());
+            respond(200, &lease)
+        }
+        _ => violation(state, 405, format!("{line}: not a lease operation scalegate uses")),
+    }
+}

@@ -1,0 +1,366 @@
+//! The Kubernetes side: reading targets and pods, writing scale decisions,
+//! pod deletion costs and Events, and leader election (`lease`).
+//!
+//! Requests the actuator makes (and the RBAC in `deploy/` allows):
+//!
+//! | verb  | resource                                  | why                                   |
+//! |-------|-------------------------------------------|---------------------------------------|
+//! | get   | `<targets>/scale`                         | current/desired replicas, pod selector |
+//! | update| `<targets>/scale`                         | write the decision (`resourceVersion`) |
+//! | list, watch | `pods` (namespaces with workloads)  | pod phase, readiness, requests        |
+//! | patch | `pods`                                    | `controller.kubernetes.io/pod-deletion-cost` |
+//! | create| `events.k8s.io/events`                    | one Event per scale                   |
+//! | get, create, update | `coordination.k8s.io/leases` | leader election                     |
+//!
+//! Writes are optimistic: the `/scale` update carries the `resourceVersion`
+//! the decision was based on. On a conflict the scale is read again: already
+//! at the new count → done (a retried write that had landed is not repeated);
+//! changed by someone else → the write is abandoned and the next evaluation
+//! decides on fresh data; unchanged → written again with the new version.
+//! Transient failures (timeouts, transport errors, 429, 5xx) are retried
+//! with exponential backoff; 401/403/404/422 are not, and are reported as
+//! they are (a 403 names the RBAC rule that is missing).
+
+mod lease;
+mod pods;
+pub mod quantity;
+pub mod selector;
+
+pub use lease::{LeaderElector, LeaseSettings};
+
+use crate::config::Target;
+use crate::decide::{Cluster, ClusterError, Observation};
+use crate::snapshot::PodDeletionCost;
+use k8s_openapi::api::autoscaling::v1::{Scale, ScaleSpec};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+/// The annotation the ReplicaSet controller reads to pick scale-in victims.
+pub const DELETION_COST_ANNOTATION: &str = "controller.kubernetes.io/pod-deletion-cost";
+
+/// How requests are bounded and retried.
+#[derive(Debug, Clone)]
+pub struct KubeSettings {
+    /// Deadline of one request.
+    pub request_timeout: Duration,
+    /// Attempts for a transient failure (timeout, transport, 429, 5xx).
+    pub attempts: u32,
+    /// First backoff; doubled per attempt up to `max_backoff`.
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+    /// Conflicting writes re-read and retried before giving up.
+    pub conflict_retries: u32,
+    /// `fieldManager` of writes and `reportingInstance` of Events.
+    pub identity: String,
+    /// How long an observation waits for a namespace's pod cache to fill.
+    pub cache_sync_timeout: Duration,
+}
+
+impl Default for KubeSettings {
+    fn default() -> Self {
+        KubeSettings {
+            request_timeout: Duration::from_secs(5),
+            attempts: 4,
+            backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+            conflict_retries: 3,
+            identity: "scalegate".into(),
+            cache_sync_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a request failed, after retries.
+#[derive(Debug)]
+enum CallError {
+    Status(u16, String),
+    Timeout(Duration),
+    Transport(String),
+}
+
+impl CallError {
+    fn from_kube(error: kube::Error) -> CallError {
+        match error {
+            kube::Error::Api(status) => CallError::Status(status.code, status.message),
+            other => CallError::Transport(other.to_string()),
+        }
+    }
+
+    fn transient(&self) -> bool {
+        match self {
+            CallError::Status(code, _) => *code == 429 || *code >= 500,
+            CallError::Timeout(_) | CallError::Transport(_) => true,
+        }
+    }
+
+    /// A message for the decision record, naming the object and the fix.
+    fn describe(&self, verb: &str, object: &str) -> ClusterError {
+        match self {
+            CallError::Status(404, _) => ClusterError::NotFound(object.to_string()),
+            CallError::Status(409, _) => ClusterError::Conflict(object.to_string()),
+            CallError::Status(403, message) => ClusterError::Other(format!(
+                "forbidden to {verb} {object} (check the RBAC rules of scalegate's service account): {message}"
+            )),
+            CallError::Status(code, message) => ClusterError::Other(format!("{verb} {object}: HTTP {code}: {message}")),
+            CallError::Timeout(after) => {
+                ClusterError::Other(format!("{verb} {object}: no answer within {}", humantime::format_duration(*after)))
+            }
+            CallError::Transport(message) => ClusterError::Other(format!("{verb} {object}: {message}")),
+        }
+    }
+}
+
+/// What the last read of a target's `/scale` showed.
+#[derive(Debug, Clone)]
+struct ObservedScale {
+    resource_version: Option<String>,
+    /// `status.selector`, parsed; `None` when the target reports none.
+    selector: Option<kube::core::Selector>,
+}
+
+/// [`Cluster`] over the Kubernetes API.
+pub struct KubeCluster {
+    client: kube::Client,
+    settings: KubeSettings,
+    pods: pods::PodCaches,
+    scales: parking_lot::Mutex<HashMap<String, ObservedScale>>,
+}
+
+impl KubeCluster {
+    pub fn new(client: kube::Client, settings: KubeSettings) -> KubeCluster {
+        KubeCluster {
+            pods: pods::PodCaches::new(client.clone()),
+            client,
+            settings,
+            scales: parking_lot::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Starts the pod watches of these namespaces now rather than at the
+    /// first evaluation.
+    pub fn watch_namespaces<'a>(&self, namespaces: impl IntoIterator<Item = &'a str>) {
+        for namespace in namespaces {
+            self.pods.get(namespace);
+        }
+    }
+
+    fn scalable(&self, target: &Target) -> Api<DynamicObject> {
+        let (group, version) = target.api_version.split_once('/').unwrap_or(("", target.api_version.as_str()));
+        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, &target.kind));
+        Api::namespaced_with(self.client.clone(), &target.namespace, &resource)
+    }
+
+    /// Runs `call` with the request deadline, retrying transient failures
+    /// with exponential backoff.
+    async fn retrying<T, F, Fut>(&self, mut call: F) -> Result<T, CallError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, kube::Error>>,
+    {
+        let mut delay = self.settings.backoff;
+        let mut attempt = 1;
+        loop {
+            let result = match tokio::time::timeout(self.settings.request_timeout, call()).await {
+                Ok(result) => result.map_err(CallError::from_kube),
+                Err(_) => Err(CallError::Timeout(self.settings.request_timeout)),
+            };
+            match result {
+                Err(error) if error.transient() && attempt < self.settings.attempts => {
+                    tracing::debug!(?error, attempt, "transient API failure; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(self.settings.max_backoff);
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Reads the target's scale and remembers its version and selector.
+    async fn read_scale(&self, target: &Target) -> Result<(Scale, Option<kube::core::Selector>), ClusterError> {
+        let api = self.scalable(target);
+        let scale =
+            self.retrying(|| api.get_scale(&target.name)).await.map_err(|e| e.describe("get", &scale_of(target)))?;
+        let selector = match scale.status.as_ref().and_then(|s| s.selector.as_deref()).filter(|s| !s.is_empty()) {
+            Some(text) => Some(
+                selector::parse(text)
+                    .map_err(|e| ClusterError::Other(format!("{}: status.selector: {e}", scale_of(target))))?,
+            ),
+            None => None,
+        };
+        let observed =
+            ObservedScale { resource_version: scale.metadata.resource_version.clone(), selector: selector.clone() };
+        self.scales.lock().insert(key(target), observed);
+        Ok((scale, selector))
+    }
+
+    async fn record_event(&self, target: &Target, from: u32, to: u32, reason: &str) {
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let note: String = format!("{from} → {to}: {reason}").chars().take(1000).collect();
+        let event = Event {
+            metadata: ObjectMeta {
+                name: Some(format!("{}.{:x}", target.name, now.as_nanosecond())),
+                namespace: Some(target.namespace.clone()),
+                ..ObjectMeta::default()
+            },
+            event_time: Some(MicroTime(now)),
+            action: Some("Scale".into()),
+            reason: Some(if to > from { "ScaledUp" } else { "ScaledDown" }.into()),
+            note: Some(note),
+            type_: Some("Normal".into()),
+            regarding: Some(ObjectReference {
+                api_version: Some(target.api_version.clone()),
+                kind: Some(target.kind.clone()),
+                namespace: Some(target.namespace.clone()),
+                name: Some(target.name.clone()),
+                ..ObjectReference::default()
+            }),
+            reporting_controller: Some("scalegate.dev/scalegate".into()),
+            reporting_instance: Some(self.settings.identity.clone()),
+            ..Event::default()
+        };
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &target.namespace);
+        let params = PostParams { field_manager: Some(self.settings.identity.clone()), ..PostParams::default() };
+        if let Err(error) = self.retrying(|| api.create(&params, &event)).await {
+            let error = error.describe("create an Event for", &scale_of(target));
+            tracing::warn!(target = %scale_of(target), %error, "scaled, but the Event was not recorded");
+        }
+    }
+}
+
+fn key(target: &Target) -> String {
+    format!("{}/{}/{}/{}", target.api_version, target.kind, target.namespace, target.name)
+}
+
+fn scale_of(target: &Target) -> String {
+    format!("{} {}/{} (scale)", target.kind, target.namespace, target.name)
+}
+
+fn replicas(value: Option<i32>) -> u32 {
+    value.unwrap_or(0).max(0) as u32
+}
+
+impl Cluster for KubeCluster {
+    async fn observe(&self, target: &Target) -> Result<Observation, ClusterError> {
+        let (scale, selector) = self.read_scale(target).await?;
+        let spec_replicas = replicas(scale.spec.as_ref().and_then(|s| s.replicas));
+        let status = scale.status.unwrap_or_default();
+        let mut observation = Observation {
+            spec_replicas,
+            status_replicas: replicas(Some(status.replicas)),
+            ready_replicas: replicas(Some(status.replicas)),
+            ..Observation::default()
+        };
+        // without a selector (some custom resources) there are no pods to show
+        let Some(selector) = selector else {
+            return Ok(observation);
+        };
+        let cache = self.pods.get(&target.namespace);
+        if !cache.wait_synced(self.settings.cache_sync_timeout).await {
+            return Err(ClusterError::Other(format!(
+                "pods of namespace {} not listed yet (watch not synced within {})",
+                target.namespace,
+                humantime::format_duration(self.settings.cache_sync_timeout)
+            )));
+        }
+        observation.pods = cache.matching(&selector);
+        observation.ready_replicas =
+            observation.pods.iter().filter(|p| p.ready == Some(true) && !p.terminating).count() as u32;
+        if !cache.healthy() {
+            observation.stale_inputs.push(format!("kubernetes:pods/{}", target.namespace));
+        }
+        Ok(observation)
+    }
+
+    async fn scale(&self, target: &Target, from: u32, to: u32, reason: &str) -> Result<(), ClusterError> {
+        let api = self.scalable(target);
+        let object = scale_of(target);
+        let params = PostParams { field_manager: Some(self.settings.identity.clone()), ..PostParams::default() };
+        let mut version = self.scales.lock().get(&key(target)).and_then(|s| s.resource_version.clone());
+        let mut conflicts = 0;
+        loop {
+            let resource_version = match version.take() {
+                Some(version) => version,
+                None => {
+                    let (fresh, _) = self.read_scale(target).await?;
+                    let now = replicas(fresh.spec.as_ref().and_then(|s| s.replicas));
+                    if now == to {
+                        // our earlier write landed (its answer was lost) or someone agreed
+                        tracing::info!(target = %object, to, "scale already at the decided count");
+                        return Ok(());
+                    }
+                    if now != from {
+                        return Err(ClusterError::Conflict(format!(
+                            "{object}: replicas changed {from} → {now} by another writer; deciding again on fresh data"
+                        )));
+                    }
+                    fresh.metadata.resource_version.unwrap_or_default()
+                }
+            };
+            let body = Scale {
+                metadata: ObjectMeta {
+                    name: Some(target.name.clone()),
+                    namespace: Some(target.namespace.clone()),
+                    resource_version: Some(resource_version),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(ScaleSpec { replicas: Some(to as i32) }),
+                status: None,
+            };
+            match self.retrying(|| api.replace_scale(&target.name, &params, &body)).await {
+                Ok(written) => {
+                    if let Some(observed) = self.scales.lock().get_mut(&key(target)) {
+                        observed.resource_version = written.metadata.resource_version;
+                    }
+                    self.record_event(target, from, to, reason).await;
+                    return Ok(());
+                }
+                Err(CallError::Status(409, _)) if conflicts < self.settings.conflict_retries => {
+                    conflicts += 1;
+                    tracing::debug!(target = %object, conflicts, "scale changed since it was read; reading again");
+                    tokio::time::sleep(self.settings.backoff * conflicts).await;
+                }
+                Err(error) => return Err(error.describe("update", &object)),
+            }
+        }
+    }
+
+    async fn set_deletion_costs(&self, target: &Target, costs: &[PodDeletionCost]) -> Result<(), ClusterError> {
+        use futures::StreamExt;
+        // a policy may only rank pods of its own workload
+        let cache = self.pods.get(&target.namespace);
+        let selector = self.scales.lock().get(&key(target)).and_then(|s| s.selector.clone());
+        let own: std::collections::HashSet<String> = match selector {
+            Some(selector) => cache.matching(&selector).into_iter().map(|p| p.name).collect(),
+            None => Default::default(),
+        };
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &target.namespace);
+        let params = PatchParams { field_manager: Some(self.settings.identity.clone()), ..PatchParams::default() };
+        let results: Vec<Result<(), ClusterError>> = futures::stream::iter(costs.iter().cloned())
+            .map(|cost: PodDeletionCost| {
+                let (api, params, own) = (&api, &params, &own);
+                async move {
+                    if !own.contains(&cost.pod) {
+                        tracing::warn!(target = %scale_of(target), pod = %cost.pod, "deletion cost for a pod outside the workload ignored");
+                        return Ok(());
+                    }
+                    let patch = Patch::Merge(serde_json::json!({
+                        "metadata": {"annotations": {DELETION_COST_ANNOTATION: cost.cost.to_string()}}
+                    }));
+                    self.retrying(|| api.patch(&cost.pod, params, &patch))
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.describe("patch", &format!("pod {}/{}", target.namespace, cost.pod)))
+                }
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        results.into_iter().collect()
+    }
+}
