@@ -38,7 +38,7 @@ bench: plugins build
 # Lints: formatting and clippy (host and policies), warnings are errors
 lint:
     cargo fmt --all --check
-    cargo clippy --release -p scalegate -p scalegate-hpa --all-targets -- -D warnings
+    cargo clippy --release -p scalegate -p scalegate-hpa -p fake-apiserver --all-targets -- -D warnings
     cargo clippy --target wasm32-wasip2 --profile release-wasm -p scalegate-policy-sdk -p policy-hpa -p policy-fixed -p policy-target-tracking -- -D warnings
 
 # Evaluate a snapshot with a policy, e.g. `just eval target/policies/hpa.wasm examples/snapshots/hpa-scale-up.json`

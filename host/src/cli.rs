@@ -1,5 +1,6 @@
-//! The `scalegate` command line: argument parsing and the commands that do
-//! not need the daemon (`policy inspect`, `eval`, `bench`, `demo`).
+//! The `scalegate` command line: argument parsing and the small commands
+//! (`policy inspect`, `eval`); `run`, `demo`, `simulate` and `bench` live in
+//! their own modules.
 //!
 //! Exit codes: 0 success; 1 the policy faulted or declined (`eval`);
 //! 64 bad usage or input file (snapshot JSON, flags); 65 the policy file is
@@ -51,6 +52,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// Run the built-in benchmarks and print the numbers.
     Bench(crate::bench::BenchArgs),
+    /// Run the daemon against a Kubernetes API server (in-cluster or a kubeconfig).
+    Run(crate::run::RunArgs),
     /// Run the daemon on an in-process simulated cluster with the bundled policies and the admin API.
     Demo(DemoArgs),
     /// Replay a synthetic day of load through the bundled policies and print each decision.
@@ -162,15 +165,18 @@ pub fn cache_dir(global: &GlobalArgs) -> Option<PathBuf> {
     Some(base.join("scalegate"))
 }
 
-pub fn run(cli: Cli) -> Result<(), Failure> {
+/// Runs a command; `log_level` changes the log filter at runtime (the
+/// admin API's `PUT /log-level`).
+pub fn run(cli: Cli, log_level: Option<crate::admin::LogLevelSetter>) -> Result<(), Failure> {
     let cache_dir = cache_dir(&cli.global);
     match cli.command {
+        Command::Run(args) => crate::run::run(&args, cache_dir, log_level),
         Command::Policy(PolicyCommand::Inspect { file }) => inspect(&file, cache_dir),
         Command::Eval(args) => eval(&args, cache_dir),
         Command::Bench(args) => {
             crate::bench::run(&args, cache_dir).map_err(|e| Failure { code: 70, message: format!("{e:#}") })
         }
-        Command::Demo(args) => crate::demo::run(&args, cache_dir),
+        Command::Demo(args) => crate::demo::run(&args, cache_dir, log_level),
         Command::Simulate(args) => crate::simulate::run(&args.policies, args.steps, cache_dir),
     }
 }

@@ -3,15 +3,16 @@
 //!
 //! Shutdown (SIGTERM, Ctrl-C or the caller's token): not ready → stop
 //! starting evaluations and let the ones in flight finish → stop the watcher
-//! → stop the admin server → return; all within `grace`. What does not
+//! → give up leadership (release the Lease) → stop the admin server →
+//! return; all within `grace`. What does not
 //! finish in time is abandoned and reported.
 
 use crate::admin::{self, AdminState, LogLevelSetter};
 use crate::config::Workload;
-use crate::decide::{Clock, Cluster, Decider, DeciderConfig};
+use crate::decide::{Clock, Cluster, Decider, DeciderConfig, Leadership};
+use crate::k8s::{LeaderElector, LeaseSettings};
 use crate::policy::Runtime;
 use crate::policy_store::{PolicyStore, StoreConfig};
-use crate::telemetry::Metrics;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,14 +20,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// Leader election: only the holder of the Lease writes.
+pub struct Election {
+    pub client: kube::Client,
+    pub settings: LeaseSettings,
+}
+
 /// Process-level settings (flags, not the config file).
 pub struct Settings {
-    pub policy_dir: PathBuf,
     pub workloads: Vec<Workload>,
     pub admin_listen: SocketAddr,
     pub admin_token: Option<String>,
     pub grace: Duration,
     pub log_level: Option<LogLevelSetter>,
+    pub election: Option<Election>,
 }
 
 /// A running daemon: where its admin API listens and how to reach its parts.
@@ -40,31 +47,52 @@ pub struct Running<C: Cluster, K: Clock> {
     watcher: tokio::task::JoinHandle<()>,
     admin: tokio::task::JoinHandle<()>,
     admin_shutdown: CancellationToken,
+    elector: Option<(tokio::task::JoinHandle<()>, CancellationToken)>,
     grace: Duration,
+}
+
+/// Opens the policy store (validating every component in `dir`) on the
+/// blocking pool, and logs the files it rejected.
+pub async fn open_store(runtime: Arc<Runtime>, dir: PathBuf) -> anyhow::Result<PolicyStore> {
+    let store = tokio::task::spawn_blocking(move || PolicyStore::open(runtime, StoreConfig::new(dir))).await??;
+    for problem in &store.catalog().problems {
+        tracing::warn!(path = %problem.path.display(), kind = %problem.kind, message = %problem.message, "policy rejected");
+    }
+    Ok(store)
 }
 
 /// Starts everything; returns once the admin API listens and the loop runs.
 pub async fn start<C: Cluster, K: Clock>(
     settings: Settings,
-    runtime: Arc<Runtime>,
+    store: PolicyStore,
     cluster: Arc<C>,
     clock: Arc<K>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Running<C, K>> {
     let ready = Arc::new(AtomicBool::new(false));
-    let metrics = Arc::new(Metrics::new());
-    let store_config = StoreConfig::new(settings.policy_dir.clone());
-    let store = tokio::task::spawn_blocking(move || PolicyStore::open(runtime, store_config)).await??;
-    for problem in &store.catalog().problems {
-        tracing::warn!(path = %problem.path.display(), kind = %problem.kind, message = %problem.message, "policy rejected");
-    }
+    let metrics = store.metrics();
+    let leadership = settings.election.as_ref().map(|_| Arc::new(Leadership::default()));
     let decider = Arc::new(Decider::new(
         cluster,
         clock,
         store.clone(),
         settings.workloads,
-        DeciderConfig { metrics: metrics.clone(), ..DeciderConfig::default() },
+        DeciderConfig { metrics: metrics.clone(), leadership: leadership.clone(), ..DeciderConfig::default() },
     ));
+    let mut elector = None;
+    if let (Some(election), Some(lead)) = (settings.election, leadership) {
+        let (gauge, loop_) = (metrics.clone(), decider.clone());
+        let campaign = LeaderElector::new(election.client, election.settings, lead).on_change(move |leading| {
+            gauge.set_leader(leading);
+            if leading {
+                // a new leader acts now rather than at each workload's next tick
+                loop_.trigger_all();
+            }
+        });
+        // stopped only after the decisions in flight are done (see `wait`)
+        let stop = CancellationToken::new();
+        elector = Some((tokio::spawn(campaign.run(stop.clone())), stop));
+    }
     let listener = tokio::net::TcpListener::bind(settings.admin_listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.admin_listen))?;
@@ -93,6 +121,7 @@ pub async fn start<C: Cluster, K: Clock>(
         watcher,
         admin,
         admin_shutdown,
+        elector,
         grace: settings.grace,
     })
 }
@@ -112,6 +141,11 @@ impl<C: Cluster, K: Clock> Running<C, K> {
             tracing::warn!(grace = ?self.grace, "grace period over; abandoning unfinished decisions");
             self.tasks.abort_all();
             self.watcher.abort();
+        }
+        if let Some((task, stop)) = self.elector.take() {
+            // stops writing, then releases the Lease for a standby
+            stop.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
         self.admin_shutdown.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.admin).await;

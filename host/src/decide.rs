@@ -267,6 +267,13 @@ impl<C: Cluster, K: Clock> Decider<C, K> {
         self.find(name).map(|w| w.trigger.notify_one()).is_some()
     }
 
+    /// Asks every workload for an immediate evaluation.
+    pub fn trigger_all(&self) {
+        for workload in &self.workloads {
+            workload.trigger.notify_one();
+        }
+    }
+
     /// Recent decisions of a workload, newest first.
     pub fn decisions(&self, name: &str, limit: usize) -> Option<Vec<DecisionRecord>> {
         self.find(name).map(|w| w.log.lock().recent(limit))

@@ -4,6 +4,7 @@
 //! needed. Decisions are printed as they happen; the admin API is up for
 //! `curl`.
 
+use crate::admin::LogLevelSetter;
 use crate::cli::{DemoArgs, Failure, admin_token};
 use crate::config::Config;
 use crate::daemon::{self, Settings};
@@ -42,7 +43,7 @@ workloads:
     guardrails: {cooldown_down: 6s}
 "#;
 
-pub fn run(args: &DemoArgs, cache_dir: Option<PathBuf>) -> Result<(), Failure> {
+pub fn run(args: &DemoArgs, cache_dir: Option<PathBuf>, log_level: Option<LogLevelSetter>) -> Result<(), Failure> {
     let token = admin_token(args.admin_token_file.as_deref())?;
     let config = Config::parse(DEMO_CONFIG).map_err(|e| Failure { code: 70, message: format!("demo config: {e}") })?;
     let runtime = Arc::new(Runtime::new(RuntimeConfig { cache_dir, max_instances: 64, ..RuntimeConfig::default() })?);
@@ -71,14 +72,17 @@ pub fn run(args: &DemoArgs, cache_dir: Option<PathBuf>) -> Result<(), Failure> {
             });
         }
         let settings = Settings {
-            policy_dir: args.policies.clone(),
             workloads: config.workloads,
             admin_listen: args.admin_listen,
             admin_token: token.clone(),
             grace: Duration::from_secs(10),
-            log_level: None,
+            log_level,
+            election: None,
         };
-        let running = daemon::start(settings, runtime, cluster, clock, shutdown.clone())
+        let store = daemon::open_store(runtime, args.policies.clone())
+            .await
+            .map_err(|e| Failure { code: 70, message: format!("{e:#}") })?;
+        let running = daemon::start(settings, store, cluster, clock, shutdown.clone())
             .await
             .map_err(|e| Failure { code: 70, message: format!("{e:#}") })?;
         let addr = running.admin_addr;

@@ -38,6 +38,7 @@ pub mod guardrails;
 pub mod k8s;
 pub mod policy;
 pub mod policy_store;
+pub mod run;
 pub mod sim;
 pub mod simulate;
 pub mod snapshot;

@@ -4,7 +4,10 @@
 use clap::Parser;
 use scalegate::cli::{Cli, LogFormat};
 use std::process::ExitCode;
-use tracing_subscriber::EnvFilter;
+use std::sync::Arc;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, reload};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -12,12 +15,18 @@ fn main() -> ExitCode {
         eprintln!("warning: invalid --log-level {:?} ({error}); using \"warn\"", cli.global.log_level);
         EnvFilter::new("warn")
     });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let (filter, handle) = reload::Layer::new(filter);
+    let registry = tracing_subscriber::registry().with(filter);
+    let format = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     match cli.global.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => registry.with(format).init(),
+        LogFormat::Json => registry.with(format.json()).init(),
     }
-    match scalegate::cli::run(cli) {
+    let set_level: scalegate::admin::LogLevelSetter = Arc::new(move |directives: &str| {
+        let filter = EnvFilter::try_new(directives).map_err(|e| format!("invalid log filter {directives:?}: {e}"))?;
+        handle.reload(filter).map_err(|e| e.to_string())
+    });
+    match scalegate::cli::run(cli, Some(set_level)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("error: {}", failure.message);

@@ -21,6 +21,7 @@
 use crate::config::PolicyRef;
 use crate::policy::{self, LoadedPolicy, Runtime};
 use crate::snapshot::{Pod, Snapshot, Workload};
+use crate::telemetry::Metrics;
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -41,6 +42,8 @@ pub struct StoreConfig {
     pub debounce: Duration,
     /// Versions kept per name after their file disappeared (default 3).
     pub retained_versions: usize,
+    /// Where admissions and rejections are counted (`policy_reloads`).
+    pub metrics: Arc<Metrics>,
 }
 
 impl StoreConfig {
@@ -50,6 +53,7 @@ impl StoreConfig {
             rescan_interval: Duration::from_secs(30),
             debounce: Duration::from_millis(150),
             retained_versions: 3,
+            metrics: Arc::new(Metrics::new()),
         }
     }
 }
@@ -237,6 +241,11 @@ impl PolicyStore {
         self.inner.catalog.load_full()
     }
 
+    /// The metrics this store counts into (shared with the loop and the admin API).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.inner.config.metrics.clone()
+    }
+
     pub fn dir(&self) -> &Path {
         &self.inner.config.dir
     }
@@ -308,6 +317,7 @@ impl PolicyStore {
                 Ok(policy) => policy,
                 Err(error) => {
                     let (kind, message) = (error.metric_label().to_string(), error.to_string());
+                    Metrics::count(&self.inner.config.metrics.reloads, "rejected");
                     seen.rejected.insert(digest.clone(), (kind.clone(), message.clone()));
                     next.problems.push(problem(&kind, Some(digest), message));
                     continue;
@@ -316,6 +326,7 @@ impl PolicyStore {
             let name = policy.info().name.clone();
             let versions = next.versions.entry(name).or_default();
             if let Some(clash) = versions.iter().find(|v| v.policy.info().version == policy.info().version) {
+                Metrics::count(&self.inner.config.metrics.reloads, "rejected");
                 next.problems.push(problem(
                     "conflict",
                     Some(digest),
@@ -329,6 +340,7 @@ impl PolicyStore {
                 continue;
             }
             report.loaded.push(policy.id());
+            Metrics::count(&self.inner.config.metrics.reloads, "loaded");
             // metadata validation guarantees a semantic version
             let version = semver::Version::parse(&policy.info().version).unwrap_or(semver::Version::new(0, 0, 0));
             versions.push(VersionEntry {
@@ -355,6 +367,14 @@ impl PolicyStore {
     /// writes it atomically into the directory as `<name>-<version>.wasm`
     /// and reloads. Blocking (see [`PolicyStore::open`]).
     pub fn install(&self, name: &str, bytes: &[u8]) -> Result<VersionStatus, InstallError> {
+        let result = self.install_checked(name, bytes);
+        if result.is_err() {
+            Metrics::count(&self.inner.config.metrics.reloads, "rejected");
+        }
+        result
+    }
+
+    fn install_checked(&self, name: &str, bytes: &[u8]) -> Result<VersionStatus, InstallError> {
         let policy = admit(&self.inner.runtime, bytes).map_err(|e| InstallError::Invalid(e.to_string()))?;
         let info = policy.info();
         if info.name != name {

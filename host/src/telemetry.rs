@@ -7,6 +7,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -26,8 +27,10 @@ pub struct Metrics {
     pub policy_faults: Family<KindLabel, Counter>,
     /// Wall time of one policy call, seconds.
     pub evaluation_seconds: Histogram,
-    /// Policy store reloads by result: `ok`, `rejected` (a file failed).
+    /// Policy versions admitted (`loaded`) or refused (`rejected`) by the store.
     pub reloads: Family<KindLabel, Counter>,
+    /// 1 while this replica holds the leader Lease (always 0 without leader election).
+    pub leader: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -56,8 +59,14 @@ impl Metrics {
             Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(5e-6, 4.0, 11));
         registry.register("policy_evaluation_seconds", "Wall time of one policy call", evaluation_seconds.clone());
         let reloads = Family::<KindLabel, Counter>::default();
-        registry.register("policy_reloads", "Policy store reloads by result", reloads.clone());
-        Metrics { registry, decisions, clamps, policy_faults, evaluation_seconds, reloads }
+        registry.register("policy_reloads", "Policy versions admitted or refused by the store", reloads.clone());
+        let leader = Gauge::default();
+        registry.register("leader", "1 while this replica holds the leader lease", leader.clone());
+        Metrics { registry, decisions, clamps, policy_faults, evaluation_seconds, reloads, leader }
+    }
+
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     pub fn count(family: &Family<KindLabel, Counter>, kind: &str) {

@@ -7,7 +7,6 @@ use scalegate::config::Config;
 use scalegate::decide::{Decider, DeciderConfig, TokioClock};
 use scalegate::policy_store::{PolicyStore, StoreConfig};
 use scalegate::sim::{SimCluster, SimWorkload};
-use scalegate::telemetry::Metrics;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -39,7 +38,7 @@ async fn start(token: Option<&str>, max_upload_bytes: usize) -> Api {
         "workloads:\n  - target: {namespace: shop, name: web}\n    max_replicas: 20\n    policies: [{policy: fixed, params: {replicas: 3}}]\n",
     )
     .unwrap();
-    let metrics = Arc::new(Metrics::new());
+    let metrics = store.metrics();
     let decider = Arc::new(Decider::new(
         cluster.clone(),
         clock,
@@ -176,6 +175,11 @@ async fn upload_activate_and_rollback() {
     assert_eq!(call(&api, "POST", "/v1/policies/fixed/activate", Some(TOKEN), br#"{"tag": "x"}"#).await.0, 400);
     // the workload keeps working throughout
     assert!(api.decider.evaluate(0).await.policies[0].error.is_none());
+    let (_, metrics) = call(&api, "GET", "/metrics", None, b"").await;
+    // fixed and hpa at start, fixed 0.2.0 uploaded; the wrong name and the
+    // loop refused by the store (not-Wasm and oversized never reach it)
+    assert!(metrics.contains("scalegate_policy_reloads_total{kind=\"loaded\"} 3"), "{metrics}");
+    assert!(metrics.contains("scalegate_policy_reloads_total{kind=\"rejected\"} 2"), "{metrics}");
     assert_eq!(api.cluster.replicas("shop", "web"), Some(3));
 }
 

@@ -1,0 +1,178 @@
+//! `scalegate run --config FILE`: the daemon against a Kubernetes API
+//! server — policy store with hot reload, decision loop, Kubernetes
+//! actuator, optional leader election, admin API — until SIGTERM/Ctrl-C.
+//!
+//! Start-up refuses, with exit code 64 and the offending field, a config
+//! that does not parse or validate and a binding whose policy reference
+//! matches nothing in the store (later, a reference that stops resolving is
+//! a fault: the workload keeps its replicas and the decision says why).
+
+use crate::admin::LogLevelSetter;
+use crate::cli::{Failure, admin_token};
+use crate::config::{Config, PolicyRef};
+use crate::daemon::{self, Election, Settings};
+use crate::decide::SystemClock;
+use crate::k8s::{KubeCluster, KubeSettings, LeaseSettings};
+use crate::policy::{Runtime, RuntimeConfig};
+use crate::policy_store::Catalog;
+use clap::Args;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The configuration file (YAML, see docs/CONFIG.md).
+    #[arg(long, env = "SCALEGATE_CONFIG")]
+    pub config: PathBuf,
+    /// Policy store directory; overrides `policies.directory` of the config.
+    #[arg(long, env = "SCALEGATE_POLICIES")]
+    pub policies: Option<PathBuf>,
+    /// Admin API listen address (health, metrics, policies, decisions).
+    #[arg(long, default_value = "127.0.0.1:9090", env = "SCALEGATE_ADMIN_LISTEN")]
+    pub admin_listen: std::net::SocketAddr,
+    /// File holding the admin bearer token (or set SCALEGATE_ADMIN_TOKEN); without one, admin mutations are refused.
+    #[arg(long)]
+    pub admin_token_file: Option<PathBuf>,
+    /// Kubeconfig to use [default: in-cluster service account, else $KUBECONFIG or ~/.kube/config].
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Deadline of one Kubernetes API request.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+    pub request_timeout: Duration,
+    /// Elect a leader through a Lease; only the leader writes (run several replicas with this).
+    #[arg(long)]
+    pub leader_election: bool,
+    /// Namespace of the Lease [default: $POD_NAMESPACE, else "default"].
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// Name of the Lease.
+    #[arg(long, default_value = "scalegate-leader")]
+    pub lease_name: String,
+    /// How long a standby waits after the leader's last renewal before taking over.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "15s")]
+    pub lease_duration: Duration,
+    /// This replica's identity in the Lease, Events and field managers [default: $POD_NAME, else the host name].
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Time allowed to finish decisions in flight on SIGTERM.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "20s")]
+    pub grace: Duration,
+}
+
+fn usage(message: String) -> Failure {
+    Failure::usage(message)
+}
+
+fn internal(message: String) -> Failure {
+    Failure { code: 70, message }
+}
+
+/// Every binding's reference must name something loaded.
+pub fn check_references(config: &Config, catalog: &Catalog) -> Result<(), Failure> {
+    let loaded = || {
+        let mut names: Vec<String> = catalog.status().iter().map(|s| format!("{}@{}", s.name, s.version)).collect();
+        names.dedup();
+        if names.is_empty() { "none".to_string() } else { names.join(", ") }
+    };
+    for (index, workload) in config.workloads.iter().enumerate() {
+        let bindings = workload
+            .policies
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (format!("workloads[{index}].policies[{i}].policy"), &b.policy))
+            .chain(workload.shadow.iter().map(|b| (format!("workloads[{index}].shadow.policy"), &b.policy)));
+        for (path, reference) in bindings {
+            if catalog.resolve(reference).is_none() {
+                let hint = match reference {
+                    PolicyRef::Latest(_) => "no valid version of it is in the store".to_string(),
+                    _ => "that version is not in the store".to_string(),
+                };
+                return Err(usage(format!("{path}: policy {reference} not found: {hint} (loaded: {})", loaded())));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn identity(args: &RunArgs) -> String {
+    args.identity
+        .clone()
+        .filter(|i| !i.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()))
+        .unwrap_or_else(|| format!("scalegate-{}", std::process::id()))
+}
+
+async fn kube_client(args: &RunArgs) -> Result<kube::Client, Failure> {
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| usage(format!("cannot read kubeconfig {}: {e}", path.display())))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| usage(format!("kubeconfig {}: {e}", path.display())))?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| usage(format!("no Kubernetes configuration (in-cluster or kubeconfig): {e}")))?,
+    };
+    kube::Client::try_from(config).map_err(|e| usage(format!("cannot build the Kubernetes client: {e}")))
+}
+
+pub fn run(args: &RunArgs, cache_dir: Option<PathBuf>, log_level: Option<LogLevelSetter>) -> Result<(), Failure> {
+    let config = Config::load(&args.config).map_err(|e| usage(format!("{}: {e}", args.config.display())))?;
+    let policy_dir = args.policies.clone().or(config.policy_dir.clone()).ok_or_else(|| {
+        usage(format!("no policy directory: set policies.directory in {} or pass --policies", args.config.display()))
+    })?;
+    if !policy_dir.is_dir() {
+        return Err(usage(format!("policy directory {} does not exist", policy_dir.display())));
+    }
+    let token = admin_token(args.admin_token_file.as_deref())?;
+    let runtime = Arc::new(Runtime::new(RuntimeConfig { cache_dir, ..RuntimeConfig::default() })?);
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| internal(format!("cannot start the async runtime: {e}")))?;
+    tokio.block_on(async {
+        let store = daemon::open_store(runtime, policy_dir).await.map_err(|e| internal(format!("{e:#}")))?;
+        check_references(&config, &store.catalog())?;
+        let client = kube_client(args).await?;
+        let identity = identity(args);
+        let cluster = Arc::new(KubeCluster::new(
+            client.clone(),
+            KubeSettings {
+                request_timeout: args.request_timeout,
+                identity: identity.clone(),
+                ..KubeSettings::default()
+            },
+        ));
+        cluster.watch_namespaces(config.workloads.iter().map(|w| w.target.namespace.as_str()));
+        let election = args.leader_election.then(|| {
+            let namespace = args.lease_namespace.clone().unwrap_or_else(|| "default".into());
+            Election {
+                client: client.clone(),
+                settings: LeaseSettings::new(&namespace, &args.lease_name, &identity, args.lease_duration),
+            }
+        });
+        let shutdown = CancellationToken::new();
+        daemon::cancel_on_signals(shutdown.clone());
+        let workloads = config.workloads.len();
+        let settings = Settings {
+            workloads: config.workloads,
+            admin_listen: args.admin_listen,
+            admin_token: token,
+            grace: args.grace,
+            log_level,
+            election,
+        };
+        let running = daemon::start(settings, store, cluster, Arc::new(SystemClock), shutdown.clone())
+            .await
+            .map_err(|e| internal(format!("{e:#}")))?;
+        tracing::info!(%identity, workloads, admin = %running.admin_addr, "scalegate running");
+        eprintln!("scalegate: {workloads} workloads, admin API on http://{}", running.admin_addr);
+        running.wait().await;
+        Ok(())
+    })
+}

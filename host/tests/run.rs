@@ -1,0 +1,221 @@
+//! `scalegate run` as a process against the strict fake API server: it
+//! scales through the API, serves its decisions, stops cleanly on SIGTERM,
+//! refuses bad start-up input without touching the cluster, and — run
+//! twice with leader election — only one replica writes, and the other
+//! takes over after the leader is killed.
+
+mod support;
+use fake_apiserver::FakeApiServer;
+use std::io::{BufRead, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::*;
+
+struct Daemon {
+    child: Child,
+    admin: String,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Daemon {
+    /// Starts `scalegate run` and waits for its admin address.
+    fn start(dir: &Path, extra: &[&str]) -> Daemon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_scalegate"))
+            .args(["run", "--config"])
+            .arg(dir.join("config.yaml"))
+            .arg("--kubeconfig")
+            .arg(dir.join("kubeconfig"))
+            .args(["--admin-listen", "127.0.0.1:0", "--log-level", "scalegate=info"])
+            .args(extra)
+            .env("SCALEGATE_CACHE_DIR", shared_cache())
+            .env_remove("POD_NAME")
+            .env_remove("POD_NAMESPACE")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            while let Some(Ok(line)) = lines.next() {
+                if let Some((_, addr)) = line.split_once("admin API on http://") {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+                sink.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        let admin = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("scalegate run did not start: {}", stderr.lock().unwrap()));
+        Daemon { child, admin, stderr }
+    }
+
+    fn get(&self, path: &str) -> String {
+        let mut stream = std::net::TcpStream::connect(&self.admin).unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    }
+
+    fn signal(&self, signal: &str) {
+        assert!(Command::new("kill").args([signal, &self.child.id().to_string()]).status().unwrap().success());
+    }
+
+    fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(start.elapsed() < timeout, "did not exit within {timeout:?}: {}", self.stderr.lock().unwrap());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const CONFIG: &str = "policies: {directory: POLICIES}\nworkloads:\n  - target: {namespace: shop, name: web}\n    interval: 1s\n    max_replicas: 20\n    policies: [{policy: fixed, params: {replicas: 5}}]\n";
+
+/// A directory with the config, a kubeconfig for `fake` and a policy store.
+fn setup(fake: &FakeApiServer, config: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(policies.join("fixed.wasm"), policy_bytes("fixed.wasm")).unwrap();
+    std::fs::write(dir.path().join("config.yaml"), config.replace("POLICIES", policies.to_str().unwrap())).unwrap();
+    std::fs::write(dir.path().join("kubeconfig"), fake.kubeconfig()).unwrap();
+    dir
+}
+
+async fn fake_web() -> FakeApiServer {
+    let fake = FakeApiServer::start().await;
+    fake.add_deployment("shop", "web", 2);
+    fake.put_running_pod("shop", "web", "web-0", true, "250m");
+    fake.put_running_pod("shop", "web", "web-1", true, "250m");
+    fake
+}
+
+async fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_scales_through_the_api_serves_its_decisions_and_stops_on_sigterm() {
+    let fake = fake_web().await;
+    let dir = setup(&fake, CONFIG);
+    let mut daemon = Daemon::start(dir.path(), &[]);
+    eventually("the scale to be written", Duration::from_secs(20), || fake.replicas("shop", "web") == Some(5)).await;
+    let writes = fake.scale_writes();
+    assert_eq!((writes[0].from, writes[0].to), (2, 5));
+    assert!(writes[0].field_manager.as_deref().is_some_and(|m| !m.is_empty()));
+    assert_eq!(fake.events().len(), 1);
+
+    let decisions = daemon.get("/v1/workloads/shop/web/decisions?limit=5");
+    assert!(decisions.contains("\"applied\":true") && decisions.contains("fixed@"), "{decisions}");
+    assert!(daemon.get("/metrics").contains("scalegate_decisions_total{kind=\"scaled\"} 1"));
+
+    // someone scales it down by hand: the next evaluation puts it back, once
+    fake.set_replicas("shop", "web", 1);
+    eventually("the correction", Duration::from_secs(10), || fake.replicas("shop", "web") == Some(5)).await;
+    assert_eq!(fake.scale_writes().len(), 2);
+
+    let stopping = Instant::now();
+    daemon.signal("-TERM");
+    let status = daemon.wait(Duration::from_secs(15));
+    assert!(status.success(), "{status:?}: {}", daemon.stderr.lock().unwrap());
+    assert!(stopping.elapsed() < Duration::from_secs(10));
+    assert_eq!(fake.violations(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_start_up_input_is_refused_without_touching_the_cluster() {
+    let fake = fake_web().await;
+    for (config, needle) in [
+        (CONFIG.replace("max_replicas: 20", "max_replicas: 0"), "workloads[0].max_replicas: must be at least 1"),
+        (
+            CONFIG.replace("policy: fixed", "policy: fixed@9.9.9"),
+            "workloads[0].policies[0].policy: policy fixed@9.9.9 not found",
+        ),
+        (CONFIG.replace("policy: fixed", "policy: hpa"), "loaded: fixed@"),
+        (CONFIG.replace("interval: 1s", "intervall: 1s"), "unknown field `intervall`"),
+    ] {
+        let dir = setup(&fake, &config);
+        let out = Command::new(env!("CARGO_BIN_EXE_scalegate"))
+            .args(["run", "--config"])
+            .arg(dir.path().join("config.yaml"))
+            .arg("--kubeconfig")
+            .arg(dir.path().join("kubeconfig"))
+            .args(["--admin-listen", "127.0.0.1:0"])
+            .env("SCALEGATE_CACHE_DIR", shared_cache())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{stderr}");
+        assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
+    }
+    assert!(fake.requests().is_empty(), "refused before any API request: {:?}", fake.requests());
+    assert_eq!(fake.replicas("shop", "web"), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_only_the_leader_writes_and_a_standby_takes_over_after_kill() {
+    let fake = fake_web().await;
+    let dir = setup(&fake, CONFIG);
+    let lease = Duration::from_secs(3);
+    let flags = |identity: &'static str| {
+        ["--leader-election", "--lease-namespace", "scalegate", "--lease-duration", "3s", "--identity", identity]
+    };
+    let mut a = Daemon::start(dir.path(), &flags("a"));
+    let mut b = Daemon::start(dir.path(), &flags("b"));
+
+    // someone keeps scaling it down; the leader keeps putting it back
+    let holder = || fake.lease("scalegate", "scalegate-leader").map(|l| l["spec"]["holderIdentity"].clone());
+    eventually("a leader", Duration::from_secs(10), || holder().is_some_and(|h| h.is_string())).await;
+    let until = Instant::now() + lease * 2;
+    while Instant::now() < until {
+        fake.set_replicas("shop", "web", 1);
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    let writers: std::collections::BTreeSet<String> =
+        fake.scale_writes().iter().filter_map(|w| w.field_manager.clone()).collect();
+    assert_eq!(writers.len(), 1, "exactly one replica wrote: {writers:?}");
+    let leader = writers.into_iter().next().unwrap();
+    assert_eq!(holder().unwrap(), leader.as_str());
+    let (dead, survivor) = if leader == "a" { (&mut a, &mut b) } else { (&mut b, &mut a) };
+    let before = fake.scale_writes().len();
+    assert!(before >= 2, "the leader corrected every manual scale-down");
+
+    // kill -9: no release, the survivor waits for the lease to expire
+    dead.signal("-KILL");
+    let killed = Instant::now();
+    dead.wait(Duration::from_secs(5));
+    fake.set_replicas("shop", "web", 1);
+    let retry = lease / 5;
+    let start = Instant::now();
+    while fake.replicas("shop", "web") != Some(5) {
+        assert!(start.elapsed() < lease * 3, "the standby never took over: {}", survivor.stderr.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let takeover = killed.elapsed();
+    let after: Vec<String> = fake.scale_writes()[before..].iter().filter_map(|w| w.field_manager.clone()).collect();
+    assert!(after.iter().all(|w| *w != leader), "the killed leader wrote after it died: {after:?}");
+    assert!(takeover <= lease + 2 * retry + Duration::from_millis(500), "took over after {takeover:?}");
+    println!("standby wrote {takeover:?} after the leader was killed (lease {lease:?}, retry {retry:?})");
+    assert!(survivor.get("/metrics").contains("scalegate_leader 1"));
+    assert_eq!(fake.violations(), Vec::<String>::new());
+}
