@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing scalegate needs, idempotently: the
-# wasm32-wasip2 Rust target, `just`, componentize-py (Python policies) and
-# componentize-js (JavaScript policies). Safe to run any number of times.
+# wasm32-wasip2 Rust target, `just`, componentize-py (Python policies),
+# componentize-js (JavaScript policies) and kubernetes-validate (manifest
+# schemas). Safe to run any number of times.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,4 +29,17 @@ fi
 if [ ! -x plugins/js/node_modules/.bin/componentize-js ] || [ ! -d plugins/js/node_modules/@bytecodealliance/preview2-shim ]; then
     echo "bootstrap: installing componentize-js (npm)"
     (cd plugins/js && npm install --no-audit --no-fund --loglevel=error)
+fi
+
+# Kubernetes manifest validation (the deploy tests render deploy/ with
+# `kubectl kustomize` and check it against the API schemas)
+KUBERNETES_VALIDATE_VERSION=1.37.0
+installed_kv=$(python3 -m pip show kubernetes-validate 2>/dev/null | sed -n 's/^Version: //p' || true)
+if [ "${installed_kv}" != "${KUBERNETES_VALIDATE_VERSION}" ]; then
+    echo "bootstrap: installing kubernetes-validate ${KUBERNETES_VALIDATE_VERSION}"
+    python3 -m pip install --quiet --disable-pip-version-check "kubernetes-validate==${KUBERNETES_VALIDATE_VERSION}"
+fi
+if ! command -v kubectl >/dev/null 2>&1; then
+    echo "bootstrap: kubectl is missing; the deploy tests need it to render deploy/ (kubectl kustomize)" >&2
+    exit 1
 fi

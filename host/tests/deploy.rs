@@ -1,0 +1,239 @@
+//! The manifests in `deploy/` (and any in `examples/`): rendered with
+//! `kubectl kustomize`, validated against the Kubernetes API schemas with
+//! `kubernetes-validate --strict`, the scalegate config inside them parsed
+//! by the daemon's own parser, the container's flags parsed by its own CLI,
+//! and the RBAC checked to be least-privilege *and* sufficient: every
+//! request the actuator and the leader election make against the fake API
+//! server must be allowed by a rule, and no rule may allow more than the
+//! actuator's request table.
+
+mod support;
+use clap::Parser;
+use fake_apiserver::FakeApiServer;
+use scalegate::config::{Config, Target};
+use scalegate::decide::{Cluster, Leadership};
+use scalegate::k8s::{KubeCluster, KubeSettings, LeaderElector, LeaseSettings};
+use scalegate::snapshot::PodDeletionCost;
+use serde::Deserialize;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+use support::*;
+
+fn render(overlay: &str) -> String {
+    let out = Command::new("kubectl")
+        .args(["kustomize", overlay])
+        .current_dir(workspace())
+        .output()
+        .expect("kubectl is needed to render deploy/ (scripts/bootstrap.sh checks for it)");
+    assert!(out.status.success(), "kubectl kustomize {overlay}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn validate(path: &Path) {
+    let out = Command::new("python3")
+        .args(["-m", "kubernetes_validate", "--strict", "--quiet"])
+        .arg(path)
+        .output()
+        .expect("python3");
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!report.contains("No module named"), "kubernetes-validate is missing: run scripts/bootstrap.sh");
+    assert!(out.status.success(), "{} does not validate:\n{report}", path.display());
+}
+
+fn documents(yaml: &str) -> Vec<serde_json::Value> {
+    serde_yaml_ng::Deserializer::from_str(yaml)
+        .map(|doc| serde_json::Value::deserialize(doc).expect("YAML document"))
+        .filter(|doc| !doc.is_null())
+        .collect()
+}
+
+fn of_kind<'a>(docs: &'a [serde_json::Value], kind: &'a str) -> impl Iterator<Item = &'a serde_json::Value> {
+    docs.iter().filter(move |d| d["kind"] == kind)
+}
+
+/// Renders, writes and validates one kustomization; returns its documents.
+fn rendered(overlay: &str) -> Vec<serde_json::Value> {
+    let yaml = render(overlay);
+    let file = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    std::fs::write(file.path(), &yaml).unwrap();
+    validate(file.path());
+    documents(&yaml)
+}
+
+#[test]
+fn deploy_manifests_validate_and_carry_a_valid_config_and_valid_flags() {
+    for overlay in ["deploy/base", "deploy/overlays/example"] {
+        let docs = rendered(overlay);
+        let config = of_kind(&docs, "ConfigMap")
+            .find(|c| c["metadata"]["name"].as_str().unwrap().starts_with("scalegate-config"))
+            .expect("config map");
+        let text = config["data"]["scalegate.yaml"].as_str().unwrap();
+        Config::parse(text).unwrap_or_else(|e| panic!("{overlay}: scalegate.yaml: {e}"));
+
+        let deployment = of_kind(&docs, "Deployment").next().expect("deployment");
+        let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+        let mut argv = vec!["scalegate".to_string()];
+        argv.extend(container["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()));
+        scalegate::cli::Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{overlay}: container args: {e}"));
+        assert!(argv.contains(&"--leader-election".to_string()), "two replicas need leader election");
+        assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+        assert_eq!(container["securityContext"]["capabilities"]["drop"][0], "ALL");
+        assert_eq!(deployment["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"], true);
+    }
+    let example = rendered("deploy/overlays/example");
+    let config = of_kind(&example, "ConfigMap").next().unwrap()["data"]["scalegate.yaml"].as_str().unwrap().to_string();
+    assert_eq!(Config::parse(&config).unwrap().workloads[0].target.namespace, "shop");
+}
+
+#[test]
+fn manifests_in_examples_validate() {
+    let mut checked = 0;
+    let mut stack = vec![workspace().join("examples")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                if documents(&text).iter().any(|d| d["apiVersion"].is_string() && d["kind"].is_string()) {
+                    validate(&path);
+                } else {
+                    Config::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                }
+                checked += 1;
+            }
+        }
+    }
+    println!("{checked} example YAML files checked");
+}
+
+/// (apiGroup, resource, verb, namespace or "" for cluster scope, name).
+type Request = (String, String, String, String, String);
+
+/// What RBAC would check for a request the fake API server received.
+fn rbac_request(line: &str) -> Request {
+    let (method, rest) = line.split_once(' ').unwrap();
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let s: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, namespaced) = match s[0] {
+        "api" => ("".to_string(), &s[2..]),
+        _ => (s[1].to_string(), &s[3..]),
+    };
+    assert_eq!(namespaced[0], "namespaces", "{line}");
+    let namespace = namespaced[1].to_string();
+    let resource = namespaced[2].to_string();
+    let name = namespaced.get(3).map(|n| n.to_string()).unwrap_or_default();
+    let resource = match namespaced.get(4) {
+        Some(sub) => format!("{resource}/{sub}"),
+        None => resource,
+    };
+    let verb = match method {
+        "GET" if name.is_empty() && query.contains("watch=true") => "watch",
+        "GET" if name.is_empty() => "list",
+        "GET" => "get",
+        "PUT" => "update",
+        "PATCH" => "patch",
+        "POST" => "create",
+        other => panic!("unexpected method {other}"),
+    };
+    (group, resource, verb.to_string(), namespace, name)
+}
+
+fn allows(rules: &serde_json::Value, (group, resource, verb, _, name): &Request) -> bool {
+    let list = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array().map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect()).unwrap_or_default()
+    };
+    rules.as_array().unwrap().iter().any(|rule| {
+        let names = list(&rule["resourceNames"]);
+        list(&rule["apiGroups"]).contains(group)
+            && list(&rule["resources"]).contains(resource)
+            && list(&rule["verbs"]).contains(verb)
+            && (names.is_empty() || names.contains(name))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rbac_allows_exactly_what_the_daemon_does() {
+    let docs = rendered("deploy/overlays/example");
+    // no wildcard, no secrets, no cluster-wide binding of the actuator
+    for role in of_kind(&docs, "ClusterRole").chain(of_kind(&docs, "Role")) {
+        let text = role["rules"].to_string();
+        assert!(!text.contains('*'), "wildcard in {}", role["metadata"]["name"]);
+        assert!(!text.contains("secrets"), "secrets in {}", role["metadata"]["name"]);
+        for rule in role["rules"].as_array().unwrap() {
+            for verb in rule["verbs"].as_array().unwrap() {
+                assert!(
+                    ["get", "list", "watch", "update", "patch", "create"].contains(&verb.as_str().unwrap()),
+                    "verb {verb} is more than scalegate needs"
+                );
+            }
+        }
+    }
+    assert_eq!(of_kind(&docs, "ClusterRoleBinding").count(), 0, "the actuator is bound per namespace");
+    let cluster_role = of_kind(&docs, "ClusterRole").next().unwrap()["rules"].clone();
+    let lease_role = of_kind(&docs, "Role").next().unwrap();
+    assert_eq!(lease_role["metadata"]["namespace"], "scalegate");
+    let bound_namespaces: Vec<String> = of_kind(&docs, "RoleBinding")
+        .filter(|b| b["roleRef"]["kind"] == "ClusterRole")
+        .map(|b| b["metadata"]["namespace"].as_str().unwrap().to_string())
+        .collect();
+
+    // everything the daemon does, against the fake API server
+    let fake = FakeApiServer::start().await;
+    fake.add_deployment("shop", "checkout", 2);
+    fake.put_running_pod("shop", "checkout", "checkout-0", true, "100m");
+    let client = kube::Client::try_from(kube::Config::new(fake.url().parse().unwrap())).unwrap();
+    let cluster = KubeCluster::new(client.clone(), KubeSettings::default());
+    let target = Target {
+        api_version: "apps/v1".into(),
+        kind: "Deployment".into(),
+        namespace: "shop".into(),
+        name: "checkout".into(),
+    };
+    cluster.observe(&target).await.unwrap();
+    cluster.set_deletion_costs(&target, &[PodDeletionCost { pod: "checkout-0".into(), cost: 1 }]).await.unwrap();
+    cluster.scale(&target, 2, 3, "test").await.unwrap();
+    let leadership = Arc::new(Leadership::default());
+    let settings = LeaseSettings::new("scalegate", "scalegate-leader", "a", Duration::from_secs(1));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let elector = tokio::spawn(LeaderElector::new(client, settings, leadership.clone()).run(stop.clone()));
+    while !leadership.is_leader() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await; // a renewal
+    stop.cancel();
+    elector.await.unwrap();
+    assert_eq!(fake.violations(), Vec::<String>::new());
+
+    let mut seen = std::collections::BTreeSet::new();
+    for line in fake.requests() {
+        let request = rbac_request(&line);
+        let allowed = if request.1 == "leases" {
+            request.3 == "scalegate" && allows(&lease_role["rules"], &request)
+        } else {
+            bound_namespaces.contains(&request.3) && allows(&cluster_role, &request)
+        };
+        assert!(allowed, "RBAC in deploy/ does not allow {line} ({request:?})");
+        seen.insert((request.0, request.1, request.2));
+    }
+    // and each rule's verbs are used (nothing granted "just in case")
+    for rule in cluster_role.as_array().unwrap().iter().chain(lease_role["rules"].as_array().unwrap()) {
+        for group in rule["apiGroups"].as_array().unwrap() {
+            for resource in rule["resources"].as_array().unwrap() {
+                for verb in rule["verbs"].as_array().unwrap() {
+                    let key = (
+                        group.as_str().unwrap().to_string(),
+                        resource.as_str().unwrap().to_string(),
+                        verb.as_str().unwrap().to_string(),
+                    );
+                    // statefulsets/scale mirrors deployments/scale for StatefulSet targets
+                    let mirrored = (key.0.clone(), key.1.replace("statefulsets", "deployments"), key.2.clone());
+                    assert!(seen.contains(&key) || seen.contains(&mirrored), "rule grants {key:?}, never used");
+                }
+            }
+        }
+    }
+}
