@@ -43,3 +43,15 @@ if ! command -v kubectl >/dev/null 2>&1; then
     echo "bootstrap: kubectl is missing; the deploy tests need it to render deploy/ (kubectl kustomize)" >&2
     exit 1
 fi
+
+# Real servers for the signal-source integration tests (Debian packages;
+# the tests start and stop them themselves, on free loopback ports)
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+missing=()
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "bootstrap: installing ${missing[*]} (apt)"
+    ${SUDO} apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive ${SUDO} apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -5,14 +5,16 @@
 //! |---|---|---|---|
 //! | GET | `/healthz` | – | the process is up |
 //! | GET | `/readyz` | – | 200 once policies are loaded and the loop runs, else 503 |
-//! | GET | `/metrics` | – | Prometheus text: decisions, clamps, faults, evaluation latency, reloads |
+//! | GET | `/metrics` | – | Prometheus text: decisions, clamps, faults, evaluation latency, reloads, leader, signal sources |
 //! | GET | `/v1/policies` | – | every loaded version (name, version, digest, source, active) and rejected files |
 //! | PUT | `/v1/policies/{name}` | bearer | upload a component (body: the `.wasm`, ≤ `max_upload_bytes`); validated, written atomically to the store directory, loaded |
 //! | POST | `/v1/policies/{name}/activate` | bearer | pin a version: `{"version": "1.2.0"}` or `{"digest": "<sha256>"}`; `{}` unpins |
 //! | POST | `/v1/policies/{name}/rollback` | bearer | pin the version below the active one |
 //! | GET | `/v1/workloads` | – | workloads and their latest decision |
 //! | GET | `/v1/workloads/{ns}/{name}/decisions?limit=N` | – | recent decisions, newest first (default 20) |
+//! | GET | `/v1/workloads/{ns}/{name}/inputs` | – | each declared metric: source, value, age, freshness, last error; queued signals |
 //! | POST | `/v1/evaluate` | – | `{"policy": "hpa@0.1.0", "snapshot": {…}}` → the decision, nothing actuated |
+//! | POST | `/v1/signals` | bearer | push inputs: `{"workload": "ns/name", "metrics": [{"name", "value", "timestamp_ms"?, "pods"?}], "signals": [{"kind", "action"?, "target_replicas"?, "urgency"?, "reason"?, "attributes"?}]}`; metrics must be declared with `push: {}`; all or nothing; signals trigger an evaluation |
 //! | PUT | `/log-level` | bearer | body: a tracing filter such as `info,scalegate=debug` |
 //!
 //! Mutations need `Authorization: Bearer <token>`; without a configured
@@ -20,9 +22,11 @@
 //! API by accident.
 
 use crate::config::PolicyRef;
-use crate::decide::WorkloadView;
+use crate::decide::{Clock, WorkloadView};
 use crate::policy_store::{InstallError, PolicyStore, StoreError};
+use crate::signals::{InputError, SignalHub};
 use crate::snapshot::Snapshot;
+use crate::snapshot::{Metric, Signal};
 use crate::telemetry::Metrics;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -47,6 +51,10 @@ pub struct AdminState {
     pub log_level: Option<LogLevelSetter>,
     /// Largest accepted policy upload (default 64 MiB).
     pub max_upload_bytes: usize,
+    /// Where `POST /v1/signals` delivers (absent: the route answers 501).
+    pub inputs: Option<Arc<SignalHub>>,
+    /// The loop's clock, to timestamp pushed inputs.
+    pub clock: Arc<dyn Clock>,
 }
 
 type Reply = Response<Full<Bytes>>;
@@ -182,6 +190,15 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Reply {
             }
         }
         (&Method::POST, ["v1", "evaluate"]) => evaluate(state, request).await,
+        (&Method::POST, ["v1", "signals"]) => push(state, request).await,
+        (&Method::GET, ["v1", "workloads", namespace, name, "inputs"]) => {
+            let workload = format!("{namespace}/{name}");
+            let status = state.inputs.as_ref().and_then(|hub| hub.status(&workload, state.clock.now_ms()));
+            match status {
+                Some(status) => json(StatusCode::OK, &status),
+                None => error(StatusCode::NOT_FOUND, format!("no workload {workload}")),
+            }
+        }
         (&Method::PUT, ["log-level"]) => {
             let body = match read_body(request, 4096).await {
                 Ok(body) => body,
@@ -319,4 +336,85 @@ async fn evaluate(state: &AdminState, request: Request<Incoming>) -> Reply {
         Err(e) => reply["error"] = serde_json::json!({ "kind": e.metric_label(), "message": e.to_string() }),
     }
     json(StatusCode::OK, &reply)
+}
+
+async fn push(state: &AdminState, request: Request<Incoming>) -> Reply {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct PushedMetric {
+        name: String,
+        value: f64,
+        timestamp_ms: Option<u64>,
+        #[serde(default)]
+        pods: Vec<crate::snapshot::PodSample>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct PushedSignal {
+        kind: String,
+        timestamp_ms: Option<u64>,
+        action: Option<crate::snapshot::ScaleAction>,
+        target_replicas: Option<u32>,
+        urgency: Option<u8>,
+        #[serde(default)]
+        reason: String,
+        #[serde(default)]
+        attributes: std::collections::BTreeMap<String, String>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        workload: String,
+        #[serde(default)]
+        metrics: Vec<PushedMetric>,
+        #[serde(default)]
+        signals: Vec<PushedSignal>,
+    }
+    let Some(hub) = &state.inputs else {
+        return error(StatusCode::NOT_IMPLEMENTED, "this process takes no pushed inputs");
+    };
+    let body = match read_body(request, 1 << 20).await {
+        Ok(body) => body,
+        Err(rejection) => return rejection.reply(),
+    };
+    let parsed: Body = match serde_json::from_slice(&body) {
+        Ok(parsed) => parsed,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid body: {e}")),
+    };
+    if let Some(index) = parsed.signals.iter().position(|s| s.urgency.is_some_and(|u| u > 3)) {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, format!("signals[{index}].urgency must be 0 to 3"));
+    }
+    let now = state.clock.now_ms();
+    let metrics = parsed
+        .metrics
+        .into_iter()
+        .map(|m| Metric {
+            name: m.name,
+            source: "push".into(),
+            value: m.value,
+            timestamp_ms: m.timestamp_ms.unwrap_or(now),
+            pods: m.pods,
+        })
+        .collect();
+    let signals = parsed
+        .signals
+        .into_iter()
+        .map(|s| Signal {
+            kind: s.kind,
+            source: "push".into(),
+            timestamp_ms: s.timestamp_ms.unwrap_or(now),
+            action: s.action,
+            target_replicas: s.target_replicas,
+            urgency: s.urgency,
+            reason: s.reason,
+            attributes: s.attributes.into_iter().collect(),
+        })
+        .collect();
+    match hub.push(&parsed.workload, metrics, signals, now) {
+        Ok((metrics, signals)) => {
+            json(StatusCode::ACCEPTED, &serde_json::json!({ "metrics": metrics, "signals": signals }))
+        }
+        Err(e @ InputError::UnknownWorkload(_)) => error(StatusCode::NOT_FOUND, e),
+        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
+    }
 }

@@ -7,6 +7,7 @@
 //! not part of this file. The format is documented in `docs/CONFIG.md`.
 
 use crate::guardrails::{Limits, Step};
+use crate::signals::prometheus;
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -93,6 +94,8 @@ struct RawConfig {
     #[serde(default)]
     policies: RawPolicies,
     #[serde(default)]
+    sources: Sources,
+    #[serde(default)]
     defaults: RawDefaults,
     #[serde(default)]
     workloads: Vec<RawWorkload>,
@@ -141,7 +144,25 @@ struct RawWorkload {
     #[serde(default)]
     guardrails: RawGuardrails,
     actuator: Option<Actuator>,
+    #[serde(default)]
+    metrics: Vec<RawMetric>,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetric {
+    name: String,
+    prometheus: Option<prometheus::Query>,
+    push: Option<PushMetric>,
+    #[serde(default, with = "humantime_serde")]
+    max_age: Option<Duration>,
+    required: Option<bool>,
+}
+
+/// `push: {}`: values arrive through `POST /v1/signals`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PushMetric {}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -205,12 +226,40 @@ pub struct Workload {
     pub interval: Duration,
     pub limits: Limits,
     pub actuator: Actuator,
+    /// Inputs from signal sources, by name.
+    pub metrics: Vec<MetricSpec>,
+}
+
+/// Connections to signal sources, shared by every workload.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sources {
+    pub prometheus: Option<prometheus::Source>,
+}
+
+/// One named input of a workload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricSpec {
+    pub name: String,
+    pub source: MetricSource,
+    /// Older values are left out of the snapshot (default: three polls of the source).
+    pub max_age: Duration,
+    /// A stale required input holds scale-down (default true).
+    pub required: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetricSource {
+    Prometheus(prometheus::Query),
+    /// `POST /v1/signals`.
+    Push,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// The policy store directory (a ConfigMap mount in a cluster).
     pub policy_dir: Option<PathBuf>,
+    pub sources: Sources,
     pub workloads: Vec<Workload>,
 }
 
@@ -305,10 +354,65 @@ impl RawConfig {
                 hold_on_stale: raw.guardrails.hold_on_stale.or(self.defaults.guardrails.hold_on_stale).unwrap_or(true),
                 dry_run: actuator == Actuator::DryRun,
             };
-            workloads.push(Workload { name, target: raw.target, policies, shadow, interval, limits, actuator });
+            let metrics = metrics(&self.sources, &raw.metrics, interval, &at)?;
+            workloads.push(Workload {
+                name,
+                target: raw.target,
+                policies,
+                shadow,
+                interval,
+                limits,
+                actuator,
+                metrics,
+            });
         }
-        Ok(Config { policy_dir: self.policies.directory, workloads })
+        if let Some(prometheus) = &self.sources.prometheus {
+            prometheus.validate().map_err(|(field, message)| error(format!("sources.prometheus.{field}"), message))?;
+        }
+        Ok(Config { policy_dir: self.policies.directory, sources: self.sources, workloads })
     }
+}
+
+fn metrics(
+    sources: &Sources,
+    raw: &[RawMetric],
+    interval: Duration,
+    at: &dyn Fn(&str) -> String,
+) -> Result<Vec<MetricSpec>, Error> {
+    let mut names = BTreeSet::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for (index, metric) in raw.iter().enumerate() {
+        let path = |field: &str| at(&format!("metrics[{index}]{field}"));
+        let valid_name = !metric.name.is_empty()
+            && metric.name.len() <= 128
+            && metric.name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'));
+        if !valid_name {
+            return Err(error(
+                path(".name"),
+                format!("invalid metric name {:?} (letters, digits, - _ . /)", metric.name),
+            ));
+        }
+        if !names.insert(metric.name.clone()) {
+            return Err(error(path(".name"), format!("duplicate metric {:?}", metric.name)));
+        }
+        let (source, poll) = match (&metric.prometheus, &metric.push) {
+            (Some(query), None) => {
+                let Some(prometheus) = &sources.prometheus else {
+                    return Err(error(path(".prometheus"), "no Prometheus configured (add sources.prometheus)"));
+                };
+                query.validate().map_err(|(field, message)| error(path(&format!(".prometheus.{field}")), message))?;
+                (MetricSource::Prometheus(query.clone()), prometheus.interval)
+            }
+            (None, Some(_)) => (MetricSource::Push, interval),
+            _ => return Err(error(path(""), "give exactly one source: prometheus or push")),
+        };
+        let max_age = metric.max_age.unwrap_or(crate::signals::default_max_age(poll));
+        if max_age < Duration::from_secs(1) {
+            return Err(error(path(".max_age"), "must be at least 1s"));
+        }
+        out.push(MetricSpec { name: metric.name.clone(), source, max_age, required: metric.required.unwrap_or(true) });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -410,6 +514,69 @@ workloads:
             (format!("{base}{}", base.replace("workloads:\n", "")), "workloads[1].name", "duplicate workload \"a/b\""),
             ("workloads: {}\n".to_string(), "workloads", "invalid type"),
             ("polices: {}\n".to_string(), "polices", "unknown field `polices`"),
+        ] {
+            let err = error_of(&yaml);
+            assert_eq!(err.path, path, "{yaml}\n→ {err}");
+            assert!(err.message.contains(needle), "{err} should contain {needle}");
+        }
+    }
+
+    #[test]
+    fn metric_inputs_validate_with_named_errors() {
+        let base = "sources:\n  prometheus: {url: \"http://prom:9090\", interval: 10s}\nworkloads:\n  - target: {namespace: a, name: b}\n    max_replicas: 5\n    policies: [{policy: hpa}]\n    metrics:\n";
+        let config = Config::parse(&format!(
+            "{base}      - {{name: rps, prometheus: {{query: 'sum(rate(x{{ns=\"{{{{namespace}}}}\"}}[1m]))'}}}}\n      - {{name: queue, push: {{}}, required: false}}\n"
+        ))
+        .unwrap();
+        let metrics = &config.workloads[0].metrics;
+        assert_eq!(metrics[0].max_age, Duration::from_secs(30), "3 × the Prometheus interval");
+        assert!(metrics[0].required);
+        assert_eq!(metrics[1].max_age, Duration::from_secs(45), "3 × the workload interval");
+        assert!(!metrics[1].required);
+        match &metrics[0].source {
+            MetricSource::Prometheus(query) => {
+                assert_eq!(query.render(&config.workloads[0]), "sum(rate(x{ns=\"a\"}[1m]))")
+            }
+            other => panic!("{other:?}"),
+        }
+        for (yaml, path, needle) in [
+            (
+                format!("{base}      - {{name: rps, push: {{}}, prometheus: {{query: up}}}}\n"),
+                "workloads[0].metrics[0]",
+                "exactly one source",
+            ),
+            (format!("{base}      - {{name: rps}}\n"), "workloads[0].metrics[0]", "exactly one source"),
+            (
+                format!("{base}      - {{name: rps, push: {{}}}}\n      - {{name: rps, push: {{}}}}\n"),
+                "workloads[0].metrics[1].name",
+                "duplicate metric",
+            ),
+            (
+                format!("{base}      - {{name: rps, prometheus: {{query: 'up{{{{job}}}}'}}}}\n"),
+                "workloads[0].metrics[0].prometheus.query",
+                "unknown placeholder {{job}}",
+            ),
+            (
+                format!("{base}      - {{name: rps, prometheus: {{query: up, on_nan: ignore}}}}\n"),
+                "workloads[0].metrics[0].prometheus.on_nan",
+                "unknown variant `ignore`",
+            ),
+            (
+                format!("{base}      - {{name: rps, push: {{}}, max_age: 10ms}}\n"),
+                "workloads[0].metrics[0].max_age",
+                "at least 1s",
+            ),
+            (
+                base.replace("http://prom:9090", "prom:9090") + "      - {name: rps, push: {}}\n",
+                "sources.prometheus.url",
+                "not an http(s) URL",
+            ),
+            (
+                base.replace("sources:\n  prometheus: {url: \"http://prom:9090\", interval: 10s}\n", "")
+                    + "      - {name: rps, prometheus: {query: up}}\n",
+                "workloads[0].metrics[0].prometheus",
+                "no Prometheus configured",
+            ),
         ] {
             let err = error_of(&yaml);
             assert_eq!(err.path, path, "{yaml}\n→ {err}");

@@ -8,11 +8,12 @@
 //! finish in time is abandoned and reported.
 
 use crate::admin::{self, AdminState, LogLevelSetter};
-use crate::config::Workload;
+use crate::config::{Sources, Workload};
 use crate::decide::{Clock, Cluster, Decider, DeciderConfig, Leadership};
 use crate::k8s::{LeaderElector, LeaseSettings};
 use crate::policy::Runtime;
 use crate::policy_store::{PolicyStore, StoreConfig};
+use crate::signals::{SignalHub, prometheus};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,9 +27,16 @@ pub struct Election {
     pub settings: LeaseSettings,
 }
 
+/// A start-up failure caused by a setting (exit code 64 in `scalegate run`).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidSetting(pub String);
+
 /// Process-level settings (flags, not the config file).
 pub struct Settings {
     pub workloads: Vec<Workload>,
+    /// Connections to signal sources (`sources:` of the config file).
+    pub sources: Sources,
     pub admin_listen: SocketAddr,
     pub admin_token: Option<String>,
     pub grace: Duration,
@@ -48,6 +56,7 @@ pub struct Running<C: Cluster, K: Clock> {
     admin: tokio::task::JoinHandle<()>,
     admin_shutdown: CancellationToken,
     elector: Option<(tokio::task::JoinHandle<()>, CancellationToken)>,
+    sources: Vec<tokio::task::JoinHandle<()>>,
     grace: Duration,
 }
 
@@ -72,13 +81,37 @@ pub async fn start<C: Cluster, K: Clock>(
     let ready = Arc::new(AtomicBool::new(false));
     let metrics = store.metrics();
     let leadership = settings.election.as_ref().map(|_| Arc::new(Leadership::default()));
+    let hub = Arc::new(SignalHub::new(&settings.workloads, metrics.clone()));
+    let mut pollers = Vec::new();
+    if let Some(source) = &settings.sources.prometheus
+        && let Some(poller) = prometheus::Poller::new(source, &settings.workloads, hub.clone(), metrics.clone())
+            .map_err(InvalidSetting)?
+    {
+        pollers.push(poller);
+    }
+    let source_clock: Arc<dyn Clock> = clock.clone();
     let decider = Arc::new(Decider::new(
         cluster,
         clock,
         store.clone(),
         settings.workloads,
-        DeciderConfig { metrics: metrics.clone(), leadership: leadership.clone(), ..DeciderConfig::default() },
+        DeciderConfig {
+            metrics: metrics.clone(),
+            leadership: leadership.clone(),
+            inputs: Some(hub.clone()),
+            ..DeciderConfig::default()
+        },
     ));
+    let weak = Arc::downgrade(&decider);
+    hub.set_trigger(move |workload| {
+        if let Some(decider) = weak.upgrade() {
+            decider.trigger(workload);
+        }
+    });
+    let sources: Vec<tokio::task::JoinHandle<()>> = pollers
+        .into_iter()
+        .map(|poller| tokio::spawn(poller.run(source_clock.clone(), shutdown.child_token())))
+        .collect();
     let mut elector = None;
     if let (Some(election), Some(lead)) = (settings.election, leadership) {
         let (gauge, loop_) = (metrics.clone(), decider.clone());
@@ -106,6 +139,8 @@ pub async fn start<C: Cluster, K: Clock>(
         ready: ready.clone(),
         log_level: settings.log_level,
         max_upload_bytes: 64 << 20,
+        inputs: Some(hub),
+        clock: source_clock.clone(),
     });
     let admin = tokio::spawn(admin::serve(listener, state, admin_shutdown.clone()));
     let watcher = store.watch(shutdown.child_token());
@@ -122,6 +157,7 @@ pub async fn start<C: Cluster, K: Clock>(
         admin,
         admin_shutdown,
         elector,
+        sources,
         grace: settings.grace,
     })
 }
@@ -137,6 +173,10 @@ impl<C: Cluster, K: Clock> Running<C, K> {
             let _ = (&mut self.watcher).await;
         })
         .await;
+        for source in self.sources.drain(..) {
+            // they stop at the shutdown token; a fetch in flight is abandoned
+            source.abort();
+        }
         if drained.is_err() {
             tracing::warn!(grace = ?self.grace, "grace period over; abandoning unfinished decisions");
             self.tasks.abort_all();

@@ -27,6 +27,7 @@ use crate::config::{Binding, Target, Workload as WorkloadSpec};
 use crate::guardrails::{self, Proposal, Situation};
 use crate::policy::{self, LoadedPolicy};
 use crate::policy_store::PolicyStore;
+use crate::signals::SignalHub;
 use crate::snapshot::{
     Decision, Forecast, Metric, Pod, PodDeletionCost, Recommendation, ScaleEvent, Signal, Snapshot, Workload,
 };
@@ -104,8 +105,8 @@ impl Leadership {
     }
 }
 
-/// What the cluster (and, until the signal sources land, the metrics
-/// attached to it) shows about one target.
+/// What the cluster shows about one target (the simulator also attaches
+/// its simulated metrics); the signal hub's inputs are added to it.
 #[derive(Debug, Clone, Default)]
 pub struct Observation {
     pub spec_replicas: u32,
@@ -162,6 +163,8 @@ pub struct DeciderConfig {
     pub metrics: Arc<Metrics>,
     /// Set when several replicas run: only the lease holder writes.
     pub leadership: Option<Arc<Leadership>>,
+    /// Metrics and signals from the signal sources, merged into each observation.
+    pub inputs: Option<Arc<SignalHub>>,
 }
 
 impl Default for DeciderConfig {
@@ -174,6 +177,7 @@ impl Default for DeciderConfig {
             fault_rollback_after: 3,
             metrics: Arc::new(Metrics::new()),
             leadership: None,
+            inputs: None,
         }
     }
 }
@@ -314,7 +318,16 @@ impl<C: Cluster, K: Clock> Decider<C, K> {
         let spec = &workload.spec;
         let now_ms = self.clock.now_ms();
         let record = match self.cluster.observe(&spec.target).await {
-            Ok(observation) => self.decide(spec, &mut state, observation, now_ms).await,
+            Ok(mut observation) => {
+                if let Some(hub) = &self.config.inputs {
+                    let inputs = hub.collect(&spec.name, now_ms);
+                    observation.metrics.extend(inputs.metrics);
+                    observation.signals.extend(inputs.signals);
+                    observation.forecasts.extend(inputs.forecasts);
+                    observation.stale_inputs.extend(inputs.stale);
+                }
+                self.decide(spec, &mut state, observation, now_ms).await
+            }
             Err(error) => {
                 let outcome = guardrails::apply(
                     &spec.limits,

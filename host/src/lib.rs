@@ -39,6 +39,7 @@ pub mod k8s;
 pub mod policy;
 pub mod policy_store;
 pub mod run;
+pub mod signals;
 pub mod sim;
 pub mod simulate;
 pub mod snapshot;

@@ -161,15 +161,20 @@ pub fn run(args: &RunArgs, cache_dir: Option<PathBuf>, log_level: Option<LogLeve
         let workloads = config.workloads.len();
         let settings = Settings {
             workloads: config.workloads,
+            sources: config.sources,
             admin_listen: args.admin_listen,
             admin_token: token,
             grace: args.grace,
             log_level,
             election,
         };
-        let running = daemon::start(settings, store, cluster, Arc::new(SystemClock), shutdown.clone())
-            .await
-            .map_err(|e| internal(format!("{e:#}")))?;
+        let running =
+            daemon::start(settings, store, cluster, Arc::new(SystemClock), shutdown.clone()).await.map_err(|e| {
+                match e.downcast_ref::<daemon::InvalidSetting>() {
+                    Some(invalid) => usage(invalid.to_string()),
+                    None => internal(format!("{e:#}")),
+                }
+            })?;
         tracing::info!(%identity, workloads, admin = %running.admin_addr, "scalegate running");
         eprintln!("scalegate: {workloads} workloads, admin API on http://{}", running.admin_addr);
         running.wait().await;

@@ -16,6 +16,17 @@ pub struct KindLabel {
     pub kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceErrorLabel {
+    pub source: String,
+    pub kind: String,
+}
+
 /// All counters and histograms, registered once.
 pub struct Metrics {
     registry: Registry,
@@ -31,6 +42,12 @@ pub struct Metrics {
     pub reloads: Family<KindLabel, Counter>,
     /// 1 while this replica holds the leader Lease (always 0 without leader election).
     pub leader: Gauge,
+    /// Wall time of one fetch from a signal source, seconds.
+    pub source_fetch_seconds: Family<SourceLabel, Histogram>,
+    /// Failed or unusable fetches by source and kind (`timeout`, `http`, `empty`, `nan`, …).
+    pub source_errors: Family<SourceErrorLabel, Counter>,
+    /// Unix time of the last successful fetch per source (alert on `time() - x`).
+    pub source_last_success: Family<SourceLabel, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -62,7 +79,48 @@ impl Metrics {
         registry.register("policy_reloads", "Policy versions admitted or refused by the store", reloads.clone());
         let leader = Gauge::default();
         registry.register("leader", "1 while this replica holds the leader lease", leader.clone());
-        Metrics { registry, decisions, clamps, policy_faults, evaluation_seconds, reloads, leader }
+        let source_fetch_seconds = Family::<SourceLabel, Histogram>::new_with_constructor(|| {
+            // 1 ms … ~16 s
+            Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(1e-3, 4.0, 8))
+        });
+        registry.register(
+            "source_fetch_seconds",
+            "Wall time of one fetch from a signal source",
+            source_fetch_seconds.clone(),
+        );
+        let source_errors = Family::<SourceErrorLabel, Counter>::default();
+        registry.register("source_errors", "Failed or unusable fetches by source and kind", source_errors.clone());
+        let source_last_success = Family::<SourceLabel, Gauge>::default();
+        registry.register(
+            "source_last_success_timestamp_seconds",
+            "Unix time of the last successful fetch per source",
+            source_last_success.clone(),
+        );
+        Metrics {
+            registry,
+            decisions,
+            clamps,
+            policy_faults,
+            evaluation_seconds,
+            reloads,
+            leader,
+            source_fetch_seconds,
+            source_errors,
+            source_last_success,
+        }
+    }
+
+    pub fn observe_fetch(&self, source: &str, took: std::time::Duration) {
+        self.source_fetch_seconds.get_or_create(&SourceLabel { source: source.into() }).observe(took.as_secs_f64());
+    }
+
+    pub fn mark_source_success(&self, source: &str) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        self.source_last_success.get_or_create(&SourceLabel { source: source.into() }).set(now as i64);
+    }
+
+    pub fn count_source_error(&self, source: &str, kind: &str) {
+        self.source_errors.get_or_create(&SourceErrorLabel { source: source.into(), kind: kind.into() }).inc();
     }
 
     pub fn set_leader(&self, leading: bool) {

@@ -56,6 +56,8 @@ async fn start(token: Option<&str>, max_upload_bytes: usize) -> Api {
             tracing_subscriber::EnvFilter::try_new(filter).map(|_| ()).map_err(|e| e.to_string())
         })),
         max_upload_bytes,
+        inputs: None,
+        clock: Arc::new(TokioClock::starting_at(1_700_000_000_000)),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

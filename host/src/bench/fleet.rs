@@ -69,6 +69,7 @@ pub fn run(
                 interval,
                 limits: Limits::bounds(1, 50),
                 actuator: Actuator::Kubernetes,
+                metrics: vec![],
             });
         }
         let decider = Arc::new(Decider::new(cluster.clone(), clock, store, specs, DeciderConfig::default()));

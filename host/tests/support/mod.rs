@@ -43,3 +43,5 @@ pub fn example(name: &str) -> Snapshot {
     let path = workspace().join("examples/snapshots").join(name);
     serde_json::from_str(&std::fs::read_to_string(&path).expect("read example")).expect("parse example")
 }
+
+pub mod servers;

@@ -1,0 +1,223 @@
+//! Signal sources end to end, against real servers started here: source →
+//! snapshot → policy → guardrails → `/scale` written to the fake API server.
+//! A source that stops leaves its inputs stale (no scale-down on stale
+//! data) and recovers when the server returns, without restarting scalegate.
+
+mod support;
+use fake_apiserver::FakeApiServer;
+use scalegate::config::Config;
+use scalegate::daemon::{self, Running, Settings};
+use scalegate::decide::SystemClock;
+use scalegate::k8s::{KubeCluster, KubeSettings};
+use scalegate::policy_store::{PolicyStore, StoreConfig};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::servers::{Prometheus, ScrapeTarget, free_port};
+use support::*;
+
+const TOKEN: &str = "signals-test-token-0123456789";
+
+async fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+struct Rig {
+    fake: FakeApiServer,
+    running: Option<Running<KubeCluster, SystemClock>>,
+    shutdown: tokio_util::sync::CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Rig {
+    /// The daemon on `yaml` with target-tracking and fixed loaded, against a
+    /// fake API server holding `shop/web` at 2 replicas.
+    async fn start(yaml: &str) -> Rig {
+        let fake = FakeApiServer::start().await;
+        fake.add_deployment("shop", "web", 2);
+        fake.put_running_pod("shop", "web", "web-0", true, "250m");
+        fake.put_running_pod("shop", "web", "web-1", true, "250m");
+        let dir = tempfile::tempdir().unwrap();
+        for (name, built) in [("tt.wasm", "target_tracking.wasm"), ("fixed.wasm", "fixed.wasm")] {
+            std::fs::write(dir.path().join(name), policy_bytes(built)).unwrap();
+        }
+        let path = dir.path().to_path_buf();
+        let store = tokio::task::spawn_blocking(move || {
+            PolicyStore::open(Arc::new(runtime()), StoreConfig::new(path)).unwrap()
+        })
+        .await
+        .unwrap();
+        let config = Config::parse(yaml).unwrap();
+        let client = kube::Client::try_from(kube::Config::new(fake.url().parse().unwrap())).unwrap();
+        let cluster = Arc::new(KubeCluster::new(client, KubeSettings::default()));
+        let settings = Settings {
+            workloads: config.workloads,
+            sources: config.sources,
+            admin_listen: "127.0.0.1:0".parse().unwrap(),
+            admin_token: Some(TOKEN.into()),
+            grace: Duration::from_secs(5),
+            log_level: None,
+            election: None,
+        };
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let running = daemon::start(settings, store, cluster, Arc::new(SystemClock), shutdown.clone()).await.unwrap();
+        Rig { fake, running: Some(running), shutdown, _dir: dir }
+    }
+
+    fn admin(&self) -> String {
+        format!("http://{}", self.running.as_ref().unwrap().admin_addr)
+    }
+
+    async fn get(&self, path: &str) -> serde_json::Value {
+        reqwest::get(format!("{}{path}", self.admin())).await.unwrap().json().await.unwrap()
+    }
+
+    async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.admin())).await.unwrap().text().await.unwrap()
+    }
+
+    fn replicas(&self) -> Option<u32> {
+        self.fake.replicas("shop", "web")
+    }
+
+    async fn stop(mut self) {
+        self.shutdown.cancel();
+        self.running.take().unwrap().wait().await;
+        assert_eq!(self.fake.violations(), Vec::<String>::new());
+    }
+}
+
+fn prometheus_config(url: &str) -> String {
+    format!(
+        r#"
+sources:
+  prometheus: {{url: "{url}", interval: 300ms, timeout: 1s}}
+workloads:
+  - target: {{namespace: shop, name: web}}
+    interval: 1s
+    min_replicas: 1
+    max_replicas: 20
+    policies: [{{policy: target-tracking, params: {{metric: rps, target: 100}}}}]
+    metrics:
+      - name: rps
+        max_age: 2s
+        prometheus:
+          query: 'sum(app_rps{{namespace="{{{{namespace}}}}", app="{{{{name}}}}"}})'
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_drives_scaling_goes_stale_when_stopped_and_recovers() {
+    let target = ScrapeTarget::start("shop", "web", 800.0).await;
+    let port = free_port();
+    let prometheus = Prometheus::start(port, target.addr);
+    let rig = Rig::start(&prometheus_config(&prometheus.url())).await;
+
+    // 800 rps at 100 per replica → 8
+    eventually("scale to 8", Duration::from_secs(20), || rig.replicas() == Some(8)).await;
+    let inputs = rig.get("/v1/workloads/shop/web/inputs").await;
+    assert_eq!(inputs["metrics"]["rps"]["value"], 800.0);
+    assert_eq!(inputs["metrics"]["rps"]["fresh"], true);
+    let decisions = rig.get("/v1/workloads/shop/web/decisions?limit=50").await;
+    let applied = decisions["decisions"].as_array().unwrap().iter().find(|d| d["applied"] == true).unwrap().clone();
+    assert!(applied["inputs"].as_str().unwrap().contains("rps=800.000"), "{applied}");
+
+    // Prometheus goes away; the load drops. Nothing may scale down on what is left.
+    prometheus.stop();
+    target.set(100.0);
+    let start = Instant::now();
+    loop {
+        let inputs = rig.get("/v1/workloads/shop/web/inputs").await;
+        if inputs["metrics"]["rps"]["fresh"] == false {
+            assert!(inputs["metrics"]["rps"]["error"].is_string(), "{inputs}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "rps never went stale: {inputs}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await; // three evaluations on stale data
+    assert_eq!(rig.replicas(), Some(8), "scaled down on stale data");
+    let decisions = rig.get("/v1/workloads/shop/web/decisions?limit=1").await;
+    assert_eq!(decisions["decisions"][0]["applied"], false);
+    assert!(rig.metrics().await.contains("scalegate_source_errors_total{source=\"prometheus\",kind=\"connect\"}"));
+
+    // back, on the same address: scalegate picks it up by itself
+    let prometheus = Prometheus::start(port, target.addr);
+    eventually("scale down to 1 after recovery", Duration::from_secs(20), || rig.replicas() == Some(1)).await;
+    let inputs = rig.get("/v1/workloads/shop/web/inputs").await;
+    assert_eq!(inputs["metrics"]["rps"]["fresh"], true);
+    assert!(inputs["metrics"]["rps"]["error"].is_null());
+    let writes: Vec<(u32, u32)> = rig.fake.scale_writes().iter().map(|w| (w.from, w.to)).collect();
+    assert_eq!(writes, [(2, 8), (8, 1)], "no write while the input was stale");
+    drop(prometheus);
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushed_signals_trigger_an_immediate_evaluation_and_bad_pushes_change_nothing() {
+    let yaml = r#"
+workloads:
+  - target: {namespace: shop, name: web}
+    interval: 1h
+    min_replicas: 1
+    max_replicas: 20
+    policies: [{policy: target-tracking, params: {metric: queue, target: 10}}]
+    metrics:
+      - {name: queue, push: {}, max_age: 10m}
+"#;
+    let rig = Rig::start(yaml).await;
+    let client = reqwest::Client::new();
+    let push = |body: serde_json::Value, token: Option<&str>| {
+        let mut request = client.post(format!("{}/v1/signals", rig.admin())).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    // the first evaluation (staggered start) has no queue value: no opinion
+    eventually("a first decision", Duration::from_secs(5), || {
+        rig.running.as_ref().unwrap().decider.decisions("shop/web", 1).is_some_and(|d| !d.is_empty())
+    })
+    .await;
+
+    // refused: no token, unknown workload, undeclared metric, NaN, urgency 9
+    let value = serde_json::json!({"workload": "shop/web", "metrics": [{"name": "queue", "value": 95.0}]});
+    assert_eq!(push(value.clone(), None).await.unwrap().status(), 401);
+    for (body, status, needle) in [
+        (serde_json::json!({"workload": "shop/nope", "metrics": []}), 404, "no workload"),
+        (
+            serde_json::json!({"workload": "shop/web", "metrics": [{"name": "queue", "value": 1.0}, {"name": "cpu", "value": 1.0}]}),
+            422,
+            "declares no metric \\\"cpu\\\"",
+        ),
+        (serde_json::json!({"workload": "shop/web", "metric": []}), 400, "unknown field `metric`"),
+        (serde_json::json!({"workload": "shop/web", "signals": [{"kind": "scale", "urgency": 9}]}), 422, "urgency"),
+    ] {
+        let response = push(body.clone(), Some(TOKEN)).await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{body}");
+        let text = response.text().await.unwrap();
+        assert!(text.contains(needle), "{text} should contain {needle}");
+    }
+    let inputs = rig.get("/v1/workloads/shop/web/inputs").await;
+    assert!(inputs["metrics"]["queue"]["value"].is_null(), "nothing from the refused pushes was kept: {inputs}");
+    assert_eq!(rig.replicas(), Some(2));
+
+    // a value alone waits for the next tick (an hour away) …
+    let response = push(value, Some(TOKEN)).await.unwrap();
+    assert_eq!(response.status(), 202);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rig.replicas(), Some(2));
+    // … a signal evaluates now: 95 / 10 → 10 replicas
+    let started = Instant::now();
+    let signal = serde_json::json!({"workload": "shop/web", "signals": [{"kind": "scale", "action": "scale_out", "urgency": 3, "reason": "traffic spike"}]});
+    assert_eq!(push(signal, Some(TOKEN)).await.unwrap().status(), 202);
+    eventually("the triggered scale", Duration::from_secs(5), || rig.replicas() == Some(10)).await;
+    println!("signal → /scale written in {:?}", started.elapsed());
+    let decisions = rig.get("/v1/workloads/shop/web/decisions?limit=1").await;
+    assert!(decisions["decisions"][0]["inputs"].as_str().unwrap().contains("1 signals"), "{decisions}");
+    rig.stop().await;
+}

@@ -1,0 +1,128 @@
+//! Real servers the signal-source tests start and stop themselves, on free
+//! loopback ports: Prometheus (scraping a target the test controls).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// An HTTP `/metrics` endpoint exposing `app_rps{namespace, app}` with a
+/// value the test sets.
+pub struct ScrapeTarget {
+    pub addr: SocketAddr,
+    value: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ScrapeTarget {
+    pub async fn start(namespace: &str, app: &str, value: f64) -> ScrapeTarget {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new(AtomicU64::new(value.to_bits()));
+        let (value_ref, labels) = (shared.clone(), format!("namespace=\"{namespace}\",app=\"{app}\""));
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let (value, labels) = (value_ref.clone(), labels.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |_request| {
+                        let text = format!(
+                            "# TYPE app_rps gauge\napp_rps{{{labels}}} {}\n",
+                            f64::from_bits(value.load(Ordering::Relaxed))
+                        );
+                        async move { Ok::<_, std::convert::Infallible>(hyper::Response::new(text)) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        ScrapeTarget { addr, value: shared, task }
+    }
+
+    pub fn set(&self, value: f64) {
+        self.value.store(value.to_bits(), Ordering::Relaxed);
+    }
+}
+
+impl Drop for ScrapeTarget {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A Prometheus server (Debian's `prometheus`, installed by
+/// scripts/bootstrap.sh) scraping one target every second.
+pub struct Prometheus {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    pub fn start(port: u16, target: SocketAddr) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
+                 scrape_configs:\n  - job_name: app\n    static_configs: [{{targets: ['{target}']}}]\n"
+            ),
+        )
+        .unwrap();
+        let data: PathBuf = dir.path().join("data");
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", data.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus is not installed: run scripts/bootstrap.sh");
+        let server = Prometheus { port, child, _dir: dir };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
+        let start = Instant::now();
+        loop {
+            if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                use std::io::{Read, Write};
+                let _ = write!(stream, "GET /-/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                let mut response = String::new();
+                let _ = stream.read_to_string(&mut response);
+                if response.starts_with("HTTP/1.1 200") {
+                    return;
+                }
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "prometheus did not become ready");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
