@@ -27,6 +27,8 @@ pub struct Election {
     pub settings: LeaseSettings,
 }
 
+type SourceTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// A start-up failure caused by a setting (exit code 64 in `scalegate run`).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -82,12 +84,12 @@ pub async fn start<C: Cluster, K: Clock>(
     let metrics = store.metrics();
     let leadership = settings.election.as_ref().map(|_| Arc::new(Leadership::default()));
     let hub = Arc::new(SignalHub::new(&settings.workloads, metrics.clone()));
-    let mut pollers = Vec::new();
+    let mut pollers: Vec<Box<dyn FnOnce(Arc<dyn Clock>, CancellationToken) -> SourceTask + Send>> = Vec::new();
     if let Some(source) = &settings.sources.prometheus
-        && let Some(poller) = prometheus::Poller::new(source, &settings.workloads, hub.clone(), metrics.clone())
-            .map_err(InvalidSetting)?
+        && let Some(poller) =
+            prometheus::poller(source, &settings.workloads, hub.clone(), metrics.clone()).map_err(InvalidSetting)?
     {
-        pollers.push(poller);
+        pollers.push(Box::new(move |clock, stop| Box::pin(poller.run(clock, stop))));
     }
     let source_clock: Arc<dyn Clock> = clock.clone();
     let decider = Arc::new(Decider::new(
@@ -110,7 +112,7 @@ pub async fn start<C: Cluster, K: Clock>(
     });
     let sources: Vec<tokio::task::JoinHandle<()>> = pollers
         .into_iter()
-        .map(|poller| tokio::spawn(poller.run(source_clock.clone(), shutdown.child_token())))
+        .map(|start| tokio::spawn(start(source_clock.clone(), shutdown.child_token())))
         .collect();
     let mut elector = None;
     if let (Some(election), Some(lead)) = (settings.election, leadership) {

@@ -15,6 +15,7 @@
 //! - Failures are counted by source and kind and logged when a metric goes
 //!   from working to failing (and when it recovers), not on every attempt.
 
+pub mod poll;
 pub mod prometheus;
 
 use crate::config::{MetricSource, Workload};
@@ -49,6 +50,8 @@ struct Slot {
     received_ms: u64,
     /// The last failure, until a value arrives.
     failing: Option<String>,
+    /// Sources that deliver a series (forecasts) keep it beside the metric.
+    forecast: Option<Forecast>,
 }
 
 #[derive(Debug, Default)]
@@ -101,6 +104,7 @@ impl SignalHub {
                             latest: None,
                             received_ms: 0,
                             failing: None,
+                            forecast: None,
                         };
                         (m.name.clone(), slot)
                     })
@@ -122,7 +126,14 @@ impl SignalHub {
     }
 
     /// A new value of a declared metric, received at `now_ms`.
-    pub fn update(&self, workload: &str, source: &'static str, metric: Metric, now_ms: u64) -> Result<(), InputError> {
+    pub fn update(
+        &self,
+        workload: &str,
+        source: &'static str,
+        metric: Metric,
+        forecast: Option<Forecast>,
+        now_ms: u64,
+    ) -> Result<(), InputError> {
         if !metric.value.is_finite() || metric.pods.iter().any(|p| !p.value.is_finite()) {
             return Err(InputError::Invalid(format!("metric {:?}: values must be finite numbers", metric.name)));
         }
@@ -134,6 +145,7 @@ impl SignalHub {
             tracing::info!(%workload, metric = %metric.name, source, previous_error = %error, "input recovered");
         }
         slot.latest = Some(metric);
+        slot.forecast = forecast;
         slot.received_ms = now_ms;
         Ok(())
     }
@@ -230,7 +242,8 @@ impl SignalHub {
         for (name, slot) in &inputs.slots {
             match &slot.latest {
                 Some(metric) if now_ms.saturating_sub(slot.received_ms) <= slot.max_age_ms => {
-                    out.metrics.push(metric.clone())
+                    out.metrics.push(metric.clone());
+                    out.forecasts.extend(slot.forecast.clone());
                 }
                 _ if slot.required => out.stale.push(format!("{}:{name}", slot.source)),
                 _ => {}
@@ -307,8 +320,8 @@ mod tests {
     fn fresh_values_are_delivered_and_old_required_ones_are_stale() {
         let hub = hub();
         assert_eq!(hub.collect("a/b", 0).stale, ["push:rps"], "never received");
-        hub.update("a/b", "push", metric("rps", 12.0), 1_000).unwrap();
-        hub.update("a/b", "push", metric("extra", 1.0), 1_000).unwrap();
+        hub.update("a/b", "push", metric("rps", 12.0), None, 1_000).unwrap();
+        hub.update("a/b", "push", metric("extra", 1.0), None, 1_000).unwrap();
         let inputs = hub.collect("a/b", 5_000);
         assert_eq!(inputs.metrics.len(), 2);
         assert!(inputs.stale.is_empty());
@@ -324,13 +337,13 @@ mod tests {
     #[test]
     fn undeclared_unknown_and_non_finite_inputs_are_refused() {
         let hub = hub();
-        assert!(matches!(hub.update("x/y", "push", metric("rps", 1.0), 0), Err(InputError::UnknownWorkload(_))));
-        assert!(matches!(hub.update("a/b", "push", metric("cpu", 1.0), 0), Err(InputError::UndeclaredMetric { .. })));
+        assert!(matches!(hub.update("x/y", "push", metric("rps", 1.0), None, 0), Err(InputError::UnknownWorkload(_))));
+        assert!(matches!(hub.update("a/b", "push", metric("cpu", 1.0), None, 0), Err(InputError::UndeclaredMetric { .. })));
         assert!(matches!(
-            hub.update("a/b", "prometheus", metric("rps", 1.0), 0),
+            hub.update("a/b", "prometheus", metric("rps", 1.0), None, 0),
             Err(InputError::UndeclaredMetric { .. })
         ));
-        assert!(matches!(hub.update("a/b", "push", metric("rps", f64::NAN), 0), Err(InputError::Invalid(_))));
+        assert!(matches!(hub.update("a/b", "push", metric("rps", f64::NAN), None, 0), Err(InputError::Invalid(_))));
         assert!(hub.collect("a/b", 0).metrics.is_empty(), "nothing refused was stored");
     }
 

@@ -11,16 +11,16 @@
 //! shape the `hpa` policy's Pods metrics read).
 
 use super::SignalHub;
+use super::poll::{Fetcher, Job, Outcome};
 use crate::config::{MetricSource, Workload};
 use crate::snapshot::{Metric, PodSample};
 use crate::telemetry::Metrics;
-use futures::StreamExt;
+use futures::future::BoxFuture;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
+use std::time::Duration;
 
 /// `sources.prometheus`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -148,130 +148,85 @@ impl Source {
     }
 }
 
-/// One query of one workload metric.
-#[derive(Debug, Clone)]
-struct Job {
-    workload: String,
-    metric: String,
-    promql: String,
-    query: Query,
-}
-
-/// Polls Prometheus for every workload metric that uses it.
-pub struct Poller {
+/// Runs the queries (see [`Fetcher`]).
+pub struct Prometheus {
     source: Source,
     client: reqwest::Client,
-    jobs: Vec<Job>,
+}
+
+/// A poller for every workload metric that queries Prometheus.
+pub type Poller = super::poll::Poller<Prometheus>;
+
+impl Fetcher for Prometheus {
+    type Spec = (Query, String);
+    const SOURCE: &'static str = "prometheus";
+
+    fn fetch_all<'a>(&'a self, jobs: &'a [Job<(Query, String)>]) -> BoxFuture<'a, Vec<Outcome>> {
+        Box::pin(async move {
+            let auth = self.auth();
+            super::poll::fetch_each(jobs, |job| self.query(job, auth.clone())).await
+        })
+    }
+}
+
+/// Builds the poller; fails with a message naming the setting (unreadable CA
+/// or credential file, invalid header). `None` when no workload queries
+/// Prometheus.
+pub fn poller(
+    source: &Source,
+    workloads: &[Workload],
     hub: Arc<SignalHub>,
     metrics: Arc<Metrics>,
+) -> Result<Option<Poller>, String> {
+    let jobs: Vec<Job<(Query, String)>> = workloads
+        .iter()
+        .flat_map(|w| {
+            w.metrics.iter().filter_map(move |m| match &m.source {
+                MetricSource::Prometheus(query) => Some(Job {
+                    workload: w.name.clone(),
+                    metric: m.name.clone(),
+                    spec: (query.clone(), query.render(w)),
+                }),
+                _ => None,
+            })
+        })
+        .collect();
+    if jobs.is_empty() {
+        return Ok(None);
+    }
+    let mut headers = reqwest::header::HeaderMap::new();
+    for (name, value) in &source.headers {
+        let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|e| format!("sources.prometheus.headers: {name:?}: {e}"))?;
+        let value = reqwest::header::HeaderValue::from_str(value)
+            .map_err(|e| format!("sources.prometheus.headers.{name}: {e}"))?;
+        headers.insert(name, value);
+    }
+    let mut builder = reqwest::Client::builder().timeout(source.timeout).default_headers(headers);
+    if let Some(path) = &source.ca_file {
+        let pem =
+            std::fs::read(path).map_err(|e| format!("sources.prometheus.ca_file: cannot read {}: {e}", path.display()))?;
+        for certificate in reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("sources.prometheus.ca_file: {}: {e}", path.display()))?
+        {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    for (field, path) in [
+        ("bearer_token_file", source.bearer_token_file.as_ref()),
+        ("basic_auth.password_file", source.basic_auth.as_ref().map(|b| &b.password_file)),
+    ] {
+        if let Some(path) = path {
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("sources.prometheus.{field}: cannot read {}: {e}", path.display()))?;
+        }
+    }
+    let client = builder.build().map_err(|e| format!("sources.prometheus: {e}"))?;
+    let fetcher = Prometheus { source: source.clone(), client };
+    Ok(Some(Poller { fetcher, jobs, interval: source.interval, hub, metrics }))
 }
 
-/// The outcome of one query.
-#[derive(Debug, PartialEq)]
-enum Outcome {
-    Value(Metric),
-    /// Not updated: (kind, why).
-    Missing(&'static str, String),
-    Failed(&'static str, String),
-}
-
-impl Poller {
-    /// Builds the HTTP client; fails with a message naming the setting
-    /// (unreadable CA file, invalid header). Returns `None` when no
-    /// workload queries Prometheus.
-    pub fn new(
-        source: &Source,
-        workloads: &[Workload],
-        hub: Arc<SignalHub>,
-        metrics: Arc<Metrics>,
-    ) -> Result<Option<Poller>, String> {
-        let jobs: Vec<Job> = workloads
-            .iter()
-            .flat_map(|w| {
-                w.metrics.iter().filter_map(move |m| match &m.source {
-                    MetricSource::Prometheus(query) => Some(Job {
-                        workload: w.name.clone(),
-                        metric: m.name.clone(),
-                        promql: query.render(w),
-                        query: query.clone(),
-                    }),
-                    _ => None,
-                })
-            })
-            .collect();
-        if jobs.is_empty() {
-            return Ok(None);
-        }
-        let mut headers = reqwest::header::HeaderMap::new();
-        for (name, value) in &source.headers {
-            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|e| format!("sources.prometheus.headers: {name:?}: {e}"))?;
-            let value = reqwest::header::HeaderValue::from_str(value)
-                .map_err(|e| format!("sources.prometheus.headers.{name}: {e}"))?;
-            headers.insert(name, value);
-        }
-        let mut builder = reqwest::Client::builder().timeout(source.timeout).default_headers(headers);
-        if let Some(path) = &source.ca_file {
-            let pem = std::fs::read(path)
-                .map_err(|e| format!("sources.prometheus.ca_file: cannot read {}: {e}", path.display()))?;
-            for certificate in reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("sources.prometheus.ca_file: {}: {e}", path.display()))?
-            {
-                builder = builder.add_root_certificate(certificate);
-            }
-        }
-        for (field, path) in [
-            ("bearer_token_file", source.bearer_token_file.as_ref()),
-            ("basic_auth.password_file", source.basic_auth.as_ref().map(|b| &b.password_file)),
-        ] {
-            if let Some(path) = path {
-                std::fs::read_to_string(path)
-                    .map_err(|e| format!("sources.prometheus.{field}: cannot read {}: {e}", path.display()))?;
-            }
-        }
-        let client = builder.build().map_err(|e| format!("sources.prometheus: {e}"))?;
-        Ok(Some(Poller { source: source.clone(), client, jobs, hub, metrics }))
-    }
-
-    /// Queries every `interval` until `shutdown`.
-    pub async fn run(self, clock: Arc<dyn crate::decide::Clock>, shutdown: CancellationToken) {
-        let mut ticker = tokio::time::interval(self.source.interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = ticker.tick() => {}
-            }
-            self.poll(clock.as_ref()).await;
-        }
-    }
-
-    /// Runs every query once.
-    pub async fn poll(&self, clock: &dyn crate::decide::Clock) {
-        let auth = self.auth();
-        futures::stream::iter(&self.jobs)
-            .for_each_concurrent(16, |job| {
-                let auth = auth.clone();
-                async move {
-                    let started = Instant::now();
-                    let outcome = self.query(job, auth).await;
-                    self.metrics.observe_fetch("prometheus", started.elapsed());
-                    match outcome {
-                        Outcome::Value(metric) => {
-                            self.metrics.mark_source_success("prometheus");
-                            if let Err(error) = self.hub.update(&job.workload, "prometheus", metric, clock.now_ms()) {
-                                tracing::warn!(workload = %job.workload, metric = %job.metric, %error, "value refused");
-                            }
-                        }
-                        Outcome::Missing(kind, why) | Outcome::Failed(kind, why) => {
-                            self.hub.fail(&job.workload, &job.metric, kind, why)
-                        }
-                    }
-                }
-            })
-            .await;
-    }
-
+impl Prometheus {
     /// Credentials, read fresh (token files rotate).
     fn auth(&self) -> Option<Auth> {
         if let Some(path) = &self.source.bearer_token_file {
@@ -284,9 +239,10 @@ impl Poller {
         })
     }
 
-    async fn query(&self, job: &Job, auth: Option<Auth>) -> Outcome {
+    async fn query(&self, job: &Job<(Query, String)>, auth: Option<Auth>) -> Outcome {
+        let (query, promql) = &job.spec;
         let url = format!("{}/api/v1/query", self.source.url.trim_end_matches('/'));
-        let mut request = self.client.get(url).query(&[("query", job.promql.as_str())]);
+        let mut request = self.client.get(url).query(&[("query", promql.as_str())]);
         request = match auth {
             Some(Auth::Bearer(token)) => request.bearer_auth(token),
             Some(Auth::Basic(user, password)) => request.basic_auth(user, Some(password)),
@@ -310,7 +266,7 @@ impl Poller {
             return Outcome::Failed("http", format!("HTTP {status}: {detail}"));
         }
         match serde_json::from_slice::<serde_json::Value>(&body) {
-            Ok(answer) => interpret(&job.metric, &job.query, &answer),
+            Ok(answer) => interpret(&job.metric, query, &answer),
             Err(error) => Outcome::Failed("parse", format!("the answer is not JSON: {error}")),
         }
     }
