@@ -7,7 +7,7 @@
 //! not part of this file. The format is documented in `docs/CONFIG.md`.
 
 use crate::guardrails::{Limits, Step};
-use crate::signals::prometheus;
+use crate::signals::{nats, prometheus};
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -153,6 +153,7 @@ struct RawWorkload {
 struct RawMetric {
     name: String,
     prometheus: Option<prometheus::Query>,
+    nats: Option<nats::Consumer>,
     push: Option<PushMetric>,
     #[serde(default, with = "humantime_serde")]
     max_age: Option<Duration>,
@@ -235,6 +236,7 @@ pub struct Workload {
 #[serde(deny_unknown_fields)]
 pub struct Sources {
     pub prometheus: Option<prometheus::Source>,
+    pub nats: Option<nats::Source>,
 }
 
 /// One named input of a workload.
@@ -251,6 +253,8 @@ pub struct MetricSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub enum MetricSource {
     Prometheus(prometheus::Query),
+    /// A JetStream consumer's backlog.
+    Nats(nats::Consumer),
     /// `POST /v1/signals`.
     Push,
 }
@@ -369,6 +373,9 @@ impl RawConfig {
         if let Some(prometheus) = &self.sources.prometheus {
             prometheus.validate().map_err(|(field, message)| error(format!("sources.prometheus.{field}"), message))?;
         }
+        if let Some(nats) = &self.sources.nats {
+            nats.validate().map_err(|(field, message)| error(format!("sources.nats.{field}"), message))?;
+        }
         Ok(Config { policy_dir: self.policies.directory, sources: self.sources, workloads })
     }
 }
@@ -395,16 +402,24 @@ fn metrics(
         if !names.insert(metric.name.clone()) {
             return Err(error(path(".name"), format!("duplicate metric {:?}", metric.name)));
         }
-        let (source, poll) = match (&metric.prometheus, &metric.push) {
-            (Some(query), None) => {
-                let Some(prometheus) = &sources.prometheus else {
-                    return Err(error(path(".prometheus"), "no Prometheus configured (add sources.prometheus)"));
-                };
-                query.validate().map_err(|(field, message)| error(path(&format!(".prometheus.{field}")), message))?;
-                (MetricSource::Prometheus(query.clone()), prometheus.interval)
-            }
-            (None, Some(_)) => (MetricSource::Push, interval),
-            _ => return Err(error(path(""), "give exactly one source: prometheus or push")),
+        let given = [metric.prometheus.is_some(), metric.nats.is_some(), metric.push.is_some()];
+        if given.iter().filter(|g| **g).count() != 1 {
+            return Err(error(path(""), "give exactly one source: prometheus, nats or push"));
+        }
+        let (source, poll) = if let Some(query) = &metric.prometheus {
+            let Some(prometheus) = &sources.prometheus else {
+                return Err(error(path(".prometheus"), "no Prometheus configured (add sources.prometheus)"));
+            };
+            query.validate().map_err(|(field, message)| error(path(&format!(".prometheus.{field}")), message))?;
+            (MetricSource::Prometheus(query.clone()), prometheus.interval)
+        } else if let Some(consumer) = &metric.nats {
+            let Some(nats) = &sources.nats else {
+                return Err(error(path(".nats"), "no NATS configured (add sources.nats)"));
+            };
+            consumer.validate().map_err(|(field, message)| error(path(&format!(".nats.{field}")), message))?;
+            (MetricSource::Nats(consumer.clone()), nats.interval)
+        } else {
+            (MetricSource::Push, interval)
         };
         let max_age = metric.max_age.unwrap_or(crate::signals::default_max_age(poll));
         if max_age < Duration::from_secs(1) {

@@ -13,7 +13,7 @@ use crate::decide::{Clock, Cluster, Decider, DeciderConfig, Leadership};
 use crate::k8s::{LeaderElector, LeaseSettings};
 use crate::policy::Runtime;
 use crate::policy_store::{PolicyStore, StoreConfig};
-use crate::signals::{SignalHub, prometheus};
+use crate::signals::{SignalHub, nats, prometheus};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,6 +28,8 @@ pub struct Election {
 }
 
 type SourceTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+/// Starts a source's task with the loop's clock, stopping at the token.
+type StartSource = Box<dyn FnOnce(Arc<dyn Clock>, CancellationToken) -> SourceTask + Send>;
 
 /// A start-up failure caused by a setting (exit code 64 in `scalegate run`).
 #[derive(Debug, thiserror::Error)]
@@ -84,10 +86,16 @@ pub async fn start<C: Cluster, K: Clock>(
     let metrics = store.metrics();
     let leadership = settings.election.as_ref().map(|_| Arc::new(Leadership::default()));
     let hub = Arc::new(SignalHub::new(&settings.workloads, metrics.clone()));
-    let mut pollers: Vec<Box<dyn FnOnce(Arc<dyn Clock>, CancellationToken) -> SourceTask + Send>> = Vec::new();
+    let mut pollers: Vec<StartSource> = Vec::new();
     if let Some(source) = &settings.sources.prometheus
         && let Some(poller) =
             prometheus::poller(source, &settings.workloads, hub.clone(), metrics.clone()).map_err(InvalidSetting)?
+    {
+        pollers.push(Box::new(move |clock, stop| Box::pin(poller.run(clock, stop))));
+    }
+    if let Some(source) = &settings.sources.nats
+        && let Some(poller) =
+            nats::poller(source, &settings.workloads, hub.clone(), metrics.clone()).map_err(InvalidSetting)?
     {
         pollers.push(Box::new(move |clock, stop| Box::pin(poller.run(clock, stop))));
     }
@@ -110,10 +118,8 @@ pub async fn start<C: Cluster, K: Clock>(
             decider.trigger(workload);
         }
     });
-    let sources: Vec<tokio::task::JoinHandle<()>> = pollers
-        .into_iter()
-        .map(|start| tokio::spawn(start(source_clock.clone(), shutdown.child_token())))
-        .collect();
+    let sources: Vec<tokio::task::JoinHandle<()>> =
+        pollers.into_iter().map(|start| tokio::spawn(start(source_clock.clone(), shutdown.child_token()))).collect();
     let mut elector = None;
     if let (Some(election), Some(lead)) = (settings.election, leadership) {
         let (gauge, loop_) = (metrics.clone(), decider.clone());

@@ -15,6 +15,7 @@
 //! - Failures are counted by source and kind and logged when a metric goes
 //!   from working to failing (and when it recovers), not on every attempt.
 
+pub mod nats;
 pub mod poll;
 pub mod prometheus;
 
@@ -289,6 +290,7 @@ impl MetricSource {
     pub fn label(&self) -> &'static str {
         match self {
             MetricSource::Prometheus(_) => "prometheus",
+            MetricSource::Nats(_) => "nats",
             MetricSource::Push => "push",
         }
     }
@@ -338,7 +340,10 @@ mod tests {
     fn undeclared_unknown_and_non_finite_inputs_are_refused() {
         let hub = hub();
         assert!(matches!(hub.update("x/y", "push", metric("rps", 1.0), None, 0), Err(InputError::UnknownWorkload(_))));
-        assert!(matches!(hub.update("a/b", "push", metric("cpu", 1.0), None, 0), Err(InputError::UndeclaredMetric { .. })));
+        assert!(matches!(
+            hub.update("a/b", "push", metric("cpu", 1.0), None, 0),
+            Err(InputError::UndeclaredMetric { .. })
+        ));
         assert!(matches!(
             hub.update("a/b", "prometheus", metric("rps", 1.0), None, 0),
             Err(InputError::UndeclaredMetric { .. })

@@ -12,7 +12,7 @@ use scalegate::k8s::{KubeCluster, KubeSettings};
 use scalegate::policy_store::{PolicyStore, StoreConfig};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::servers::{Prometheus, ScrapeTarget, free_port};
+use support::servers::{NatsServer, Prometheus, ScrapeTarget, free_port};
 use support::*;
 
 const TOKEN: &str = "signals-test-token-0123456789";
@@ -219,5 +219,82 @@ workloads:
     println!("signal → /scale written in {:?}", started.elapsed());
     let decisions = rig.get("/v1/workloads/shop/web/decisions?limit=1").await;
     assert!(decisions["decisions"][0]["inputs"].as_str().unwrap().contains("1 signals"), "{decisions}");
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_backlog_drives_scaling_goes_stale_when_stopped_and_recovers() {
+    use async_nats::jetstream;
+    use futures::StreamExt;
+    let store = tempfile::tempdir().unwrap();
+    let (port, monitor) = (free_port(), free_port());
+    let server = NatsServer::start(port, monitor, store.path());
+    let url = server.monitor_url();
+    let client = async_nats::connect(format!("127.0.0.1:{port}")).await.unwrap();
+    let js = jetstream::new(client);
+    let stream = js
+        .create_stream(jetstream::stream::Config {
+            name: "JOBS".into(),
+            subjects: vec!["jobs.>".into()],
+            storage: jetstream::stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some("workers".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for _ in 0..45 {
+        js.publish("jobs.render", "job".into()).await.unwrap().await.unwrap();
+    }
+    let yaml = format!(
+        r#"
+sources:
+  nats: {{monitor_url: "{url}", interval: 300ms}}
+workloads:
+  - target: {{namespace: shop, name: web}}
+    interval: 1s
+    min_replicas: 1
+    max_replicas: 20
+    policies: [{{policy: target-tracking, params: {{metric: backlog, target: 10}}}}]
+    metrics:
+      - {{name: backlog, max_age: 2s, nats: {{stream: JOBS, consumer: workers}}}}
+"#
+    );
+    let rig = Rig::start(&yaml).await;
+    // 45 pending at 10 per replica → 5
+    eventually("scale to 5", Duration::from_secs(15), || rig.replicas() == Some(5)).await;
+    assert_eq!(rig.get("/v1/workloads/shop/web/inputs").await["metrics"]["backlog"]["value"], 45.0);
+
+    server.stop();
+    let start = Instant::now();
+    while rig.get("/v1/workloads/shop/web/inputs").await["metrics"]["backlog"]["fresh"] != false {
+        assert!(start.elapsed() < Duration::from_secs(10), "the backlog never went stale");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(rig.replicas(), Some(5), "nothing changes on stale data");
+
+    // back with its stored stream; workers drain 35 jobs → backlog 10 → 1 replica
+    let server = NatsServer::start(port, monitor, store.path());
+    let client = async_nats::connect(format!("127.0.0.1:{port}")).await.unwrap();
+    let js = jetstream::new(client.clone());
+    let consumer: jetstream::consumer::PullConsumer =
+        js.get_stream("JOBS").await.unwrap().get_consumer("workers").await.unwrap();
+    let mut batch = consumer.fetch().max_messages(35).messages().await.unwrap();
+    let mut acked = 0;
+    while let Some(message) = batch.next().await {
+        message.unwrap().double_ack().await.unwrap();
+        acked += 1;
+    }
+    assert_eq!(acked, 35);
+    eventually("scale to 1 after recovery", Duration::from_secs(15), || rig.replicas() == Some(1)).await;
+    let writes: Vec<(u32, u32)> = rig.fake.scale_writes().iter().map(|w| (w.from, w.to)).collect();
+    assert_eq!(writes, [(2, 5), (5, 1)]);
+    drop(server);
     rig.stop().await;
 }

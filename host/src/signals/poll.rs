@@ -25,7 +25,7 @@ pub struct Job<S> {
 pub enum Outcome {
     Value(Metric),
     /// A forecast (also delivered as its own entry in the snapshot).
-    Forecast(Metric, Forecast),
+    Forecast(Box<(Metric, Forecast)>),
     /// Not updated, not a failure of the source: (kind, why).
     Missing(&'static str, String),
     Failed(&'static str, String),
@@ -90,7 +90,10 @@ impl<F: Fetcher> Poller<F> {
         for (job, outcome) in self.jobs.iter().zip(outcomes) {
             let (metric, forecast) = match outcome {
                 Outcome::Value(metric) => (metric, None),
-                Outcome::Forecast(metric, forecast) => (metric, Some(forecast)),
+                Outcome::Forecast(pair) => {
+                    let (metric, forecast) = *pair;
+                    (metric, Some(forecast))
+                }
                 Outcome::Missing(kind, why) | Outcome::Failed(kind, why) => {
                     self.hub.fail(&job.workload, &job.metric, kind, why);
                     continue;

@@ -204,8 +204,8 @@ pub fn poller(
     }
     let mut builder = reqwest::Client::builder().timeout(source.timeout).default_headers(headers);
     if let Some(path) = &source.ca_file {
-        let pem =
-            std::fs::read(path).map_err(|e| format!("sources.prometheus.ca_file: cannot read {}: {e}", path.display()))?;
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("sources.prometheus.ca_file: cannot read {}: {e}", path.display()))?;
         for certificate in reqwest::Certificate::from_pem_bundle(&pem)
             .map_err(|e| format!("sources.prometheus.ca_file: {}: {e}", path.display()))?
         {

@@ -126,3 +126,48 @@ impl Drop for Prometheus {
         let _ = self.child.wait();
     }
 }
+
+/// `nats-server -js` (Debian's `nats-server`) with its monitoring port,
+/// storing streams in a directory that survives a restart.
+pub struct NatsServer {
+    pub port: u16,
+    pub monitor_port: u16,
+    child: Child,
+}
+
+impl NatsServer {
+    pub fn start(port: u16, monitor_port: u16, store: &std::path::Path) -> NatsServer {
+        let child = Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-m", &monitor_port.to_string()])
+            .arg("-sd")
+            .arg(store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server is not installed: run scripts/bootstrap.sh");
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", monitor_port)).is_err()
+            || std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+        {
+            assert!(start.elapsed() < Duration::from_secs(20), "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        NatsServer { port, monitor_port, child }
+    }
+
+    pub fn monitor_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.monitor_port)
+    }
+
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
