@@ -7,7 +7,7 @@
 //! not part of this file. The format is documented in `docs/CONFIG.md`.
 
 use crate::guardrails::{Limits, Step};
-use crate::signals::{nats, prometheus};
+use crate::signals::{forecast, nats, prometheus};
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -154,6 +154,7 @@ struct RawMetric {
     name: String,
     prometheus: Option<prometheus::Query>,
     nats: Option<nats::Consumer>,
+    forecast: Option<forecast::Series>,
     push: Option<PushMetric>,
     #[serde(default, with = "humantime_serde")]
     max_age: Option<Duration>,
@@ -237,6 +238,7 @@ pub struct Workload {
 pub struct Sources {
     pub prometheus: Option<prometheus::Source>,
     pub nats: Option<nats::Source>,
+    pub forecast: Option<forecast::Source>,
 }
 
 /// One named input of a workload.
@@ -255,6 +257,8 @@ pub enum MetricSource {
     Prometheus(prometheus::Query),
     /// A JetStream consumer's backlog.
     Nats(nats::Consumer),
+    /// The first point of a forecast, with the series beside it.
+    Forecast(forecast::Series),
     /// `POST /v1/signals`.
     Push,
 }
@@ -376,6 +380,9 @@ impl RawConfig {
         if let Some(nats) = &self.sources.nats {
             nats.validate().map_err(|(field, message)| error(format!("sources.nats.{field}"), message))?;
         }
+        if let Some(forecast) = &self.sources.forecast {
+            forecast.validate().map_err(|(field, message)| error(format!("sources.forecast.{field}"), message))?;
+        }
         Ok(Config { policy_dir: self.policies.directory, sources: self.sources, workloads })
     }
 }
@@ -402,9 +409,10 @@ fn metrics(
         if !names.insert(metric.name.clone()) {
             return Err(error(path(".name"), format!("duplicate metric {:?}", metric.name)));
         }
-        let given = [metric.prometheus.is_some(), metric.nats.is_some(), metric.push.is_some()];
+        let given =
+            [metric.prometheus.is_some(), metric.nats.is_some(), metric.forecast.is_some(), metric.push.is_some()];
         if given.iter().filter(|g| **g).count() != 1 {
-            return Err(error(path(""), "give exactly one source: prometheus, nats or push"));
+            return Err(error(path(""), "give exactly one source: prometheus, nats, forecast or push"));
         }
         let (source, poll) = if let Some(query) = &metric.prometheus {
             let Some(prometheus) = &sources.prometheus else {
@@ -418,6 +426,11 @@ fn metrics(
             };
             consumer.validate().map_err(|(field, message)| error(path(&format!(".nats.{field}")), message))?;
             (MetricSource::Nats(consumer.clone()), nats.interval)
+        } else if let Some(series) = &metric.forecast {
+            let Some(forecast) = &sources.forecast else {
+                return Err(error(path(".forecast"), "no forecaster configured (add sources.forecast)"));
+            };
+            (MetricSource::Forecast(series.clone()), forecast.interval)
         } else {
             (MetricSource::Push, interval)
         };

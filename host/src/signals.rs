@@ -15,6 +15,7 @@
 //! - Failures are counted by source and kind and logged when a metric goes
 //!   from working to failing (and when it recovers), not on every attempt.
 
+pub mod forecast;
 pub mod nats;
 pub mod poll;
 pub mod prometheus;
@@ -145,9 +146,10 @@ impl SignalHub {
         if let Some(error) = slot.failing.take() {
             tracing::info!(%workload, metric = %metric.name, source, previous_error = %error, "input recovered");
         }
+        // a forecast is as old as its generation, however recently it arrived
+        slot.received_ms = forecast.as_ref().map_or(now_ms, |f| f.generated_ms.min(now_ms));
         slot.latest = Some(metric);
         slot.forecast = forecast;
-        slot.received_ms = now_ms;
         Ok(())
     }
 
@@ -291,6 +293,7 @@ impl MetricSource {
         match self {
             MetricSource::Prometheus(_) => "prometheus",
             MetricSource::Nats(_) => "nats",
+            MetricSource::Forecast(_) => "forecast",
             MetricSource::Push => "push",
         }
     }

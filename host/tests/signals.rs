@@ -12,7 +12,7 @@ use scalegate::k8s::{KubeCluster, KubeSettings};
 use scalegate::policy_store::{PolicyStore, StoreConfig};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::servers::{NatsServer, Prometheus, ScrapeTarget, free_port};
+use support::servers::{HttpStub, NatsServer, Prometheus, ScrapeTarget, free_port};
 use support::*;
 
 const TOKEN: &str = "signals-test-token-0123456789";
@@ -296,5 +296,60 @@ workloads:
     let writes: Vec<(u32, u32)> = rig.fake.scale_writes().iter().map(|w| (w.from, w.to)).collect();
     assert_eq!(writes, [(2, 5), (5, 1)]);
     drop(server);
+    rig.stop().await;
+}
+
+fn forecast(generated: k8s_openapi::jiff::Timestamp, replicas: &[u32]) -> String {
+    serde_json::json!({"workload": "web-api", "metric": "rps", "generatedAt": generated.to_string(),
+                       "stepSeconds": 60, "desiredReplicas": replicas})
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forecasts_drive_scaling_and_stale_or_malformed_ones_change_nothing() {
+    use k8s_openapi::jiff::{SignedDuration, Timestamp};
+    let forecaster = HttpStub::start(&forecast(Timestamp::now(), &[6, 8, 9])).await;
+    let yaml = format!(
+        r#"
+sources:
+  forecast: {{url: "{}", interval: 300ms}}
+workloads:
+  - target: {{namespace: shop, name: web}}
+    interval: 1s
+    min_replicas: 1
+    max_replicas: 20
+    policies: [{{policy: target-tracking, params: {{metric: lead, target: 1}}}}]
+    metrics:
+      - {{name: lead, max_age: 5s, forecast: {{workload: web-api}}}}
+"#,
+        forecaster.url()
+    );
+    let rig = Rig::start(&yaml).await;
+    eventually("scale to the forecast", Duration::from_secs(15), || rig.replicas() == Some(6)).await;
+    assert!(
+        forecaster.requests().iter().any(|r| r == "/forecast/current?workload=web-api"),
+        "{:?}",
+        forecaster.requests()
+    );
+    let decisions = rig.get("/v1/workloads/shop/web/decisions?limit=1").await;
+    assert!(decisions["decisions"][0]["inputs"].as_str().unwrap().contains("lead=6.000"), "{decisions}");
+
+    // not JSON: counted and skipped; then an old forecast, served fresh: stale all the same
+    forecaster.set("<html>502 Bad Gateway</html>");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(rig.metrics().await.contains("scalegate_source_errors_total{source=\"forecast\",kind=\"parse\"}"));
+    forecaster.set(&forecast(Timestamp::now() - SignedDuration::from_mins(10), &[2]));
+    let start = Instant::now();
+    while rig.get("/v1/workloads/shop/web/inputs").await["metrics"]["lead"]["fresh"] != false {
+        assert!(start.elapsed() < Duration::from_secs(10), "the old forecast was taken as fresh");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(rig.replicas(), Some(6), "no scale-down on an old forecast");
+
+    forecaster.set(&forecast(Timestamp::now(), &[3, 3]));
+    eventually("scale to the new forecast", Duration::from_secs(10), || rig.replicas() == Some(3)).await;
+    let writes: Vec<(u32, u32)> = rig.fake.scale_writes().iter().map(|w| (w.from, w.to)).collect();
+    assert_eq!(writes, [(2, 6), (6, 3)]);
     rig.stop().await;
 }

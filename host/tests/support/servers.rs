@@ -171,3 +171,57 @@ impl Drop for NatsServer {
         let _ = self.child.wait();
     }
 }
+
+/// An HTTP service the test scripts: every request gets the current body
+/// (a forecaster, for instance); requests are recorded.
+pub struct HttpStub {
+    pub addr: SocketAddr,
+    body: Arc<std::sync::Mutex<String>>,
+    requests: Arc<std::sync::Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HttpStub {
+    pub async fn start(body: &str) -> HttpStub {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let body = Arc::new(std::sync::Mutex::new(body.to_string()));
+        let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (shared, seen) = (body.clone(), requests.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let (body, seen) = (shared.clone(), seen.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                        seen.lock().unwrap().push(request.uri().to_string());
+                        let text = body.lock().unwrap().clone();
+                        async move { Ok::<_, std::convert::Infallible>(hyper::Response::new(text)) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        HttpStub { addr, body, requests, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn set(&self, body: &str) {
+        *self.body.lock().unwrap() = body.to_string();
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for HttpStub {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
