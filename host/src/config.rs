@@ -7,7 +7,7 @@
 //! not part of this file. The format is documented in `docs/CONFIG.md`.
 
 use crate::guardrails::{Limits, Step};
-use crate::signals::{forecast, nats, prometheus};
+use crate::signals::{forecast, nats, prometheus, redis};
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -155,6 +155,7 @@ struct RawMetric {
     prometheus: Option<prometheus::Query>,
     nats: Option<nats::Consumer>,
     forecast: Option<forecast::Series>,
+    redis: Option<redis::Heartbeat>,
     push: Option<PushMetric>,
     #[serde(default, with = "humantime_serde")]
     max_age: Option<Duration>,
@@ -239,6 +240,7 @@ pub struct Sources {
     pub prometheus: Option<prometheus::Source>,
     pub nats: Option<nats::Source>,
     pub forecast: Option<forecast::Source>,
+    pub redis: Option<redis::Source>,
 }
 
 /// One named input of a workload.
@@ -259,6 +261,8 @@ pub enum MetricSource {
     Nats(nats::Consumer),
     /// The first point of a forecast, with the series beside it.
     Forecast(forecast::Series),
+    /// One field of every live node's heartbeat hash.
+    Redis(redis::Heartbeat),
     /// `POST /v1/signals`.
     Push,
 }
@@ -380,6 +384,9 @@ impl RawConfig {
         if let Some(nats) = &self.sources.nats {
             nats.validate().map_err(|(field, message)| error(format!("sources.nats.{field}"), message))?;
         }
+        if let Some(redis) = &self.sources.redis {
+            redis.validate().map_err(|(field, message)| error(format!("sources.redis.{field}"), message))?;
+        }
         if let Some(forecast) = &self.sources.forecast {
             forecast.validate().map_err(|(field, message)| error(format!("sources.forecast.{field}"), message))?;
         }
@@ -409,10 +416,15 @@ fn metrics(
         if !names.insert(metric.name.clone()) {
             return Err(error(path(".name"), format!("duplicate metric {:?}", metric.name)));
         }
-        let given =
-            [metric.prometheus.is_some(), metric.nats.is_some(), metric.forecast.is_some(), metric.push.is_some()];
+        let given = [
+            metric.prometheus.is_some(),
+            metric.nats.is_some(),
+            metric.forecast.is_some(),
+            metric.redis.is_some(),
+            metric.push.is_some(),
+        ];
         if given.iter().filter(|g| **g).count() != 1 {
-            return Err(error(path(""), "give exactly one source: prometheus, nats, forecast or push"));
+            return Err(error(path(""), "give exactly one source: prometheus, nats, forecast, redis or push"));
         }
         let (source, poll) = if let Some(query) = &metric.prometheus {
             let Some(prometheus) = &sources.prometheus else {
@@ -431,6 +443,12 @@ fn metrics(
                 return Err(error(path(".forecast"), "no forecaster configured (add sources.forecast)"));
             };
             (MetricSource::Forecast(series.clone()), forecast.interval)
+        } else if let Some(heartbeat) = &metric.redis {
+            let Some(redis) = &sources.redis else {
+                return Err(error(path(".redis"), "no Redis configured (add sources.redis)"));
+            };
+            heartbeat.validate().map_err(|(field, message)| error(path(&format!(".redis.{field}")), message))?;
+            (MetricSource::Redis(heartbeat.clone()), redis.interval)
         } else {
             (MetricSource::Push, interval)
         };

@@ -13,7 +13,7 @@ use crate::decide::{Clock, Cluster, Decider, DeciderConfig, Leadership};
 use crate::k8s::{LeaderElector, LeaseSettings};
 use crate::policy::Runtime;
 use crate::policy_store::{PolicyStore, StoreConfig};
-use crate::signals::{SignalHub, forecast, nats, prometheus};
+use crate::signals::{SignalHub, forecast, nats, prometheus, redis};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -96,6 +96,12 @@ pub async fn start<C: Cluster, K: Clock>(
     if let Some(source) = &settings.sources.forecast
         && let Some(poller) =
             forecast::poller(source, &settings.workloads, hub.clone(), metrics.clone()).map_err(InvalidSetting)?
+    {
+        pollers.push(Box::new(move |clock, stop| Box::pin(poller.run(clock, stop))));
+    }
+    if let Some(source) = &settings.sources.redis
+        && let Some(poller) =
+            redis::poller(source, &settings.workloads, hub.clone(), metrics.clone()).map_err(InvalidSetting)?
     {
         pollers.push(Box::new(move |clock, stop| Box::pin(poller.run(clock, stop))));
     }

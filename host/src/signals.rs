@@ -19,6 +19,7 @@ pub mod forecast;
 pub mod nats;
 pub mod poll;
 pub mod prometheus;
+pub mod redis;
 
 use crate::config::{MetricSource, Workload};
 use crate::snapshot::{Forecast, Metric, Signal};
@@ -294,6 +295,7 @@ impl MetricSource {
             MetricSource::Prometheus(_) => "prometheus",
             MetricSource::Nats(_) => "nats",
             MetricSource::Forecast(_) => "forecast",
+            MetricSource::Redis(_) => "redis",
             MetricSource::Push => "push",
         }
     }

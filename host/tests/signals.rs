@@ -12,7 +12,7 @@ use scalegate::k8s::{KubeCluster, KubeSettings};
 use scalegate::policy_store::{PolicyStore, StoreConfig};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::servers::{HttpStub, NatsServer, Prometheus, ScrapeTarget, free_port};
+use support::servers::{HttpStub, NatsServer, Prometheus, RedisServer, ScrapeTarget, free_port};
 use support::*;
 
 const TOKEN: &str = "signals-test-token-0123456789";
@@ -351,5 +351,64 @@ workloads:
     eventually("scale to the new forecast", Duration::from_secs(10), || rig.replicas() == Some(3)).await;
     let writes: Vec<(u32, u32)> = rig.fake.scale_writes().iter().map(|w| (w.from, w.to)).collect();
     assert_eq!(writes, [(2, 6), (6, 3)]);
+    rig.stop().await;
+}
+
+async fn beat(url: &str, node: &str, connections: u32, age: Duration) {
+    let client = redis::Client::open(url).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap() - age;
+    let fields = [("connections", connections.to_string()), ("cpu", "0.5".into()), ("ts", ts.as_millis().to_string())];
+    let _: () =
+        redis::AsyncCommands::hset_multiple(&mut connection, format!("heartbeat:web:{node}"), &fields).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_heartbeats_drive_scaling_drop_dead_nodes_and_survive_a_restart() {
+    let port = free_port();
+    let server = RedisServer::start(port);
+    let url = server.url();
+    beat(&url, "web-0", 900, Duration::ZERO).await;
+    beat(&url, "web-1", 900, Duration::ZERO).await;
+    beat(&url, "web-9", 5000, Duration::from_secs(60)).await; // stopped beating a minute ago
+    let yaml = format!(
+        r#"
+sources:
+  redis: {{url: "{url}", interval: 300ms}}
+workloads:
+  - target: {{namespace: shop, name: web}}
+    interval: 1s
+    min_replicas: 1
+    max_replicas: 20
+    policies: [{{policy: target-tracking, params: {{metric: connections, target: 400}}}}]
+    metrics:
+      - name: connections
+        max_age: 2s
+        redis: {{pattern: "heartbeat:{{{{name}}}}:*", field: connections, ttl: 10s}}
+"#
+    );
+    let rig = Rig::start(&yaml).await;
+    // 1800 live connections at 400 per replica → 5 (the dead node's 5000 do not count)
+    eventually("scale to 5", Duration::from_secs(15), || rig.replicas() == Some(5)).await;
+    assert_eq!(rig.get("/v1/workloads/shop/web/inputs").await["metrics"]["connections"]["value"], 1800.0);
+
+    server.stop();
+    let start = Instant::now();
+    while rig.get("/v1/workloads/shop/web/inputs").await["metrics"]["connections"]["fresh"] != false {
+        assert!(start.elapsed() < Duration::from_secs(10), "connections never went stale");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(rig.replicas(), Some(5), "nothing changes on stale data");
+    assert!(rig.metrics().await.contains("scalegate_source_errors_total{source=\"redis\",kind=\"connect\"}"));
+
+    // a fresh Redis (data lost); nodes beat again with fewer connections → 2
+    let server = RedisServer::start(port);
+    beat(&url, "web-0", 500, Duration::ZERO).await;
+    beat(&url, "web-1", 300, Duration::ZERO).await;
+    eventually("scale to 2 after recovery", Duration::from_secs(15), || rig.replicas() == Some(2)).await;
+    let writes: Vec<(u32, u32)> = rig.fake.scale_writes().iter().map(|w| (w.from, w.to)).collect();
+    assert_eq!(writes, [(2, 5), (5, 2)]);
+    drop(server);
     rig.stop().await;
 }

@@ -1,0 +1,272 @@
+//! Redis heartbeats: nodes (pods) that write a hash per node — e.g.
+//! `HSET heartbeat:socket-3 cpu 0.71 connections 812 mps 1450 latency_ms 38
+//! kafka_lag 120 ts 1795341600000`, usually with an `EXPIRE` — as the load
+//! balancer of the real-time platform does. Each declared metric reads one
+//! field of every hash matching a key pattern and becomes per-pod samples
+//! (the node name is the part of the key the `*` matched) plus their sum.
+//! A node whose `ts` field (Unix ms) is older than `ttl` is dropped; keys
+//! that Redis already expired are simply gone. One `SCAN` and one pipelined
+//! `HGETALL` per pattern per poll serve every metric using that pattern.
+
+use super::SignalHub;
+use super::poll::{Fetcher, Job, Outcome, Poller};
+use crate::config::{MetricSource, Workload};
+use crate::snapshot::{Metric, PodSample};
+use crate::telemetry::Metrics;
+use futures::future::BoxFuture;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `sources.redis`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// `redis://[user:password@]host:port/db` (or `rediss://` for TLS).
+    pub url: String,
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+
+impl Source {
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        redis::Client::open(self.url.as_str()).map_err(|e| ("url", format!("{e}")))?;
+        if self.interval < Duration::from_millis(100) {
+            return Err(("interval", "must be at least 100ms".into()));
+        }
+        Ok(())
+    }
+}
+
+/// `workloads[].metrics[].redis`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    /// Key pattern with one `*` standing for the node name, e.g. `heartbeat:{{name}}-*`.
+    pub pattern: String,
+    /// The hash field to read, e.g. `connections`.
+    pub field: String,
+    /// Nodes whose `ts` is older than this are dropped (default 15 s).
+    #[serde(default = "default_ttl", with = "humantime_serde")]
+    pub ttl: Duration,
+    /// The hash field holding the heartbeat's Unix time in ms (default `ts`).
+    #[serde(default = "default_timestamp_field")]
+    pub timestamp_field: String,
+}
+
+fn default_ttl() -> Duration {
+    Duration::from_secs(15)
+}
+
+fn default_timestamp_field() -> String {
+    "ts".into()
+}
+
+impl Heartbeat {
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.pattern.matches('*').count() != 1 {
+            return Err(("pattern", format!("{:?} must contain exactly one * (the node name)", self.pattern)));
+        }
+        if self.field.is_empty() {
+            return Err(("field", "must not be empty".into()));
+        }
+        Ok(())
+    }
+
+    fn render(&self, workload: &Workload) -> Heartbeat {
+        let pattern = self
+            .pattern
+            .replace("{{namespace}}", &workload.target.namespace)
+            .replace("{{name}}", &workload.target.name);
+        Heartbeat { pattern, ..self.clone() }
+    }
+}
+
+pub struct Redis {
+    source: Source,
+    client: redis::Client,
+    connection: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
+}
+
+/// Nodes by name: their hash fields.
+type Nodes = BTreeMap<String, HashMap<String, String>>;
+
+impl Fetcher for Redis {
+    type Spec = Heartbeat;
+    const SOURCE: &'static str = "redis";
+
+    fn fetch_all<'a>(&'a self, jobs: &'a [Job<Heartbeat>]) -> BoxFuture<'a, Vec<Outcome>> {
+        Box::pin(async move {
+            let now_ms = crate::decide::Clock::now_ms(&crate::decide::SystemClock);
+            let mut read: HashMap<&str, Result<Nodes, (&'static str, String)>> = HashMap::new();
+            for job in jobs {
+                if !read.contains_key(job.spec.pattern.as_str()) {
+                    let nodes = tokio::time::timeout(self.source.timeout, self.nodes(&job.spec.pattern))
+                        .await
+                        .unwrap_or_else(|_| Err(("timeout", format!("no answer within {:?}", self.source.timeout))));
+                    if nodes.is_err() {
+                        // reconnect at the next attempt
+                        *self.connection.lock().await = None;
+                    }
+                    read.insert(&job.spec.pattern, nodes);
+                }
+            }
+            jobs.iter()
+                .map(|job| match &read[job.spec.pattern.as_str()] {
+                    Ok(nodes) => samples(&job.metric, &job.spec, nodes, now_ms),
+                    Err((kind, why)) => Outcome::Failed(kind, why.clone()),
+                })
+                .collect()
+        })
+    }
+}
+
+impl Redis {
+    async fn nodes(&self, pattern: &str) -> Result<Nodes, (&'static str, String)> {
+        let mut slot = self.connection.lock().await;
+        if slot.is_none() {
+            let connection =
+                self.client.get_multiplexed_async_connection().await.map_err(|e| ("connect", e.to_string()))?;
+            *slot = Some(connection);
+        }
+        let connection = slot.as_mut().expect("connected above");
+        let mut keys: Vec<String> = Vec::new();
+        {
+            let mut iter: redis::AsyncIter<String> =
+                redis::AsyncCommands::scan_match(connection, pattern).await.map_err(|e| ("connect", e.to_string()))?;
+            while let Some(key) = futures::StreamExt::next(&mut iter).await {
+                keys.push(key.map_err(|e| ("connect", e.to_string()))?);
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        let mut pipe = redis::pipe();
+        for key in &keys {
+            pipe.hgetall(key);
+        }
+        let hashes: Vec<HashMap<String, String>> =
+            pipe.query_async(connection).await.map_err(|e| ("connect", e.to_string()))?;
+        let (prefix, suffix) = pattern.split_once('*').unwrap_or((pattern, ""));
+        Ok(keys
+            .into_iter()
+            .zip(hashes)
+            .filter_map(|(key, hash)| {
+                let node = key.strip_prefix(prefix)?.strip_suffix(suffix)?.to_string();
+                Some((node, hash))
+            })
+            .collect())
+    }
+}
+
+/// One field of every live node.
+fn samples(name: &str, heartbeat: &Heartbeat, nodes: &Nodes, now_ms: u64) -> Outcome {
+    let ttl = heartbeat.ttl.as_millis() as u64;
+    let mut pods = Vec::new();
+    let mut skipped = Vec::new();
+    for (node, hash) in nodes {
+        let Some(ts) = hash.get(&heartbeat.timestamp_field).and_then(|t| t.trim().parse::<u64>().ok()) else {
+            skipped.push(format!("{node}: no {} field", heartbeat.timestamp_field));
+            continue;
+        };
+        if now_ms.saturating_sub(ts) > ttl {
+            continue; // a node that stopped beating
+        }
+        match hash.get(&heartbeat.field).map(|v| v.trim().parse::<f64>()) {
+            Some(Ok(value)) if value.is_finite() => {
+                pods.push(PodSample { pod: node.clone(), value, timestamp_ms: ts, window_ms: 0 })
+            }
+            Some(_) => skipped.push(format!("{node}: {} is not a finite number", heartbeat.field)),
+            None => skipped.push(format!("{node}: no {} field", heartbeat.field)),
+        }
+    }
+    if pods.is_empty() {
+        let why = if skipped.is_empty() { "no live node".to_string() } else { skipped.join("; ") };
+        return Outcome::Missing("empty", why);
+    }
+    if !skipped.is_empty() {
+        tracing::debug!(metric = name, skipped = %skipped.join("; "), "heartbeats skipped");
+    }
+    let newest = pods.iter().map(|p| p.timestamp_ms).max().unwrap_or(now_ms);
+    let value = pods.iter().map(|p| p.value).sum();
+    Outcome::Value(Metric { name: name.into(), source: "redis".into(), value, timestamp_ms: newest, pods })
+}
+
+/// The poller for every workload metric read from Redis heartbeats.
+pub fn poller(
+    source: &Source,
+    workloads: &[Workload],
+    hub: Arc<SignalHub>,
+    metrics: Arc<Metrics>,
+) -> Result<Option<Poller<Redis>>, String> {
+    let jobs: Vec<Job<Heartbeat>> = workloads
+        .iter()
+        .flat_map(|w| {
+            w.metrics.iter().filter_map(move |m| match &m.source {
+                MetricSource::Redis(heartbeat) => {
+                    Some(Job { workload: w.name.clone(), metric: m.name.clone(), spec: heartbeat.render(w) })
+                }
+                _ => None,
+            })
+        })
+        .collect();
+    if jobs.is_empty() {
+        return Ok(None);
+    }
+    let client = redis::Client::open(source.url.as_str()).map_err(|e| format!("sources.redis.url: {e}"))?;
+    let fetcher = Redis { source: source.clone(), client, connection: tokio::sync::Mutex::new(None) };
+    Ok(Some(Poller { fetcher, jobs, interval: source.interval, hub, metrics }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn heartbeat() -> Heartbeat {
+        Heartbeat {
+            pattern: "hb:*".into(),
+            field: "connections".into(),
+            ttl: Duration::from_secs(10),
+            timestamp_field: "ts".into(),
+        }
+    }
+
+    fn node(fields: &[(&str, &str)]) -> HashMap<String, String> {
+        fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn live_nodes_become_pod_samples_and_stale_ones_are_dropped() {
+        let nodes: Nodes = [
+            ("socket-0".to_string(), node(&[("connections", "800"), ("ts", "100000")])),
+            ("socket-1".to_string(), node(&[("connections", "400"), ("ts", "99000")])),
+            ("socket-2".to_string(), node(&[("connections", "999"), ("ts", "80000")])), // 20 s old
+            ("socket-3".to_string(), node(&[("connections", "NaN"), ("ts", "100000")])),
+            ("socket-4".to_string(), node(&[("cpu", "0.5"), ("ts", "100000")])),
+        ]
+        .into_iter()
+        .collect();
+        let Outcome::Value(metric) = samples("connections", &heartbeat(), &nodes, 100_500) else { panic!() };
+        assert_eq!(metric.value, 1200.0);
+        assert_eq!(metric.pods.iter().map(|p| p.pod.as_str()).collect::<Vec<_>>(), ["socket-0", "socket-1"]);
+        assert_eq!(metric.timestamp_ms, 100_000);
+    }
+
+    #[test]
+    fn no_live_node_is_missing_not_zero() {
+        let nodes: Nodes = [("a".to_string(), node(&[("connections", "1"), ("ts", "0")]))].into_iter().collect();
+        assert!(matches!(samples("c", &heartbeat(), &nodes, 100_000), Outcome::Missing("empty", _)));
+        let bad = Heartbeat { pattern: "hb:*:*".into(), ..heartbeat() };
+        assert!(bad.validate().unwrap_err().1.contains("exactly one *"));
+    }
+}
