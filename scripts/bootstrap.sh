@@ -57,3 +57,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     ${SUDO} apt-get update -qq
     DEBIAN_FRONTEND=noninteractive ${SUDO} apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# A Kafka-API broker for the Kafka tests (a Rust binary; ~25 min to build
+# once on 2 cores, then reused from ~/.cargo/bin)
+TANSU_VERSION=0.6.0
+if [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" ]; then
+    echo "bootstrap: installing tansu ${TANSU_VERSION} (cargo install, ~25 min once)"
+    cargo install tansu --version "${TANSU_VERSION}" --locked --features dynostore --quiet
+fi

@@ -7,7 +7,7 @@
 //! not part of this file. The format is documented in `docs/CONFIG.md`.
 
 use crate::guardrails::{Limits, Step};
-use crate::signals::{forecast, nats, prometheus, redis};
+use crate::signals::{forecast, kafka, nats, prometheus, redis};
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -156,6 +156,7 @@ struct RawMetric {
     nats: Option<nats::Consumer>,
     forecast: Option<forecast::Series>,
     redis: Option<redis::Heartbeat>,
+    kafka_lag: Option<kafka::Lag>,
     push: Option<PushMetric>,
     #[serde(default, with = "humantime_serde")]
     max_age: Option<Duration>,
@@ -241,6 +242,7 @@ pub struct Sources {
     pub nats: Option<nats::Source>,
     pub forecast: Option<forecast::Source>,
     pub redis: Option<redis::Source>,
+    pub kafka: Option<kafka::Source>,
 }
 
 /// One named input of a workload.
@@ -263,6 +265,8 @@ pub enum MetricSource {
     Forecast(forecast::Series),
     /// One field of every live node's heartbeat hash.
     Redis(redis::Heartbeat),
+    /// A consumer group's lag on a topic.
+    KafkaLag(kafka::Lag),
     /// `POST /v1/signals`.
     Push,
 }
@@ -384,6 +388,9 @@ impl RawConfig {
         if let Some(nats) = &self.sources.nats {
             nats.validate().map_err(|(field, message)| error(format!("sources.nats.{field}"), message))?;
         }
+        if let Some(kafka) = &self.sources.kafka {
+            kafka.validate().map_err(|(field, message)| error(format!("sources.kafka.{field}"), message))?;
+        }
         if let Some(redis) = &self.sources.redis {
             redis.validate().map_err(|(field, message)| error(format!("sources.redis.{field}"), message))?;
         }
@@ -421,10 +428,14 @@ fn metrics(
             metric.nats.is_some(),
             metric.forecast.is_some(),
             metric.redis.is_some(),
+            metric.kafka_lag.is_some(),
             metric.push.is_some(),
         ];
         if given.iter().filter(|g| **g).count() != 1 {
-            return Err(error(path(""), "give exactly one source: prometheus, nats, forecast, redis or push"));
+            return Err(error(
+                path(""),
+                "give exactly one source: prometheus, nats, forecast, redis, kafka_lag or push",
+            ));
         }
         let (source, poll) = if let Some(query) = &metric.prometheus {
             let Some(prometheus) = &sources.prometheus else {
@@ -449,6 +460,12 @@ fn metrics(
             };
             heartbeat.validate().map_err(|(field, message)| error(path(&format!(".redis.{field}")), message))?;
             (MetricSource::Redis(heartbeat.clone()), redis.interval)
+        } else if let Some(lag) = &metric.kafka_lag {
+            let Some(kafka) = &sources.kafka else {
+                return Err(error(path(".kafka_lag"), "no Kafka configured (add sources.kafka)"));
+            };
+            lag.validate().map_err(|(field, message)| error(path(&format!(".kafka_lag.{field}")), message))?;
+            (MetricSource::KafkaLag(lag.clone()), kafka.lag_interval)
         } else {
             (MetricSource::Push, interval)
         };

@@ -13,7 +13,8 @@ use crate::decide::{Clock, Cluster, Decider, DeciderConfig, Leadership};
 use crate::k8s::{LeaderElector, LeaseSettings};
 use crate::policy::Runtime;
 use crate::policy_store::{PolicyStore, StoreConfig};
-use crate::signals::{SignalHub, forecast, nats, prometheus, redis};
+use crate::signals::poll::StartSource;
+use crate::signals::{SignalHub, forecast, kafka, nats, prometheus, redis};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,10 +27,6 @@ pub struct Election {
     pub client: kube::Client,
     pub settings: LeaseSettings,
 }
-
-type SourceTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
-/// Starts a source's task with the loop's clock, stopping at the token.
-type StartSource = Box<dyn FnOnce(Arc<dyn Clock>, CancellationToken) -> SourceTask + Send>;
 
 /// A start-up failure caused by a setting (exit code 64 in `scalegate run`).
 #[derive(Debug, thiserror::Error)]
@@ -91,25 +88,39 @@ pub async fn start<C: Cluster, K: Clock>(
         && let Some(poller) =
             prometheus::poller(source, &settings.workloads, hub.clone(), metrics.clone()).map_err(InvalidSetting)?
     {
-        pollers.push(Box::new(move |clock, stop| Box::pin(poller.run(clock, stop))));
+        pollers.push(poller.into_start());
     }
     if let Some(source) = &settings.sources.forecast
         && let Some(poller) =
             forecast::poller(source, &settings.workloads, hub.clone(), metrics.clone()).map_err(InvalidSetting)?
     {
-        pollers.push(Box::new(move |clock, stop| Box::pin(poller.run(clock, stop))));
+        pollers.push(poller.into_start());
     }
     if let Some(source) = &settings.sources.redis
         && let Some(poller) =
             redis::poller(source, &settings.workloads, hub.clone(), metrics.clone()).map_err(InvalidSetting)?
     {
-        pollers.push(Box::new(move |clock, stop| Box::pin(poller.run(clock, stop))));
+        pollers.push(poller.into_start());
     }
     if let Some(source) = &settings.sources.nats
         && let Some(poller) =
             nats::poller(source, &settings.workloads, hub.clone(), metrics.clone()).map_err(InvalidSetting)?
     {
-        pollers.push(Box::new(move |clock, stop| Box::pin(poller.run(clock, stop))));
+        pollers.push(poller.into_start());
+    }
+    let mut audit = None;
+    if let Some(source) = &settings.sources.kafka {
+        if let Some(poller) =
+            kafka::lag_poller(source, &settings.workloads, hub.clone(), metrics.clone()).map_err(InvalidSetting)?
+        {
+            pollers.push(poller.into_start());
+        }
+        if let Some(start) = kafka::directive_consumer(source, &settings.workloads, hub.clone(), metrics.clone())
+            .map_err(InvalidSetting)?
+        {
+            pollers.push(start);
+        }
+        audit = kafka::audit_producer(source, metrics.clone()).map_err(InvalidSetting)?;
     }
     let source_clock: Arc<dyn Clock> = clock.clone();
     let decider = Arc::new(Decider::new(
@@ -121,6 +132,7 @@ pub async fn start<C: Cluster, K: Clock>(
             metrics: metrics.clone(),
             leadership: leadership.clone(),
             inputs: Some(hub.clone()),
+            audit,
             ..DeciderConfig::default()
         },
     ));

@@ -147,8 +147,11 @@ pub trait Cluster: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), ClusterError>> + Send;
 }
 
+/// Receives every applied decision.
+pub type AuditHook = Arc<dyn Fn(&DecisionRecord) + Send + Sync>;
+
 /// Settings of the loop.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DeciderConfig {
     /// Policy calls running at once across all workloads (default: 2 × cores).
     pub max_concurrent_evaluations: usize,
@@ -165,6 +168,8 @@ pub struct DeciderConfig {
     pub leadership: Option<Arc<Leadership>>,
     /// Metrics and signals from the signal sources, merged into each observation.
     pub inputs: Option<Arc<SignalHub>>,
+    /// Called with every applied decision (the Kafka audit producer).
+    pub audit: Option<AuditHook>,
 }
 
 impl Default for DeciderConfig {
@@ -178,6 +183,7 @@ impl Default for DeciderConfig {
             metrics: Arc::new(Metrics::new()),
             leadership: None,
             inputs: None,
+            audit: None,
         }
     }
 }
@@ -346,6 +352,11 @@ impl<C: Cluster, K: Clock> Decider<C, K> {
         self.count(&record);
         self.decided.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::debug!(workload = %spec.name, replicas = record.guardrails.replicas, applied = record.applied, "decision");
+        if record.applied
+            && let Some(audit) = &self.config.audit
+        {
+            audit(&record);
+        }
         workload.log.lock().push(record.clone());
         record
     }

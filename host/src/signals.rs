@@ -16,6 +16,7 @@
 //!   from working to failing (and when it recovers), not on every attempt.
 
 pub mod forecast;
+pub mod kafka;
 pub mod nats;
 pub mod poll;
 pub mod prometheus;
@@ -296,7 +297,37 @@ impl MetricSource {
             MetricSource::Nats(_) => "nats",
             MetricSource::Forecast(_) => "forecast",
             MetricSource::Redis(_) => "redis",
+            MetricSource::KafkaLag(_) => "kafka",
             MetricSource::Push => "push",
+        }
+    }
+}
+
+/// Logs the first of a burst of similar problems, then at most one line per
+/// 10 s saying how many more there were.
+pub struct BurstLog {
+    what: &'static str,
+    window: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl BurstLog {
+    pub fn new(what: &'static str) -> BurstLog {
+        BurstLog { what, window: None, suppressed: 0 }
+    }
+
+    pub fn note(&mut self, detail: &str) {
+        let now = std::time::Instant::now();
+        match self.window {
+            Some(start) if now.duration_since(start) < Duration::from_secs(10) => self.suppressed += 1,
+            _ => {
+                if self.suppressed > 0 {
+                    tracing::warn!(what = self.what, count = self.suppressed, "more of the same in the last 10 s");
+                }
+                tracing::warn!(what = self.what, %detail, "input problem");
+                self.window = Some(now);
+                self.suppressed = 0;
+            }
         }
     }
 }

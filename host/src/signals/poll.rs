@@ -12,6 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
+/// A source's long-running task.
+pub type SourceTask = BoxFuture<'static, ()>;
+/// Starts a source's task with the loop's clock, stopping at the token.
+pub type StartSource = Box<dyn FnOnce(Arc<dyn Clock>, CancellationToken) -> SourceTask + Send>;
+
 /// One input of one workload that a source fetches.
 #[derive(Debug, Clone)]
 pub struct Job<S> {
@@ -68,6 +73,11 @@ pub struct Poller<F: Fetcher> {
 }
 
 impl<F: Fetcher> Poller<F> {
+    /// This poller as a task to start.
+    pub fn into_start(self) -> StartSource {
+        Box::new(move |clock, stop| Box::pin(self.run(clock, stop)))
+    }
+
     /// Polls every `interval` until `shutdown`.
     pub async fn run(self, clock: Arc<dyn Clock>, shutdown: CancellationToken) {
         let mut ticker = tokio::time::interval(self.interval);

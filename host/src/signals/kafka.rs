@@ -1,0 +1,572 @@
+//! Kafka, three ways (rdkafka, librdkafka underneath):
+//!
+//! - **directives**: a consumer (group `group_id`) of topics carrying
+//!   `ScaleSignal` JSON messages, e.g. `rtc.control.scale`. Each message is
+//!   routed to a workload — by the message key or by a JSON field — becomes
+//!   a signal in its snapshot and triggers an evaluation at once. Malformed
+//!   messages are counted (`scalegate_source_errors_total{source="kafka"}`),
+//!   logged once per burst and skipped.
+//! - **lag**: a metric per workload, the consumer-group lag of a topic: per
+//!   partition, high watermark − committed offset, summed. A partition the
+//!   group never committed counts as KEDA counts it: 1 with
+//!   `offset_reset: latest` (the default), the whole retained log
+//!   (high − low watermark) with `earliest`.
+//! - **audit**: every applied decision published as JSON to a topic, keyed
+//!   by workload.
+//!
+//! `options` passes librdkafka properties through (`security.protocol`,
+//! `sasl.mechanism`, `sasl.username`, `ssl.ca.location`, …); a secret can be
+//! read from a file with `sasl_password_file`. librdkafka reconnects by
+//! itself; while the broker is away the lag goes stale (no scale-down).
+
+use super::poll::{Fetcher, Job, Outcome, Poller, SourceTask, StartSource};
+use super::{BurstLog, SignalHub};
+use crate::config::{MetricSource, Workload};
+use crate::decide::{AuditHook, Clock, DecisionRecord};
+use crate::snapshot::{Metric, ScaleAction, Signal};
+use crate::telemetry::Metrics;
+use futures::future::BoxFuture;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// `sources.kafka`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// `host:port[,host:port…]`.
+    pub brokers: String,
+    /// Consumer group of the directive consumer (default `scalegate`).
+    #[serde(default = "default_group")]
+    pub group_id: String,
+    /// librdkafka properties, passed through.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// Sets `sasl.password` from this file.
+    pub sasl_password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub directives: Vec<DirectiveTopic>,
+    pub audit: Option<Audit>,
+    /// How often lag is measured (default 5 s).
+    #[serde(default = "default_lag_interval", with = "humantime_serde")]
+    pub lag_interval: Duration,
+    /// Deadline of metadata and offset requests (default 5 s).
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_group() -> String {
+    "scalegate".into()
+}
+
+fn default_lag_interval() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// A topic of `ScaleSignal` messages.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectiveTopic {
+    pub topic: String,
+    /// How a message names its workload (default: the `target` field).
+    #[serde(default)]
+    pub route: Route,
+}
+
+/// The routing value is matched against each workload's name, its target's
+/// `namespace/name`, and its target's bare name.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Route {
+    /// The message key.
+    Key,
+    /// A top-level string field of the JSON message.
+    Field(String),
+}
+
+impl Default for Route {
+    fn default() -> Self {
+        Route::Field("target".into())
+    }
+}
+
+/// `sources.kafka.audit`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Audit {
+    pub topic: String,
+}
+
+/// `workloads[].metrics[].kafka_lag`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lag {
+    pub topic: String,
+    /// The consumer group whose lag to measure (the workload's consumers).
+    pub group: String,
+    #[serde(default)]
+    pub offset_reset: OffsetReset,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OffsetReset {
+    #[default]
+    Latest,
+    Earliest,
+}
+
+impl Source {
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.brokers.trim().is_empty() {
+            return Err(("brokers", "must not be empty".into()));
+        }
+        if self.group_id.is_empty() {
+            return Err(("group_id", "must not be empty".into()));
+        }
+        if self.directives.iter().any(|d| d.topic.is_empty()) {
+            return Err(("directives", "every directive needs a topic".into()));
+        }
+        Ok(())
+    }
+
+    fn client_config(&self) -> Result<ClientConfig, String> {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers);
+        for (key, value) in &self.options {
+            config.set(key, value);
+        }
+        if let Some(path) = &self.sasl_password_file {
+            let password = std::fs::read_to_string(path)
+                .map_err(|e| format!("sources.kafka.sasl_password_file: cannot read {}: {e}", path.display()))?;
+            config.set("sasl.password", password.trim_end_matches(['\n', '\r']));
+        }
+        Ok(config)
+    }
+}
+
+impl Lag {
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        for (field, value) in [("topic", &self.topic), ("group", &self.group)] {
+            if value.is_empty() {
+                return Err((field, "must not be empty".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sets `key` unless `options` already did.
+fn set_default(config: &mut ClientConfig, key: &str, value: &str) {
+    if config.get(key).is_none() {
+        config.set(key, value);
+    }
+}
+
+// ---- directives -----------------------------------------------------------
+
+/// Workload names by every name a message may use for them.
+fn route_table(workloads: &[Workload]) -> HashMap<String, String> {
+    let mut table = HashMap::new();
+    let mut bare: HashMap<&str, Vec<&str>> = HashMap::new();
+    for w in workloads {
+        table.insert(w.name.clone(), w.name.clone());
+        table.insert(format!("{}/{}", w.target.namespace, w.target.name), w.name.clone());
+        bare.entry(&w.target.name).or_default().push(&w.name);
+    }
+    for (name, owners) in bare {
+        if let [only] = owners.as_slice() {
+            table.entry(name.to_string()).or_insert_with(|| only.to_string());
+        }
+    }
+    table
+}
+
+/// A `ScaleSignal` message as a signal for one workload: (workload, signal)
+/// or (error kind, why).
+pub fn parse_directive(
+    topic: &str,
+    route: &Route,
+    routes: &HashMap<String, String>,
+    key: Option<&[u8]>,
+    payload: Option<&[u8]>,
+    record_ms: Option<u64>,
+    now_ms: u64,
+) -> Result<(String, Signal), (&'static str, String)> {
+    let payload = payload.ok_or(("parse", "empty message".to_string()))?;
+    let message: serde_json::Value =
+        serde_json::from_slice(payload).map_err(|e| ("parse", format!("not JSON: {e}")))?;
+    let object = message.as_object().ok_or(("parse", "not a JSON object".to_string()))?;
+    let routing = match route {
+        Route::Key => key.map(|k| String::from_utf8_lossy(k).into_owned()),
+        Route::Field(field) => object.get(field).and_then(|v| v.as_str()).map(str::to_string),
+    }
+    .ok_or_else(|| ("route", format!("no routing value ({route:?}) in the message")))?;
+    let workload = routes.get(&routing).ok_or_else(|| ("route", format!("no workload {routing:?}")))?.clone();
+
+    let field = |names: &[&str]| names.iter().find_map(|n| object.get(*n)).filter(|v| !v.is_null());
+    let target_replicas = match field(&["targetReplicas", "target_replicas"]) {
+        None => None,
+        Some(v) => Some(
+            v.as_u64()
+                .and_then(|r| u32::try_from(r).ok())
+                .ok_or(("invalid", format!("targetReplicas must be a non-negative integer, got {v}")))?,
+        ),
+    };
+    let delta = match field(&["delta", "replicaDelta", "replica_delta"]) {
+        None => None,
+        Some(v) => Some(v.as_i64().ok_or(("invalid", format!("delta must be an integer, got {v}")))?),
+    };
+    let action = match field(&["action", "direction"]) {
+        None => delta.map(|d| {
+            if d > 0 {
+                ScaleAction::ScaleOut
+            } else if d < 0 {
+                ScaleAction::ScaleIn
+            } else {
+                ScaleAction::Hold
+            }
+        }),
+        Some(v) => {
+            let text = v.as_str().ok_or(("invalid", format!("action must be a string, got {v}")))?;
+            Some(match text.to_ascii_lowercase().replace('-', "_").as_str() {
+                "scale_out" | "out" | "up" | "scale_up" => ScaleAction::ScaleOut,
+                "scale_in" | "in" | "down" | "scale_down" => ScaleAction::ScaleIn,
+                "hold" | "none" | "no_change" | "noop" => ScaleAction::Hold,
+                other => return Err(("invalid", format!("unknown action {other:?}"))),
+            })
+        }
+    };
+    let urgency = match field(&["urgency", "urgencyLevel", "urgency_level"]) {
+        None => None,
+        Some(v) => Some(match (v.as_u64(), v.as_str().map(str::to_ascii_lowercase).as_deref()) {
+            (Some(level), _) if level <= 3 => level as u8,
+            (_, Some("low" | "routine")) => 0,
+            (_, Some("normal" | "medium")) => 1,
+            (_, Some("high")) => 2,
+            (_, Some("critical" | "urgent")) => 3,
+            _ => return Err(("invalid", format!("urgency must be 0-3 or low/medium/high/critical, got {v}"))),
+        }),
+    };
+    let timestamp_ms = match field(&["timestampMs", "timestamp_ms", "ts", "timestamp"]) {
+        Some(v) if v.is_u64() => v.as_u64().unwrap_or(now_ms),
+        Some(v) => match v.as_str().map(|t| t.parse::<k8s_openapi::jiff::Timestamp>()) {
+            Some(Ok(time)) => time.as_millisecond().max(0) as u64,
+            _ => return Err(("invalid", format!("timestamp must be Unix ms or RFC 3339, got {v}"))),
+        },
+        None => record_ms.unwrap_or(now_ms),
+    };
+    let reason = field(&["reason", "message"]).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let known = [
+        "targetReplicas",
+        "target_replicas",
+        "action",
+        "direction",
+        "urgency",
+        "urgencyLevel",
+        "urgency_level",
+        "timestampMs",
+        "timestamp_ms",
+        "ts",
+        "timestamp",
+        "reason",
+        "message",
+    ];
+    let attributes = object
+        .iter()
+        .filter(|(k, _)| !known.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+        .collect();
+    let signal = Signal {
+        kind: "scale-signal".into(),
+        source: format!("kafka:{topic}"),
+        timestamp_ms,
+        action,
+        target_replicas,
+        urgency,
+        reason,
+        attributes,
+    };
+    Ok((workload, signal))
+}
+
+/// Consumes the directive topics until `shutdown`. `None` without topics.
+pub fn directive_consumer(
+    source: &Source,
+    workloads: &[Workload],
+    hub: Arc<SignalHub>,
+    metrics: Arc<Metrics>,
+) -> Result<Option<StartSource>, String> {
+    if source.directives.is_empty() {
+        return Ok(None);
+    }
+    let mut config = source.client_config()?;
+    config.set("group.id", &source.group_id).set("enable.auto.commit", "true").set("auto.offset.reset", "latest");
+    set_default(&mut config, "session.timeout.ms", "10000");
+    // directives are few and urgent: do not let a fetch idle on the broker
+    // for librdkafka's default 500 ms when a message may arrive meanwhile
+    set_default(&mut config, "fetch.wait.max.ms", "10");
+    let consumer: StreamConsumer =
+        config.create().map_err(|e| format!("sources.kafka: cannot create the consumer: {e}"))?;
+    let topics: Vec<&str> = source.directives.iter().map(|d| d.topic.as_str()).collect();
+    consumer.subscribe(&topics).map_err(|e| format!("sources.kafka.directives: {e}"))?;
+    let routes = route_table(workloads);
+    let by_topic: HashMap<String, Route> =
+        source.directives.iter().map(|d| (d.topic.clone(), d.route.clone())).collect();
+    Ok(Some(Box::new(move |clock: Arc<dyn Clock>, shutdown: CancellationToken| -> SourceTask {
+        Box::pin(async move {
+            let mut bad = BurstLog::new("kafka directive skipped");
+            let mut broken = BurstLog::new("kafka consumer error");
+            loop {
+                let message = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    message = consumer.recv() => message,
+                };
+                let message = match message {
+                    Ok(message) => message,
+                    Err(error) => {
+                        metrics.count_source_error("kafka", "consumer");
+                        broken.note(&error.to_string());
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                };
+                let route = by_topic.get(message.topic()).cloned().unwrap_or_default();
+                let record_ms = message.timestamp().to_millis().and_then(|t| u64::try_from(t).ok());
+                match parse_directive(
+                    message.topic(),
+                    &route,
+                    &routes,
+                    message.key(),
+                    message.payload(),
+                    record_ms,
+                    clock.now_ms(),
+                ) {
+                    Ok((workload, signal)) => {
+                        metrics.mark_source_success("kafka");
+                        if let Err(error) = hub.signal(&workload, signal) {
+                            bad.note(&error.to_string());
+                        }
+                    }
+                    Err((kind, why)) => {
+                        metrics.count_source_error("kafka", kind);
+                        bad.note(&format!("{}[{}]@{}: {why}", message.topic(), message.partition(), message.offset()));
+                    }
+                }
+            }
+        })
+    })))
+}
+
+// ---- lag --------------------------------------------------------------------
+
+pub struct LagReader {
+    source: Source,
+    /// A metadata/offsets client per consumer group (they never join it).
+    clients: parking_lot::Mutex<HashMap<String, Arc<BaseConsumer>>>,
+}
+
+impl LagReader {
+    fn client(&self, group: &str) -> Result<Arc<BaseConsumer>, String> {
+        let mut clients = self.clients.lock();
+        if let Some(client) = clients.get(group) {
+            return Ok(client.clone());
+        }
+        let client: BaseConsumer = self
+            .source
+            .client_config()?
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(|e| format!("cannot create a Kafka client for group {group}: {e}"))?;
+        let client = Arc::new(client);
+        clients.insert(group.to_string(), client.clone());
+        Ok(client)
+    }
+}
+
+/// Total lag of `group` on `topic` (blocking).
+fn measure(client: &BaseConsumer, lag: &Lag, timeout: Duration) -> Result<f64, (&'static str, String)> {
+    let kafka = |e: rdkafka::error::KafkaError| ("connect", e.to_string());
+    let metadata = client.fetch_metadata(Some(&lag.topic), timeout).map_err(kafka)?;
+    let topic = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == lag.topic)
+        .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+        .ok_or_else(|| ("not_found", format!("no topic {}", lag.topic)))?;
+    let mut wanted = TopicPartitionList::new();
+    for partition in topic.partitions() {
+        wanted.add_partition(&lag.topic, partition.id());
+    }
+    let committed = client.committed_offsets(wanted, timeout).map_err(kafka)?;
+    let mut total = 0i64;
+    for partition in topic.partitions() {
+        let (low, high) = client.fetch_watermarks(&lag.topic, partition.id(), timeout).map_err(kafka)?;
+        let offset = committed.find_partition(&lag.topic, partition.id()).map(|p| p.offset());
+        total += match offset {
+            Some(Offset::Offset(done)) => (high - done).max(0),
+            _ => match lag.offset_reset {
+                OffsetReset::Latest => 1,
+                OffsetReset::Earliest => (high - low).max(0),
+            },
+        };
+    }
+    Ok(total as f64)
+}
+
+impl Fetcher for LagReader {
+    type Spec = Lag;
+    const SOURCE: &'static str = "kafka";
+
+    fn fetch_all<'a>(&'a self, jobs: &'a [Job<Lag>]) -> BoxFuture<'a, Vec<Outcome>> {
+        Box::pin(super::poll::fetch_each(jobs, move |job| self.lag_of(job)))
+    }
+}
+
+impl LagReader {
+    async fn lag_of(&self, job: &Job<Lag>) -> Outcome {
+        {
+            let client = match self.client(&job.spec.group) {
+                Ok(client) => client,
+                Err(why) => return Outcome::Failed("connect", why),
+            };
+            let (lag, timeout, name) = (job.spec.clone(), self.source.timeout, job.metric.clone());
+            match tokio::task::spawn_blocking(move || measure(&client, &lag, timeout)).await {
+                Ok(Ok(value)) => Outcome::Value(Metric {
+                    name,
+                    source: "kafka".into(),
+                    value,
+                    timestamp_ms: crate::decide::SystemClock.now_ms(),
+                    pods: vec![],
+                }),
+                Ok(Err((kind, why))) => Outcome::Failed(kind, why),
+                Err(join) => Outcome::Failed("connect", format!("lag task failed: {join}")),
+            }
+        }
+    }
+}
+
+/// The poller for every workload metric that measures consumer lag.
+pub fn lag_poller(
+    source: &Source,
+    workloads: &[Workload],
+    hub: Arc<SignalHub>,
+    metrics: Arc<Metrics>,
+) -> Result<Option<Poller<LagReader>>, String> {
+    let jobs: Vec<Job<Lag>> = workloads
+        .iter()
+        .flat_map(|w| {
+            w.metrics.iter().filter_map(move |m| match &m.source {
+                MetricSource::KafkaLag(lag) => {
+                    Some(Job { workload: w.name.clone(), metric: m.name.clone(), spec: lag.clone() })
+                }
+                _ => None,
+            })
+        })
+        .collect();
+    if jobs.is_empty() {
+        return Ok(None);
+    }
+    source.client_config()?;
+    let fetcher = LagReader { source: source.clone(), clients: Default::default() };
+    Ok(Some(Poller { fetcher, jobs, interval: source.lag_interval, hub, metrics }))
+}
+
+// ---- audit ------------------------------------------------------------------
+
+/// Publishes applied decisions; `None` without `audit`.
+pub fn audit_producer(source: &Source, metrics: Arc<Metrics>) -> Result<Option<AuditHook>, String> {
+    let Some(audit) = &source.audit else { return Ok(None) };
+    let mut config = source.client_config()?;
+    set_default(&mut config, "linger.ms", "5");
+    set_default(&mut config, "message.timeout.ms", "30000");
+    let producer: FutureProducer =
+        config.create().map_err(|e| format!("sources.kafka.audit: cannot create the producer: {e}"))?;
+    let topic = audit.topic.clone();
+    Ok(Some(Arc::new(move |record: &DecisionRecord| {
+        let Ok(payload) = serde_json::to_vec(record) else { return };
+        let delivery = producer.send_result(FutureRecord::to(&topic).key(&record.workload).payload(&payload));
+        let metrics = metrics.clone();
+        match delivery {
+            Ok(delivery) => {
+                tokio::spawn(async move {
+                    if !matches!(delivery.await, Ok(Ok(_))) {
+                        metrics.count_source_error("kafka", "audit");
+                    }
+                });
+            }
+            Err((error, _)) => {
+                metrics.count_source_error("kafka", "audit");
+                tracing::warn!(%error, "audit record not queued");
+            }
+        }
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routes() -> HashMap<String, String> {
+        [("rtc/socket", "rtc/socket"), ("socket", "rtc/socket")]
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    fn parse(payload: &str) -> Result<(String, Signal), (&'static str, String)> {
+        parse_directive("rtc.control.scale", &Route::default(), &routes(), None, Some(payload.as_bytes()), Some(5), 9)
+    }
+
+    #[test]
+    fn scale_signals_in_either_case_style_become_signals() {
+        let (workload, signal) = parse(
+            r#"{"target": "socket", "targetReplicas": 12, "urgency": "critical", "reason": "lag spike", "nodeId": "lb-1", "score": 0.9}"#,
+        )
+        .unwrap();
+        assert_eq!(workload, "rtc/socket");
+        assert_eq!((signal.target_replicas, signal.urgency), (Some(12), Some(3)));
+        assert_eq!((signal.timestamp_ms, signal.reason.as_str()), (5, "lag spike"));
+        assert!(signal.attributes.contains(&("nodeId".into(), "lb-1".into())));
+        assert!(signal.attributes.contains(&("score".into(), "0.9".into())));
+        let (_, signal) =
+            parse(r#"{"target": "rtc/socket", "action": "SCALE-OUT", "urgency_level": 2, "ts": 77}"#).unwrap();
+        assert_eq!((signal.action, signal.urgency, signal.timestamp_ms), (Some(ScaleAction::ScaleOut), Some(2), 77));
+        let (_, signal) = parse(r#"{"target": "socket", "delta": -1}"#).unwrap();
+        assert_eq!(signal.action, Some(ScaleAction::ScaleIn));
+        assert!(signal.attributes.contains(&("delta".into(), "-1".into())));
+    }
+
+    #[test]
+    fn malformed_messages_name_the_problem() {
+        for (payload, kind, needle) in [
+            ("not json", "parse", "not JSON"),
+            ("[1, 2]", "parse", "not a JSON object"),
+            (r#"{"targetReplicas": 3}"#, "route", "no routing value"),
+            (r#"{"target": "checkout", "targetReplicas": 3}"#, "route", "no workload \"checkout\""),
+            (r#"{"target": "socket", "targetReplicas": -3}"#, "invalid", "targetReplicas"),
+            (r#"{"target": "socket", "action": "sideways"}"#, "invalid", "sideways"),
+            (r#"{"target": "socket", "urgency": 7}"#, "invalid", "urgency"),
+            (r#"{"target": "socket", "ts": "yesterday"}"#, "invalid", "timestamp"),
+        ] {
+            let (k, why) = parse(payload).unwrap_err();
+            assert_eq!(k, kind, "{payload}: {why}");
+            assert!(why.contains(needle), "{payload}: {why}");
+        }
+        let by_key = parse_directive("t", &Route::Key, &routes(), Some(b"socket"), Some(b"{}"), None, 1).unwrap();
+        assert_eq!(by_key.0, "rtc/socket");
+    }
+}

@@ -1,0 +1,244 @@
+//! Kafka against a real Kafka-API broker (tansu) started here: `ScaleSignal`
+//! directives scale at once (and malformed ones are counted and skipped),
+//! applied decisions are published to the audit topic, and consumer-group
+//! lag drives scaling, goes stale while the broker is down and recovers.
+
+mod support;
+use fake_apiserver::FakeApiServer;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use scalegate::config::Config;
+use scalegate::daemon::{self, Running, Settings};
+use scalegate::decide::SystemClock;
+use scalegate::k8s::{KubeCluster, KubeSettings};
+use scalegate::policy_store::{PolicyStore, StoreConfig};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::servers::{Tansu, free_port};
+use support::*;
+
+async fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn producer(brokers: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "0")
+        .set("batch.num.messages", "1")
+        .create()
+        .unwrap()
+}
+
+async fn send(producer: &FutureProducer, topic: &str, payload: &str) {
+    producer
+        .send(FutureRecord::<(), _>::to(topic).payload(payload), Duration::from_secs(5))
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+}
+
+struct Rig {
+    fake: FakeApiServer,
+    running: Option<Running<KubeCluster, SystemClock>>,
+    shutdown: tokio_util::sync::CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Rig {
+    async fn start(yaml: &str) -> Rig {
+        let fake = FakeApiServer::start().await;
+        fake.add_scalable("apps/v1", "statefulsets", "rtc", "socket", 3, "app=socket");
+        let dir = tempfile::tempdir().unwrap();
+        for (name, built) in [("directive.wasm", "directive.wasm"), ("tt.wasm", "target_tracking.wasm")] {
+            std::fs::write(dir.path().join(name), policy_bytes(built)).unwrap();
+        }
+        let path = dir.path().to_path_buf();
+        let store = tokio::task::spawn_blocking(move || {
+            PolicyStore::open(Arc::new(runtime()), StoreConfig::new(path)).unwrap()
+        })
+        .await
+        .unwrap();
+        let config = Config::parse(yaml).unwrap();
+        let client = kube::Client::try_from(kube::Config::new(fake.url().parse().unwrap())).unwrap();
+        let settings = Settings {
+            workloads: config.workloads,
+            sources: config.sources,
+            admin_listen: "127.0.0.1:0".parse().unwrap(),
+            admin_token: None,
+            grace: Duration::from_secs(5),
+            log_level: None,
+            election: None,
+        };
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let cluster = Arc::new(KubeCluster::new(client, KubeSettings::default()));
+        let running = daemon::start(settings, store, cluster, Arc::new(SystemClock), shutdown.clone()).await.unwrap();
+        Rig { fake, running: Some(running), shutdown, _dir: dir }
+    }
+
+    fn replicas(&self) -> Option<u32> {
+        self.fake.replicas("rtc", "socket")
+    }
+
+    async fn get(&self, path: &str) -> String {
+        let addr = self.running.as_ref().unwrap().admin_addr;
+        reqwest::get(format!("http://{addr}{path}")).await.unwrap().text().await.unwrap()
+    }
+
+    async fn stop(mut self) {
+        self.shutdown.cancel();
+        self.running.take().unwrap().wait().await;
+        assert_eq!(self.fake.violations(), Vec::<String>::new());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_signals_scale_at_once_bad_ones_are_skipped_and_decisions_are_audited() {
+    let broker = Tansu::start(free_port());
+    broker.create_topic("rtc.control.scale", 1);
+    broker.create_topic("scalegate.decisions", 1);
+    let brokers = broker.brokers();
+    let yaml = format!(
+        r#"
+sources:
+  kafka:
+    brokers: "{brokers}"
+    group_id: scalegate-test
+    directives: [{{topic: rtc.control.scale}}]
+    audit: {{topic: scalegate.decisions}}
+workloads:
+  - target: {{kind: StatefulSet, namespace: rtc, name: socket}}
+    interval: 1h
+    min_replicas: 2
+    max_replicas: 20
+    policies: [{{policy: directive}}]
+"#
+    );
+    let rig = Rig::start(&yaml).await;
+    let producer = producer(&brokers);
+
+    // the consumer starts at the end of the topic: probe with malformed
+    // messages until it counts them (it is then assigned and reading)
+    let start = Instant::now();
+    loop {
+        send(&producer, "rtc.control.scale", "this is not json").await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if rig.get("/metrics").await.contains("scalegate_source_errors_total{source=\"kafka\",kind=\"parse\"}") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "the directive consumer never read a message");
+    }
+    for bad in [r#"{"target": "checkout", "targetReplicas": 9}"#, r#"{"target": "socket", "urgency": 11}"#] {
+        send(&producer, "rtc.control.scale", bad).await;
+    }
+    let sent = Instant::now();
+    send(
+        &producer,
+        "rtc.control.scale",
+        r#"{"target": "socket", "targetReplicas": 7, "urgency": 3, "reason": "lag spike"}"#,
+    )
+    .await;
+    eventually("the directive to be applied", Duration::from_secs(10), || rig.replicas() == Some(7)).await;
+    println!("ScaleSignal → /scale in {:?}", sent.elapsed());
+    send(&producer, "rtc.control.scale", r#"{"target": "rtc/socket", "action": "scale_in", "delta": -2}"#).await;
+    eventually("the delta to be applied", Duration::from_secs(10), || rig.replicas() == Some(5)).await;
+    let writes: Vec<(u32, u32)> = rig.fake.scale_writes().iter().map(|w| (w.from, w.to)).collect();
+    assert_eq!(writes, [(3, 7), (7, 5)], "malformed and misrouted messages changed nothing");
+    let metrics = rig.get("/metrics").await;
+    assert!(metrics.contains("scalegate_source_errors_total{source=\"kafka\",kind=\"route\"} 1"), "{metrics}");
+    assert!(metrics.contains("scalegate_source_errors_total{source=\"kafka\",kind=\"invalid\"} 1"), "{metrics}");
+
+    // both applied decisions are on the audit topic
+    let audit: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", "audit-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    audit.subscribe(&["scalegate.decisions"]).unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let message =
+            tokio::time::timeout(Duration::from_secs(20), audit.recv()).await.expect("audit records").unwrap();
+        let record: serde_json::Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
+        assert_eq!(message.key(), Some(&b"rtc/socket"[..]));
+        assert_eq!(record["applied"], true);
+        seen.push(record["guardrails"]["replicas"].as_u64().unwrap());
+    }
+    assert_eq!(seen, [7, 5]);
+    rig.stop().await;
+    broker.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_lag_drives_scaling_goes_stale_without_the_broker_and_recovers() {
+    let port = free_port();
+    let broker = Tansu::start(port);
+    broker.create_topic("orders", 2);
+    let brokers = broker.brokers();
+    let producer = producer(&brokers);
+    for i in 0..30 {
+        producer
+            .send(FutureRecord::<(), _>::to("orders").payload("order").partition(i % 2), Duration::from_secs(5))
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    // the workers' group has processed 5 messages of each partition
+    let workers: rdkafka::consumer::BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", &brokers).set("group.id", "order-workers").create().unwrap();
+    let mut done = rdkafka::TopicPartitionList::new();
+    done.add_partition_offset("orders", 0, rdkafka::Offset::Offset(5)).unwrap();
+    done.add_partition_offset("orders", 1, rdkafka::Offset::Offset(5)).unwrap();
+    workers.commit(&done, rdkafka::consumer::CommitMode::Sync).unwrap();
+
+    let yaml = format!(
+        r#"
+sources:
+  kafka: {{brokers: "{brokers}", lag_interval: 300ms, timeout: 1s}}
+workloads:
+  - target: {{kind: StatefulSet, namespace: rtc, name: socket}}
+    interval: 1s
+    min_replicas: 1
+    max_replicas: 20
+    policies: [{{policy: target-tracking, params: {{metric: lag, target: 5}}}}]
+    metrics:
+      - {{name: lag, max_age: 3s, kafka_lag: {{topic: orders, group: order-workers}}}}
+"#
+    );
+    let rig = Rig::start(&yaml).await;
+    // (15 − 5) × 2 partitions = 20 behind, 5 per replica → 4
+    eventually("scale to 4", Duration::from_secs(20), || rig.replicas() == Some(4)).await;
+    let inputs: serde_json::Value = serde_json::from_str(&rig.get("/v1/workloads/rtc/socket/inputs").await).unwrap();
+    assert_eq!(inputs["metrics"]["lag"]["value"], 20.0);
+
+    broker.stop();
+    let start = Instant::now();
+    loop {
+        let inputs: serde_json::Value =
+            serde_json::from_str(&rig.get("/v1/workloads/rtc/socket/inputs").await).unwrap();
+        if inputs["metrics"]["lag"]["fresh"] == false {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "lag never went stale: {inputs}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(rig.replicas(), Some(4), "nothing changes on stale lag");
+
+    // a fresh broker (memory storage: empty) on the same address: the group
+    // has nothing to catch up on any more → 0 lag → minimum
+    let broker = Tansu::start(port);
+    broker.create_topic("orders", 2);
+    eventually("scale to 1 after recovery", Duration::from_secs(30), || rig.replicas() == Some(1)).await;
+    let writes: Vec<(u32, u32)> = rig.fake.scale_writes().iter().map(|w| (w.from, w.to)).collect();
+    assert_eq!(writes, [(3, 4), (4, 1)]);
+    rig.stop().await;
+    broker.stop();
+}

@@ -1,0 +1,106 @@
+//! `directive`: follows scale directives — Kafka `ScaleSignal` messages,
+//! pushed events — carried by the snapshot's signals.
+//!
+//! The newest signal (of the kinds in `params.kinds`, default any) decides:
+//! - `target_replicas` set → exactly that count;
+//! - else a `delta` attribute (the load balancer's +1…+5 / −1) → current + delta;
+//! - else `action: scale_out` → current + `params.step_out[urgency]`
+//!   (default `[1, 1, 2, 5]`, urgency 0–3, as the load balancer steps);
+//! - `action: scale_in` → current − `params.step_in` (default 1);
+//! - `action: hold` or nothing usable → no opinion.
+//!
+//! With no signal in this evaluation it has no opinion: the count stays
+//! where the last directive put it (the host's guardrails still apply).
+
+use scalegate_policy_sdk::Guest;
+use scalegate_policy_sdk::types::{Decision, PolicyError, PolicyInfo, ScaleAction, Snapshot};
+
+struct Directive;
+
+struct Params {
+    kinds: Vec<String>,
+    step_out: [u32; 4],
+    step_in: u32,
+}
+
+fn params(text: &str) -> Result<Params, PolicyError> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| PolicyError::InvalidParams(format!("params are not JSON: {e}")))?;
+    let kinds = match value.get("kinds") {
+        None => vec![],
+        Some(kinds) => kinds
+            .as_array()
+            .and_then(|k| k.iter().map(|s| s.as_str().map(str::to_string)).collect::<Option<Vec<_>>>())
+            .ok_or_else(|| PolicyError::InvalidParams("params.kinds must be a list of strings".into()))?,
+    };
+    let mut step_out = [1, 1, 2, 5];
+    if let Some(steps) = value.get("step_out") {
+        let steps = steps
+            .as_array()
+            .filter(|s| s.len() == 4)
+            .and_then(|s| s.iter().map(|v| v.as_u64().and_then(|v| u32::try_from(v).ok())).collect::<Option<Vec<_>>>())
+            .ok_or_else(|| PolicyError::InvalidParams("params.step_out must be 4 non-negative integers".into()))?;
+        step_out.copy_from_slice(&steps);
+    }
+    let step_in = match value.get("step_in") {
+        None => 1,
+        Some(v) => v
+            .as_u64()
+            .and_then(|v| u32::try_from(v).ok())
+            .ok_or_else(|| PolicyError::InvalidParams("params.step_in must be a non-negative integer".into()))?,
+    };
+    Ok(Params { kinds, step_out, step_in })
+}
+
+impl Guest for Directive {
+    fn metadata() -> PolicyInfo {
+        PolicyInfo {
+            name: "directive".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "Follows scale directives (Kafka ScaleSignal, pushed events): target replicas or urgency-sized steps".into(),
+            params_schema: r#"{"type":"object","properties":{"kinds":{"type":"array","items":{"type":"string"}},"step_out":{"type":"array","items":{"type":"integer","minimum":0},"minItems":4,"maxItems":4},"step_in":{"type":"integer","minimum":0}},"additionalProperties":false}"#.into(),
+            reads: vec!["signals".into()],
+        }
+    }
+
+    fn evaluate(snapshot: Snapshot) -> Result<Decision, PolicyError> {
+        let params = params(&snapshot.params)?;
+        let current = snapshot.workload.current_replicas;
+        let newest = snapshot
+            .signals
+            .iter()
+            .filter(|s| params.kinds.is_empty() || params.kinds.contains(&s.kind))
+            .max_by_key(|s| s.timestamp_ms);
+        let Some(signal) = newest else {
+            return Ok(Decision::no_opinion("no directive in this evaluation"));
+        };
+        let why = |what: String| {
+            if signal.reason.is_empty() { what } else { format!("{what} ({})", signal.reason) }
+        };
+        if let Some(target) = signal.target_replicas {
+            return Ok(Decision::replicas(target, why(format!("{} asks for {target} replicas", signal.source))));
+        }
+        let delta = signal.attributes.iter().find(|(k, _)| k == "delta").and_then(|(_, v)| v.parse::<i64>().ok());
+        if let Some(delta) = delta {
+            let desired = (i64::from(current) + delta).clamp(0, i64::from(u32::MAX)) as u32;
+            return Ok(Decision::replicas(desired, why(format!("{} asks for {delta:+} replicas", signal.source))));
+        }
+        let urgency = signal.urgency.unwrap_or(0).min(3);
+        match signal.action {
+            Some(ScaleAction::ScaleOut) => {
+                let step = params.step_out[urgency as usize];
+                Ok(Decision::replicas(
+                    current.saturating_add(step),
+                    why(format!("scale out by {step} (urgency {urgency})")),
+                ))
+            }
+            Some(ScaleAction::ScaleIn) => Ok(Decision::replicas(
+                current.saturating_sub(params.step_in),
+                why(format!("scale in by {}", params.step_in)),
+            )),
+            Some(ScaleAction::Hold) | None => Ok(Decision::no_opinion(why("hold".into()))),
+        }
+    }
+}
+
+scalegate_policy_sdk::export_policy!(Directive);
