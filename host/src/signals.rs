@@ -332,6 +332,18 @@ impl BurstLog {
     }
 }
 
+/// Validation shared by the sources' settings: an http(s) URL and a poll
+/// interval of at least 100 ms.
+pub fn check_endpoint(field: &'static str, url: &str, interval: Duration) -> Result<(), (&'static str, String)> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err((field, format!("{url:?} is not an http(s) URL")));
+    }
+    if interval < Duration::from_millis(100) {
+        return Err(("interval", "must be at least 100ms".into()));
+    }
+    Ok(())
+}
+
 /// Default maximum age of a metric: three polls of its source.
 pub fn default_max_age(poll: Duration) -> Duration {
     poll * 3

@@ -9,23 +9,9 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use scalegate::config::Config;
-use scalegate::daemon::{self, Running, Settings};
-use scalegate::decide::SystemClock;
-use scalegate::k8s::{KubeCluster, KubeSettings};
-use scalegate::policy_store::{PolicyStore, StoreConfig};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::rig::{Rig, eventually};
 use support::servers::{Tansu, free_port};
-use support::*;
-
-async fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 fn producer(brokers: &str) -> FutureProducer {
     ClientConfig::new()
@@ -44,58 +30,13 @@ async fn send(producer: &FutureProducer, topic: &str, payload: &str) {
         .unwrap();
 }
 
-struct Rig {
-    fake: FakeApiServer,
-    running: Option<Running<KubeCluster, SystemClock>>,
-    shutdown: tokio_util::sync::CancellationToken,
-    _dir: tempfile::TempDir,
-}
-
-impl Rig {
-    async fn start(yaml: &str) -> Rig {
-        let fake = FakeApiServer::start().await;
-        fake.add_scalable("apps/v1", "statefulsets", "rtc", "socket", 3, "app=socket");
-        let dir = tempfile::tempdir().unwrap();
-        for (name, built) in [("directive.wasm", "directive.wasm"), ("tt.wasm", "target_tracking.wasm")] {
-            std::fs::write(dir.path().join(name), policy_bytes(built)).unwrap();
-        }
-        let path = dir.path().to_path_buf();
-        let store = tokio::task::spawn_blocking(move || {
-            PolicyStore::open(Arc::new(runtime()), StoreConfig::new(path)).unwrap()
-        })
-        .await
-        .unwrap();
-        let config = Config::parse(yaml).unwrap();
-        let client = kube::Client::try_from(kube::Config::new(fake.url().parse().unwrap())).unwrap();
-        let settings = Settings {
-            workloads: config.workloads,
-            sources: config.sources,
-            admin_listen: "127.0.0.1:0".parse().unwrap(),
-            admin_token: None,
-            grace: Duration::from_secs(5),
-            log_level: None,
-            election: None,
-        };
-        let shutdown = tokio_util::sync::CancellationToken::new();
-        let cluster = Arc::new(KubeCluster::new(client, KubeSettings::default()));
-        let running = daemon::start(settings, store, cluster, Arc::new(SystemClock), shutdown.clone()).await.unwrap();
-        Rig { fake, running: Some(running), shutdown, _dir: dir }
-    }
-
-    fn replicas(&self) -> Option<u32> {
-        self.fake.replicas("rtc", "socket")
-    }
-
-    async fn get(&self, path: &str) -> String {
-        let addr = self.running.as_ref().unwrap().admin_addr;
-        reqwest::get(format!("http://{addr}{path}")).await.unwrap().text().await.unwrap()
-    }
-
-    async fn stop(mut self) {
-        self.shutdown.cancel();
-        self.running.take().unwrap().wait().await;
-        assert_eq!(self.fake.violations(), Vec::<String>::new());
-    }
+/// The daemon with directive and target-tracking, against a fake API server
+/// holding the StatefulSet `rtc/socket` at 3 replicas.
+async fn socket_rig(yaml: &str) -> Rig {
+    let fake = FakeApiServer::start().await;
+    fake.add_scalable("apps/v1", "statefulsets", "rtc", "socket", 3, "app=socket");
+    let policies = [("directive.wasm", "directive.wasm"), ("tt.wasm", "target_tracking.wasm")];
+    Rig::start(fake, ("rtc", "socket"), &policies, yaml, None).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,7 +61,7 @@ workloads:
     policies: [{{policy: directive}}]
 "#
     );
-    let rig = Rig::start(&yaml).await;
+    let rig = socket_rig(&yaml).await;
     let producer = producer(&brokers);
 
     // the consumer starts at the end of the topic: probe with malformed
@@ -129,7 +70,7 @@ workloads:
     loop {
         send(&producer, "rtc.control.scale", "this is not json").await;
         tokio::time::sleep(Duration::from_millis(200)).await;
-        if rig.get("/metrics").await.contains("scalegate_source_errors_total{source=\"kafka\",kind=\"parse\"}") {
+        if rig.metrics().await.contains("scalegate_source_errors_total{source=\"kafka\",kind=\"parse\"}") {
             break;
         }
         assert!(start.elapsed() < Duration::from_secs(30), "the directive consumer never read a message");
@@ -148,9 +89,9 @@ workloads:
     println!("ScaleSignal → /scale in {:?}", sent.elapsed());
     send(&producer, "rtc.control.scale", r#"{"target": "rtc/socket", "action": "scale_in", "delta": -2}"#).await;
     eventually("the delta to be applied", Duration::from_secs(10), || rig.replicas() == Some(5)).await;
-    let writes: Vec<(u32, u32)> = rig.fake.scale_writes().iter().map(|w| (w.from, w.to)).collect();
+    let writes = rig.writes();
     assert_eq!(writes, [(3, 7), (7, 5)], "malformed and misrouted messages changed nothing");
-    let metrics = rig.get("/metrics").await;
+    let metrics = rig.metrics().await;
     assert!(metrics.contains("scalegate_source_errors_total{source=\"kafka\",kind=\"route\"} 1"), "{metrics}");
     assert!(metrics.contains("scalegate_source_errors_total{source=\"kafka\",kind=\"invalid\"} 1"), "{metrics}");
 
@@ -212,24 +153,14 @@ workloads:
       - {{name: lag, max_age: 3s, kafka_lag: {{topic: orders, group: order-workers}}}}
 "#
     );
-    let rig = Rig::start(&yaml).await;
+    let rig = socket_rig(&yaml).await;
     // (15 − 5) × 2 partitions = 20 behind, 5 per replica → 4
     eventually("scale to 4", Duration::from_secs(20), || rig.replicas() == Some(4)).await;
-    let inputs: serde_json::Value = serde_json::from_str(&rig.get("/v1/workloads/rtc/socket/inputs").await).unwrap();
+    let inputs = rig.get("/v1/workloads/rtc/socket/inputs").await;
     assert_eq!(inputs["metrics"]["lag"]["value"], 20.0);
 
     broker.stop();
-    let start = Instant::now();
-    loop {
-        let inputs: serde_json::Value =
-            serde_json::from_str(&rig.get("/v1/workloads/rtc/socket/inputs").await).unwrap();
-        if inputs["metrics"]["lag"]["fresh"] == false {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(20), "lag never went stale: {inputs}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    rig.wait_stale("lag").await;
     assert_eq!(rig.replicas(), Some(4), "nothing changes on stale lag");
 
     // a fresh broker (memory storage: empty) on the same address: the group
@@ -237,7 +168,7 @@ workloads:
     let broker = Tansu::start(port);
     broker.create_topic("orders", 2);
     eventually("scale to 1 after recovery", Duration::from_secs(30), || rig.replicas() == Some(1)).await;
-    let writes: Vec<(u32, u32)> = rig.fake.scale_writes().iter().map(|w| (w.from, w.to)).collect();
+    let writes = rig.writes();
     assert_eq!(writes, [(3, 4), (4, 1)]);
     rig.stop().await;
     broker.stop();

@@ -15,6 +15,7 @@ use scalegate::policy_store::{PolicyStore, StoreConfig};
 use scalegate::snapshot::PodDeletionCost;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::rig::eventually;
 use support::*;
 
 fn client(fake: &FakeApiServer) -> kube::Client {
@@ -54,14 +55,6 @@ fn puts(fake: &FakeApiServer) -> usize {
 
 fn assert_strict(fake: &FakeApiServer) {
     assert_eq!(fake.violations(), Vec::<String>::new(), "requests the fake API server refused");
-}
-
-async fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

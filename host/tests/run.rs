@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::rig::eventually;
 use support::*;
 
 struct Daemon {
@@ -104,14 +105,6 @@ async fn fake_web() -> FakeApiServer {
     fake.put_running_pod("shop", "web", "web-0", true, "250m");
     fake.put_running_pod("shop", "web", "web-1", true, "250m");
     fake
-}
-
-async fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,89 +5,21 @@
 
 mod support;
 use fake_apiserver::FakeApiServer;
-use scalegate::config::Config;
-use scalegate::daemon::{self, Running, Settings};
-use scalegate::decide::SystemClock;
-use scalegate::k8s::{KubeCluster, KubeSettings};
-use scalegate::policy_store::{PolicyStore, StoreConfig};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::rig::{Rig, eventually};
 use support::servers::{HttpStub, NatsServer, Prometheus, RedisServer, ScrapeTarget, free_port};
-use support::*;
 
 const TOKEN: &str = "signals-test-token-0123456789";
 
-async fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-struct Rig {
-    fake: FakeApiServer,
-    running: Option<Running<KubeCluster, SystemClock>>,
-    shutdown: tokio_util::sync::CancellationToken,
-    _dir: tempfile::TempDir,
-}
-
-impl Rig {
-    /// The daemon on `yaml` with target-tracking and fixed loaded, against a
-    /// fake API server holding `shop/web` at 2 replicas.
-    async fn start(yaml: &str) -> Rig {
-        let fake = FakeApiServer::start().await;
-        fake.add_deployment("shop", "web", 2);
-        fake.put_running_pod("shop", "web", "web-0", true, "250m");
-        fake.put_running_pod("shop", "web", "web-1", true, "250m");
-        let dir = tempfile::tempdir().unwrap();
-        for (name, built) in [("tt.wasm", "target_tracking.wasm"), ("fixed.wasm", "fixed.wasm")] {
-            std::fs::write(dir.path().join(name), policy_bytes(built)).unwrap();
-        }
-        let path = dir.path().to_path_buf();
-        let store = tokio::task::spawn_blocking(move || {
-            PolicyStore::open(Arc::new(runtime()), StoreConfig::new(path)).unwrap()
-        })
-        .await
-        .unwrap();
-        let config = Config::parse(yaml).unwrap();
-        let client = kube::Client::try_from(kube::Config::new(fake.url().parse().unwrap())).unwrap();
-        let cluster = Arc::new(KubeCluster::new(client, KubeSettings::default()));
-        let settings = Settings {
-            workloads: config.workloads,
-            sources: config.sources,
-            admin_listen: "127.0.0.1:0".parse().unwrap(),
-            admin_token: Some(TOKEN.into()),
-            grace: Duration::from_secs(5),
-            log_level: None,
-            election: None,
-        };
-        let shutdown = tokio_util::sync::CancellationToken::new();
-        let running = daemon::start(settings, store, cluster, Arc::new(SystemClock), shutdown.clone()).await.unwrap();
-        Rig { fake, running: Some(running), shutdown, _dir: dir }
-    }
-
-    fn admin(&self) -> String {
-        format!("http://{}", self.running.as_ref().unwrap().admin_addr)
-    }
-
-    async fn get(&self, path: &str) -> serde_json::Value {
-        reqwest::get(format!("{}{path}", self.admin())).await.unwrap().json().await.unwrap()
-    }
-
-    async fn metrics(&self) -> String {
-        reqwest::get(format!("{}/metrics", self.admin())).await.unwrap().text().await.unwrap()
-    }
-
-    fn replicas(&self) -> Option<u32> {
-        self.fake.replicas("shop", "web")
-    }
-
-    async fn stop(mut self) {
-        self.shutdown.cancel();
-        self.running.take().unwrap().wait().await;
-        assert_eq!(self.fake.violations(), Vec::<String>::new());
-    }
+/// The daemon with target-tracking and fixed, against a fake API server
+/// holding `shop/web` at 2 replicas with two ready pods.
+async fn web_rig(yaml: &str) -> Rig {
+    let fake = FakeApiServer::start().await;
+    fake.add_deployment("shop", "web", 2);
+    fake.put_running_pod("shop", "web", "web-0", true, "250m");
+    fake.put_running_pod("shop", "web", "web-1", true, "250m");
+    let policies = [("tt.wasm", "target_tracking.wasm"), ("fixed.wasm", "fixed.wasm")];
+    Rig::start(fake, ("shop", "web"), &policies, yaml, Some(TOKEN)).await
 }
 
 fn prometheus_config(url: &str) -> String {
@@ -115,7 +47,7 @@ async fn prometheus_drives_scaling_goes_stale_when_stopped_and_recovers() {
     let target = ScrapeTarget::start("shop", "web", 800.0).await;
     let port = free_port();
     let prometheus = Prometheus::start(port, target.addr);
-    let rig = Rig::start(&prometheus_config(&prometheus.url())).await;
+    let rig = web_rig(&prometheus_config(&prometheus.url())).await;
 
     // 800 rps at 100 per replica → 8
     eventually("scale to 8", Duration::from_secs(20), || rig.replicas() == Some(8)).await;
@@ -129,17 +61,7 @@ async fn prometheus_drives_scaling_goes_stale_when_stopped_and_recovers() {
     // Prometheus goes away; the load drops. Nothing may scale down on what is left.
     prometheus.stop();
     target.set(100.0);
-    let start = Instant::now();
-    loop {
-        let inputs = rig.get("/v1/workloads/shop/web/inputs").await;
-        if inputs["metrics"]["rps"]["fresh"] == false {
-            assert!(inputs["metrics"]["rps"]["error"].is_string(), "{inputs}");
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "rps never went stale: {inputs}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(3)).await; // three evaluations on stale data
+    rig.wait_stale("rps").await;
     assert_eq!(rig.replicas(), Some(8), "scaled down on stale data");
     let decisions = rig.get("/v1/workloads/shop/web/decisions?limit=1").await;
     assert_eq!(decisions["decisions"][0]["applied"], false);
@@ -151,7 +73,7 @@ async fn prometheus_drives_scaling_goes_stale_when_stopped_and_recovers() {
     let inputs = rig.get("/v1/workloads/shop/web/inputs").await;
     assert_eq!(inputs["metrics"]["rps"]["fresh"], true);
     assert!(inputs["metrics"]["rps"]["error"].is_null());
-    let writes: Vec<(u32, u32)> = rig.fake.scale_writes().iter().map(|w| (w.from, w.to)).collect();
+    let writes = rig.writes();
     assert_eq!(writes, [(2, 8), (8, 1)], "no write while the input was stale");
     drop(prometheus);
     rig.stop().await;
@@ -169,7 +91,7 @@ workloads:
     metrics:
       - {name: queue, push: {}, max_age: 10m}
 "#;
-    let rig = Rig::start(yaml).await;
+    let rig = web_rig(yaml).await;
     let client = reqwest::Client::new();
     let push = |body: serde_json::Value, token: Option<&str>| {
         let mut request = client.post(format!("{}/v1/signals", rig.admin())).json(&body);
@@ -180,7 +102,7 @@ workloads:
     };
     // the first evaluation (staggered start) has no queue value: no opinion
     eventually("a first decision", Duration::from_secs(5), || {
-        rig.running.as_ref().unwrap().decider.decisions("shop/web", 1).is_some_and(|d| !d.is_empty())
+        rig.running().decider.decisions("shop/web", 1).is_some_and(|d| !d.is_empty())
     })
     .await;
 
@@ -265,18 +187,13 @@ workloads:
       - {{name: backlog, max_age: 2s, nats: {{stream: JOBS, consumer: workers}}}}
 "#
     );
-    let rig = Rig::start(&yaml).await;
+    let rig = web_rig(&yaml).await;
     // 45 pending at 10 per replica → 5
     eventually("scale to 5", Duration::from_secs(15), || rig.replicas() == Some(5)).await;
     assert_eq!(rig.get("/v1/workloads/shop/web/inputs").await["metrics"]["backlog"]["value"], 45.0);
 
     server.stop();
-    let start = Instant::now();
-    while rig.get("/v1/workloads/shop/web/inputs").await["metrics"]["backlog"]["fresh"] != false {
-        assert!(start.elapsed() < Duration::from_secs(10), "the backlog never went stale");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    rig.wait_stale("backlog").await;
     assert_eq!(rig.replicas(), Some(5), "nothing changes on stale data");
 
     // back with its stored stream; workers drain 35 jobs → backlog 10 → 1 replica
@@ -293,7 +210,7 @@ workloads:
     }
     assert_eq!(acked, 35);
     eventually("scale to 1 after recovery", Duration::from_secs(15), || rig.replicas() == Some(1)).await;
-    let writes: Vec<(u32, u32)> = rig.fake.scale_writes().iter().map(|w| (w.from, w.to)).collect();
+    let writes = rig.writes();
     assert_eq!(writes, [(2, 5), (5, 1)]);
     drop(server);
     rig.stop().await;
@@ -324,7 +241,7 @@ workloads:
 "#,
         forecaster.url()
     );
-    let rig = Rig::start(&yaml).await;
+    let rig = web_rig(&yaml).await;
     eventually("scale to the forecast", Duration::from_secs(15), || rig.replicas() == Some(6)).await;
     assert!(
         forecaster.requests().iter().any(|r| r == "/forecast/current?workload=web-api"),
@@ -339,17 +256,12 @@ workloads:
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(rig.metrics().await.contains("scalegate_source_errors_total{source=\"forecast\",kind=\"parse\"}"));
     forecaster.set(&forecast(Timestamp::now() - SignedDuration::from_mins(10), &[2]));
-    let start = Instant::now();
-    while rig.get("/v1/workloads/shop/web/inputs").await["metrics"]["lead"]["fresh"] != false {
-        assert!(start.elapsed() < Duration::from_secs(10), "the old forecast was taken as fresh");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    rig.wait_stale("lead").await;
     assert_eq!(rig.replicas(), Some(6), "no scale-down on an old forecast");
 
     forecaster.set(&forecast(Timestamp::now(), &[3, 3]));
     eventually("scale to the new forecast", Duration::from_secs(10), || rig.replicas() == Some(3)).await;
-    let writes: Vec<(u32, u32)> = rig.fake.scale_writes().iter().map(|w| (w.from, w.to)).collect();
+    let writes = rig.writes();
     assert_eq!(writes, [(2, 6), (6, 3)]);
     rig.stop().await;
 }
@@ -387,18 +299,13 @@ workloads:
         redis: {{pattern: "heartbeat:{{{{name}}}}:*", field: connections, ttl: 10s}}
 "#
     );
-    let rig = Rig::start(&yaml).await;
+    let rig = web_rig(&yaml).await;
     // 1800 live connections at 400 per replica → 5 (the dead node's 5000 do not count)
     eventually("scale to 5", Duration::from_secs(15), || rig.replicas() == Some(5)).await;
     assert_eq!(rig.get("/v1/workloads/shop/web/inputs").await["metrics"]["connections"]["value"], 1800.0);
 
     server.stop();
-    let start = Instant::now();
-    while rig.get("/v1/workloads/shop/web/inputs").await["metrics"]["connections"]["fresh"] != false {
-        assert!(start.elapsed() < Duration::from_secs(10), "connections never went stale");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    rig.wait_stale("connections").await;
     assert_eq!(rig.replicas(), Some(5), "nothing changes on stale data");
     assert!(rig.metrics().await.contains("scalegate_source_errors_total{source=\"redis\",kind=\"connect\"}"));
 
@@ -407,7 +314,7 @@ workloads:
     beat(&url, "web-0", 500, Duration::ZERO).await;
     beat(&url, "web-1", 300, Duration::ZERO).await;
     eventually("scale to 2 after recovery", Duration::from_secs(15), || rig.replicas() == Some(2)).await;
-    let writes: Vec<(u32, u32)> = rig.fake.scale_writes().iter().map(|w| (w.from, w.to)).collect();
+    let writes = rig.writes();
     assert_eq!(writes, [(2, 5), (5, 2)]);
     drop(server);
     rig.stop().await;

@@ -46,12 +46,7 @@ fn default_timeout() -> Duration {
 
 impl Source {
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
-            return Err(("url", format!("{:?} is not an http(s) URL", self.url)));
-        }
-        if self.interval < Duration::from_millis(100) {
-            return Err(("interval", "must be at least 100ms".into()));
-        }
+        super::check_endpoint("url", &self.url, self.interval)?;
         Ok(())
     }
 }

@@ -37,12 +37,7 @@ fn default_timeout() -> Duration {
 
 impl Source {
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        if !(self.monitor_url.starts_with("http://") || self.monitor_url.starts_with("https://")) {
-            return Err(("monitor_url", format!("{:?} is not an http(s) URL", self.monitor_url)));
-        }
-        if self.interval < Duration::from_millis(100) {
-            return Err(("interval", "must be at least 100ms".into()));
-        }
+        super::check_endpoint("monitor_url", &self.monitor_url, self.interval)?;
         Ok(())
     }
 }

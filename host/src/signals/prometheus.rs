@@ -130,12 +130,7 @@ impl Query {
 
 impl Source {
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
-            return Err(("url", format!("{:?} is not an http(s) URL", self.url)));
-        }
-        if self.interval < Duration::from_millis(100) {
-            return Err(("interval", "must be at least 100ms".into()));
-        }
+        super::check_endpoint("url", &self.url, self.interval)?;
         if self.timeout.is_zero() {
             return Err(("timeout", "must be more than 0".into()));
         }

@@ -1,0 +1,117 @@
+//! The daemon (`daemon::start`) against the strict fake API server, with
+//! the given policies in its store: what the signal and Kafka tests drive.
+
+use super::{policy_bytes, runtime};
+use fake_apiserver::FakeApiServer;
+use scalegate::config::Config;
+use scalegate::daemon::{self, Running, Settings};
+use scalegate::decide::SystemClock;
+use scalegate::k8s::{KubeCluster, KubeSettings};
+use scalegate::policy_store::{PolicyStore, StoreConfig};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Polls `check` every 10 ms until it holds; fails the test after `timeout`.
+pub async fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+pub struct Rig {
+    pub fake: FakeApiServer,
+    /// (namespace, name) of the scaled target.
+    target: (String, String),
+    running: Option<Running<KubeCluster, SystemClock>>,
+    shutdown: tokio_util::sync::CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Rig {
+    /// `fake` must hold the config's target; `policies` are (file name, built policy).
+    pub async fn start(
+        fake: FakeApiServer,
+        target: (&str, &str),
+        policies: &[(&str, &str)],
+        yaml: &str,
+        token: Option<&str>,
+    ) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, built) in policies {
+            std::fs::write(dir.path().join(name), policy_bytes(built)).unwrap();
+        }
+        let path = dir.path().to_path_buf();
+        let store = tokio::task::spawn_blocking(move || {
+            PolicyStore::open(Arc::new(runtime()), StoreConfig::new(path)).unwrap()
+        })
+        .await
+        .unwrap();
+        let config = Config::parse(yaml).unwrap();
+        let client = kube::Client::try_from(kube::Config::new(fake.url().parse().unwrap())).unwrap();
+        let settings = Settings {
+            workloads: config.workloads,
+            sources: config.sources,
+            admin_listen: "127.0.0.1:0".parse().unwrap(),
+            admin_token: token.map(str::to_string),
+            grace: Duration::from_secs(5),
+            log_level: None,
+            election: None,
+        };
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let cluster = Arc::new(KubeCluster::new(client, KubeSettings::default()));
+        let running = daemon::start(settings, store, cluster, Arc::new(SystemClock), shutdown.clone()).await.unwrap();
+        Rig { fake, target: (target.0.to_string(), target.1.to_string()), running: Some(running), shutdown, _dir: dir }
+    }
+
+    pub fn running(&self) -> &Running<KubeCluster, SystemClock> {
+        self.running.as_ref().unwrap()
+    }
+
+    pub fn admin(&self) -> String {
+        format!("http://{}", self.running().admin_addr)
+    }
+
+    pub async fn get(&self, path: &str) -> serde_json::Value {
+        reqwest::get(format!("{}{path}", self.admin())).await.unwrap().json().await.unwrap()
+    }
+
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.admin())).await.unwrap().text().await.unwrap()
+    }
+
+    pub fn replicas(&self) -> Option<u32> {
+        self.fake.replicas(&self.target.0, &self.target.1)
+    }
+
+    /// (from, to) of every scale written.
+    pub fn writes(&self) -> Vec<(u32, u32)> {
+        self.fake.scale_writes().iter().map(|w| (w.from, w.to)).collect()
+    }
+
+    /// Waits until `metric` is reported stale, then lets three evaluations
+    /// (1 s interval) run on the stale data.
+    pub async fn wait_stale(&self, metric: &str) {
+        let path = format!("/v1/workloads/{}/{}/inputs", self.target.0, self.target.1);
+        let start = Instant::now();
+        loop {
+            let inputs = self.get(&path).await;
+            if inputs["metrics"][metric]["fresh"] == false {
+                assert!(
+                    inputs["metrics"][metric]["error"].is_string() || inputs["metrics"][metric]["value"].is_number()
+                );
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "{metric} never went stale: {inputs}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        self.running.take().unwrap().wait().await;
+        assert_eq!(self.fake.violations(), Vec::<String>::new());
+    }
+}
