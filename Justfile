@@ -27,9 +27,13 @@ demo: plugins build
 simulate: plugins build
     target/release/scalegate simulate
 
-# Run every test tier that needs no external server (unit, policy runtime, HPA reference, CLI)
-test: plugins
+# Run every test: unit, policy runtime, HPA reference, CLI, fake API server, manifests, and the signal tests against the servers they start themselves
+test: plugins test-tools
     cargo test --release
+
+# What only the tests need: kubernetes-validate, prometheus, nats-server, redis-server, tansu
+test-tools:
+    scripts/install-test-tools.sh
 
 # Benchmarks: policy call latency (Wasm vs native) and cold vs cached loading
 bench: plugins build
