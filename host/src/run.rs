@@ -35,7 +35,7 @@ pub struct RunArgs {
     /// File holding the admin bearer token (or set SCALEGATE_ADMIN_TOKEN); without one, admin mutations are refused.
     #[arg(long)]
     pub admin_token_file: Option<PathBuf>,
-    /// Kubeconfig to use [default: in-cluster service account, else $KUBECONFIG or ~/.kube/config].
+    /// Kubeconfig to use [default: $KUBECONFIG or ~/.kube/config, else the in-cluster service account].
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
     /// Deadline of one Kubernetes API request.
