@@ -39,6 +39,10 @@ test-tools:
 bench: plugins build
     target/release/scalegate bench
 
+# Reaction time ScaleSignal (Kafka) → /scale, through the whole daemon (starts tansu and the fake API server)
+bench-signals: plugins test-tools
+    cargo bench -p scalegate --bench signal_latency
+
 # Lints: formatting and clippy (host and policies), warnings are errors
 lint:
     cargo fmt --all --check
