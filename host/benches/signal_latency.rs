@@ -46,6 +46,7 @@ workloads:
     let rig = Rig::start(fake, ("rtc", "socket"), &[("directive.wasm", "directive.wasm")], &yaml, None).await;
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
+        .set("message.timeout.ms", "10000")
         .set("linger.ms", "0")
         .set("batch.num.messages", "1")
         .create()

@@ -13,9 +13,15 @@ use std::time::{Duration, Instant};
 use support::rig::{Rig, eventually};
 use support::servers::{Tansu, free_port};
 
+/// The two tests each run a broker; one at a time keeps them (and their
+/// ports and consumer groups) apart.
+static ONE_BROKER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn producer(brokers: &str) -> FutureProducer {
     ClientConfig::new()
         .set("bootstrap.servers", brokers)
+        // a broker that went away fails the send instead of waiting 5 minutes
+        .set("message.timeout.ms", "10000")
         .set("linger.ms", "0")
         .set("batch.num.messages", "1")
         .create()
@@ -41,6 +47,7 @@ async fn socket_rig(yaml: &str) -> Rig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_signals_scale_at_once_bad_ones_are_skipped_and_decisions_are_audited() {
+    let _one = ONE_BROKER_AT_A_TIME.lock().await;
     let broker = Tansu::start(free_port());
     broker.create_topic("rtc.control.scale", 1);
     broker.create_topic("scalegate.decisions", 1);
@@ -119,6 +126,7 @@ workloads:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumer_lag_drives_scaling_goes_stale_without_the_broker_and_recovers() {
+    let _one = ONE_BROKER_AT_A_TIME.lock().await;
     let port = free_port();
     let broker = Tansu::start(port);
     broker.create_topic("orders", 2);
