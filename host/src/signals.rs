@@ -138,20 +138,12 @@ impl SignalHub {
         forecast: Option<Forecast>,
         now_ms: u64,
     ) -> Result<(), InputError> {
-        if !metric.value.is_finite() || metric.pods.iter().any(|p| !p.value.is_finite()) {
-            return Err(InputError::Invalid(format!("metric {:?}: values must be finite numbers", metric.name)));
-        }
+        check_finite(&metric)?;
         let mut inputs = self.workload(workload)?.lock();
         let slot = inputs.slots.get_mut(&metric.name).filter(|s| s.source == source).ok_or_else(|| {
             InputError::UndeclaredMetric { workload: workload.into(), metric: metric.name.clone(), via: source }
         })?;
-        if let Some(error) = slot.failing.take() {
-            tracing::info!(%workload, metric = %metric.name, source, previous_error = %error, "input recovered");
-        }
-        // a forecast is as old as its generation, however recently it arrived
-        slot.received_ms = forecast.as_ref().map_or(now_ms, |f| f.generated_ms.min(now_ms));
-        slot.latest = Some(metric);
-        slot.forecast = forecast;
+        slot.store(workload, metric, forecast, now_ms);
         Ok(())
     }
 
@@ -169,12 +161,7 @@ impl SignalHub {
         {
             let mut inputs = self.workload(workload)?.lock();
             for metric in &metrics {
-                if !metric.value.is_finite() || metric.pods.iter().any(|p| !p.value.is_finite()) {
-                    return Err(InputError::Invalid(format!(
-                        "metric {:?}: values must be finite numbers",
-                        metric.name
-                    )));
-                }
+                check_finite(metric)?;
                 if inputs.slots.get(&metric.name).is_none_or(|s| s.source != "push") {
                     return Err(InputError::UndeclaredMetric {
                         workload: workload.into(),
@@ -188,16 +175,10 @@ impl SignalHub {
             }
             for metric in metrics {
                 let slot = inputs.slots.get_mut(&metric.name).expect("checked above");
-                slot.failing = None;
-                slot.latest = Some(metric);
-                slot.received_ms = now_ms;
+                slot.store(workload, metric, None, now_ms);
             }
             for signal in signals {
-                if inputs.signals.len() >= SIGNAL_QUEUE {
-                    inputs.signals.pop_front();
-                    inputs.dropped_signals += 1;
-                }
-                inputs.signals.push_back(signal);
+                inputs.enqueue(signal);
             }
         }
         if counts.1 > 0
@@ -211,27 +192,25 @@ impl SignalHub {
     /// A failed attempt to read a metric: counted, logged when it starts
     /// failing; the last value stays until it is too old.
     pub fn fail(&self, workload: &str, name: &str, kind: &'static str, error: String) {
-        self.metrics.count_source_error(source_of(self, workload, name), kind);
-        let Ok(inputs) = self.workload(workload) else { return };
+        let Ok(inputs) = self.workload(workload) else {
+            self.metrics.count_source_error("unknown", kind);
+            return;
+        };
         let mut inputs = inputs.lock();
-        if let Some(slot) = inputs.slots.get_mut(name) {
-            if slot.failing.is_none() {
-                tracing::warn!(%workload, metric = %name, source = slot.source, %error, "input failing; stale after its max age");
-            }
-            slot.failing = Some(error);
+        let Some(slot) = inputs.slots.get_mut(name) else {
+            self.metrics.count_source_error("unknown", kind);
+            return;
+        };
+        self.metrics.count_source_error(slot.source, kind);
+        if slot.failing.is_none() {
+            tracing::warn!(%workload, metric = %name, source = slot.source, %error, "input failing; stale after its max age");
         }
+        slot.failing = Some(error);
     }
 
     /// A discrete signal for a workload; triggers an evaluation.
     pub fn signal(&self, workload: &str, signal: Signal) -> Result<(), InputError> {
-        {
-            let mut inputs = self.workload(workload)?.lock();
-            if inputs.signals.len() >= SIGNAL_QUEUE {
-                inputs.signals.pop_front();
-                inputs.dropped_signals += 1;
-            }
-            inputs.signals.push_back(signal);
-        }
+        self.workload(workload)?.lock().enqueue(signal);
         if let Some(trigger) = self.trigger.get() {
             trigger(workload);
         }
@@ -285,8 +264,35 @@ impl SignalHub {
     }
 }
 
-fn source_of(hub: &SignalHub, workload: &str, name: &str) -> &'static str {
-    hub.workloads.get(workload).and_then(|w| w.lock().slots.get(name).map(|s| s.source)).unwrap_or("unknown")
+fn check_finite(metric: &Metric) -> Result<(), InputError> {
+    if !metric.value.is_finite() || metric.pods.iter().any(|p| !p.value.is_finite()) {
+        return Err(InputError::Invalid(format!("metric {:?}: values must be finite numbers", metric.name)));
+    }
+    Ok(())
+}
+
+impl Slot {
+    /// A new value, received at `now_ms`; ends a failure.
+    fn store(&mut self, workload: &str, metric: Metric, forecast: Option<Forecast>, now_ms: u64) {
+        if let Some(error) = self.failing.take() {
+            tracing::info!(%workload, metric = %metric.name, source = self.source, previous_error = %error, "input recovered");
+        }
+        // a forecast is as old as its generation, however recently it arrived
+        self.received_ms = forecast.as_ref().map_or(now_ms, |f| f.generated_ms.min(now_ms));
+        self.latest = Some(metric);
+        self.forecast = forecast;
+    }
+}
+
+impl WorkloadInputs {
+    /// Queues a signal, dropping (and counting) the oldest when full.
+    fn enqueue(&mut self, signal: Signal) {
+        if self.signals.len() >= SIGNAL_QUEUE {
+            self.signals.pop_front();
+            self.dropped_signals += 1;
+        }
+        self.signals.push_back(signal);
+    }
 }
 
 impl MetricSource {

@@ -6,7 +6,7 @@ mod support;
 use scalegate::config::Config;
 use scalegate::decide::{Decider, DeciderConfig, TokioClock};
 use scalegate::guardrails::Clamp;
-use scalegate::policy_store::{PolicyStore, StoreConfig};
+use scalegate::policy_store::PolicyStore;
 use scalegate::sim::{SimCluster, SimWorkload};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,16 +24,7 @@ struct Rig {
 /// A store holding `files` (name in the store → built policy), a simulated
 /// `shop/web` at 2 replicas under a constant 400 rps, and the workloads of `yaml`.
 fn rig(files: &[(&str, &str)], yaml: &str) -> Rig {
-    let dir = tempfile::tempdir().unwrap();
-    for (name, built) in files {
-        std::fs::write(dir.path().join(name), policy_bytes(built)).unwrap();
-    }
-    // loading runs policies (the smoke evaluation): blocking work that must not
-    // run on an async worker thread, so it gets a plain thread here
-    let path = dir.path().to_path_buf();
-    let store = std::thread::spawn(move || PolicyStore::open(Arc::new(runtime()), StoreConfig::new(path)).unwrap())
-        .join()
-        .unwrap();
+    let (store, dir) = open_store(files);
     let clock = Arc::new(TokioClock::starting_at(1_700_000_000_000));
     let cluster = Arc::new(SimCluster::new(clock.clone()));
     let mut web = SimWorkload::new("web", 2, 1, 50);

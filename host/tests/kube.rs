@@ -11,7 +11,6 @@ use hyper::Method;
 use scalegate::config::{Config, Target};
 use scalegate::decide::{Cluster, ClusterError, Decider, DeciderConfig, Leadership, SystemClock};
 use scalegate::k8s::{KubeCluster, KubeSettings, LeaderElector, LeaseSettings};
-use scalegate::policy_store::{PolicyStore, StoreConfig};
 use scalegate::snapshot::PodDeletionCost;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -250,24 +249,12 @@ async fn deletion_costs_annotate_only_pods_of_the_workload() {
     assert_strict(&fake);
 }
 
-fn store(files: &[(&str, &str)]) -> (PolicyStore, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    for (name, built) in files {
-        std::fs::write(dir.path().join(name), policy_bytes(built)).unwrap();
-    }
-    let path = dir.path().to_path_buf();
-    let store = std::thread::spawn(move || PolicyStore::open(Arc::new(runtime()), StoreConfig::new(path)).unwrap())
-        .join()
-        .unwrap();
-    (store, dir)
-}
-
 const PIN_WEB_TO_5: &str = "workloads:\n  - target: {namespace: shop, name: web}\n    max_replicas: 20\n    policies: [{policy: fixed, params: {replicas: 5}}]\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_decision_loop_scales_through_the_api_and_holds_on_failures() {
     let fake = fake_with_web().await;
-    let (store, _dir) = store(&[("fixed.wasm", "fixed.wasm")]);
+    let (store, _dir) = open_store(&[("fixed.wasm", "fixed.wasm")]);
     let cluster = Arc::new(KubeCluster::new(client(&fake), settings()));
     let workloads = Config::parse(PIN_WEB_TO_5).unwrap().workloads;
     let decider = Decider::new(cluster, Arc::new(SystemClock), store, workloads, DeciderConfig::default());
@@ -299,7 +286,7 @@ async fn the_decision_loop_scales_through_the_api_and_holds_on_failures() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_decides_but_only_the_leader_writes() {
     let fake = fake_with_web().await;
-    let (store, _dir) = store(&[("fixed.wasm", "fixed.wasm")]);
+    let (store, _dir) = open_store(&[("fixed.wasm", "fixed.wasm")]);
     let leadership = Arc::new(Leadership::default());
     let cluster = Arc::new(KubeCluster::new(client(&fake), settings()));
     let workloads = Config::parse(PIN_WEB_TO_5).unwrap().workloads;

@@ -144,19 +144,10 @@ pub fn poller(
     hub: Arc<SignalHub>,
     metrics: Arc<Metrics>,
 ) -> Result<Option<Poller<Forecaster>>, String> {
-    let jobs: Vec<Job<String>> = workloads
-        .iter()
-        .flat_map(|w| {
-            w.metrics.iter().filter_map(move |m| match &m.source {
-                MetricSource::Forecast(series) => Some(Job {
-                    workload: w.name.clone(),
-                    metric: m.name.clone(),
-                    spec: series.workload.clone().unwrap_or_else(|| w.target.name.clone()),
-                }),
-                _ => None,
-            })
-        })
-        .collect();
+    let jobs: Vec<Job<String>> = super::poll::jobs(workloads, |w, source| match source {
+        MetricSource::Forecast(series) => Some(series.workload.clone().unwrap_or_else(|| w.target.name.clone())),
+        _ => None,
+    });
     if jobs.is_empty() {
         return Ok(None);
     }

@@ -466,17 +466,10 @@ pub fn lag_poller(
     hub: Arc<SignalHub>,
     metrics: Arc<Metrics>,
 ) -> Result<Option<Poller<LagReader>>, String> {
-    let jobs: Vec<Job<Lag>> = workloads
-        .iter()
-        .flat_map(|w| {
-            w.metrics.iter().filter_map(move |m| match &m.source {
-                MetricSource::KafkaLag(lag) => {
-                    Some(Job { workload: w.name.clone(), metric: m.name.clone(), spec: lag.clone() })
-                }
-                _ => None,
-            })
-        })
-        .collect();
+    let jobs: Vec<Job<Lag>> = super::poll::jobs(workloads, |_, source| match source {
+        MetricSource::KafkaLag(lag) => Some(lag.clone()),
+        _ => None,
+    });
     if jobs.is_empty() {
         return Ok(None);
     }

@@ -146,17 +146,10 @@ pub fn poller(
     hub: Arc<SignalHub>,
     metrics: Arc<Metrics>,
 ) -> Result<Option<Poller<Nats>>, String> {
-    let jobs: Vec<Job<Consumer>> = workloads
-        .iter()
-        .flat_map(|w| {
-            w.metrics.iter().filter_map(move |m| match &m.source {
-                MetricSource::Nats(consumer) => {
-                    Some(Job { workload: w.name.clone(), metric: m.name.clone(), spec: consumer.clone() })
-                }
-                _ => None,
-            })
-        })
-        .collect();
+    let jobs: Vec<Job<Consumer>> = super::poll::jobs(workloads, |_, source| match source {
+        MetricSource::Nats(consumer) => Some(consumer.clone()),
+        _ => None,
+    });
     if jobs.is_empty() {
         return Ok(None);
     }

@@ -44,6 +44,22 @@ pub trait Fetcher: Send + Sync + 'static {
     fn fetch_all<'a>(&'a self, jobs: &'a [Job<Self::Spec>]) -> BoxFuture<'a, Vec<Outcome>>;
 }
 
+/// One job per workload metric that `pick` recognises as this source's.
+pub fn jobs<S>(
+    workloads: &[crate::config::Workload],
+    pick: impl Fn(&crate::config::Workload, &crate::config::MetricSource) -> Option<S>,
+) -> Vec<Job<S>> {
+    let mut jobs = Vec::new();
+    for workload in workloads {
+        for metric in &workload.metrics {
+            if let Some(spec) = pick(workload, &metric.source) {
+                jobs.push(Job { workload: workload.name.clone(), metric: metric.name.clone(), spec });
+            }
+        }
+    }
+    jobs
+}
+
 /// Runs `fetch` for every job, 16 at a time, keeping the order.
 pub async fn fetch_each<'a, S, F, Fut>(jobs: &'a [Job<S>], fetch: F) -> Vec<Outcome>
 where

@@ -173,19 +173,10 @@ pub fn poller(
     hub: Arc<SignalHub>,
     metrics: Arc<Metrics>,
 ) -> Result<Option<Poller>, String> {
-    let jobs: Vec<Job<(Query, String)>> = workloads
-        .iter()
-        .flat_map(|w| {
-            w.metrics.iter().filter_map(move |m| match &m.source {
-                MetricSource::Prometheus(query) => Some(Job {
-                    workload: w.name.clone(),
-                    metric: m.name.clone(),
-                    spec: (query.clone(), query.render(w)),
-                }),
-                _ => None,
-            })
-        })
-        .collect();
+    let jobs: Vec<Job<(Query, String)>> = super::poll::jobs(workloads, |w, source| match source {
+        MetricSource::Prometheus(query) => Some((query.clone(), query.render(w))),
+        _ => None,
+    });
     if jobs.is_empty() {
         return Ok(None);
     }

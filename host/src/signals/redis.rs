@@ -209,17 +209,10 @@ pub fn poller(
     hub: Arc<SignalHub>,
     metrics: Arc<Metrics>,
 ) -> Result<Option<Poller<Redis>>, String> {
-    let jobs: Vec<Job<Heartbeat>> = workloads
-        .iter()
-        .flat_map(|w| {
-            w.metrics.iter().filter_map(move |m| match &m.source {
-                MetricSource::Redis(heartbeat) => {
-                    Some(Job { workload: w.name.clone(), metric: m.name.clone(), spec: heartbeat.render(w) })
-                }
-                _ => None,
-            })
-        })
-        .collect();
+    let jobs: Vec<Job<Heartbeat>> = super::poll::jobs(workloads, |w, source| match source {
+        MetricSource::Redis(heartbeat) => Some(heartbeat.render(w)),
+        _ => None,
+    });
     if jobs.is_empty() {
         return Ok(None);
     }

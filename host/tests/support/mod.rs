@@ -39,6 +39,23 @@ pub fn runtime() -> Runtime {
     Runtime::new(config()).expect("runtime")
 }
 
+/// A policy store in a new directory holding `files` (name in the store →
+/// built policy). Loading runs policies (the smoke evaluation): blocking work
+/// that must not run on an async worker thread, so it gets a plain thread.
+pub fn open_store(files: &[(&str, &str)]) -> (scalegate::policy_store::PolicyStore, tempfile::TempDir) {
+    use scalegate::policy_store::{PolicyStore, StoreConfig};
+    let dir = tempfile::tempdir().unwrap();
+    for (name, built) in files {
+        std::fs::write(dir.path().join(name), policy_bytes(built)).unwrap();
+    }
+    let path = dir.path().to_path_buf();
+    let store =
+        std::thread::spawn(move || PolicyStore::open(std::sync::Arc::new(runtime()), StoreConfig::new(path)).unwrap())
+            .join()
+            .unwrap();
+    (store, dir)
+}
+
 pub fn example(name: &str) -> Snapshot {
     let path = workspace().join("examples/snapshots").join(name);
     serde_json::from_str(&std::fs::read_to_string(&path).expect("read example")).expect("parse example")

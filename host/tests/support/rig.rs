@@ -1,13 +1,11 @@
 //! The daemon (`daemon::start`) against the strict fake API server, with
 //! the given policies in its store: what the signal and Kafka tests drive.
 
-use super::{policy_bytes, runtime};
 use fake_apiserver::FakeApiServer;
 use scalegate::config::Config;
 use scalegate::daemon::{self, Running, Settings};
 use scalegate::decide::SystemClock;
 use scalegate::k8s::{KubeCluster, KubeSettings};
-use scalegate::policy_store::{PolicyStore, StoreConfig};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,16 +36,7 @@ impl Rig {
         yaml: &str,
         token: Option<&str>,
     ) -> Rig {
-        let dir = tempfile::tempdir().unwrap();
-        for (name, built) in policies {
-            std::fs::write(dir.path().join(name), policy_bytes(built)).unwrap();
-        }
-        let path = dir.path().to_path_buf();
-        let store = tokio::task::spawn_blocking(move || {
-            PolicyStore::open(Arc::new(runtime()), StoreConfig::new(path)).unwrap()
-        })
-        .await
-        .unwrap();
+        let (store, dir) = super::open_store(policies);
         let config = Config::parse(yaml).unwrap();
         let client = kube::Client::try_from(kube::Config::new(fake.url().parse().unwrap())).unwrap();
         let settings = Settings {
