@@ -105,14 +105,17 @@ fn slim(pod: &mut Pod) {
     }
     if let Some(spec) = pod.spec.as_mut() {
         spec.volumes = None;
-        for container in spec.containers.iter_mut() {
+        // sidecars (restartable init containers) count towards requests
+        if let Some(init) = spec.init_containers.as_mut() {
+            init.retain(|c| c.restart_policy.as_deref() == Some("Always"));
+        }
+        for container in spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten()) {
             container.env = None;
             container.env_from = None;
             container.volume_mounts = None;
             container.command = None;
             container.args = None;
         }
-        spec.init_containers = None;
     }
     if let Some(status) = pod.status.as_mut() {
         status.container_statuses = None;
@@ -143,11 +146,19 @@ pub fn convert(pod: &Pod) -> snapshot::Pod {
         .and_then(|a| a.get(DELETION_COST_ANNOTATION))
         .and_then(|v| v.trim().parse().ok());
 
-    // totals are only known when every container states the request
+    // Like the HPA controller: the regular containers plus the restartable
+    // (sidecar) init containers; a total is only known when every one of
+    // them states the request, unless the pod-level request is set.
     let mut requests = Vec::new();
     let mut totals: BTreeMap<&str, Option<f64>> = BTreeMap::new();
-    let containers = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
-    for container in containers {
+    let spec = pod.spec.as_ref();
+    let sidecars = spec
+        .and_then(|s| s.init_containers.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|c| c.restart_policy.as_deref() == Some("Always"));
+    let containers: Vec<_> = spec.map(|s| s.containers.iter()).into_iter().flatten().chain(sidecars).collect();
+    for container in &containers {
         let stated = container.resources.as_ref().and_then(|r| r.requests.as_ref());
         for resource in ["cpu", "memory"] {
             let amount = stated.and_then(|r| r.get(resource)).and_then(|q| quantity::parse(&q.0));
@@ -164,7 +175,12 @@ pub fn convert(pod: &Pod) -> snapshot::Pod {
             }
         }
     }
-    let total = |resource: &str| if containers.is_empty() { None } else { totals.get(resource).copied().flatten() };
+    let pod_level = spec.and_then(|s| s.resources.as_ref()).and_then(|r| r.requests.as_ref());
+    let total = |resource: &str| match pod_level.and_then(|r| r.get(resource)) {
+        Some(amount) => quantity::parse(&amount.0),
+        None if containers.is_empty() => None,
+        None => totals.get(resource).copied().flatten(),
+    };
     snapshot::Pod {
         name: pod.metadata.name.clone().unwrap_or_default(),
         phase,
@@ -217,6 +233,30 @@ mod tests {
         );
         assert_eq!(converted.requests.len(), 5);
         assert!(!converted.terminating);
+    }
+
+    #[test]
+    fn sidecars_count_and_pod_level_requests_win() {
+        let mut pod = pod(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {
+                "initContainers": [
+                    {"name": "setup", "resources": {"requests": {"cpu": "2"}}},
+                    {"name": "mesh", "restartPolicy": "Always", "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}
+                ],
+                "containers": [{"name": "app", "resources": {"requests": {"cpu": "400m", "memory": "1Gi"}}}]
+            }
+        }));
+        slim(&mut pod);
+        let converted = convert(&pod);
+        assert!((converted.cpu_request.unwrap() - 0.5).abs() < 1e-9, "app + mesh, not the one-shot setup");
+        assert_eq!(converted.memory_request, Some((1024.0 + 64.0) * 1024.0 * 1024.0));
+        assert!(converted.requests.iter().any(|r| r.container.as_deref() == Some("mesh")));
+        pod.spec.as_mut().unwrap().resources =
+            Some(serde_json::from_value(serde_json::json!({"requests": {"cpu": "750m"}})).unwrap());
+        let converted = convert(&pod);
+        assert_eq!(converted.cpu_request, Some(0.75), "pod-level request");
+        assert_eq!(converted.memory_request, Some((1024.0 + 64.0) * 1024.0 * 1024.0), "no pod-level memory");
     }
 
     #[test]
