@@ -7,7 +7,7 @@
 //! not part of this file. The format is documented in `docs/CONFIG.md`.
 
 use crate::guardrails::{Limits, Step};
-use crate::signals::{forecast, kafka, nats, prometheus, redis};
+use crate::signals::{forecast, kafka, nats, pod_metrics, prometheus, redis};
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -157,6 +157,7 @@ struct RawMetric {
     forecast: Option<forecast::Series>,
     redis: Option<redis::Heartbeat>,
     kafka_lag: Option<kafka::Lag>,
+    pod_metrics: Option<pod_metrics::Usage>,
     push: Option<PushMetric>,
     #[serde(default, with = "humantime_serde")]
     max_age: Option<Duration>,
@@ -243,6 +244,8 @@ pub struct Sources {
     pub forecast: Option<forecast::Source>,
     pub redis: Option<redis::Source>,
     pub kafka: Option<kafka::Source>,
+    /// Optional: `pod_metrics` inputs read the cluster's own API.
+    pub pod_metrics: Option<pod_metrics::Source>,
 }
 
 /// One named input of a workload.
@@ -267,6 +270,8 @@ pub enum MetricSource {
     Redis(redis::Heartbeat),
     /// A consumer group's lag on a topic.
     KafkaLag(kafka::Lag),
+    /// CPU or memory usage of the target's pods (`metrics.k8s.io`).
+    PodMetrics(pod_metrics::Usage),
     /// `POST /v1/signals`.
     Push,
 }
@@ -397,6 +402,9 @@ impl RawConfig {
         if let Some(forecast) = &self.sources.forecast {
             forecast.validate().map_err(|(field, message)| error(format!("sources.forecast.{field}"), message))?;
         }
+        if let Some(pods) = &self.sources.pod_metrics {
+            pods.validate().map_err(|(field, message)| error(format!("sources.pod_metrics.{field}"), message))?;
+        }
         Ok(Config { policy_dir: self.policies.directory, sources: self.sources, workloads })
     }
 }
@@ -429,12 +437,13 @@ fn metrics(
             metric.forecast.is_some(),
             metric.redis.is_some(),
             metric.kafka_lag.is_some(),
+            metric.pod_metrics.is_some(),
             metric.push.is_some(),
         ];
         if given.iter().filter(|g| **g).count() != 1 {
             return Err(error(
                 path(""),
-                "give exactly one source: prometheus, nats, forecast, redis, kafka_lag or push",
+                "give exactly one source: prometheus, nats, forecast, redis, kafka_lag, pod_metrics or push",
             ));
         }
         let (source, poll) = if let Some(query) = &metric.prometheus {
@@ -466,6 +475,9 @@ fn metrics(
             };
             lag.validate().map_err(|(field, message)| error(path(&format!(".kafka_lag.{field}")), message))?;
             (MetricSource::KafkaLag(lag.clone()), kafka.lag_interval)
+        } else if let Some(usage) = &metric.pod_metrics {
+            usage.validate().map_err(|(field, message)| error(path(&format!(".pod_metrics.{field}")), message))?;
+            (MetricSource::PodMetrics(usage.clone()), sources.pod_metrics.clone().unwrap_or_default().interval)
         } else {
             (MetricSource::Push, interval)
         };

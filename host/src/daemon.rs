@@ -13,6 +13,7 @@ use crate::decide::{Clock, Cluster, Decider, DeciderConfig, Leadership};
 use crate::k8s::{LeaderElector, LeaseSettings};
 use crate::policy::Runtime;
 use crate::policy_store::{PolicyStore, StoreConfig};
+use crate::signals::pod_metrics::{self, PodMetricsApi};
 use crate::signals::poll::StartSource;
 use crate::signals::{SignalHub, forecast, kafka, nats, prometheus, redis};
 use std::net::SocketAddr;
@@ -43,6 +44,9 @@ pub struct Settings {
     pub grace: Duration,
     pub log_level: Option<LogLevelSetter>,
     pub election: Option<Election>,
+    /// The cluster's resource metrics API, for `pod_metrics` inputs
+    /// (`None` without a cluster: such inputs are then a setting error).
+    pub pod_metrics: Option<Arc<dyn PodMetricsApi>>,
 }
 
 /// A running daemon: where its admin API listens and how to reach its parts.
@@ -105,6 +109,17 @@ pub async fn start<C: Cluster, K: Clock>(
     if let Some(source) = &settings.sources.nats
         && let Some(poller) =
             nats::poller(source, &settings.workloads, hub.clone(), metrics.clone()).map_err(InvalidSetting)?
+    {
+        pollers.push(poller.into_start());
+    }
+    if let Some(poller) = pod_metrics::poller(
+        settings.sources.pod_metrics.as_ref(),
+        settings.pod_metrics.clone(),
+        &settings.workloads,
+        hub.clone(),
+        metrics.clone(),
+    )
+    .map_err(InvalidSetting)?
     {
         pollers.push(poller.into_start());
     }

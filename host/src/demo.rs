@@ -79,6 +79,7 @@ pub fn run(args: &DemoArgs, cache_dir: Option<PathBuf>, log_level: Option<LogLev
             grace: Duration::from_secs(10),
             log_level,
             election: None,
+            pod_metrics: None,
         };
         let store = daemon::open_store(runtime, args.policies.clone())
             .await

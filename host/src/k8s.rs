@@ -8,6 +8,7 @@
 //! | get   | `<targets>/scale`                         | current/desired replicas, pod selector |
 //! | update| `<targets>/scale`                         | write the decision (`resourceVersion`) |
 //! | list, watch | `pods` (namespaces with workloads)  | pod phase, readiness, requests        |
+//! | list  | `metrics.k8s.io/pods` (with `pod_metrics` inputs) | pod CPU and memory usage       |
 //! | patch | `pods`                                    | `controller.kubernetes.io/pod-deletion-cost` |
 //! | create| `events.k8s.io/events`                    | one Event per scale                   |
 //! | get, create, update | `coordination.k8s.io/leases` | leader election                     |
@@ -30,18 +31,28 @@ pub use lease::{LeaderElector, LeaseSettings};
 
 use crate::config::Target;
 use crate::decide::{Cluster, ClusterError, Observation};
+use crate::signals::pod_metrics::{self, ListError, PodMetricsApi, PodUsage};
 use crate::snapshot::PodDeletionCost;
+use futures::future::BoxFuture;
 use k8s_openapi::api::autoscaling::v1::{Scale, ScaleSpec};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
-use std::collections::HashMap;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::Duration;
 
 /// The annotation the ReplicaSet controller reads to pick scale-in victims.
 pub const DELETION_COST_ANNOTATION: &str = "controller.kubernetes.io/pod-deletion-cost";
+
+/// The client scalegate talks to the API with: kube's built-in retry layer
+/// (up to 15 retries of 429/503/504, inside one call) is off, so a call's
+/// deadline and retries are the ones [`KubeSettings`] states.
+pub fn client(mut config: kube::Config) -> Result<kube::Client, kube::Error> {
+    config.default_retry = false;
+    kube::Client::try_from(config)
+}
 
 /// How requests are bounded and retried.
 #[derive(Debug, Clone)]
@@ -362,5 +373,71 @@ impl Cluster for KubeCluster {
             .collect()
             .await;
         results.into_iter().collect()
+    }
+}
+
+impl PodMetricsApi for KubeCluster {
+    fn list_pod_metrics<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Vec<PodUsage>, ListError>> {
+        Box::pin(async move {
+            let resource = ApiResource {
+                group: "metrics.k8s.io".into(),
+                version: "v1beta1".into(),
+                api_version: "metrics.k8s.io/v1beta1".into(),
+                kind: "PodMetrics".into(),
+                plural: "pods".into(),
+            };
+            let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, &resource);
+            // one attempt: the next poll is the retry
+            let what = format!("pod metrics of namespace {namespace}");
+            let listed =
+                match tokio::time::timeout(self.settings.request_timeout, api.list(&ListParams::default())).await {
+                    Ok(Ok(listed)) => listed,
+                    Ok(Err(error)) => {
+                        return Err(match CallError::from_kube(error) {
+                            CallError::Status(404, _) => (
+                                "not_found",
+                                format!("{what}: metrics.k8s.io is not served (is metrics-server installed?)"),
+                            ),
+                            CallError::Status(403, message) => (
+                                "forbidden",
+                                format!(
+                                    "{what}: forbidden (scalegate's role needs list on metrics.k8s.io pods): {message}"
+                                ),
+                            ),
+                            CallError::Status(code, message) => ("http", format!("{what}: HTTP {code}: {message}")),
+                            CallError::Transport(message) => ("connect", format!("{what}: {message}")),
+                            CallError::Timeout(after) => ("timeout", format!("{what}: no answer within {after:?}")),
+                        });
+                    }
+                    Err(_) => {
+                        let after = humantime::format_duration(self.settings.request_timeout);
+                        return Err(("timeout", format!("{what}: no answer within {after}")));
+                    }
+                };
+            listed
+                .items
+                .iter()
+                .map(|item| {
+                    let name = item.metadata.name.as_deref().unwrap_or_default();
+                    pod_metrics::parse(name, &item.data).map_err(|e| ("parse", e))
+                })
+                .collect()
+        })
+    }
+
+    fn pods_of<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<HashSet<String>, String>> {
+        Box::pin(async move {
+            let known = self.scales.lock().get(&key(target)).map(|s| s.selector.clone());
+            let selector = match known {
+                Some(selector) => selector,
+                None => self.read_scale(target).await.map_err(|e| e.to_string())?.1,
+            };
+            let selector = selector.ok_or_else(|| format!("{} reports no pod selector", scale_of(target)))?;
+            let cache = self.pods.get(&target.namespace);
+            if !cache.wait_synced(self.settings.cache_sync_timeout).await {
+                return Err(format!("pods of namespace {} not listed yet", target.namespace));
+            }
+            Ok(cache.matching(&selector).into_iter().map(|p| p.name).collect())
+        })
     }
 }

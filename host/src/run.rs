@@ -118,7 +118,7 @@ async fn kube_client(args: &RunArgs) -> Result<kube::Client, Failure> {
             .await
             .map_err(|e| usage(format!("no Kubernetes configuration (in-cluster or kubeconfig): {e}")))?,
     };
-    kube::Client::try_from(config).map_err(|e| usage(format!("cannot build the Kubernetes client: {e}")))
+    crate::k8s::client(config).map_err(|e| usage(format!("cannot build the Kubernetes client: {e}")))
 }
 
 pub fn run(args: &RunArgs, cache_dir: Option<PathBuf>, log_level: Option<LogLevelSetter>) -> Result<(), Failure> {
@@ -167,6 +167,7 @@ pub fn run(args: &RunArgs, cache_dir: Option<PathBuf>, log_level: Option<LogLeve
             grace: args.grace,
             log_level,
             election,
+            pod_metrics: Some(cluster.clone()),
         };
         let running =
             daemon::start(settings, store, cluster, Arc::new(SystemClock), shutdown.clone()).await.map_err(|e| {

@@ -18,6 +18,7 @@
 pub mod forecast;
 pub mod kafka;
 pub mod nats;
+pub mod pod_metrics;
 pub mod poll;
 pub mod prometheus;
 pub mod redis;
@@ -304,6 +305,7 @@ impl MetricSource {
             MetricSource::Forecast(_) => "forecast",
             MetricSource::Redis(_) => "redis",
             MetricSource::KafkaLag(_) => "kafka",
+            MetricSource::PodMetrics(_) => "pod-metrics",
             MetricSource::Push => "push",
         }
     }

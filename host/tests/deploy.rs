@@ -13,6 +13,7 @@ use fake_apiserver::FakeApiServer;
 use scalegate::config::{Config, Target};
 use scalegate::decide::{Cluster, Leadership};
 use scalegate::k8s::{KubeCluster, KubeSettings, LeaderElector, LeaseSettings};
+use scalegate::signals::pod_metrics::PodMetricsApi;
 use scalegate::snapshot::PodDeletionCost;
 use serde::Deserialize;
 use std::path::Path;
@@ -185,7 +186,7 @@ async fn rbac_allows_exactly_what_the_daemon_does() {
     let fake = FakeApiServer::start().await;
     fake.add_deployment("shop", "checkout", 2);
     fake.put_running_pod("shop", "checkout", "checkout-0", true, "100m");
-    let client = kube::Client::try_from(kube::Config::new(fake.url().parse().unwrap())).unwrap();
+    let client = scalegate::k8s::client(kube::Config::new(fake.url().parse().unwrap())).unwrap();
     let cluster = KubeCluster::new(client.clone(), KubeSettings::default());
     let target = Target {
         api_version: "apps/v1".into(),
@@ -196,6 +197,9 @@ async fn rbac_allows_exactly_what_the_daemon_does() {
     cluster.observe(&target).await.unwrap();
     cluster.set_deletion_costs(&target, &[PodDeletionCost { pod: "checkout-0".into(), cost: 1 }]).await.unwrap();
     cluster.scale(&target, 2, 3, "test").await.unwrap();
+    fake.put_pod_metrics("shop", "checkout-0", &[("app", "50m", "64Mi")]);
+    assert_eq!(cluster.list_pod_metrics("shop").await.unwrap().len(), 1);
+    assert_eq!(cluster.pods_of(&target).await.unwrap().len(), 1);
     let leadership = Arc::new(Leadership::default());
     let settings = LeaseSettings::new("scalegate", "scalegate-leader", "a", Duration::from_secs(1));
     let stop = tokio_util::sync::CancellationToken::new();

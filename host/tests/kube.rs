@@ -18,8 +18,7 @@ use support::rig::eventually;
 use support::*;
 
 fn client(fake: &FakeApiServer) -> kube::Client {
-    let config = kube::Config::new(fake.url().parse().unwrap());
-    kube::Client::try_from(config).unwrap()
+    scalegate::k8s::client(kube::Config::new(fake.url().parse().unwrap())).unwrap()
 }
 
 fn settings() -> KubeSettings {

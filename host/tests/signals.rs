@@ -319,3 +319,74 @@ workloads:
     drop(server);
     rig.stop().await;
 }
+
+/// `api` pods request 500m; usage is (app, proxy) millicores.
+fn api_usage(fake: &FakeApiServer, pod: &str, app: u32, proxy: u32) {
+    fake.put_pod_metrics("shop", pod, &[("app", &format!("{app}m"), "200Mi"), ("proxy", &format!("{proxy}m"), "20Mi")]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_metrics_feed_the_hpa_policy_and_an_unavailable_metrics_api_holds_scale_down() {
+    use fake_apiserver::Fault;
+    let fake = FakeApiServer::start().await;
+    fake.add_deployment("shop", "api", 4);
+    for i in 0..4 {
+        let pod = format!("api-{i}");
+        fake.put_running_pod("shop", "api", &pod, true, "500m");
+        api_usage(&fake, &pod, 40, 10); // 50m of 500m: 10 %
+    }
+    // another workload's busy pod in the same namespace must not count
+    fake.put_running_pod("shop", "batch", "batch-0", true, "500m");
+    fake.put_pod_metrics("shop", "batch-0", &[("app", "5", "1Gi")]);
+    // metrics-server down from the start (the API server answers 503 for its APIService)
+    fake.inject(hyper::Method::GET, "/apis/metrics.k8s.io/", Fault::Status(503), usize::MAX);
+    let yaml = r#"
+sources:
+  pod_metrics: {interval: 500ms}
+workloads:
+  - target: {namespace: shop, name: api}
+    interval: 1s
+    min_replicas: 1
+    max_replicas: 10
+    policies:
+      - policy: hpa
+        params:
+          metrics: [{type: Resource, resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}}]
+          downscaleStabilizationSeconds: 0
+    metrics:
+      - {name: cpu, pod_metrics: {resource: cpu}}
+"#;
+    let rig = Rig::start(fake, ("shop", "api"), &[("hpa.wasm", "hpa.wasm")], yaml, None).await;
+    let started = Instant::now();
+    let inputs = loop {
+        let inputs = rig.get("/v1/workloads/shop/api/inputs").await;
+        if inputs["metrics"]["cpu"]["error"].is_string() {
+            break inputs;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no failure reported: {inputs}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(inputs["metrics"]["cpu"]["error"].as_str().unwrap().contains("HTTP 503"), "{inputs}");
+    rig.wait_stale("cpu").await;
+    assert!(rig.metrics().await.contains(r#"scalegate_source_errors_total{source="pod-metrics",kind="http"}"#));
+    assert_eq!(rig.writes(), [], "10 % of the request would scale down, but the input is stale");
+
+    // metrics-server back: 4 × 50m of 500m at a 50 % target → ceil(4 × 10/50) = 1
+    rig.fake.clear_faults();
+    eventually("scale to 1", Duration::from_secs(10), || rig.replicas() == Some(1)).await;
+    let inputs = rig.get("/v1/workloads/shop/api/inputs").await;
+    assert!((inputs["metrics"]["cpu"]["value"].as_f64().unwrap() - 0.2).abs() < 1e-9, "{inputs}");
+
+    // the ReplicaSet removes three pods; the last one gets busy: 900m of 500m → 180 % → 4
+    for i in 1..4 {
+        rig.fake.delete_pod("shop", &format!("api-{i}"));
+    }
+    api_usage(&rig.fake, "api-0", 800, 100);
+    eventually("scale to 4", Duration::from_secs(10), || rig.replicas() == Some(4)).await;
+    assert_eq!(rig.writes(), [(4, 1), (1, 4)]);
+    let decisions = rig.get("/v1/workloads/shop/api/decisions?limit=1").await;
+    assert!(decisions["decisions"][0]["inputs"].as_str().unwrap().contains("cpu=0.900"), "{decisions}");
+    let listed = rig.fake.requests().iter().filter(|r| r.contains("metrics.k8s.io")).count();
+    assert!(listed >= 4, "one list per poll: {listed}");
+    rig.stop().await;
+}

@@ -8,6 +8,7 @@
 //! | GET         | `/api/v1/namespaces/{ns}/pods` (list, and `?watch=true`)     |
 //! | PATCH       | `/api/v1/namespaces/{ns}/pods/{name}` (merge patch)           |
 //! | POST        | `/apis/events.k8s.io/v1/namespaces/{ns}/events`               |
+//! | GET         | `/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods` (list)    |
 //! | POST        | `/apis/coordination.k8s.io/v1/namespaces/{ns}/leases`         |
 //! | GET, PUT    | `/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}`  |
 //!
@@ -93,6 +94,8 @@ struct State {
     watchers: Vec<(String, mpsc::UnboundedSender<Bytes>)>,
     events: Vec<Value>,
     leases: BTreeMap<(String, String), Value>,
+    /// `PodMetrics` by (namespace, pod), as metrics-server would serve them.
+    pod_metrics: BTreeMap<(String, String), Value>,
     faults: Vec<FaultRule>,
     requests: Vec<String>,
     violations: Vec<String>,
@@ -279,6 +282,28 @@ impl FakeApiServer {
 
     pub fn lease(&self, namespace: &str, name: &str) -> Option<Value> {
         self.state.lock().leases.get(&(namespace.to_string(), name.to_string())).cloned()
+    }
+
+    /// Sets a pod's usage as metrics-server reports it, stamped now with a
+    /// 15 s window: (container, cpu, memory) quantities.
+    pub fn put_pod_metrics(&self, namespace: &str, pod: &str, containers: &[(&str, &str, &str)]) {
+        let containers: Vec<Value> = containers
+            .iter()
+            .map(|(name, cpu, memory)| json!({"name": name, "usage": {"cpu": cpu, "memory": memory}}))
+            .collect();
+        let object = json!({
+            "kind": "PodMetrics", "apiVersion": "metrics.k8s.io/v1beta1",
+            "metadata": {"name": pod, "namespace": namespace, "creationTimestamp": jiff::Timestamp::now().to_string()},
+            "timestamp": jiff::Timestamp::now().round(jiff::Unit::Second).expect("rounds").to_string(),
+            "window": "15s",
+            "containers": containers
+        });
+        self.state.lock().pod_metrics.insert((namespace.into(), pod.into()), object);
+    }
+
+    /// Ends every fault injected and not yet used up.
+    pub fn clear_faults(&self) {
+        self.state.lock().faults.clear();
     }
 
     /// The next `times` requests with `method` whose path contains
@@ -476,6 +501,9 @@ fn route(state: &Arc<Mutex<State>>, line: &str, parsed: Parsed) -> Response<Body
         (&Method::POST, ["apis", "events.k8s.io", "v1", "namespaces", ns, "events"]) => {
             create_event(state, line, &parsed, ns)
         }
+        (&Method::GET, ["apis", "metrics.k8s.io", "v1beta1", "namespaces", ns, "pods"]) => {
+            pod_metrics(state, line, &parsed, ns)
+        }
         (m, ["apis", "coordination.k8s.io", "v1", "namespaces", ns, "leases", rest @ ..]) => {
             lease(state, line, &parsed, m, ns, rest.first().copied())
         }
@@ -555,6 +583,18 @@ fn scale(state: &Mutex<State>, line: &str, parsed: &Parsed, key: &str, ns: &str,
         at: Instant::now(),
     });
     respond(200, &rendered)
+}
+
+fn pod_metrics(state: &Mutex<State>, line: &str, parsed: &Parsed, ns: &str) -> Response<Body> {
+    if let Some(refused) = check_query(state, line, parsed, &[]) {
+        return refused;
+    }
+    let guard = state.lock();
+    let items: Vec<&Value> = guard.pod_metrics.iter().filter(|((n, _), _)| n == ns).map(|(_, m)| m).collect();
+    respond(
+        200,
+        &json!({"kind": "PodMetricsList", "apiVersion": "metrics.k8s.io/v1beta1", "metadata": {}, "items": items}),
+    )
 }
 
 fn pods(state: &Arc<Mutex<State>>, line: &str, parsed: &Parsed, ns: &str) -> Response<Body> {

@@ -38,7 +38,8 @@ impl Rig {
     ) -> Rig {
         let (store, dir) = super::open_store(policies);
         let config = Config::parse(yaml).unwrap();
-        let client = kube::Client::try_from(kube::Config::new(fake.url().parse().unwrap())).unwrap();
+        let client = scalegate::k8s::client(kube::Config::new(fake.url().parse().unwrap())).unwrap();
+        let cluster = Arc::new(KubeCluster::new(client, KubeSettings::default()));
         let settings = Settings {
             workloads: config.workloads,
             sources: config.sources,
@@ -47,9 +48,9 @@ impl Rig {
             grace: Duration::from_secs(5),
             log_level: None,
             election: None,
+            pod_metrics: Some(cluster.clone()),
         };
         let shutdown = tokio_util::sync::CancellationToken::new();
-        let cluster = Arc::new(KubeCluster::new(client, KubeSettings::default()));
         let running = daemon::start(settings, store, cluster, Arc::new(SystemClock), shutdown.clone()).await.unwrap();
         Rig { fake, target: (target.0.to_string(), target.1.to_string()), running: Some(running), shutdown, _dir: dir }
     }
