@@ -298,11 +298,13 @@ impl<C: Cluster, K: Clock> Decider<C, K> {
             let shutdown = shutdown.clone();
             tasks.spawn(async move {
                 let workload = decider.workloads[index].clone();
-                // spread first evaluations over the interval instead of all at once
+                // spread first evaluations over the interval instead of all at
+                // once; a trigger (a signal) does not wait for its turn
                 let stagger = workload.spec.interval.mul_f64((index % 97) as f64 / 97.0);
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(stagger) => {}
+                    _ = workload.trigger.notified() => {}
                 }
                 loop {
                     decider.evaluate(index).await;

@@ -193,3 +193,23 @@ async fn the_loop_runs_on_its_interval_reacts_to_triggers_and_stops() {
         result.unwrap();
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_trigger_does_not_wait_for_the_staggered_first_evaluation() {
+    // the second workload's first evaluation is staggered 1/97 of an hour (37 s) in
+    let yaml = "workloads:\n\
+        - {target: {namespace: shop, name: web}, max_replicas: 20, interval: 1h, policies: [{policy: fixed, params: {replicas: 3}}]}\n\
+        - {name: second, target: {namespace: shop, name: web}, max_replicas: 20, interval: 1h, policies: [{policy: fixed, params: {replicas: 3}}]}\n";
+    let rig = rig(TRACKING, yaml);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut tasks = rig.decider.run(shutdown.clone());
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(rig.decider.decisions("second", 10).unwrap().len(), 0, "not its turn yet");
+    assert!(rig.decider.trigger("second"));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(rig.decider.decisions("second", 10).unwrap().len(), 1, "a signal is acted on at once");
+    shutdown.cancel();
+    while let Some(result) = tasks.join_next().await {
+        result.unwrap();
+    }
+}
