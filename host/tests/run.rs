@@ -94,6 +94,7 @@ fn setup(fake: &FakeApiServer, config: &str) -> tempfile::TempDir {
     let policies = dir.path().join("policies");
     std::fs::create_dir(&policies).unwrap();
     std::fs::write(policies.join("fixed.wasm"), policy_bytes("fixed.wasm")).unwrap();
+    std::fs::write(policies.join("directive.wasm"), policy_bytes("directive.wasm")).unwrap();
     std::fs::write(dir.path().join("config.yaml"), config.replace("POLICIES", policies.to_str().unwrap())).unwrap();
     std::fs::write(dir.path().join("kubeconfig"), fake.kubeconfig()).unwrap();
     dir
@@ -210,5 +211,58 @@ async fn two_replicas_only_the_leader_writes_and_a_standby_takes_over_after_kill
     assert!(takeover <= lease + 2 * retry + Duration::from_millis(500), "took over after {takeover:?}");
     println!("standby wrote {takeover:?} after the leader was killed (lease {lease:?}, retry {retry:?})");
     assert!(survivor.get("/metrics").contains("scalegate_leader 1"));
+    assert_eq!(fake.violations(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stops_promptly_on_sigterm_when_the_kafka_broker_is_gone() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use support::servers::{Tansu, free_port};
+    let broker = Tansu::start(free_port());
+    broker.create_topic("rtc.control.scale", 1);
+    let fake = fake_web().await;
+    let config = CONFIG
+        .replace(
+            "workloads:",
+            &format!(
+                "sources:\n  kafka: {{brokers: \"{}\", directives: [{{topic: rtc.control.scale}}]}}\nworkloads:",
+                broker.brokers()
+            ),
+        )
+        .replace("interval: 1s", "interval: 1h")
+        .replace("{policy: fixed, params: {replicas: 5}}", "{policy: directive}");
+    let dir = setup(&fake, &config);
+    let mut daemon = Daemon::start(dir.path(), &[]);
+    // the consumer is in its group once a directive gets through
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.brokers())
+        .set("message.timeout.ms", "10000")
+        .create()
+        .unwrap();
+    let joining = Instant::now();
+    let mut target = 3;
+    loop {
+        let payload = format!(r#"{{"target": "web", "targetReplicas": {target}}}"#);
+        producer
+            .send(FutureRecord::<(), _>::to("rtc.control.scale").payload(&payload), Duration::from_secs(5))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if fake.replicas("shop", "web") == Some(target) {
+            break;
+        }
+        assert!(joining.elapsed() < Duration::from_secs(90), "no directive applied: {}", daemon.stderr.lock().unwrap());
+        target += 1;
+    }
+    drop(producer);
+
+    // the broker disappears; leaving the consumer group can never finish now
+    broker.stop();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stopping = Instant::now();
+    daemon.signal("-TERM");
+    let status = daemon.wait(Duration::from_secs(20));
+    assert!(status.success(), "{status:?}: {}", daemon.stderr.lock().unwrap());
+    assert!(stopping.elapsed() < Duration::from_secs(10), "took {:?}", stopping.elapsed());
     assert_eq!(fake.violations(), Vec::<String>::new());
 }

@@ -168,6 +168,37 @@ impl Lag {
     }
 }
 
+/// A Kafka client whose drop happens on a thread of its own: closing a
+/// consumer waits, without limit, until librdkafka has left the group,
+/// which never happens while the broker is unreachable
+/// (fede1024/rust-rdkafka#509). That must neither block a runtime worker
+/// nor keep the daemon from exiting after its shutdown.
+pub struct CloseAside<T: Send + 'static>(Option<T>);
+
+impl<T: Send + 'static> CloseAside<T> {
+    pub fn new(client: T) -> CloseAside<T> {
+        CloseAside(Some(client))
+    }
+}
+
+impl<T: Send + 'static> std::ops::Deref for CloseAside<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl<T: Send + 'static> Drop for CloseAside<T> {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            let closing = std::thread::Builder::new().name("kafka-close".into()).spawn(move || drop(client));
+            if let Err(error) = closing {
+                tracing::warn!(%error, "cannot start a thread to close a Kafka client; leaking it");
+            }
+        }
+    }
+}
+
 /// Sets `key` unless `options` already did.
 fn set_default(config: &mut ClientConfig, key: &str, value: &str) {
     if config.get(key).is_none() {
@@ -313,13 +344,15 @@ pub fn directive_consumer(
         return Ok(None);
     }
     let mut config = source.client_config()?;
-    config.set("group.id", &source.group_id).set("enable.auto.commit", "true").set("auto.offset.reset", "latest");
+    config.set("group.id", &source.group_id).set("enable.auto.commit", "true");
+    // a group's first start skips old directives unless options say otherwise
+    set_default(&mut config, "auto.offset.reset", "latest");
     set_default(&mut config, "session.timeout.ms", "10000");
     // directives are few and urgent: do not let a fetch idle on the broker
     // for librdkafka's default 500 ms when a message may arrive meanwhile
     set_default(&mut config, "fetch.wait.max.ms", "10");
-    let consumer: StreamConsumer =
-        config.create().map_err(|e| format!("sources.kafka: cannot create the consumer: {e}"))?;
+    let consumer: CloseAside<StreamConsumer> =
+        CloseAside::new(config.create().map_err(|e| format!("sources.kafka: cannot create the consumer: {e}"))?);
     let topics: Vec<&str> = source.directives.iter().map(|d| d.topic.as_str()).collect();
     consumer.subscribe(&topics).map_err(|e| format!("sources.kafka.directives: {e}"))?;
     let routes = route_table(workloads);
@@ -375,11 +408,11 @@ pub fn directive_consumer(
 pub struct LagReader {
     source: Source,
     /// A metadata/offsets client per consumer group (they never join it).
-    clients: parking_lot::Mutex<HashMap<String, Arc<BaseConsumer>>>,
+    clients: parking_lot::Mutex<HashMap<String, Arc<CloseAside<BaseConsumer>>>>,
 }
 
 impl LagReader {
-    fn client(&self, group: &str) -> Result<Arc<BaseConsumer>, String> {
+    fn client(&self, group: &str) -> Result<Arc<CloseAside<BaseConsumer>>, String> {
         let mut clients = self.clients.lock();
         if let Some(client) = clients.get(group) {
             return Ok(client.clone());
@@ -391,7 +424,7 @@ impl LagReader {
             .set("enable.auto.commit", "false")
             .create()
             .map_err(|e| format!("cannot create a Kafka client for group {group}: {e}"))?;
-        let client = Arc::new(client);
+        let client = Arc::new(CloseAside::new(client));
         clients.insert(group.to_string(), client.clone());
         Ok(client)
     }
