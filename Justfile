@@ -43,6 +43,10 @@ bench: plugins build
 bench-signals: plugins test-tools
     cargo bench -p scalegate --bench signal_latency
 
+# Sustained Kafka ingest: 1.5 million ScaleSignals through `scalegate run` (rate, CPU, memory)
+bench-ingest: plugins test-tools
+    cargo bench -p scalegate --bench kafka_ingest
+
 # Lints: formatting and clippy (host and policies), warnings are errors
 lint:
     cargo fmt --all --check

@@ -179,7 +179,7 @@ impl SignalHub {
                 slot.store(workload, metric, None, now_ms);
             }
             for signal in signals {
-                inputs.enqueue(signal);
+                inputs.enqueue(signal, &self.metrics);
             }
         }
         if counts.1 > 0
@@ -211,7 +211,7 @@ impl SignalHub {
 
     /// A discrete signal for a workload; triggers an evaluation.
     pub fn signal(&self, workload: &str, signal: Signal) -> Result<(), InputError> {
-        self.workload(workload)?.lock().enqueue(signal);
+        self.workload(workload)?.lock().enqueue(signal, &self.metrics);
         if let Some(trigger) = self.trigger.get() {
             trigger(workload);
         }
@@ -287,11 +287,13 @@ impl Slot {
 
 impl WorkloadInputs {
     /// Queues a signal, dropping (and counting) the oldest when full.
-    fn enqueue(&mut self, signal: Signal) {
+    fn enqueue(&mut self, signal: Signal, metrics: &Metrics) {
+        let mut dropped = None;
         if self.signals.len() >= SIGNAL_QUEUE {
-            self.signals.pop_front();
+            dropped = self.signals.pop_front();
             self.dropped_signals += 1;
         }
+        metrics.count_signal(&signal.source, dropped.as_ref().map(|d| d.source.as_str()));
         self.signals.push_back(signal);
     }
 }
@@ -429,6 +431,12 @@ mod tests {
         }
         assert_eq!(triggered.lock().len(), SIGNAL_QUEUE + 3);
         assert_eq!(hub.status("a/b", 0).unwrap()["dropped_signals"], 3);
+        let exposed = hub.metrics.render();
+        assert!(
+            exposed.contains(&format!("scalegate_signals_total{{source=\"push\"}} {}", SIGNAL_QUEUE + 3)),
+            "{exposed}"
+        );
+        assert!(exposed.contains("scalegate_signals_dropped_total{source=\"push\"} 3"), "{exposed}");
         assert_eq!(hub.collect("a/b", 0).signals.len(), SIGNAL_QUEUE);
         assert!(hub.collect("a/b", 0).signals.is_empty());
     }

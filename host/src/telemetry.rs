@@ -48,6 +48,10 @@ pub struct Metrics {
     pub source_errors: Family<SourceErrorLabel, Counter>,
     /// Unix time of the last successful fetch per source (alert on `time() - x`).
     pub source_last_success: Family<SourceLabel, Gauge>,
+    /// Signals queued for an evaluation, by source (`kafka:<topic>`, `push`).
+    pub signals: Family<SourceLabel, Counter>,
+    /// Signals dropped because a workload's queue was full (oldest first).
+    pub signals_dropped: Family<SourceLabel, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -96,6 +100,14 @@ impl Metrics {
             "Unix time of the last successful fetch per source",
             source_last_success.clone(),
         );
+        let signals = Family::<SourceLabel, Counter>::default();
+        registry.register("signals", "Signals queued for an evaluation, by source", signals.clone());
+        let signals_dropped = Family::<SourceLabel, Counter>::default();
+        registry.register(
+            "signals_dropped",
+            "Signals dropped from a full workload queue (the oldest), by source",
+            signals_dropped.clone(),
+        );
         Metrics {
             registry,
             decisions,
@@ -107,6 +119,8 @@ impl Metrics {
             source_fetch_seconds,
             source_errors,
             source_last_success,
+            signals,
+            signals_dropped,
         }
     }
 
@@ -121,6 +135,14 @@ impl Metrics {
 
     pub fn count_source_error(&self, source: &str, kind: &str) {
         self.source_errors.get_or_create(&SourceErrorLabel { source: source.into(), kind: kind.into() }).inc();
+    }
+
+    /// A signal queued; `dropped` names the source of one pushed out, if any.
+    pub fn count_signal(&self, source: &str, dropped: Option<&str>) {
+        self.signals.get_or_create(&SourceLabel { source: source.into() }).inc();
+        if let Some(dropped) = dropped {
+            self.signals_dropped.get_or_create(&SourceLabel { source: dropped.into() }).inc();
+        }
     }
 
     pub fn set_leader(&self, leading: bool) {
