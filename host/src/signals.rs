@@ -354,9 +354,10 @@ pub fn check_endpoint(field: &'static str, url: &str, interval: Duration) -> Res
     Ok(())
 }
 
-/// Default maximum age of a metric: three polls of its source.
+/// Default maximum age of a metric: three polls of its source, and at
+/// least the 1 s any `max_age` must be.
 pub fn default_max_age(poll: Duration) -> Duration {
-    poll * 3
+    (poll * 3).max(Duration::from_secs(1))
 }
 
 #[cfg(test)]

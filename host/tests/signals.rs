@@ -244,7 +244,7 @@ workloads:
     let rig = web_rig(&yaml).await;
     eventually("scale to the forecast", Duration::from_secs(15), || rig.replicas() == Some(6)).await;
     assert!(
-        forecaster.requests().iter().any(|r| r == "/forecast/current?workload=web-api"),
+        forecaster.requests().iter().any(|r| r.split(' ').next() == Some("/forecast/current?workload=web-api")),
         "{:?}",
         forecaster.requests()
     );
@@ -388,5 +388,135 @@ workloads:
     assert!(decisions["decisions"][0]["inputs"].as_str().unwrap().contains("cpu=0.900"), "{decisions}");
     let listed = rig.fake.requests().iter().filter(|r| r.contains("metrics.k8s.io")).count();
     assert!(listed >= 4, "one list per poll: {listed}");
+    rig.stop().await;
+}
+
+/// A CA and a server certificate it signed for 127.0.0.1: (CA PEM, cert PEM, key PEM).
+fn certificates() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(params, &ca_key);
+    let key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    let server = server.signed_by(&key, &issuer).unwrap();
+    (ca.pem(), server.pem(), key.serialize_pem())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_over_tls_with_basic_auth_and_a_rotated_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    let (ca, cert, key) = certificates();
+    std::fs::write(path("ca.pem"), &ca).unwrap();
+    std::fs::write(path("server.pem"), &cert).unwrap();
+    std::fs::write(path("server.key"), &key).unwrap();
+    let hash = bcrypt::hash("correct horse", 5).unwrap();
+    std::fs::write(
+        path("web.yml"),
+        format!(
+            "tls_server_config: {{cert_file: {}, key_file: {}}}\nbasic_auth_users: {{scalegate: '{hash}'}}\n",
+            path("server.pem").display(),
+            path("server.key").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(path("password"), "wrong horse\n").unwrap();
+    let target = ScrapeTarget::start("shop", "web", 600.0).await;
+    let port = free_port();
+    let _prometheus = Prometheus::start_secured(port, target.addr, &path("web.yml"));
+    let yaml = format!(
+        r#"
+sources:
+  prometheus:
+    url: "https://127.0.0.1:{port}"
+    interval: 300ms
+    ca_file: {ca}
+    basic_auth: {{username: scalegate, password_file: {password}}}
+workloads:
+  - target: {{namespace: shop, name: web}}
+    interval: 1s
+    min_replicas: 1
+    max_replicas: 20
+    policies: [{{policy: target-tracking, params: {{metric: rps, target: 100}}}}]
+    metrics:
+      - name: rps
+        prometheus:
+          query: 'sum(app_rps{{namespace="{{{{namespace}}}}", app="{{{{name}}}}"}})'
+"#,
+        ca = path("ca.pem").display(),
+        password = path("password").display()
+    );
+    let rig = web_rig(&yaml).await;
+
+    // the wrong password: refused by Prometheus, counted, nothing changes
+    let started = Instant::now();
+    let inputs = loop {
+        let inputs = rig.get("/v1/workloads/shop/web/inputs").await;
+        if inputs["metrics"]["rps"]["error"].as_str().is_some_and(|e| e.contains("401")) {
+            break inputs;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "no 401 reported: {inputs}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(inputs["metrics"]["rps"]["fresh"], false);
+    assert!(rig.metrics().await.contains(r#"scalegate_source_errors_total{source="prometheus",kind="http"}"#));
+    assert_eq!(rig.writes(), []);
+
+    // the secret is rotated: read at the next poll, no restart; 600 rps → 6
+    std::fs::write(path("password"), "correct horse\n").unwrap();
+    eventually("scale to 6", Duration::from_secs(20), || rig.replicas() == Some(6)).await;
+    assert_eq!(rig.writes(), [(2, 6)]);
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_requests_carry_the_current_bearer_token_and_the_configured_headers() {
+    // a Prometheus-compatible endpoint behind a token-checking proxy, as
+    // Thanos, Mimir or kube-rbac-proxy put it: the stub records what arrives
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let answer = format!(
+        r#"{{"status":"success","data":{{"resultType":"vector","result":[{{"metric":{{}},"value":[{now},"300"]}}]}}}}"#
+    );
+    let stub = HttpStub::start(&answer).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "first-token\n").unwrap();
+    let yaml = format!(
+        r#"
+sources:
+  prometheus:
+    url: "{url}"
+    interval: 200ms
+    bearer_token_file: {token}
+    headers: {{X-Scope-OrgID: team-shop}}
+workloads:
+  - target: {{namespace: shop, name: web}}
+    interval: 1s
+    min_replicas: 1
+    max_replicas: 20
+    policies: [{{policy: target-tracking, params: {{metric: rps, target: 100}}}}]
+    metrics:
+      - {{name: rps, prometheus: {{query: 'sum(rate(http_requests_total{{namespace="{{{{namespace}}}}"}}[1m]))'}}}}
+"#,
+        url = stub.url(),
+        token = token.display()
+    );
+    let rig = web_rig(&yaml).await;
+    eventually("scale to 3", Duration::from_secs(10), || rig.replicas() == Some(3)).await;
+    let seen = stub.requests();
+    let first = &seen[0];
+    assert!(
+        first.starts_with("/api/v1/query?query=sum%28rate%28http_requests_total%7Bnamespace%3D%22shop%22"),
+        "{first}"
+    );
+    assert!(first.contains("authorization=Bearer first-token") && first.contains("x-scope-orgid=team-shop"), "{first}");
+    std::fs::write(&token, "second-token\n").unwrap();
+    eventually("the rotated token in use", Duration::from_secs(5), || {
+        stub.requests().iter().any(|r| r.contains("authorization=Bearer second-token"))
+    })
+    .await;
     rig.stop().await;
 }

@@ -68,6 +68,24 @@ pub struct Prometheus {
 
 impl Prometheus {
     pub fn start(port: u16, target: SocketAddr) -> Prometheus {
+        let server = Prometheus::spawn(port, target, None);
+        server.wait_ready();
+        server
+    }
+
+    /// Served over TLS and behind basic auth per `web_config` (Prometheus'
+    /// `--web.config.file`); ready once it accepts connections.
+    pub fn start_secured(port: u16, target: SocketAddr, web_config: &std::path::Path) -> Prometheus {
+        let server = Prometheus::spawn(port, target, Some(web_config));
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(30), "prometheus did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
+    }
+
+    fn spawn(port: u16, target: SocketAddr, web_config: Option<&std::path::Path>) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("prometheus.yml");
         std::fs::write(
@@ -83,14 +101,13 @@ impl Prometheus {
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", data.display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(web_config.map(|path| format!("--web.config.file={}", path.display())))
             .arg("--log.level=warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("prometheus is not installed: run scripts/bootstrap.sh");
-        let server = Prometheus { port, child, _dir: dir };
-        server.wait_ready();
-        server
+        Prometheus { port, child, _dir: dir }
     }
 
     fn wait_ready(&self) {
@@ -173,7 +190,8 @@ impl Drop for NatsServer {
 }
 
 /// An HTTP service the test scripts: every request gets the current body
-/// (a forecaster, for instance); requests are recorded.
+/// (a forecaster, for instance); requests are recorded (URI, then the
+/// headers a client chose to send, as ` name=value`).
 pub struct HttpStub {
     pub addr: SocketAddr,
     body: Arc<std::sync::Mutex<String>>,
@@ -194,7 +212,13 @@ impl HttpStub {
                 let (body, seen) = (shared.clone(), seen.clone());
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                        seen.lock().unwrap().push(request.uri().to_string());
+                        let mut line = request.uri().to_string();
+                        for (name, value) in request.headers() {
+                            if !matches!(name.as_str(), "host" | "accept" | "user-agent" | "accept-encoding") {
+                                line.push_str(&format!(" {name}={}", value.to_str().unwrap_or("?")));
+                            }
+                        }
+                        seen.lock().unwrap().push(line);
                         let text = body.lock().unwrap().clone();
                         async move { Ok::<_, std::convert::Infallible>(hyper::Response::new(text)) }
                     });
