@@ -224,3 +224,30 @@ fn container_requests_reach_the_hpa_policy() {
     assert_eq!(decision.desired_replicas, native_hpa(&snapshot));
     assert_eq!(decision.desired_replicas, Some(6));
 }
+
+#[test]
+fn directive_ranks_pods_for_scale_in_by_a_per_pod_metric() {
+    let runtime = runtime();
+    let (directive, _) = runtime.load_file(&policy("directive.wasm")).unwrap();
+    let pod = |name: &str| serde_json::json!({"name": name, "phase": "Running", "ready": true});
+    let sample =
+        |pod: &str, value: f64| serde_json::json!({"pod": pod, "value": value, "timestamp_ms": 1_700_000_000_000u64});
+    let snapshot: Snapshot = serde_json::from_value(serde_json::json!({
+        "now_ms": 1_700_000_000_000u64,
+        "workload": {"kind": "Deployment", "namespace": "rtc", "name": "socket", "current_replicas": 3, "min_replicas": 2, "max_replicas": 50},
+        "pods": [pod("socket-a"), pod("socket-b"), pod("socket-c")],
+        "metrics": [{"name": "connections", "source": "redis", "value": 1112.4, "timestamp_ms": 1_700_000_000_000u64,
+                     "pods": [sample("socket-a", 800.0), sample("socket-b", 12.4), sample("socket-c", 300.0)]}],
+        "signals": [{"kind": "scale-signal", "source": "kafka:rtc.control.scale", "timestamp_ms": 1_700_000_000_000u64,
+                     "action": "scale_in", "urgency": 0, "reason": "low load", "attributes": [["delta", "-1"]]}],
+        "params": {"deletion_cost_metric": "connections"}
+    }))
+    .unwrap();
+    let decision = directive.evaluate(&snapshot).outcome.unwrap();
+    assert_eq!(decision.desired_replicas, Some(2));
+    let costs: Vec<(&str, i32)> = decision.deletion_costs.iter().map(|c| (c.pod.as_str(), c.cost)).collect();
+    assert_eq!(costs, [("socket-a", 800), ("socket-b", 12), ("socket-c", 300)], "the least connected goes first");
+    let mut wrong = snapshot.clone();
+    wrong.params = serde_json::json!({"deletion_cost_metric": 7});
+    assert!(matches!(directive.evaluate(&wrong).outcome, Err(Error::Declined(Declined::InvalidParams(_)))));
+}

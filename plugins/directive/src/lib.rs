@@ -11,9 +11,14 @@
 //!
 //! With no signal in this evaluation it has no opinion: the count stays
 //! where the last directive put it (the host's guardrails still apply).
+//!
+//! `params.deletion_cost_metric` names a per-pod metric (e.g. the
+//! `connections` of Redis heartbeats): each pod with a sample gets that
+//! value, rounded, as its deletion cost, so a scale-in removes the
+//! least-loaded pods first (the host writes costs only before a scale-in).
 
 use scalegate_policy_sdk::Guest;
-use scalegate_policy_sdk::types::{Decision, PolicyError, PolicyInfo, ScaleAction, Snapshot};
+use scalegate_policy_sdk::types::{Decision, PodDeletionCost, PolicyError, PolicyInfo, ScaleAction, Snapshot};
 
 struct Directive;
 
@@ -21,6 +26,7 @@ struct Params {
     kinds: Vec<String>,
     step_out: [u32; 4],
     step_in: u32,
+    deletion_cost_metric: Option<String>,
 }
 
 fn params(text: &str) -> Result<Params, PolicyError> {
@@ -49,7 +55,15 @@ fn params(text: &str) -> Result<Params, PolicyError> {
             .and_then(|v| u32::try_from(v).ok())
             .ok_or_else(|| PolicyError::InvalidParams("params.step_in must be a non-negative integer".into()))?,
     };
-    Ok(Params { kinds, step_out, step_in })
+    let deletion_cost_metric = match value.get("deletion_cost_metric") {
+        None => None,
+        Some(name) => Some(
+            name.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| PolicyError::InvalidParams("params.deletion_cost_metric must be a string".into()))?,
+        ),
+    };
+    Ok(Params { kinds, step_out, step_in, deletion_cost_metric })
 }
 
 impl Guest for Directive {
@@ -57,49 +71,66 @@ impl Guest for Directive {
         PolicyInfo {
             name: "directive".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            description: "Follows scale directives (Kafka ScaleSignal, pushed events): target replicas or urgency-sized steps".into(),
-            params_schema: r#"{"type":"object","properties":{"kinds":{"type":"array","items":{"type":"string"}},"step_out":{"type":"array","items":{"type":"integer","minimum":0},"minItems":4,"maxItems":4},"step_in":{"type":"integer","minimum":0}},"additionalProperties":false}"#.into(),
-            reads: vec!["signals".into()],
+            description: "Follows scale directives (Kafka ScaleSignal, pushed events): target replicas or urgency-sized steps; deletion costs from a per-pod metric".into(),
+            params_schema: r#"{"type":"object","properties":{"kinds":{"type":"array","items":{"type":"string"}},"step_out":{"type":"array","items":{"type":"integer","minimum":0},"minItems":4,"maxItems":4},"step_in":{"type":"integer","minimum":0},"deletion_cost_metric":{"type":"string"}},"additionalProperties":false}"#.into(),
+            reads: vec!["signals".into(), "metrics".into(), "pods".into()],
         }
     }
 
     fn evaluate(snapshot: Snapshot) -> Result<Decision, PolicyError> {
         let params = params(&snapshot.params)?;
-        let current = snapshot.workload.current_replicas;
-        let newest = snapshot
-            .signals
-            .iter()
-            .filter(|s| params.kinds.is_empty() || params.kinds.contains(&s.kind))
-            .max_by_key(|s| s.timestamp_ms);
-        let Some(signal) = newest else {
-            return Ok(Decision::no_opinion("no directive in this evaluation"));
-        };
-        let why = |what: String| {
-            if signal.reason.is_empty() { what } else { format!("{what} ({})", signal.reason) }
-        };
-        if let Some(target) = signal.target_replicas {
-            return Ok(Decision::replicas(target, why(format!("{} asks for {target} replicas", signal.source))));
+        let mut decision = decide(&snapshot, &params)?;
+        if let Some(metric) = params.deletion_cost_metric.as_deref().and_then(|name| snapshot.metric(name)) {
+            decision.deletion_costs = metric
+                .pods
+                .iter()
+                .filter_map(|sample| {
+                    let pod = snapshot.pods.get(sample.pod as usize)?;
+                    let cost = sample.value.round().clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32;
+                    Some(PodDeletionCost { pod: pod.name.clone(), cost })
+                })
+                .collect();
         }
-        let delta = signal.attributes.iter().find(|(k, _)| k == "delta").and_then(|(_, v)| v.parse::<i64>().ok());
-        if let Some(delta) = delta {
-            let desired = (i64::from(current) + delta).clamp(0, i64::from(u32::MAX)) as u32;
-            return Ok(Decision::replicas(desired, why(format!("{} asks for {delta:+} replicas", signal.source))));
+        Ok(decision)
+    }
+}
+
+/// The decision of the newest directive.
+fn decide(snapshot: &Snapshot, params: &Params) -> Result<Decision, PolicyError> {
+    let current = snapshot.workload.current_replicas;
+    let newest = snapshot
+        .signals
+        .iter()
+        .filter(|s| params.kinds.is_empty() || params.kinds.contains(&s.kind))
+        .max_by_key(|s| s.timestamp_ms);
+    let Some(signal) = newest else {
+        return Ok(Decision::no_opinion("no directive in this evaluation"));
+    };
+    let why = |what: String| {
+        if signal.reason.is_empty() { what } else { format!("{what} ({})", signal.reason) }
+    };
+    if let Some(target) = signal.target_replicas {
+        return Ok(Decision::replicas(target, why(format!("{} asks for {target} replicas", signal.source))));
+    }
+    let delta = signal.attributes.iter().find(|(k, _)| k == "delta").and_then(|(_, v)| v.parse::<i64>().ok());
+    if let Some(delta) = delta {
+        let desired = (i64::from(current) + delta).clamp(0, i64::from(u32::MAX)) as u32;
+        return Ok(Decision::replicas(desired, why(format!("{} asks for {delta:+} replicas", signal.source))));
+    }
+    let urgency = signal.urgency.unwrap_or(0).min(3);
+    match signal.action {
+        Some(ScaleAction::ScaleOut) => {
+            let step = params.step_out[urgency as usize];
+            Ok(Decision::replicas(
+                current.saturating_add(step),
+                why(format!("scale out by {step} (urgency {urgency})")),
+            ))
         }
-        let urgency = signal.urgency.unwrap_or(0).min(3);
-        match signal.action {
-            Some(ScaleAction::ScaleOut) => {
-                let step = params.step_out[urgency as usize];
-                Ok(Decision::replicas(
-                    current.saturating_add(step),
-                    why(format!("scale out by {step} (urgency {urgency})")),
-                ))
-            }
-            Some(ScaleAction::ScaleIn) => Ok(Decision::replicas(
-                current.saturating_sub(params.step_in),
-                why(format!("scale in by {}", params.step_in)),
-            )),
-            Some(ScaleAction::Hold) | None => Ok(Decision::no_opinion(why("hold".into()))),
-        }
+        Some(ScaleAction::ScaleIn) => Ok(Decision::replicas(
+            current.saturating_sub(params.step_in),
+            why(format!("scale in by {}", params.step_in)),
+        )),
+        Some(ScaleAction::Hold) | None => Ok(Decision::no_opinion(why("hold".into()))),
     }
 }
 
