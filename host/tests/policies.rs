@@ -251,3 +251,27 @@ fn directive_ranks_pods_for_scale_in_by_a_per_pod_metric() {
     wrong.params = serde_json::json!({"deletion_cost_metric": 7});
     assert!(matches!(directive.evaluate(&wrong).outcome, Err(Error::Declined(Declined::InvalidParams(_)))));
 }
+
+#[test]
+fn the_worked_examples_decide_as_their_readme_says() {
+    let runtime = runtime();
+    let read = |path: &str| -> Snapshot {
+        serde_json::from_str(&std::fs::read_to_string(workspace().join("examples").join(path)).unwrap()).unwrap()
+    };
+    for (policy_file, snapshot, desired, costs) in [
+        ("directive.wasm", "kafka-scale-signal/snapshot.json", 8, vec![]),
+        (
+            "directive.wasm",
+            "lb-urgency/snapshot.json",
+            2,
+            vec![("socket-7d9f-a", 800), ("socket-7d9f-b", 12), ("socket-7d9f-c", 300)],
+        ),
+        ("target_tracking.wasm", "hpa-keda-vpa/backend-snapshot.json", 5, vec![]),
+    ] {
+        let (loaded, _) = runtime.load_file(&policy(policy_file)).unwrap();
+        let decision = loaded.evaluate(&read(snapshot)).outcome.unwrap();
+        assert_eq!(decision.desired_replicas, Some(desired), "{snapshot}");
+        let got: Vec<(&str, i32)> = decision.deletion_costs.iter().map(|c| (c.pod.as_str(), c.cost)).collect();
+        assert_eq!(got, costs, "{snapshot}");
+    }
+}
