@@ -267,6 +267,7 @@ fn the_worked_examples_decide_as_their_readme_says() {
             vec![("socket-7d9f-a", 800), ("socket-7d9f-b", 12), ("socket-7d9f-c", 300)],
         ),
         ("target_tracking.wasm", "hpa-keda-vpa/backend-snapshot.json", 5, vec![]),
+        ("forecast.wasm", "forecast-lead-time/snapshot.json", 20, vec![]),
     ] {
         let (loaded, _) = runtime.load_file(&policy(policy_file)).unwrap();
         let decision = loaded.evaluate(&read(snapshot)).outcome.unwrap();
@@ -274,4 +275,49 @@ fn the_worked_examples_decide_as_their_readme_says() {
         let got: Vec<(&str, i32)> = decision.deletion_costs.iter().map(|c| (c.pod.as_str(), c.cost)).collect();
         assert_eq!(got, costs, "{snapshot}");
     }
+}
+
+#[test]
+fn forecast_takes_the_peak_over_the_lead_time_from_now_on() {
+    let runtime = runtime();
+    let (forecast, _) = runtime.load_file(&policy("forecast.wasm")).unwrap();
+    let base: Snapshot = serde_json::from_str(
+        &std::fs::read_to_string(workspace().join("examples/forecast-lead-time/snapshot.json")).unwrap(),
+    )
+    .unwrap();
+    let decide = |now_offset_s: u64, params: serde_json::Value| {
+        let mut snapshot = base.clone();
+        snapshot.now_ms += now_offset_s * 1000;
+        snapshot.params = params;
+        forecast.evaluate(&snapshot).outcome
+    };
+    let replicas = |outcome: Result<scalegate::snapshot::Decision, Error>| outcome.unwrap().desired_replicas;
+    // series [10, 12, 15, 20, 18, 16, 14, 12, 11, 10, 30] per minute from generation
+    assert_eq!(replicas(decide(0, serde_json::json!({"forecast": "replicas", "lead_time_seconds": 300}))), Some(20));
+    // 7 minutes on, the past is skipped: [12, 11, 10, 30] → 30
+    assert_eq!(
+        replicas(decide(
+            390,
+            serde_json::json!({"forecast": "replicas", "lead_time_seconds": 300, "max_age_seconds": 3600})
+        )),
+        Some(30)
+    );
+    // a lead time shorter than a step still looks at the current step
+    assert_eq!(replicas(decide(0, serde_json::json!({"forecast": "replicas", "lead_time_seconds": 0}))), Some(10));
+    // load series: ceil(peak / target)
+    assert_eq!(
+        replicas(decide(0, serde_json::json!({"forecast": "replicas", "lead_time_seconds": 300, "target": 6}))),
+        Some(4)
+    );
+    // stale (default 15 min) or run out → no opinion; unknown → missing input
+    assert_eq!(replicas(decide(1000, serde_json::json!({"forecast": "replicas"}))), None);
+    assert_eq!(replicas(decide(700, serde_json::json!({"forecast": "replicas", "max_age_seconds": 3600}))), None);
+    assert!(matches!(
+        decide(0, serde_json::json!({"forecast": "rps"})),
+        Err(Error::Declined(Declined::MissingInput(_)))
+    ));
+    assert!(matches!(
+        decide(0, serde_json::json!({"forecast": "replicas", "target": 0})),
+        Err(Error::Declined(Declined::InvalidParams(_)))
+    ));
 }
