@@ -51,7 +51,7 @@ bench-ingest: plugins test-tools
 lint:
     cargo fmt --all --check
     cargo clippy --release -p scalegate -p scalegate-hpa -p fake-apiserver --all-targets -- -D warnings
-    cargo clippy --target wasm32-wasip2 --profile release-wasm -p scalegate-policy-sdk -p policy-hpa -p policy-fixed -p policy-target-tracking -p policy-directive -p policy-forecast -- -D warnings
+    cargo clippy --target wasm32-wasip2 --profile release-wasm -p scalegate-policy-sdk -p policy-hpa -p policy-fixed -p policy-target-tracking -p policy-directive -p policy-forecast -p policy-thresholds -- -D warnings
 
 # Evaluate a snapshot with a policy, e.g. `just eval target/policies/hpa.wasm examples/snapshots/hpa-scale-up.json`
 eval policy snapshot: build

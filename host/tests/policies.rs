@@ -268,6 +268,7 @@ fn the_worked_examples_decide_as_their_readme_says() {
         ),
         ("target_tracking.wasm", "hpa-keda-vpa/backend-snapshot.json", 5, vec![]),
         ("forecast.wasm", "forecast-lead-time/snapshot.json", 20, vec![]),
+        ("thresholds.wasm", "prometheus-ema/snapshot.json", 3, vec![]),
     ] {
         let (loaded, _) = runtime.load_file(&policy(policy_file)).unwrap();
         let decision = loaded.evaluate(&read(snapshot)).outcome.unwrap();
@@ -320,4 +321,41 @@ fn forecast_takes_the_peak_over_the_lead_time_from_now_on() {
         decide(0, serde_json::json!({"forecast": "replicas", "target": 0})),
         Err(Error::Declined(Declined::InvalidParams(_)))
     ));
+}
+
+#[test]
+fn thresholds_smooth_the_metric_and_move_between_overlapping_bands() {
+    let runtime = runtime();
+    let (thresholds, _) = runtime.load_file(&policy("thresholds.wasm")).unwrap();
+    let base: Snapshot = serde_json::from_str(
+        &std::fs::read_to_string(workspace().join("examples/prometheus-ema/snapshot.json")).unwrap(),
+    )
+    .unwrap();
+    // levels 1:[10,0] 2:[30,8] 3:[60,25] 4:[100,50] 5:[999999,90], alpha 0.7
+    let decide = |current: u32, rps: f64, previous: Option<f64>| {
+        let mut snapshot = base.clone();
+        snapshot.workload.current_replicas = current;
+        snapshot.metrics[0].value = rps;
+        snapshot.state = previous.map(|p| p.to_string().into_bytes()).unwrap_or_default();
+        let decision = thresholds.evaluate(&snapshot).outcome.unwrap();
+        let ema: f64 = String::from_utf8(decision.state.clone()).unwrap().parse().unwrap();
+        (decision.desired_replicas.unwrap(), (ema * 100.0).round() / 100.0)
+    };
+    assert_eq!(decide(2, 65.3, None), (4, 65.3), "no history: the value itself; 65.3 needs the band of 4");
+    assert_eq!(decide(2, 65.3, Some(40.0)), (3, 57.71), "smoothed: 0.7 × 65.3 + 0.3 × 40");
+    assert_eq!(decide(4, 40.0, Some(70.0)), (3, 49.0), "49 < 50, the lower bound at 4; 3 serves 25..60");
+    assert_eq!(decide(3, 45.0, Some(49.0)), (3, 46.2), "inside 25..60: stay (hysteresis)");
+    assert_eq!(decide(7, 95.0, None), (7, 95.0), "above the top level its band applies: stay");
+    assert_eq!(decide(7, 80.0, None), (4, 80.0), "below 90: the largest level whose lower bound fits");
+    assert_eq!(decide(1, 0.0, Some(3.0)), (1, 0.9));
+    // stale metric: no opinion, the average is kept
+    let mut stale = base.clone();
+    stale.metrics[0].timestamp_ms -= 120_000;
+    let decision = thresholds.evaluate(&stale).outcome.unwrap();
+    assert_eq!((decision.desired_replicas, decision.state.as_slice()), (None, &b"40"[..]));
+    let mut bad = base.clone();
+    bad.params["levels"]["2"] = serde_json::json!([5, 8]);
+    assert!(
+        matches!(thresholds.evaluate(&bad).outcome, Err(Error::Declined(Declined::InvalidParams(m))) if m.contains("levels.2"))
+    );
 }
