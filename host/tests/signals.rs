@@ -22,11 +22,13 @@ async fn web_rig(yaml: &str) -> Rig {
     Rig::start(fake, ("shop", "web"), &policies, yaml, Some(TOKEN)).await
 }
 
-fn prometheus_config(url: &str) -> String {
+/// `shop/web` tracking `rps` (100 per replica) from the Prometheus source
+/// `source` (the `sources.prometheus` mapping, YAML flow style) and `query`.
+fn prometheus_config(source: &str, query: &str) -> String {
     format!(
         r#"
 sources:
-  prometheus: {{url: "{url}", interval: 300ms, timeout: 1s}}
+  prometheus: {source}
 workloads:
   - target: {{namespace: shop, name: web}}
     interval: 1s
@@ -34,20 +36,21 @@ workloads:
     max_replicas: 20
     policies: [{{policy: target-tracking, params: {{metric: rps, target: 100}}}}]
     metrics:
-      - name: rps
-        max_age: 2s
-        prometheus:
-          query: 'sum(app_rps{{namespace="{{{{namespace}}}}", app="{{{{name}}}}"}})'
+      - {{name: rps, max_age: 2s, prometheus: {{query: '{query}'}}}}
 "#
     )
 }
+
+/// The test target's series, templated with the workload.
+const APP_RPS: &str = r#"sum(app_rps{namespace="{{namespace}}", app="{{name}}"})"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_drives_scaling_goes_stale_when_stopped_and_recovers() {
     let target = ScrapeTarget::start("shop", "web", 800.0).await;
     let port = free_port();
     let prometheus = Prometheus::start(port, target.addr);
-    let rig = web_rig(&prometheus_config(&prometheus.url())).await;
+    let source = format!(r#"{{url: "{}", interval: 300ms, timeout: 1s}}"#, prometheus.url());
+    let rig = web_rig(&prometheus_config(&source, APP_RPS)).await;
 
     // 800 rps at 100 per replica → 8
     eventually("scale to 8", Duration::from_secs(20), || rig.replicas() == Some(8)).await;
@@ -427,28 +430,12 @@ async fn prometheus_over_tls_with_basic_auth_and_a_rotated_password() {
     let target = ScrapeTarget::start("shop", "web", 600.0).await;
     let port = free_port();
     let _prometheus = Prometheus::start_secured(port, target.addr, &path("web.yml"));
-    let yaml = format!(
-        r#"
-sources:
-  prometheus:
-    url: "https://127.0.0.1:{port}"
-    interval: 300ms
-    ca_file: {ca}
-    basic_auth: {{username: scalegate, password_file: {password}}}
-workloads:
-  - target: {{namespace: shop, name: web}}
-    interval: 1s
-    min_replicas: 1
-    max_replicas: 20
-    policies: [{{policy: target-tracking, params: {{metric: rps, target: 100}}}}]
-    metrics:
-      - name: rps
-        prometheus:
-          query: 'sum(app_rps{{namespace="{{{{namespace}}}}", app="{{{{name}}}}"}})'
-"#,
-        ca = path("ca.pem").display(),
-        password = path("password").display()
+    let source = format!(
+        "{{url: \"https://127.0.0.1:{port}\", interval: 300ms, ca_file: {}, basic_auth: {{username: scalegate, password_file: {}}}}}",
+        path("ca.pem").display(),
+        path("password").display()
     );
+    let yaml = prometheus_config(&source, APP_RPS);
     let rig = web_rig(&yaml).await;
 
     // the wrong password: refused by Prometheus, counted, nothing changes
@@ -484,26 +471,12 @@ async fn prometheus_requests_carry_the_current_bearer_token_and_the_configured_h
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "first-token\n").unwrap();
-    let yaml = format!(
-        r#"
-sources:
-  prometheus:
-    url: "{url}"
-    interval: 200ms
-    bearer_token_file: {token}
-    headers: {{X-Scope-OrgID: team-shop}}
-workloads:
-  - target: {{namespace: shop, name: web}}
-    interval: 1s
-    min_replicas: 1
-    max_replicas: 20
-    policies: [{{policy: target-tracking, params: {{metric: rps, target: 100}}}}]
-    metrics:
-      - {{name: rps, prometheus: {{query: 'sum(rate(http_requests_total{{namespace="{{{{namespace}}}}"}}[1m]))'}}}}
-"#,
-        url = stub.url(),
-        token = token.display()
+    let source = format!(
+        "{{url: \"{}\", interval: 200ms, bearer_token_file: {}, headers: {{X-Scope-OrgID: team-shop}}}}",
+        stub.url(),
+        token.display()
     );
+    let yaml = prometheus_config(&source, r#"sum(rate(http_requests_total{namespace="{{namespace}}"}[1m]))"#);
     let rig = web_rig(&yaml).await;
     eventually("scale to 3", Duration::from_secs(10), || rig.replicas() == Some(3)).await;
     let seen = stub.requests();
