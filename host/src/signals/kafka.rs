@@ -546,6 +546,34 @@ pub fn audit_producer(source: &Source, metrics: Arc<Metrics>) -> Result<Option<A
 mod tests {
     use super::*;
 
+    #[test]
+    fn options_pass_through_and_the_sasl_password_comes_from_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("password");
+        std::fs::write(&secret, "s3cret\n").unwrap();
+        let source: Source = serde_json::from_value(serde_json::json!({
+            "brokers": "kafka-0:9093,kafka-1:9093",
+            "options": {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
+                        "sasl.username": "scalegate", "ssl.ca.location": "/etc/kafka/ca.pem"},
+            "sasl_password_file": secret
+        }))
+        .unwrap();
+        let config = source.client_config().unwrap();
+        for (key, value) in [
+            ("bootstrap.servers", "kafka-0:9093,kafka-1:9093"),
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.username", "scalegate"),
+            ("ssl.ca.location", "/etc/kafka/ca.pem"),
+            ("sasl.password", "s3cret"),
+        ] {
+            assert_eq!(config.get(key), Some(value), "{key}");
+        }
+        std::fs::remove_file(&secret).unwrap();
+        let error = source.client_config().unwrap_err();
+        assert!(error.contains("sources.kafka.sasl_password_file: cannot read"), "{error}");
+    }
+
     fn routes() -> HashMap<String, String> {
         [("rtc/socket", "rtc/socket"), ("socket", "rtc/socket")]
             .iter()
