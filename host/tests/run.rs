@@ -145,7 +145,10 @@ async fn bad_start_up_input_is_refused_without_touching_the_cluster() {
             CONFIG.replace("policy: fixed", "policy: fixed@9.9.9"),
             "workloads[0].policies[0].policy: policy fixed@9.9.9 not found",
         ),
-        (CONFIG.replace("policy: fixed", "policy: hpa"), "loaded: fixed@"),
+        (
+            CONFIG.replace("policy: fixed", "policy: hpa"),
+            "policy hpa not found: no valid version of it is in the store (loaded: directive@",
+        ),
         (CONFIG.replace("interval: 1s", "intervall: 1s"), "unknown field `intervall`"),
     ] {
         let dir = setup(&fake, &config);
