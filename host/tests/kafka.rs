@@ -9,6 +9,7 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use scalegate::signals::kafka::CloseAside;
 use std::time::{Duration, Instant};
 use support::rig::{Rig, eventually};
 use support::servers::{Tansu, free_port};
@@ -103,12 +104,15 @@ workloads:
     assert!(metrics.contains("scalegate_source_errors_total{source=\"kafka\",kind=\"invalid\"} 1"), "{metrics}");
 
     // both applied decisions are on the audit topic
-    let audit: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("group.id", "audit-reader")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
+    // closed aside: dropping a consumer after its broker is gone never returns
+    let audit: CloseAside<StreamConsumer> = CloseAside::new(
+        ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", "audit-reader")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .unwrap(),
+    );
     audit.subscribe(&["scalegate.decisions"]).unwrap();
     let mut seen = Vec::new();
     while seen.len() < 2 {
@@ -140,8 +144,9 @@ async fn consumer_lag_drives_scaling_goes_stale_without_the_broker_and_recovers(
             .unwrap();
     }
     // the workers' group has processed 5 messages of each partition
-    let workers: rdkafka::consumer::BaseConsumer =
-        ClientConfig::new().set("bootstrap.servers", &brokers).set("group.id", "order-workers").create().unwrap();
+    let workers: CloseAside<rdkafka::consumer::BaseConsumer> = CloseAside::new(
+        ClientConfig::new().set("bootstrap.servers", &brokers).set("group.id", "order-workers").create().unwrap(),
+    );
     let mut done = rdkafka::TopicPartitionList::new();
     done.add_partition_offset("orders", 0, rdkafka::Offset::Offset(5)).unwrap();
     done.add_partition_offset("orders", 1, rdkafka::Offset::Offset(5)).unwrap();
