@@ -41,6 +41,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The annotation the ReplicaSet controller reads to pick scale-in victims.
@@ -166,6 +167,26 @@ impl KubeCluster {
         Api::namespaced_with(self.client.clone(), &target.namespace, &resource)
     }
 
+    /// One request with the request deadline.
+    async fn attempt<T>(&self, call: impl Future<Output = Result<T, kube::Error>>) -> Result<T, CallError> {
+        match tokio::time::timeout(self.settings.request_timeout, call).await {
+            Ok(result) => result.map_err(CallError::from_kube),
+            Err(_) => Err(CallError::Timeout(self.settings.request_timeout)),
+        }
+    }
+
+    /// Pods of a namespace once its watch cache holds the first list.
+    async fn synced_pods(&self, namespace: &str) -> Result<Arc<pods::PodCache>, ClusterError> {
+        let cache = self.pods.get(namespace);
+        if !cache.wait_synced(self.settings.cache_sync_timeout).await {
+            return Err(ClusterError::Other(format!(
+                "pods of namespace {namespace} not listed yet (watch not synced within {})",
+                humantime::format_duration(self.settings.cache_sync_timeout)
+            )));
+        }
+        Ok(cache)
+    }
+
     /// Runs `call` with the request deadline, retrying transient failures
     /// with exponential backoff.
     async fn retrying<T, F, Fut>(&self, mut call: F) -> Result<T, CallError>
@@ -176,11 +197,7 @@ impl KubeCluster {
         let mut delay = self.settings.backoff;
         let mut attempt = 1;
         loop {
-            let result = match tokio::time::timeout(self.settings.request_timeout, call()).await {
-                Ok(result) => result.map_err(CallError::from_kube),
-                Err(_) => Err(CallError::Timeout(self.settings.request_timeout)),
-            };
-            match result {
+            match self.attempt(call()).await {
                 Err(error) if error.transient() && attempt < self.settings.attempts => {
                     tracing::debug!(?error, attempt, "transient API failure; retrying");
                     tokio::time::sleep(delay).await;
@@ -271,14 +288,7 @@ impl Cluster for KubeCluster {
         let Some(selector) = selector else {
             return Ok(observation);
         };
-        let cache = self.pods.get(&target.namespace);
-        if !cache.wait_synced(self.settings.cache_sync_timeout).await {
-            return Err(ClusterError::Other(format!(
-                "pods of namespace {} not listed yet (watch not synced within {})",
-                target.namespace,
-                humantime::format_duration(self.settings.cache_sync_timeout)
-            )));
-        }
+        let cache = self.synced_pods(&target.namespace).await?;
         observation.pods = cache.matching(&selector);
         observation.ready_replicas =
             observation.pods.iter().filter(|p| p.ready == Some(true) && !p.terminating).count() as u32;
@@ -389,31 +399,20 @@ impl PodMetricsApi for KubeCluster {
             let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, &resource);
             // one attempt: the next poll is the retry
             let what = format!("pod metrics of namespace {namespace}");
-            let listed =
-                match tokio::time::timeout(self.settings.request_timeout, api.list(&ListParams::default())).await {
-                    Ok(Ok(listed)) => listed,
-                    Ok(Err(error)) => {
-                        return Err(match CallError::from_kube(error) {
-                            CallError::Status(404, _) => (
-                                "not_found",
-                                format!("{what}: metrics.k8s.io is not served (is metrics-server installed?)"),
-                            ),
-                            CallError::Status(403, message) => (
-                                "forbidden",
-                                format!(
-                                    "{what}: forbidden (scalegate's role needs list on metrics.k8s.io pods): {message}"
-                                ),
-                            ),
-                            CallError::Status(code, message) => ("http", format!("{what}: HTTP {code}: {message}")),
-                            CallError::Transport(message) => ("connect", format!("{what}: {message}")),
-                            CallError::Timeout(after) => ("timeout", format!("{what}: no answer within {after:?}")),
-                        });
-                    }
-                    Err(_) => {
-                        let after = humantime::format_duration(self.settings.request_timeout);
-                        return Err(("timeout", format!("{what}: no answer within {after}")));
-                    }
-                };
+            let listed = self.attempt(api.list(&ListParams::default())).await.map_err(|error| match error {
+                CallError::Status(404, _) => {
+                    ("not_found", format!("{what}: metrics.k8s.io is not served (is metrics-server installed?)"))
+                }
+                CallError::Status(403, message) => (
+                    "forbidden",
+                    format!("{what}: forbidden (scalegate's role needs list on metrics.k8s.io pods): {message}"),
+                ),
+                CallError::Status(code, message) => ("http", format!("{what}: HTTP {code}: {message}")),
+                CallError::Transport(message) => ("connect", format!("{what}: {message}")),
+                CallError::Timeout(after) => {
+                    ("timeout", format!("{what}: no answer within {}", humantime::format_duration(after)))
+                }
+            })?;
             listed
                 .items
                 .iter()
@@ -433,10 +432,7 @@ impl PodMetricsApi for KubeCluster {
                 None => self.read_scale(target).await.map_err(|e| e.to_string())?.1,
             };
             let selector = selector.ok_or_else(|| format!("{} reports no pod selector", scale_of(target)))?;
-            let cache = self.pods.get(&target.namespace);
-            if !cache.wait_synced(self.settings.cache_sync_timeout).await {
-                return Err(format!("pods of namespace {} not listed yet", target.namespace));
-            }
+            let cache = self.synced_pods(&target.namespace).await.map_err(|e| e.to_string())?;
             Ok(cache.matching(&selector).into_iter().map(|p| p.name).collect())
         })
     }
