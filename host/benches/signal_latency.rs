@@ -12,8 +12,6 @@
 mod support;
 
 use fake_apiserver::FakeApiServer;
-use rdkafka::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::time::{Duration, Instant};
 use support::rig::Rig;
 use support::servers::{Tansu, free_port};
@@ -44,23 +42,11 @@ workloads:
 "#
     );
     let rig = Rig::start(fake, ("rtc", "socket"), &[("directive.wasm", "directive.wasm")], &yaml, None).await;
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("message.timeout.ms", "10000")
-        .set("linger.ms", "0")
-        .set("batch.num.messages", "1")
-        .create()
-        .unwrap();
+    let producer = broker.producer();
     let send = |replicas: u32| {
         let payload = format!(r#"{{"target": "socket", "targetReplicas": {replicas}, "urgency": 3}}"#);
         let producer = producer.clone();
-        async move {
-            producer
-                .send(FutureRecord::<(), _>::to("rtc.control.scale").payload(&payload), Duration::from_secs(5))
-                .await
-                .map_err(|(e, _)| e)
-                .unwrap();
-        }
+        async move { support::servers::send(&producer, "rtc.control.scale", &payload).await }
     };
 
     // wait until the consumer has joined its group and reads new messages

@@ -8,34 +8,15 @@ use fake_apiserver::FakeApiServer;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use scalegate::signals::kafka::CloseAside;
 use std::time::{Duration, Instant};
 use support::rig::{Rig, eventually};
-use support::servers::{Tansu, free_port};
+use support::servers::{Tansu, free_port, send};
 
 /// The two tests each run a broker; one at a time keeps them (and their
 /// ports and consumer groups) apart.
 static ONE_BROKER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn producer(brokers: &str) -> FutureProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        // a broker that went away fails the send instead of waiting 5 minutes
-        .set("message.timeout.ms", "10000")
-        .set("linger.ms", "0")
-        .set("batch.num.messages", "1")
-        .create()
-        .unwrap()
-}
-
-async fn send(producer: &FutureProducer, topic: &str, payload: &str) {
-    producer
-        .send(FutureRecord::<(), _>::to(topic).payload(payload), Duration::from_secs(5))
-        .await
-        .map_err(|(e, _)| e)
-        .unwrap();
-}
 
 /// The daemon with directive and target-tracking, against a fake API server
 /// holding the StatefulSet `rtc/socket` at 3 replicas.
@@ -70,7 +51,7 @@ workloads:
 "#
     );
     let rig = socket_rig(&yaml).await;
-    let producer = producer(&brokers);
+    let producer = broker.producer();
 
     // the consumer starts at the end of the topic: probe with malformed
     // messages until it counts them (it is then assigned and reading)
@@ -135,7 +116,7 @@ async fn consumer_lag_drives_scaling_goes_stale_without_the_broker_and_recovers(
     let broker = Tansu::start(port);
     broker.create_topic("orders", 2);
     let brokers = broker.brokers();
-    let producer = producer(&brokers);
+    let producer = broker.producer();
     for i in 0..30 {
         producer
             .send(FutureRecord::<(), _>::to("orders").payload("order").partition(i % 2), Duration::from_secs(5))

@@ -219,8 +219,7 @@ async fn two_replicas_only_the_leader_writes_and_a_standby_takes_over_after_kill
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stops_promptly_on_sigterm_when_the_kafka_broker_is_gone() {
-    use rdkafka::producer::{FutureProducer, FutureRecord};
-    use support::servers::{Tansu, free_port};
+    use support::servers::{Tansu, free_port, send};
     let broker = Tansu::start(free_port());
     broker.create_topic("rtc.control.scale", 1);
     let fake = fake_web().await;
@@ -237,19 +236,12 @@ async fn stops_promptly_on_sigterm_when_the_kafka_broker_is_gone() {
     let dir = setup(&fake, &config);
     let mut daemon = Daemon::start(dir.path(), &[]);
     // the consumer is in its group once a directive gets through
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", broker.brokers())
-        .set("message.timeout.ms", "10000")
-        .create()
-        .unwrap();
+    let producer = broker.producer();
     let joining = Instant::now();
     let mut target = 3;
     loop {
         let payload = format!(r#"{{"target": "web", "targetReplicas": {target}}}"#);
-        producer
-            .send(FutureRecord::<(), _>::to("rtc.control.scale").payload(&payload), Duration::from_secs(5))
-            .await
-            .unwrap();
+        send(&producer, "rtc.control.scale", &payload).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         if fake.replicas("shop", "web") == Some(target) {
             break;

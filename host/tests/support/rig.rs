@@ -36,7 +36,8 @@ impl Rig {
         yaml: &str,
         token: Option<&str>,
     ) -> Rig {
-        let (store, dir) = super::open_store(policies);
+        // loading runs the policies: blocking work, off this async worker
+        let (store, dir) = tokio::task::block_in_place(|| super::open_store(policies));
         let config = Config::parse(yaml).unwrap();
         let client = scalegate::k8s::client(kube::Config::new(fake.url().parse().unwrap())).unwrap();
         let cluster = Arc::new(KubeCluster::new(client, KubeSettings::default()));

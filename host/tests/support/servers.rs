@@ -318,6 +318,18 @@ impl Tansu {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// A producer that sends each message at once and fails a send after
+    /// 10 s when the broker went away (instead of librdkafka's 5 minutes).
+    pub fn producer(&self) -> rdkafka::producer::FutureProducer {
+        rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", self.brokers())
+            .set("message.timeout.ms", "10000")
+            .set("linger.ms", "0")
+            .set("batch.num.messages", "1")
+            .create()
+            .unwrap()
+    }
+
     pub fn create_topic(&self, topic: &str, partitions: u32) {
         let status = Command::new(tansu_bin())
             .args(["topic", "create", topic, "--broker", &format!("tcp://127.0.0.1:{}", self.port)])
@@ -348,4 +360,13 @@ fn tansu_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo"));
     let bin = home.join("bin/tansu");
     if bin.is_file() { bin } else { PathBuf::from("tansu") }
+}
+
+/// Produces `payload` to `topic` and waits for the broker's acknowledgement.
+pub async fn send(producer: &rdkafka::producer::FutureProducer, topic: &str, payload: &str) {
+    producer
+        .send(rdkafka::producer::FutureRecord::<(), _>::to(topic).payload(payload), Duration::from_secs(5))
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
 }
