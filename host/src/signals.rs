@@ -348,6 +348,11 @@ pub fn check_endpoint(field: &'static str, url: &str, interval: Duration) -> Res
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err((field, format!("{url:?} is not an http(s) URL")));
     }
+    check_interval(interval)
+}
+
+/// A source's poll interval: at least 100 ms.
+pub fn check_interval(interval: Duration) -> Result<(), (&'static str, String)> {
     if interval < Duration::from_millis(100) {
         return Err(("interval", "must be at least 100ms".into()));
     }

@@ -43,10 +43,7 @@ fn default_interval() -> Duration {
 
 impl Source {
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        if self.interval < Duration::from_millis(100) {
-            return Err(("interval", "must be at least 100ms".into()));
-        }
-        Ok(())
+        super::check_interval(self.interval)
     }
 }
 

@@ -42,10 +42,7 @@ fn default_timeout() -> Duration {
 impl Source {
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         redis::Client::open(self.url.as_str()).map_err(|e| ("url", format!("{e}")))?;
-        if self.interval < Duration::from_millis(100) {
-            return Err(("interval", "must be at least 100ms".into()));
-        }
-        Ok(())
+        super::check_interval(self.interval)
     }
 }
 
