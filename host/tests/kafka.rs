@@ -1,6 +1,7 @@
 //! Kafka against a real Kafka-API broker (tansu) started here: `ScaleSignal`
 //! directives scale at once (and malformed ones are counted and skipped),
-//! applied decisions are published to the audit topic, and consumer-group
+//! applied decisions are published to the audit topic, directives flow again
+//! soon after a network partition, and consumer-group
 //! lag drives scaling, goes stale while the broker is down and recovers.
 
 mod support;
@@ -12,7 +13,7 @@ use rdkafka::producer::FutureRecord;
 use scalegate::signals::kafka::CloseAside;
 use std::time::{Duration, Instant};
 use support::rig::{Rig, eventually};
-use support::servers::{Tansu, free_port, send};
+use support::servers::{Tansu, TcpProxy, free_port, send};
 
 /// The two tests each run a broker; one at a time keeps them (and their
 /// ports and consumer groups) apart.
@@ -164,6 +165,68 @@ workloads:
     eventually("scale to 1 after recovery", Duration::from_secs(30), || rig.replicas() == Some(1)).await;
     let writes = rig.writes();
     assert_eq!(writes, [(3, 4), (4, 1)]);
+    rig.stop().await;
+    broker.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directives_flow_again_after_a_network_partition() {
+    let _one = ONE_BROKER_AT_A_TIME.lock().await;
+    // every client reaches the broker through a proxy the test can cut
+    let proxy = TcpProxy::start(free_port(), free_port()).await;
+    let broker = Tansu::start_advertising(proxy.upstream, proxy.port);
+    broker.create_topic("rtc.control.scale", 1);
+    let yaml = format!(
+        r#"
+sources:
+  kafka:
+    brokers: "127.0.0.1:{}"
+    group_id: scalegate-partition
+    directives: [{{topic: rtc.control.scale}}]
+workloads:
+  - target: {{kind: StatefulSet, namespace: rtc, name: socket}}
+    interval: 1h
+    min_replicas: 2
+    max_replicas: 40
+    policies: [{{policy: directive}}]
+"#,
+        proxy.port
+    );
+    let rig = socket_rig(&yaml).await;
+    let producer = broker.producer();
+    // sends directives (each to a replica count the workload does not have
+    // yet) until one is applied; how long that took
+    let mut next = 0u32;
+    let mut applied = async |within: Duration| {
+        let start = Instant::now();
+        loop {
+            next += 1;
+            let target = 5 + next % 30;
+            if rig.replicas() == Some(target) {
+                continue;
+            }
+            send(&producer, "rtc.control.scale", &format!(r#"{{"target": "socket", "targetReplicas": {target}}}"#))
+                .await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if rig.replicas() == Some(target) {
+                return start.elapsed();
+            }
+            assert!(start.elapsed() < within, "no directive applied within {within:?}");
+        }
+    };
+    applied(Duration::from_secs(60)).await;
+
+    // a partition: every connection to the broker is cut and new ones are
+    // refused for 3 s; the consumer counts it, reconnects and rejoins
+    proxy.cut();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let metrics = rig.metrics().await;
+    assert!(metrics.contains(r#"scalegate_source_errors_total{source="kafka",kind="connect"}"#), "{metrics}");
+    proxy.restore().await;
+    let after = applied(Duration::from_secs(30)).await;
+    println!("directives applied again {after:?} after the partition ended");
+    let writes = rig.writes();
+    assert!(writes.windows(2).all(|w| w[0].1 == w[1].0), "every write starts from the last one: {writes:?}");
     rig.stop().await;
     broker.stop();
 }

@@ -17,7 +17,9 @@
 //! `options` passes librdkafka properties through (`security.protocol`,
 //! `sasl.mechanism`, `sasl.username`, `ssl.ca.location`, …); a secret can be
 //! read from a file with `sasl_password_file`. librdkafka reconnects by
-//! itself; while the broker is away the lag goes stale (no scale-down).
+//! itself (the directive consumer retries at least every second); lost
+//! connections are counted, and while the broker is away the lag goes stale
+//! (no scale-down).
 
 use super::poll::{Fetcher, Job, Outcome, Poller, SourceTask, StartSource};
 use super::{BurstLog, SignalHub};
@@ -26,10 +28,11 @@ use crate::decide::{AuditHook, Clock, DecisionRecord};
 use crate::snapshot::{Metric, ScaleAction, Signal};
 use crate::telemetry::Metrics;
 use futures::future::BoxFuture;
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, ClientContext};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -333,6 +336,22 @@ pub fn parse_directive(
     Ok((workload, signal))
 }
 
+/// Counts and logs (once per burst) the directive consumer's client-level
+/// errors: broker connections lost or refused never come out of `recv()`.
+struct ConnectionWatch {
+    metrics: Arc<Metrics>,
+    log: parking_lot::Mutex<BurstLog>,
+}
+
+impl ClientContext for ConnectionWatch {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.metrics.count_source_error("kafka", "connect");
+        self.log.lock().note(&format!("{error}: {reason}"));
+    }
+}
+
+impl ConsumerContext for ConnectionWatch {}
+
 /// Consumes the directive topics until `shutdown`. `None` without topics.
 pub fn directive_consumer(
     source: &Source,
@@ -351,8 +370,14 @@ pub fn directive_consumer(
     // directives are few and urgent: do not let a fetch idle on the broker
     // for librdkafka's default 500 ms when a message may arrive meanwhile
     set_default(&mut config, "fetch.wait.max.ms", "10");
-    let consumer: CloseAside<StreamConsumer> =
-        CloseAside::new(config.create().map_err(|e| format!("sources.kafka: cannot create the consumer: {e}"))?);
+    // after an outage, try the brokers again at least every second instead
+    // of librdkafka's backoff of up to 10 s: directives are waiting
+    set_default(&mut config, "reconnect.backoff.max.ms", "1000");
+    let watch =
+        ConnectionWatch { metrics: metrics.clone(), log: parking_lot::Mutex::new(BurstLog::new("kafka connection")) };
+    let consumer: CloseAside<StreamConsumer<ConnectionWatch>> = CloseAside::new(
+        config.create_with_context(watch).map_err(|e| format!("sources.kafka: cannot create the consumer: {e}"))?,
+    );
     let topics: Vec<&str> = source.directives.iter().map(|d| d.topic.as_str()).collect();
     consumer.subscribe(&topics).map_err(|e| format!("sources.kafka.directives: {e}"))?;
     let routes = route_table(workloads);

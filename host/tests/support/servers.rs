@@ -298,9 +298,16 @@ pub struct Tansu {
 
 impl Tansu {
     pub fn start(port: u16) -> Tansu {
+        Tansu::start_advertising(port, port)
+    }
+
+    /// Listens on `port` but tells clients to connect to `advertised` (a
+    /// [`TcpProxy`] in front of it, so that a test can cut every connection).
+    pub fn start_advertising(port: u16, advertised: u16) -> Tansu {
         let url = format!("tcp://127.0.0.1:{port}");
+        let advertised = format!("tcp://127.0.0.1:{advertised}");
         let child = Command::new(tansu_bin())
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--silent"])
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &advertised, "--silent"])
             .env("RUST_LOG", "error")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -369,4 +376,48 @@ pub async fn send(producer: &rdkafka::producer::FutureProducer, topic: &str, pay
         .await
         .map_err(|(e, _)| e)
         .unwrap();
+}
+
+/// A TCP forwarder on a loopback port: `cut` closes every connection and
+/// stops listening (a network partition), `restore` listens again.
+pub struct TcpProxy {
+    pub port: u16,
+    pub upstream: u16,
+    tasks: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl TcpProxy {
+    pub async fn start(port: u16, upstream: u16) -> TcpProxy {
+        let proxy = TcpProxy { port, upstream, tasks: Default::default() };
+        proxy.restore().await;
+        proxy
+    }
+
+    pub async fn restore(&self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
+        let (upstream, tasks) = (self.upstream, self.tasks.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let forward = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                tasks.lock().unwrap().push(forward);
+            }
+        });
+        self.tasks.lock().unwrap().push(accept);
+    }
+
+    pub fn cut(&self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.cut();
+    }
 }
