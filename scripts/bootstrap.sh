@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building scalegate and running the demo needs, idempotently:
-# the wasm32-wasip2 Rust target, `just`, componentize-py (Python policies)
+# OpenSSL's headers (librdkafka is built with TLS and SASL/SCRAM), the
+# wasm32-wasip2 Rust target, `just`, componentize-py (Python policies)
 # and componentize-js (JavaScript policies). What only the tests need (the
 # servers they start, manifest validation) is installed by
 # scripts/install-test-tools.sh, which `just test` runs. Safe to run any
@@ -9,6 +10,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 COMPONENTIZE_PY_VERSION=0.25.1
+
+if ! pkg-config --exists openssl 2>/dev/null; then
+    echo "bootstrap: installing OpenSSL headers (apt: libssl-dev pkg-config)"
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+    ${SUDO} apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive ${SUDO} apt-get install -y -qq --no-install-recommends libssl-dev pkg-config >/dev/null
+fi
 
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
     echo "bootstrap: adding the wasm32-wasip2 target"

@@ -174,7 +174,7 @@ async fn directives_flow_again_after_a_network_partition() {
     let _one = ONE_BROKER_AT_A_TIME.lock().await;
     // every client reaches the broker through a proxy the test can cut
     let proxy = TcpProxy::start(free_port(), free_port()).await;
-    let broker = Tansu::start_advertising(proxy.upstream, proxy.port);
+    let broker = Tansu::start_advertising(proxy.upstream, proxy.port, false);
     broker.create_topic("rtc.control.scale", 1);
     let yaml = format!(
         r#"
@@ -227,6 +227,123 @@ workloads:
     println!("directives applied again {after:?} after the partition ended");
     let writes = rig.writes();
     assert!(writes.windows(2).all(|w| w[0].1 == w[1].0), "every write starts from the last one: {writes:?}");
+    rig.stop().await;
+    broker.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_private_ca_end_to_end_and_scram_reaches_the_broker() {
+    let _one = ONE_BROKER_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = support::servers::certificates();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca).unwrap();
+    // TLS terminated in front of the broker (tansu 0.6 has no TLS of its own)
+    let proxy = TcpProxy::start_tls(free_port(), free_port(), &cert, &key).await;
+    let broker = Tansu::start_advertising(proxy.upstream, proxy.port, false);
+    for topic in ["rtc.control.scale", "scalegate.decisions", "orders"] {
+        broker.create_topic(topic, 1);
+    }
+    let brokers = format!("127.0.0.1:{}", proxy.port);
+    let tls = |extra: &[(&str, &str)]| {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &brokers)
+            .set("security.protocol", "SSL")
+            .set("ssl.ca.location", ca_file.to_str().unwrap());
+        for (key, value) in extra {
+            config.set(*key, *value);
+        }
+        config
+    };
+    // the certificate is verified: without the CA the handshake fails
+    let mut untrusted = tls(&[]);
+    untrusted.remove("ssl.ca.location");
+    let client: CloseAside<rdkafka::consumer::BaseConsumer> = CloseAside::new(untrusted.create().unwrap());
+    assert!(client.fetch_metadata(None, Duration::from_secs(2)).is_err(), "TLS without the CA was accepted");
+
+    // directives, lag and audit all over TLS
+    let yaml = format!(
+        r#"
+sources:
+  kafka:
+    brokers: "{brokers}"
+    group_id: scalegate-tls
+    options: {{security.protocol: SSL, ssl.ca.location: "{}", auto.offset.reset: earliest}}
+    lag_interval: 300ms
+    directives: [{{topic: rtc.control.scale}}]
+    audit: {{topic: scalegate.decisions}}
+workloads:
+  - target: {{kind: StatefulSet, namespace: rtc, name: socket}}
+    interval: 1h
+    min_replicas: 2
+    max_replicas: 20
+    policies: [{{policy: directive}}]
+    metrics:
+      - {{name: lag, kafka_lag: {{topic: orders, group: order-workers}}}}
+"#,
+        ca_file.display()
+    );
+    let rig = socket_rig(&yaml).await;
+    let producer: rdkafka::producer::FutureProducer = tls(&[("message.timeout.ms", "10000")]).create().unwrap();
+    send(&producer, "rtc.control.scale", r#"{"target": "socket", "targetReplicas": 6}"#).await;
+    eventually("the directive to be applied", Duration::from_secs(60), || rig.replicas() == Some(6)).await;
+    // `orders` has one partition the group never committed: KEDA's 1
+    let inputs = rig.get("/v1/workloads/rtc/socket/inputs").await;
+    assert_eq!(inputs["metrics"]["lag"]["value"], 1.0, "{inputs}");
+    let audit: CloseAside<StreamConsumer> =
+        CloseAside::new(tls(&[("group.id", "audit-reader"), ("auto.offset.reset", "earliest")]).create().unwrap());
+    audit.subscribe(&["scalegate.decisions"]).unwrap();
+    let message = tokio::time::timeout(Duration::from_secs(20), audit.recv()).await.expect("an audit record").unwrap();
+    let record: serde_json::Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
+    assert_eq!(record["guardrails"]["replicas"], 6);
+    assert_eq!(rig.writes(), [(3, 6)]);
+    rig.stop().await;
+    broker.stop();
+
+    // a broker that requires SASL (SCRAM-SHA-256/512): scalegate's clients
+    // run the SCRAM exchange with the password from its file; tansu 0.6 lets
+    // only authenticated clients create users, so the user is unknown and
+    // the failure must be reported, not hidden
+    let port = free_port();
+    let broker = Tansu::start_advertising(port, port, true);
+    let password_file = dir.path().join("password");
+    std::fs::write(&password_file, "s3cret\n").unwrap();
+    let yaml = format!(
+        r#"
+sources:
+  kafka:
+    brokers: "{}"
+    options: {{security.protocol: SASL_PLAINTEXT, sasl.mechanism: SCRAM-SHA-512, sasl.username: scalegate}}
+    sasl_password_file: "{}"
+    lag_interval: 300ms
+    timeout: 1s
+workloads:
+  - target: {{kind: StatefulSet, namespace: rtc, name: socket}}
+    interval: 1s
+    min_replicas: 1
+    max_replicas: 20
+    policies: [{{policy: target-tracking, params: {{metric: lag, target: 5}}}}]
+    metrics:
+      - {{name: lag, max_age: 3s, kafka_lag: {{topic: orders, group: order-workers}}}}
+"#,
+        broker.brokers(),
+        password_file.display()
+    );
+    let rig = socket_rig(&yaml).await;
+    let start = Instant::now();
+    loop {
+        let inputs = rig.get("/v1/workloads/rtc/socket/inputs").await;
+        let error = inputs["metrics"]["lag"]["error"].as_str().unwrap_or_default().to_string();
+        if error.contains("Authentication") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "the failed authentication is not named: {inputs}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let metrics = rig.metrics().await;
+    assert!(metrics.contains(r#"scalegate_source_errors_total{source="kafka",kind="auth"}"#), "{metrics}");
+    assert_eq!(rig.writes(), [], "nothing scales without the lag");
     rig.stop().await;
     broker.stop();
 }

@@ -203,15 +203,29 @@ workloads:
     let server = NatsServer::start(port, monitor, store.path());
     let client = async_nats::connect(format!("127.0.0.1:{port}")).await.unwrap();
     let js = jetstream::new(client.clone());
-    let consumer: jetstream::consumer::PullConsumer =
-        js.get_stream("JOBS").await.unwrap().get_consumer("workers").await.unwrap();
-    let mut batch = consumer.fetch().max_messages(35).messages().await.unwrap();
+    // JetStream recovers its stored streams after the server accepts
+    // connections: ask until the consumer is back
+    let start = Instant::now();
+    let consumer: jetstream::consumer::PullConsumer = loop {
+        match js.get_stream("JOBS").await {
+            Ok(stream) => match stream.get_consumer("workers").await {
+                Ok(consumer) => break consumer,
+                Err(e) => assert!(start.elapsed() < Duration::from_secs(15), "consumer not recovered: {e}"),
+            },
+            Err(e) => assert!(start.elapsed() < Duration::from_secs(15), "stream not recovered: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // a fetch may end before its batch is full: fetch until 35 are acked
     let mut acked = 0;
-    while let Some(message) = batch.next().await {
-        message.unwrap().double_ack().await.unwrap();
-        acked += 1;
+    while acked < 35 {
+        let mut batch = consumer.fetch().max_messages(35 - acked).messages().await.unwrap();
+        while let Some(message) = batch.next().await {
+            message.unwrap().double_ack().await.unwrap();
+            acked += 1;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "only {acked} jobs fetched");
     }
-    assert_eq!(acked, 35);
     eventually("scale to 1 after recovery", Duration::from_secs(15), || rig.replicas() == Some(1)).await;
     let writes = rig.writes();
     assert_eq!(writes, [(2, 5), (5, 1)]);
@@ -394,25 +408,11 @@ workloads:
     rig.stop().await;
 }
 
-/// A CA and a server certificate it signed for 127.0.0.1: (CA PEM, cert PEM, key PEM).
-fn certificates() -> (String, String, String) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(params, &ca_key);
-    let key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
-    let server = server.signed_by(&key, &issuer).unwrap();
-    (ca.pem(), server.pem(), key.serialize_pem())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_over_tls_with_basic_auth_and_a_rotated_password() {
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name);
-    let (ca, cert, key) = certificates();
+    let (ca, cert, key) = support::servers::certificates();
     std::fs::write(path("ca.pem"), &ca).unwrap();
     std::fs::write(path("server.pem"), &cert).unwrap();
     std::fs::write(path("server.key"), &key).unwrap();

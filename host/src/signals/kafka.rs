@@ -28,6 +28,7 @@ use crate::decide::{AuditHook, Clock, DecisionRecord};
 use crate::snapshot::{Metric, ScaleAction, Signal};
 use crate::telemetry::Metrics;
 use futures::future::BoxFuture;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -38,6 +39,7 @@ use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -336,21 +338,78 @@ pub fn parse_directive(
     Ok((workload, signal))
 }
 
-/// Counts and logs (once per burst) the directive consumer's client-level
-/// errors: broker connections lost or refused never come out of `recv()`.
-struct ConnectionWatch {
-    metrics: Arc<Metrics>,
-    log: parking_lot::Mutex<BurstLog>,
+/// What a Kafka client reports on the side: librdkafka tells of lost
+/// connections and failed authentication through callbacks and log lines,
+/// not through the call that failed. The last such problem is kept for the
+/// error a failed lag measurement reports; the directive consumer, whose
+/// problems have no fetch to fail, counts them (`kind` `auth` or `connect`)
+/// and logs them once per burst.
+pub struct ClientWatch {
+    counted: Option<(Arc<Metrics>, parking_lot::Mutex<BurstLog>)>,
+    last: parking_lot::Mutex<Option<String>>,
+    auth_failed: std::sync::atomic::AtomicBool,
 }
 
-impl ClientContext for ConnectionWatch {
-    fn error(&self, error: KafkaError, reason: &str) {
-        self.metrics.count_source_error("kafka", "connect");
-        self.log.lock().note(&format!("{error}: {reason}"));
+impl ClientWatch {
+    fn quiet() -> ClientWatch {
+        ClientWatch { counted: None, last: Default::default(), auth_failed: Default::default() }
+    }
+
+    fn counting(metrics: Arc<Metrics>) -> ClientWatch {
+        let log = parking_lot::Mutex::new(BurstLog::new("kafka connection"));
+        ClientWatch { counted: Some((metrics, log)), last: Default::default(), auth_failed: Default::default() }
     }
 }
 
-impl ConsumerContext for ConnectionWatch {}
+/// `auth` for a failed authentication, `connect` for anything else.
+fn problem_kind(error: &KafkaError) -> &'static str {
+    use rdkafka::types::RDKafkaErrorCode::{Authentication, SaslAuthenticationFailed};
+    match error.rdkafka_error_code() {
+        Some(Authentication | SaslAuthenticationFailed) => "auth",
+        _ => "connect",
+    }
+}
+
+impl ClientWatch {
+    /// Keeps `problem` as the last one, unless an authentication failure
+    /// is already kept: that one explains the rest.
+    fn note(&self, auth: bool, problem: String) {
+        let mut last = self.last.lock();
+        if auth {
+            self.auth_failed.store(true, Relaxed);
+        } else if self.auth_failed.load(Relaxed) {
+            return;
+        }
+        *last = Some(problem);
+    }
+}
+
+impl ClientContext for ClientWatch {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        use RDKafkaLogLevel::*;
+        match level {
+            Emerg | Alert | Critical | Error => {
+                self.note(false, message.to_string());
+                tracing::debug!(target: "librdkafka", facility, "{message}");
+            }
+            Warning => tracing::warn!(target: "librdkafka", facility, "{message}"),
+            Notice | Info => tracing::info!(target: "librdkafka", facility, "{message}"),
+            Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let problem = format!("{error}: {reason}");
+        let kind = problem_kind(&error);
+        if let Some((metrics, log)) = &self.counted {
+            metrics.count_source_error("kafka", kind);
+            log.lock().note(&problem);
+        }
+        self.note(kind == "auth", problem);
+    }
+}
+
+impl ConsumerContext for ClientWatch {}
 
 /// Consumes the directive topics until `shutdown`. `None` without topics.
 pub fn directive_consumer(
@@ -373,10 +432,10 @@ pub fn directive_consumer(
     // after an outage, try the brokers again at least every second instead
     // of librdkafka's backoff of up to 10 s: directives are waiting
     set_default(&mut config, "reconnect.backoff.max.ms", "1000");
-    let watch =
-        ConnectionWatch { metrics: metrics.clone(), log: parking_lot::Mutex::new(BurstLog::new("kafka connection")) };
-    let consumer: CloseAside<StreamConsumer<ConnectionWatch>> = CloseAside::new(
-        config.create_with_context(watch).map_err(|e| format!("sources.kafka: cannot create the consumer: {e}"))?,
+    let consumer: CloseAside<StreamConsumer<ClientWatch>> = CloseAside::new(
+        config
+            .create_with_context(ClientWatch::counting(metrics.clone()))
+            .map_err(|e| format!("sources.kafka: cannot create the consumer: {e}"))?,
     );
     let topics: Vec<&str> = source.directives.iter().map(|d| d.topic.as_str()).collect();
     consumer.subscribe(&topics).map_err(|e| format!("sources.kafka.directives: {e}"))?;
@@ -433,21 +492,21 @@ pub fn directive_consumer(
 pub struct LagReader {
     source: Source,
     /// A metadata/offsets client per consumer group (they never join it).
-    clients: parking_lot::Mutex<HashMap<String, Arc<CloseAside<BaseConsumer>>>>,
+    clients: parking_lot::Mutex<HashMap<String, Arc<CloseAside<BaseConsumer<ClientWatch>>>>>,
 }
 
 impl LagReader {
-    fn client(&self, group: &str) -> Result<Arc<CloseAside<BaseConsumer>>, String> {
+    fn client(&self, group: &str) -> Result<Arc<CloseAside<BaseConsumer<ClientWatch>>>, String> {
         let mut clients = self.clients.lock();
         if let Some(client) = clients.get(group) {
             return Ok(client.clone());
         }
-        let client: BaseConsumer = self
+        let client: BaseConsumer<ClientWatch> = self
             .source
             .client_config()?
             .set("group.id", group)
             .set("enable.auto.commit", "false")
-            .create()
+            .create_with_context(ClientWatch::quiet())
             .map_err(|e| format!("cannot create a Kafka client for group {group}: {e}"))?;
         let client = Arc::new(CloseAside::new(client));
         clients.insert(group.to_string(), client.clone());
@@ -455,8 +514,40 @@ impl LagReader {
     }
 }
 
-/// Total lag of `group` on `topic` (blocking).
-fn measure(client: &BaseConsumer, lag: &Lag, timeout: Duration) -> Result<f64, (&'static str, String)> {
+/// Total lag of `group` on `topic` (blocking); a failure names the problem
+/// the client reported on the side (refused connection, failed
+/// authentication, …).
+fn measure(client: &BaseConsumer<ClientWatch>, lag: &Lag, timeout: Duration) -> Result<f64, (&'static str, String)> {
+    let result = lag_of(client, lag, timeout);
+    // serve the events queued meanwhile (the client is never polled
+    // otherwise): reported problems reach the context, and the queue does
+    // not grow while the brokers are away
+    let watch = client.context();
+    while let Some(event) = client.poll(Duration::ZERO) {
+        if let Err(error) = event
+            && problem_kind(&error) == "auth"
+        {
+            watch.note(true, error.to_string());
+        }
+    }
+    match result {
+        Ok(lag) => {
+            // problems reported before a success are over
+            watch.last.lock().take();
+            watch.auth_failed.store(false, Relaxed);
+            Ok(lag)
+        }
+        Err((kind, why)) => match watch.last.lock().as_deref() {
+            Some(problem) if kind == "connect" => {
+                let kind = if watch.auth_failed.load(Relaxed) { "auth" } else { kind };
+                Err((kind, format!("{why}; the client reported: {problem}")))
+            }
+            _ => Err((kind, why)),
+        },
+    }
+}
+
+fn lag_of(client: &BaseConsumer<ClientWatch>, lag: &Lag, timeout: Duration) -> Result<f64, (&'static str, String)> {
     let kafka = |e: rdkafka::error::KafkaError| ("connect", e.to_string());
     let metadata = client.fetch_metadata(Some(&lag.topic), timeout).map_err(kafka)?;
     let topic = metadata
@@ -576,10 +667,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let secret = dir.path().join("password");
         std::fs::write(&secret, "s3cret\n").unwrap();
+        let ca = dir.path().join("ca.pem");
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        std::fs::write(&ca, rcgen::CertificateParams::default().self_signed(&ca_key).unwrap().pem()).unwrap();
         let source: Source = serde_json::from_value(serde_json::json!({
             "brokers": "kafka-0:9093,kafka-1:9093",
             "options": {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
-                        "sasl.username": "scalegate", "ssl.ca.location": "/etc/kafka/ca.pem"},
+                        "sasl.username": "scalegate", "ssl.ca.location": ca},
             "sasl_password_file": secret
         }))
         .unwrap();
@@ -589,11 +683,14 @@ mod tests {
             ("security.protocol", "SASL_SSL"),
             ("sasl.mechanism", "SCRAM-SHA-512"),
             ("sasl.username", "scalegate"),
-            ("ssl.ca.location", "/etc/kafka/ca.pem"),
+            ("ssl.ca.location", ca.to_str().unwrap()),
             ("sasl.password", "s3cret"),
         ] {
             assert_eq!(config.get(key), Some(value), "{key}");
         }
+        // librdkafka is built with TLS and SCRAM: the client can be made
+        let client: Result<BaseConsumer, _> = config.create();
+        assert!(client.is_ok(), "{:?}", client.err());
         std::fs::remove_file(&secret).unwrap();
         let error = source.client_config().unwrap_err();
         assert!(error.contains("sources.kafka.sasl_password_file: cannot read"), "{error}");

@@ -298,16 +298,20 @@ pub struct Tansu {
 
 impl Tansu {
     pub fn start(port: u16) -> Tansu {
-        Tansu::start_advertising(port, port)
+        Tansu::start_advertising(port, port, false)
     }
 
     /// Listens on `port` but tells clients to connect to `advertised` (a
-    /// [`TcpProxy`] in front of it, so that a test can cut every connection).
-    pub fn start_advertising(port: u16, advertised: u16) -> Tansu {
+    /// [`TcpProxy`] in front of it, so that a test can cut every connection
+    /// or add TLS); with `authentication` every client must authenticate
+    /// (SASL; tansu 0.6 accepts any password with PLAIN and checks SCRAM
+    /// against users, which it only lets authenticated clients create).
+    pub fn start_advertising(port: u16, advertised: u16, authentication: bool) -> Tansu {
         let url = format!("tcp://127.0.0.1:{port}");
         let advertised = format!("tcp://127.0.0.1:{advertised}");
         let child = Command::new(tansu_bin())
             .args(["broker", "--listener-url", &url, "--advertised-listener-url", &advertised, "--silent"])
+            .args(authentication.then_some("--authentication"))
             .env("RUST_LOG", "error")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -379,28 +383,62 @@ pub async fn send(producer: &rdkafka::producer::FutureProducer, topic: &str, pay
 }
 
 /// A TCP forwarder on a loopback port: `cut` closes every connection and
-/// stops listening (a network partition), `restore` listens again.
+/// stops listening (a network partition), `restore` listens again. With
+/// TLS it terminates TLS (for a server that has none itself).
 pub struct TcpProxy {
     pub port: u16,
     pub upstream: u16,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     tasks: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 impl TcpProxy {
     pub async fn start(port: u16, upstream: u16) -> TcpProxy {
-        let proxy = TcpProxy { port, upstream, tasks: Default::default() };
+        let proxy = TcpProxy { port, upstream, tls: None, tasks: Default::default() };
+        proxy.restore().await;
+        proxy
+    }
+
+    /// Accepts TLS with this certificate and key (PEM).
+    pub async fn start_tls(port: u16, upstream: u16, cert: &str, key: &str) -> TcpProxy {
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let chain = vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()];
+        let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+        let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
+            tokio_rustls::rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+        let tls = Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)));
+        let proxy = TcpProxy { port, upstream, tls, tasks: Default::default() };
         proxy.restore().await;
         proxy
     }
 
     pub async fn restore(&self) {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
-        let (upstream, tasks) = (self.upstream, self.tasks.clone());
+        let (upstream, tls, tasks) = (self.upstream, self.tls.clone(), self.tasks.clone());
         let accept = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
+            while let Ok((client, _)) = listener.accept().await {
+                let tls = tls.clone();
                 let forward = tokio::spawn(async move {
-                    if let Ok(mut server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    let Ok(mut server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else {
+                        return;
+                    };
+                    match tls {
+                        None => {
+                            let mut client = client;
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                        Some(tls) => {
+                            if let Ok(mut client) = tls.accept(client).await {
+                                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                            }
+                        }
                     }
                 });
                 tasks.lock().unwrap().push(forward);
@@ -420,4 +458,24 @@ impl Drop for TcpProxy {
     fn drop(&mut self) {
         self.cut();
     }
+}
+
+/// A CA and a server certificate it signed for 127.0.0.1 and localhost:
+/// (CA PEM, certificate PEM, key PEM).
+pub fn certificates() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    // distinct names: OpenSSL takes a certificate whose issuer is its own
+    // subject for self-signed
+    params.distinguished_name.push(DnType::CommonName, "scalegate test CA");
+    let ca = params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(params, &ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut server = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    server.distinguished_name.push(DnType::CommonName, "127.0.0.1");
+    let server = server.signed_by(&key, &issuer).unwrap();
+    (ca.pem(), server.pem(), key.serialize_pem())
 }
