@@ -135,7 +135,7 @@ pub fn run(args: &RunArgs, cache_dir: Option<PathBuf>, log_level: Option<LogLeve
         .enable_all()
         .build()
         .map_err(|e| internal(format!("cannot start the async runtime: {e}")))?;
-    tokio.block_on(async {
+    let result = tokio.block_on(async {
         let store = daemon::open_store(runtime, policy_dir).await.map_err(|e| internal(format!("{e:#}")))?;
         check_references(&config, &store.catalog())?;
         let client = kube_client(args).await?;
@@ -180,5 +180,10 @@ pub fn run(args: &RunArgs, cache_dir: Option<PathBuf>, log_level: Option<LogLeve
         eprintln!("scalegate: {workloads} workloads, admin API on http://{}", running.admin_addr);
         running.wait().await;
         Ok(())
-    })
+    });
+    // the daemon has stopped; what may still run is a blocking fetch (a Kafka
+    // metadata request to a broker that never answers waits out its
+    // deadline): do not wait for it
+    tokio.shutdown_timeout(Duration::from_millis(500));
+    result
 }

@@ -261,3 +261,28 @@ async fn stops_promptly_on_sigterm_when_the_kafka_broker_is_gone() {
     assert!(stopping.elapsed() < Duration::from_secs(10), "took {:?}", stopping.elapsed());
     assert_eq!(fake.violations(), Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stops_promptly_on_sigterm_while_fetches_hang() {
+    use support::servers::Blackhole;
+    // a Prometheus and a Kafka broker that never answer, with 30 s deadlines
+    let (prometheus, kafka) = (Blackhole::start().await, Blackhole::start().await);
+    let fake = fake_web().await;
+    let sources = format!(
+        "sources:\n  prometheus: {{url: \"http://127.0.0.1:{}\", interval: 300ms, timeout: 30s}}\n  \
+         kafka: {{brokers: \"127.0.0.1:{}\", lag_interval: 300ms, timeout: 30s}}\nworkloads:",
+        prometheus.port, kafka.port
+    );
+    let metrics = "    metrics:\n      - {name: rps, prometheus: {query: up}}\n      \
+                   - {name: lag, kafka_lag: {topic: orders, group: workers}}\n";
+    let config = format!("{}{metrics}", CONFIG.replace("workloads:", &sources));
+    let dir = setup(&fake, &config);
+    let mut daemon = Daemon::start(dir.path(), &[]);
+    // fetches of both are under way
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stopping = Instant::now();
+    daemon.signal("-TERM");
+    let status = daemon.wait(Duration::from_secs(40));
+    assert!(status.success(), "{status:?}: {}", daemon.stderr.lock().unwrap());
+    assert!(stopping.elapsed() < Duration::from_secs(5), "took {:?}", stopping.elapsed());
+}

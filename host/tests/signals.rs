@@ -7,7 +7,7 @@ mod support;
 use fake_apiserver::FakeApiServer;
 use std::time::{Duration, Instant};
 use support::rig::{Rig, eventually};
-use support::servers::{HttpStub, NatsServer, Prometheus, RedisServer, ScrapeTarget, free_port};
+use support::servers::{Blackhole, HttpStub, NatsServer, Prometheus, RedisServer, ScrapeTarget, free_port};
 
 const TOKEN: &str = "signals-test-token-0123456789";
 
@@ -144,6 +144,56 @@ workloads:
     println!("signal → /scale written in {:?}", started.elapsed());
     let decisions = rig.get("/v1/workloads/shop/web/decisions?limit=1").await;
     assert!(decisions["decisions"][0]["inputs"].as_str().unwrap().contains("1 signals"), "{decisions}");
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_sources_hold_only_their_own_inputs() {
+    // Prometheus and a Kafka broker that accept connections and never
+    // answer, with deadlines far beyond their poll intervals; the pushed
+    // queue length must still scale the workload up at once
+    let (prometheus, kafka) = (Blackhole::start().await, Blackhole::start().await);
+    let yaml = format!(
+        r#"
+sources:
+  prometheus: {{url: "http://127.0.0.1:{}", interval: 300ms, timeout: 30s}}
+  kafka: {{brokers: "127.0.0.1:{}", lag_interval: 300ms, timeout: 5s}}
+workloads:
+  - target: {{namespace: shop, name: web}}
+    interval: 1h
+    min_replicas: 1
+    max_replicas: 20
+    policies: [{{policy: target-tracking, params: {{metric: queue, target: 10}}}}]
+    metrics:
+      - {{name: queue, push: {{}}, max_age: 10m}}
+      - {{name: rps, max_age: 2s, prometheus: {{query: "sum(rate(http_requests_total[1m]))"}}}}
+      - {{name: lag, max_age: 2s, kafka_lag: {{topic: orders, group: workers}}}}
+"#,
+        prometheus.port, kafka.port
+    );
+    let rig = web_rig(&yaml).await;
+    let client = reqwest::Client::new();
+    let push = |queue: f64| {
+        let body = serde_json::json!({"workload": "shop/web", "metrics": [{"name": "queue", "value": queue}],
+                                      "signals": [{"kind": "queue-changed"}]});
+        client.post(format!("{}/v1/signals", rig.admin())).bearer_auth(TOKEN).json(&body).send()
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = Instant::now();
+    assert_eq!(push(95.0).await.unwrap().status(), 202);
+    eventually("the pushed queue to scale up", Duration::from_secs(3), || rig.replicas() == Some(10)).await;
+    println!("scaled up {:?} after the push, with two sources hung", started.elapsed());
+    let inputs = rig.get("/v1/workloads/shop/web/inputs").await;
+    assert_eq!(inputs["metrics"]["queue"]["fresh"], true, "{inputs}");
+    for hung in ["rps", "lag"] {
+        assert_eq!(inputs["metrics"][hung]["fresh"], false, "{inputs}");
+    }
+    // the hung inputs are required: a lower queue scales nothing down
+    assert_eq!(push(5.0).await.unwrap().status(), 202);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(rig.writes(), [(2, 10)]);
+    let decisions = rig.get("/v1/workloads/shop/web/decisions?limit=1").await;
+    assert_eq!(decisions["decisions"][0]["applied"], false, "{decisions}");
     rig.stop().await;
 }
 

@@ -479,3 +479,33 @@ pub fn certificates() -> (String, String, String) {
     let server = server.signed_by(&key, &issuer).unwrap();
     (ca.pem(), server.pem(), key.serialize_pem())
 }
+
+/// A server that accepts connections and never answers (a hung peer): what
+/// a client sends is read and dropped, nothing is ever written back.
+pub struct Blackhole {
+    pub port: u16,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Blackhole {
+    pub async fn start() -> Blackhole {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accept = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((connection, _)) = listener.accept().await {
+                held.push(tokio::spawn(async move {
+                    let mut connection = connection;
+                    let _ = tokio::io::copy(&mut connection, &mut tokio::io::sink()).await;
+                }));
+            }
+        });
+        Blackhole { port, accept }
+    }
+}
+
+impl Drop for Blackhole {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
