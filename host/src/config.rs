@@ -660,6 +660,67 @@ workloads:
     }
 
     #[test]
+    fn every_source_names_its_bad_settings_at_start_up() {
+        let workload = |metric: &str| {
+            format!(
+                "workloads:\n  - target: {{namespace: a, name: b}}\n    max_replicas: 5\n    policies: [{{policy: hpa}}]\n    metrics:\n      - {{name: m, {metric}}}\n"
+            )
+        };
+        for (yaml, path, needle) in [
+            (
+                format!("sources:\n  kafka: {{brokers: \"\"}}\n{}", workload("push: {}")),
+                "sources.kafka.brokers",
+                "must not be empty",
+            ),
+            (
+                format!(
+                    "sources:\n  kafka: {{brokers: k:9092, directives: [{{topic: \"\"}}]}}\n{}",
+                    workload("push: {}")
+                ),
+                "sources.kafka.directives",
+                "needs a topic",
+            ),
+            (workload("kafka_lag: {topic: t, group: g}"), "workloads[0].metrics[0].kafka_lag", "no Kafka configured"),
+            (
+                format!("sources:\n  kafka: {{brokers: k:9092}}\n{}", workload("kafka_lag: {topic: t, group: \"\"}")),
+                "workloads[0].metrics[0].kafka_lag.group",
+                "must not be empty",
+            ),
+            (
+                format!("sources:\n  nats: {{monitor_url: nats:8222}}\n{}", workload("push: {}")),
+                "sources.nats.monitor_url",
+                "not an http(s) URL",
+            ),
+            (workload("nats: {stream: s, consumer: c}"), "workloads[0].metrics[0].nats", "no NATS configured"),
+            (
+                format!("sources:\n  redis: {{url: \"mysql://db\"}}\n{}", workload("push: {}")),
+                "sources.redis.url",
+                "did not parse",
+            ),
+            (
+                format!("sources:\n  redis: {{url: \"redis://r\"}}\n{}", workload("redis: {pattern: hb, field: cpu}")),
+                "workloads[0].metrics[0].redis.pattern",
+                "exactly one *",
+            ),
+            (
+                format!("sources:\n  forecast: {{url: \"http://f\", interval: 10ms}}\n{}", workload("push: {}")),
+                "sources.forecast.interval",
+                "at least 100ms",
+            ),
+            (workload("forecast: {}"), "workloads[0].metrics[0].forecast", "no forecaster configured"),
+            (
+                workload("pod_metrics: {resource: gpu}"),
+                "workloads[0].metrics[0].pod_metrics.resource",
+                "reports cpu and memory",
+            ),
+        ] {
+            let err = error_of(&yaml);
+            assert_eq!(err.path, path, "{yaml}\n→ {err}");
+            assert!(err.message.contains(needle), "{err} should contain {needle:?}");
+        }
+    }
+
+    #[test]
     fn messages_do_not_repeat_the_path() {
         let err = error_of(
             "workloads:\n  - target: {namespace: a, name: b}\n    max_replicas: 5\n    policies: [{policy: hpa}]\n    replicas: 3\n",
