@@ -28,6 +28,41 @@ async fn socket_rig(yaml: &str) -> Rig {
     Rig::start(fake, ("rtc", "socket"), &policies, yaml, None).await
 }
 
+/// `rtc/socket` following the directives of `rtc.control.scale`, at 2 to 40
+/// replicas; `kafka` adds lines to `sources.kafka`, `metrics` to the workload.
+fn directive_config(brokers: &str, kafka: &str, metrics: &str) -> String {
+    format!(
+        r#"
+sources:
+  kafka:
+    brokers: "{brokers}"
+    directives: [{{topic: rtc.control.scale}}]
+{kafka}workloads:
+  - target: {{kind: StatefulSet, namespace: rtc, name: socket}}
+    interval: 1h
+    min_replicas: 2
+    max_replicas: 40
+    policies: [{{policy: directive}}]
+{metrics}"#
+    )
+}
+
+/// The first `count` audit records (JSON) read by a consumer of `client`.
+async fn audit_records(mut client: ClientConfig, count: usize) -> Vec<serde_json::Value> {
+    client.set("group.id", "audit-reader").set("auto.offset.reset", "earliest");
+    // closed aside: dropping a consumer after its broker is gone never returns
+    let audit: CloseAside<StreamConsumer> = CloseAside::new(client.create().unwrap());
+    audit.subscribe(&["scalegate.decisions"]).unwrap();
+    let mut records = Vec::new();
+    while records.len() < count {
+        let message =
+            tokio::time::timeout(Duration::from_secs(20), audit.recv()).await.expect("audit records").unwrap();
+        assert_eq!(message.key(), Some(&b"rtc/socket"[..]));
+        records.push(serde_json::from_slice(message.payload().unwrap()).unwrap());
+    }
+    records
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_signals_scale_at_once_bad_ones_are_skipped_and_decisions_are_audited() {
     let _one = ONE_BROKER_AT_A_TIME.lock().await;
@@ -35,22 +70,8 @@ async fn scale_signals_scale_at_once_bad_ones_are_skipped_and_decisions_are_audi
     broker.create_topic("rtc.control.scale", 1);
     broker.create_topic("scalegate.decisions", 1);
     let brokers = broker.brokers();
-    let yaml = format!(
-        r#"
-sources:
-  kafka:
-    brokers: "{brokers}"
-    group_id: scalegate-test
-    directives: [{{topic: rtc.control.scale}}]
-    audit: {{topic: scalegate.decisions}}
-workloads:
-  - target: {{kind: StatefulSet, namespace: rtc, name: socket}}
-    interval: 1h
-    min_replicas: 2
-    max_replicas: 20
-    policies: [{{policy: directive}}]
-"#
-    );
+    let yaml =
+        directive_config(&brokers, "    group_id: scalegate-test\n    audit: {topic: scalegate.decisions}\n", "");
     let rig = socket_rig(&yaml).await;
     let producer = broker.producer();
 
@@ -86,25 +107,9 @@ workloads:
     assert!(metrics.contains("scalegate_source_errors_total{source=\"kafka\",kind=\"invalid\"} 1"), "{metrics}");
 
     // both applied decisions are on the audit topic
-    // closed aside: dropping a consumer after its broker is gone never returns
-    let audit: CloseAside<StreamConsumer> = CloseAside::new(
-        ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .set("group.id", "audit-reader")
-            .set("auto.offset.reset", "earliest")
-            .create()
-            .unwrap(),
-    );
-    audit.subscribe(&["scalegate.decisions"]).unwrap();
-    let mut seen = Vec::new();
-    while seen.len() < 2 {
-        let message =
-            tokio::time::timeout(Duration::from_secs(20), audit.recv()).await.expect("audit records").unwrap();
-        let record: serde_json::Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
-        assert_eq!(message.key(), Some(&b"rtc/socket"[..]));
-        assert_eq!(record["applied"], true);
-        seen.push(record["guardrails"]["replicas"].as_u64().unwrap());
-    }
+    let records = audit_records(ClientConfig::new().set("bootstrap.servers", &brokers).clone(), 2).await;
+    assert!(records.iter().all(|r| r["applied"] == true), "{records:?}");
+    let seen: Vec<_> = records.iter().map(|r| r["guardrails"]["replicas"].as_u64().unwrap()).collect();
     assert_eq!(seen, [7, 5]);
     rig.stop().await;
     broker.stop();
@@ -176,22 +181,7 @@ async fn directives_flow_again_after_a_network_partition() {
     let proxy = TcpProxy::start(free_port(), free_port()).await;
     let broker = Tansu::start_advertising(proxy.upstream, proxy.port, false);
     broker.create_topic("rtc.control.scale", 1);
-    let yaml = format!(
-        r#"
-sources:
-  kafka:
-    brokers: "127.0.0.1:{}"
-    group_id: scalegate-partition
-    directives: [{{topic: rtc.control.scale}}]
-workloads:
-  - target: {{kind: StatefulSet, namespace: rtc, name: socket}}
-    interval: 1h
-    min_replicas: 2
-    max_replicas: 40
-    policies: [{{policy: directive}}]
-"#,
-        proxy.port
-    );
+    let yaml = directive_config(&format!("127.0.0.1:{}", proxy.port), "    group_id: scalegate-partition\n", "");
     let rig = socket_rig(&yaml).await;
     let producer = broker.producer();
     // sends directives (each to a replica count the workload does not have
@@ -263,27 +253,13 @@ async fn tls_with_a_private_ca_end_to_end_and_scram_reaches_the_broker() {
     assert!(client.fetch_metadata(None, Duration::from_secs(2)).is_err(), "TLS without the CA was accepted");
 
     // directives, lag and audit all over TLS
-    let yaml = format!(
-        r#"
-sources:
-  kafka:
-    brokers: "{brokers}"
-    group_id: scalegate-tls
-    options: {{security.protocol: SSL, ssl.ca.location: "{}", auto.offset.reset: earliest}}
-    lag_interval: 300ms
-    directives: [{{topic: rtc.control.scale}}]
-    audit: {{topic: scalegate.decisions}}
-workloads:
-  - target: {{kind: StatefulSet, namespace: rtc, name: socket}}
-    interval: 1h
-    min_replicas: 2
-    max_replicas: 20
-    policies: [{{policy: directive}}]
-    metrics:
-      - {{name: lag, kafka_lag: {{topic: orders, group: order-workers}}}}
-"#,
+    let kafka = format!(
+        "    group_id: scalegate-tls\n    options: {{security.protocol: SSL, ssl.ca.location: \"{}\", \
+         auto.offset.reset: earliest}}\n    lag_interval: 300ms\n    audit: {{topic: scalegate.decisions}}\n",
         ca_file.display()
     );
+    let metrics = "    metrics:\n      - {name: lag, kafka_lag: {topic: orders, group: order-workers}}\n";
+    let yaml = directive_config(&brokers, &kafka, metrics);
     let rig = socket_rig(&yaml).await;
     let producer: rdkafka::producer::FutureProducer = tls(&[("message.timeout.ms", "10000")]).create().unwrap();
     send(&producer, "rtc.control.scale", r#"{"target": "socket", "targetReplicas": 6}"#).await;
@@ -291,12 +267,8 @@ workloads:
     // `orders` has one partition the group never committed: KEDA's 1
     let inputs = rig.get("/v1/workloads/rtc/socket/inputs").await;
     assert_eq!(inputs["metrics"]["lag"]["value"], 1.0, "{inputs}");
-    let audit: CloseAside<StreamConsumer> =
-        CloseAside::new(tls(&[("group.id", "audit-reader"), ("auto.offset.reset", "earliest")]).create().unwrap());
-    audit.subscribe(&["scalegate.decisions"]).unwrap();
-    let message = tokio::time::timeout(Duration::from_secs(20), audit.recv()).await.expect("an audit record").unwrap();
-    let record: serde_json::Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
-    assert_eq!(record["guardrails"]["replicas"], 6);
+    let records = audit_records(tls(&[]), 1).await;
+    assert_eq!(records[0]["guardrails"]["replicas"], 6);
     assert_eq!(rig.writes(), [(3, 6)]);
     rig.stop().await;
     broker.stop();
