@@ -47,6 +47,26 @@ sources:
     )
 }
 
+/// `rtc/socket` tracking the lag of group `order-workers` on `orders` (5
+/// per replica, 1 to 20 replicas); `kafka` is the `sources.kafka` mapping's
+/// lines.
+fn lag_config(kafka: &str) -> String {
+    format!(
+        r#"
+sources:
+  kafka:
+{kafka}workloads:
+  - target: {{kind: StatefulSet, namespace: rtc, name: socket}}
+    interval: 1s
+    min_replicas: 1
+    max_replicas: 20
+    policies: [{{policy: target-tracking, params: {{metric: lag, target: 5}}}}]
+    metrics:
+      - {{name: lag, max_age: 3s, kafka_lag: {{topic: orders, group: order-workers}}}}
+"#
+    )
+}
+
 /// The first `count` audit records (JSON) read by a consumer of `client`.
 async fn audit_records(mut client: ClientConfig, count: usize) -> Vec<serde_json::Value> {
     client.set("group.id", "audit-reader").set("auto.offset.reset", "earliest");
@@ -139,20 +159,7 @@ async fn consumer_lag_drives_scaling_goes_stale_without_the_broker_and_recovers(
     done.add_partition_offset("orders", 1, rdkafka::Offset::Offset(5)).unwrap();
     workers.commit(&done, rdkafka::consumer::CommitMode::Sync).unwrap();
 
-    let yaml = format!(
-        r#"
-sources:
-  kafka: {{brokers: "{brokers}", lag_interval: 300ms, timeout: 1s}}
-workloads:
-  - target: {{kind: StatefulSet, namespace: rtc, name: socket}}
-    interval: 1s
-    min_replicas: 1
-    max_replicas: 20
-    policies: [{{policy: target-tracking, params: {{metric: lag, target: 5}}}}]
-    metrics:
-      - {{name: lag, max_age: 3s, kafka_lag: {{topic: orders, group: order-workers}}}}
-"#
-    );
+    let yaml = lag_config(&format!("    brokers: \"{brokers}\"\n    lag_interval: 300ms\n    timeout: 1s\n"));
     let rig = socket_rig(&yaml).await;
     // (15 − 5) × 2 partitions = 20 behind, 5 per replica → 4
     eventually("scale to 4", Duration::from_secs(20), || rig.replicas() == Some(4)).await;
@@ -281,27 +288,12 @@ async fn tls_with_a_private_ca_end_to_end_and_scram_reaches_the_broker() {
     let broker = Tansu::start_advertising(port, port, true);
     let password_file = dir.path().join("password");
     std::fs::write(&password_file, "s3cret\n").unwrap();
-    let yaml = format!(
-        r#"
-sources:
-  kafka:
-    brokers: "{}"
-    options: {{security.protocol: SASL_PLAINTEXT, sasl.mechanism: SCRAM-SHA-512, sasl.username: scalegate}}
-    sasl_password_file: "{}"
-    lag_interval: 300ms
-    timeout: 1s
-workloads:
-  - target: {{kind: StatefulSet, namespace: rtc, name: socket}}
-    interval: 1s
-    min_replicas: 1
-    max_replicas: 20
-    policies: [{{policy: target-tracking, params: {{metric: lag, target: 5}}}}]
-    metrics:
-      - {{name: lag, max_age: 3s, kafka_lag: {{topic: orders, group: order-workers}}}}
-"#,
+    let yaml = lag_config(&format!(
+        "    brokers: \"{}\"\n    options: {{security.protocol: SASL_PLAINTEXT, sasl.mechanism: SCRAM-SHA-512, \
+         sasl.username: scalegate}}\n    sasl_password_file: \"{}\"\n    lag_interval: 300ms\n    timeout: 1s\n",
         broker.brokers(),
         password_file.display()
-    );
+    ));
     let rig = socket_rig(&yaml).await;
     let start = Instant::now();
     loop {
