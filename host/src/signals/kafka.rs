@@ -39,7 +39,6 @@ use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -346,19 +345,9 @@ pub fn parse_directive(
 /// and logs them once per burst.
 pub struct ClientWatch {
     counted: Option<(Arc<Metrics>, parking_lot::Mutex<BurstLog>)>,
-    last: parking_lot::Mutex<Option<String>>,
-    auth_failed: std::sync::atomic::AtomicBool,
-}
-
-impl ClientWatch {
-    fn quiet() -> ClientWatch {
-        ClientWatch { counted: None, last: Default::default(), auth_failed: Default::default() }
-    }
-
-    fn counting(metrics: Arc<Metrics>) -> ClientWatch {
-        let log = parking_lot::Mutex::new(BurstLog::new("kafka connection"));
-        ClientWatch { counted: Some((metrics, log)), last: Default::default(), auth_failed: Default::default() }
-    }
+    /// Since the last success: the problem to report, and whether it is a
+    /// failed authentication.
+    last: parking_lot::Mutex<Option<(bool, String)>>,
 }
 
 /// `auth` for a failed authentication, `connect` for anything else.
@@ -371,16 +360,22 @@ fn problem_kind(error: &KafkaError) -> &'static str {
 }
 
 impl ClientWatch {
+    fn quiet() -> ClientWatch {
+        ClientWatch { counted: None, last: Default::default() }
+    }
+
+    fn counting(metrics: Arc<Metrics>) -> ClientWatch {
+        let log = parking_lot::Mutex::new(BurstLog::new("kafka connection"));
+        ClientWatch { counted: Some((metrics, log)), last: Default::default() }
+    }
+
     /// Keeps `problem` as the last one, unless an authentication failure
     /// is already kept: that one explains the rest.
     fn note(&self, auth: bool, problem: String) {
         let mut last = self.last.lock();
-        if auth {
-            self.auth_failed.store(true, Relaxed);
-        } else if self.auth_failed.load(Relaxed) {
-            return;
+        if auth || !last.as_ref().is_some_and(|(kept_auth, _)| *kept_auth) {
+            *last = Some((auth, problem));
         }
-        *last = Some(problem);
     }
 }
 
@@ -530,16 +525,16 @@ fn measure(client: &BaseConsumer<ClientWatch>, lag: &Lag, timeout: Duration) -> 
             watch.note(true, error.to_string());
         }
     }
+    let mut last = watch.last.lock();
     match result {
         Ok(lag) => {
             // problems reported before a success are over
-            watch.last.lock().take();
-            watch.auth_failed.store(false, Relaxed);
+            *last = None;
             Ok(lag)
         }
-        Err((kind, why)) => match watch.last.lock().as_deref() {
-            Some(problem) if kind == "connect" => {
-                let kind = if watch.auth_failed.load(Relaxed) { "auth" } else { kind };
+        Err((kind, why)) => match last.as_ref() {
+            Some((auth, problem)) if kind == "connect" => {
+                let kind = if *auth { "auth" } else { kind };
                 Err((kind, format!("{why}; the client reported: {problem}")))
             }
             _ => Err((kind, why)),
