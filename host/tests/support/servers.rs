@@ -304,8 +304,8 @@ impl Tansu {
     /// Listens on `port` but tells clients to connect to `advertised` (a
     /// [`TcpProxy`] in front of it, so that a test can cut every connection
     /// or add TLS); with `authentication` every client must authenticate
-    /// (SASL; tansu 0.6 accepts any password with PLAIN and checks SCRAM
-    /// against users, which it only lets authenticated clients create).
+    /// (tansu 0.6 offers SCRAM-SHA-256/512 and OAUTHBEARER, and lets only
+    /// authenticated clients create users).
     pub fn start_advertising(port: u16, advertised: u16, authentication: bool) -> Tansu {
         let url = format!("tcp://127.0.0.1:{port}");
         let advertised = format!("tcp://127.0.0.1:{advertised}");
