@@ -21,8 +21,9 @@
 //! token they are refused (403), so a daemon never runs with an open admin
 //! API by accident.
 
-use crate::config::PolicyRef;
-use crate::decide::{Clock, WorkloadView};
+use crate::clock::Clock;
+use crate::decide::WorkloadView;
+use crate::policy::PolicyRef;
 use crate::policy_store::{InstallError, PolicyStore, StoreError};
 use crate::signals::{InputError, SignalHub};
 use crate::snapshot::Snapshot;

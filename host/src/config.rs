@@ -1,89 +1,61 @@
 //! The daemon's configuration file: which workloads to scale, with which
-//! policies, within which limits. Parsed once at start-up from YAML (unknown
-//! fields rejected), then validated into typed structs; every error names the
-//! offending field by its path, e.g. `workloads[1].max_replicas`.
+//! policies, within which limits, reading which inputs. Parsed from YAML
+//! (unknown fields rejected), then validated into typed structs; every
+//! error names the offending field by its path, e.g.
+//! `workloads[1].max_replicas`. Read at start-up and again whenever the
+//! file changes (see `daemon::reload`).
 //!
-//! Process settings (listen addresses, log format, kubeconfig) are flags,
-//! not part of this file. The format is documented in `docs/CONFIG.md`.
+//! The settings of each signal source (`sources.<name>`) and each workload
+//! metric's spec (`metrics[].<source>`) are parsed by the source itself,
+//! through the registry in `signals`; this module knows none of their
+//! fields. Process settings (listen addresses, log format, kubeconfig) are
+//! flags, not part of this file. The format is documented in `docs/CONFIG.md`.
 
+use crate::cluster::Target;
 use crate::guardrails::{Limits, Step};
-use crate::signals::{forecast, kafka, nats, pod_metrics, prometheus, redis};
+use crate::policy::PolicyRef;
+use crate::signals::{Declared, MetricSpec, Sources};
 use serde::Deserialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// What kind of problem a configuration has (the `kind` label of
+/// `scalegate_config_reloads_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The file could not be read.
+    Read,
+    /// Not YAML of the expected shape (unknown field, wrong type).
+    Syntax,
+    /// Well-formed, but a value is not acceptable.
+    Invalid,
+}
 
 /// A configuration error: where and what.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{path}: {message}")]
 pub struct Error {
+    pub kind: ErrorKind,
     /// Path of the offending field, e.g. `workloads[0].policies[1].policy`
     /// (`.` for the document itself).
     pub path: String,
     pub message: String,
 }
 
+impl Error {
+    /// Bounded label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self.kind {
+            ErrorKind::Read => "read",
+            ErrorKind::Syntax => "syntax",
+            ErrorKind::Invalid => "invalid",
+        }
+    }
+}
+
 fn error(path: impl Into<String>, message: impl Into<String>) -> Error {
-    Error { path: path.into(), message: message.into() }
-}
-
-/// How a binding names a policy.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum PolicyRef {
-    /// The newest valid version of `name`.
-    Latest(String),
-    /// Exactly `name@version`.
-    Version(String, semver::Version),
-    /// Exactly the component with this sha256 (lowercase hex).
-    Digest(String, String),
-}
-
-impl PolicyRef {
-    pub fn name(&self) -> &str {
-        match self {
-            PolicyRef::Latest(name) | PolicyRef::Version(name, _) | PolicyRef::Digest(name, _) => name,
-        }
-    }
-}
-
-impl std::fmt::Display for PolicyRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PolicyRef::Latest(name) => write!(f, "{name}"),
-            PolicyRef::Version(name, version) => write!(f, "{name}@{version}"),
-            PolicyRef::Digest(name, digest) => write!(f, "{name}@sha256:{digest}"),
-        }
-    }
-}
-
-impl std::str::FromStr for PolicyRef {
-    type Err = String;
-
-    /// `name`, `name@1.2.3` or `name@sha256:<64 hex>`.
-    fn from_str(text: &str) -> Result<PolicyRef, String> {
-        let (name, selector) = match text.split_once('@') {
-            Some((name, selector)) => (name, Some(selector)),
-            None => (text, None),
-        };
-        let valid_name = !name.is_empty()
-            && name.len() <= 63
-            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if !valid_name {
-            return Err(format!("invalid policy name {name:?} (expected lowercase letters, digits and '-')"));
-        }
-        match selector {
-            None => Ok(PolicyRef::Latest(name.into())),
-            Some(selector) => match selector.strip_prefix("sha256:") {
-                Some(digest) if digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                    Ok(PolicyRef::Digest(name.into(), digest.to_ascii_lowercase()))
-                }
-                Some(_) => Err(format!("invalid digest in {text:?}: expected sha256: and 64 hex digits")),
-                None => semver::Version::parse(selector)
-                    .map(|version| PolicyRef::Version(name.into(), version))
-                    .map_err(|e| format!("invalid version in {text:?}: {e}")),
-            },
-        }
-    }
+    Error { kind: ErrorKind::Invalid, path: path.into(), message: message.into() }
 }
 
 // ---- the file, as written -------------------------------------------------
@@ -93,8 +65,9 @@ impl std::str::FromStr for PolicyRef {
 struct RawConfig {
     #[serde(default)]
     policies: RawPolicies,
+    /// Each source's block, parsed by the source (see `signals::REGISTRY`).
     #[serde(default)]
-    sources: Sources,
+    sources: BTreeMap<String, serde_json::Value>,
     #[serde(default)]
     defaults: RawDefaults,
     #[serde(default)]
@@ -148,26 +121,17 @@ struct RawWorkload {
     metrics: Vec<RawMetric>,
 }
 
+/// A metric: its name, freshness rules, and one source key whose value is
+/// the source's spec (checked by the source).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawMetric {
     name: String,
-    prometheus: Option<prometheus::Query>,
-    nats: Option<nats::Consumer>,
-    forecast: Option<forecast::Series>,
-    redis: Option<redis::Heartbeat>,
-    kafka_lag: Option<kafka::Lag>,
-    pod_metrics: Option<pod_metrics::Usage>,
-    push: Option<PushMetric>,
     #[serde(default, with = "humantime_serde")]
     max_age: Option<Duration>,
     required: Option<bool>,
+    #[serde(flatten)]
+    source: BTreeMap<String, serde_json::Value>,
 }
-
-/// `push: {}`: values arrive through `POST /v1/signals`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PushMetric {}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -182,25 +146,6 @@ fn empty_params() -> serde_json::Value {
 }
 
 // ---- validated ------------------------------------------------------------
-
-/// The scale target: any resource with a `/scale` subresource.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Target {
-    #[serde(default = "default_api_version")]
-    pub api_version: String,
-    #[serde(default = "default_kind")]
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
-}
-
-fn default_api_version() -> String {
-    "apps/v1".into()
-}
-fn default_kind() -> String {
-    "Deployment".into()
-}
 
 /// Where decisions go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -235,51 +180,18 @@ pub struct Workload {
     pub metrics: Vec<MetricSpec>,
 }
 
-/// Connections to signal sources, shared by every workload.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Sources {
-    pub prometheus: Option<prometheus::Source>,
-    pub nats: Option<nats::Source>,
-    pub forecast: Option<forecast::Source>,
-    pub redis: Option<redis::Source>,
-    pub kafka: Option<kafka::Source>,
-    /// Optional: `pod_metrics` inputs read the cluster's own API.
-    pub pod_metrics: Option<pod_metrics::Source>,
-}
-
-/// One named input of a workload.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MetricSpec {
-    pub name: String,
-    pub source: MetricSource,
-    /// Older values are left out of the snapshot (default: three polls of the source).
-    pub max_age: Duration,
-    /// A stale required input holds scale-down (default true).
-    pub required: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum MetricSource {
-    Prometheus(prometheus::Query),
-    /// A JetStream consumer's backlog.
-    Nats(nats::Consumer),
-    /// The first point of a forecast, with the series beside it.
-    Forecast(forecast::Series),
-    /// One field of every live node's heartbeat hash.
-    Redis(redis::Heartbeat),
-    /// A consumer group's lag on a topic.
-    KafkaLag(kafka::Lag),
-    /// CPU or memory usage of the target's pods (`metrics.k8s.io`).
-    PodMetrics(pod_metrics::Usage),
-    /// `POST /v1/signals`.
-    Push,
+impl Workload {
+    /// The workload as the signal hub and the sources see it.
+    pub fn declared(&self) -> Declared<'_> {
+        (&self.name, &self.target, &self.metrics)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// The policy store directory (a ConfigMap mount in a cluster).
     pub policy_dir: Option<PathBuf>,
+    /// Connections to signal sources, shared by every workload.
     pub sources: Sources,
     pub workloads: Vec<Workload>,
 }
@@ -289,8 +201,11 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
 impl Config {
     /// Reads and validates a configuration file.
     pub fn load(path: &std::path::Path) -> Result<Config, Error> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| error(".", format!("cannot read {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| Error {
+            kind: ErrorKind::Read,
+            path: ".".into(),
+            message: format!("cannot read {}: {e}", path.display()),
+        })?;
         Config::parse(&text)
     }
 
@@ -306,19 +221,25 @@ impl Config {
                 Some((head, rest)) if path.starts_with(head) => rest.to_string(),
                 _ => inner,
             };
-            error(path, message)
+            Error { kind: ErrorKind::Syntax, path, message }
         })?;
         raw.validate()
+    }
+
+    /// Every workload as the signal hub and the sources see it.
+    pub fn declared(&self) -> impl Iterator<Item = Declared<'_>> + Clone {
+        self.workloads.iter().map(Workload::declared)
     }
 }
 
 impl RawConfig {
     fn validate(self) -> Result<Config, Error> {
+        let sources = Sources::parse(self.sources).map_err(|e| error(e.under("sources"), e.message))?;
         let mut names = BTreeSet::new();
         let mut workloads = Vec::with_capacity(self.workloads.len());
         for (index, raw) in self.workloads.into_iter().enumerate() {
             let at = |field: &str| format!("workloads[{index}].{field}");
-            let name = raw.name.clone().unwrap_or_else(|| format!("{}/{}", raw.target.namespace, raw.target.name));
+            let name = raw.name.clone().unwrap_or_else(|| raw.target.path());
             if !names.insert(name.clone()) {
                 return Err(error(at("name"), format!("duplicate workload {name:?}")));
             }
@@ -375,7 +296,7 @@ impl RawConfig {
                 hold_on_stale: raw.guardrails.hold_on_stale.or(self.defaults.guardrails.hold_on_stale).unwrap_or(true),
                 dry_run: actuator == Actuator::DryRun,
             };
-            let metrics = metrics(&self.sources, &raw.metrics, interval, &at)?;
+            let metrics = metrics(&sources, raw.metrics, interval, &|field| at(field))?;
             workloads.push(Workload {
                 name,
                 target: raw.target,
@@ -387,37 +308,19 @@ impl RawConfig {
                 metrics,
             });
         }
-        if let Some(prometheus) = &self.sources.prometheus {
-            prometheus.validate().map_err(|(field, message)| error(format!("sources.prometheus.{field}"), message))?;
-        }
-        if let Some(nats) = &self.sources.nats {
-            nats.validate().map_err(|(field, message)| error(format!("sources.nats.{field}"), message))?;
-        }
-        if let Some(kafka) = &self.sources.kafka {
-            kafka.validate().map_err(|(field, message)| error(format!("sources.kafka.{field}"), message))?;
-        }
-        if let Some(redis) = &self.sources.redis {
-            redis.validate().map_err(|(field, message)| error(format!("sources.redis.{field}"), message))?;
-        }
-        if let Some(forecast) = &self.sources.forecast {
-            forecast.validate().map_err(|(field, message)| error(format!("sources.forecast.{field}"), message))?;
-        }
-        if let Some(pods) = &self.sources.pod_metrics {
-            pods.validate().map_err(|(field, message)| error(format!("sources.pod_metrics.{field}"), message))?;
-        }
-        Ok(Config { policy_dir: self.policies.directory, sources: self.sources, workloads })
+        Ok(Config { policy_dir: self.policies.directory, sources, workloads })
     }
 }
 
 fn metrics(
     sources: &Sources,
-    raw: &[RawMetric],
+    raw: Vec<RawMetric>,
     interval: Duration,
     at: &dyn Fn(&str) -> String,
 ) -> Result<Vec<MetricSpec>, Error> {
     let mut names = BTreeSet::new();
     let mut out = Vec::with_capacity(raw.len());
-    for (index, metric) in raw.iter().enumerate() {
+    for (index, metric) in raw.into_iter().enumerate() {
         let path = |field: &str| at(&format!("metrics[{index}]{field}"));
         let valid_name = !metric.name.is_empty()
             && metric.name.len() <= 128
@@ -431,61 +334,10 @@ fn metrics(
         if !names.insert(metric.name.clone()) {
             return Err(error(path(".name"), format!("duplicate metric {:?}", metric.name)));
         }
-        let given = [
-            metric.prometheus.is_some(),
-            metric.nats.is_some(),
-            metric.forecast.is_some(),
-            metric.redis.is_some(),
-            metric.kafka_lag.is_some(),
-            metric.pod_metrics.is_some(),
-            metric.push.is_some(),
-        ];
-        if given.iter().filter(|g| **g).count() != 1 {
-            return Err(error(
-                path(""),
-                "give exactly one source: prometheus, nats, forecast, redis, kafka_lag, pod_metrics or push",
-            ));
-        }
-        let (source, poll) = if let Some(query) = &metric.prometheus {
-            let Some(prometheus) = &sources.prometheus else {
-                return Err(error(path(".prometheus"), "no Prometheus configured (add sources.prometheus)"));
-            };
-            query.validate().map_err(|(field, message)| error(path(&format!(".prometheus.{field}")), message))?;
-            (MetricSource::Prometheus(query.clone()), prometheus.interval)
-        } else if let Some(consumer) = &metric.nats {
-            let Some(nats) = &sources.nats else {
-                return Err(error(path(".nats"), "no NATS configured (add sources.nats)"));
-            };
-            consumer.validate().map_err(|(field, message)| error(path(&format!(".nats.{field}")), message))?;
-            (MetricSource::Nats(consumer.clone()), nats.interval)
-        } else if let Some(series) = &metric.forecast {
-            let Some(forecast) = &sources.forecast else {
-                return Err(error(path(".forecast"), "no forecaster configured (add sources.forecast)"));
-            };
-            (MetricSource::Forecast(series.clone()), forecast.interval)
-        } else if let Some(heartbeat) = &metric.redis {
-            let Some(redis) = &sources.redis else {
-                return Err(error(path(".redis"), "no Redis configured (add sources.redis)"));
-            };
-            heartbeat.validate().map_err(|(field, message)| error(path(&format!(".redis.{field}")), message))?;
-            (MetricSource::Redis(heartbeat.clone()), redis.interval)
-        } else if let Some(lag) = &metric.kafka_lag {
-            let Some(kafka) = &sources.kafka else {
-                return Err(error(path(".kafka_lag"), "no Kafka configured (add sources.kafka)"));
-            };
-            lag.validate().map_err(|(field, message)| error(path(&format!(".kafka_lag.{field}")), message))?;
-            (MetricSource::KafkaLag(lag.clone()), kafka.lag_interval)
-        } else if let Some(usage) = &metric.pod_metrics {
-            usage.validate().map_err(|(field, message)| error(path(&format!(".pod_metrics.{field}")), message))?;
-            (MetricSource::PodMetrics(usage.clone()), sources.pod_metrics.clone().unwrap_or_default().interval)
-        } else {
-            (MetricSource::Push, interval)
-        };
-        let max_age = metric.max_age.unwrap_or(crate::signals::default_max_age(poll));
-        if max_age < Duration::from_secs(1) {
-            return Err(error(path(".max_age"), "must be at least 1s"));
-        }
-        out.push(MetricSpec { name: metric.name.clone(), source, max_age, required: metric.required.unwrap_or(true) });
+        let spec = sources
+            .metric(&metric.name, metric.source, metric.max_age, metric.required, interval)
+            .map_err(|e| error(e.under(&path("")), e.message))?;
+        out.push(spec);
     }
     Ok(out)
 }
@@ -589,6 +441,7 @@ workloads:
             (format!("{base}{}", base.replace("workloads:\n", "")), "workloads[1].name", "duplicate workload \"a/b\""),
             ("workloads: {}\n".to_string(), "workloads", "invalid type"),
             ("polices: {}\n".to_string(), "polices", "unknown field `polices`"),
+            ("sources: {graphite: {}}\n".to_string(), "sources.graphite", "unknown source `graphite`"),
         ] {
             let err = error_of(&yaml);
             assert_eq!(err.path, path, "{yaml}\n→ {err}");
@@ -608,12 +461,10 @@ workloads:
         assert!(metrics[0].required);
         assert_eq!(metrics[1].max_age, Duration::from_secs(45), "3 × the workload interval");
         assert!(!metrics[1].required);
-        match &metrics[0].source {
-            MetricSource::Prometheus(query) => {
-                assert_eq!(query.render(&config.workloads[0]), "sum(rate(x{ns=\"a\"}[1m]))")
-            }
-            other => panic!("{other:?}"),
-        }
+        let workload = &config.workloads[0];
+        let query = metrics[0].spec.get::<crate::signals::prometheus::Query>().expect("a Prometheus query");
+        assert_eq!(query.render(&workload.name, &workload.target), "sum(rate(x{ns=\"a\"}[1m]))");
+        assert_eq!((metrics[0].source, metrics[1].source), ("prometheus", "push"));
         for (yaml, path, needle) in [
             (
                 format!("{base}      - {{name: rps, push: {{}}, prometheus: {{query: up}}}}\n"),
@@ -621,6 +472,11 @@ workloads:
                 "exactly one source",
             ),
             (format!("{base}      - {{name: rps}}\n"), "workloads[0].metrics[0]", "exactly one source"),
+            (
+                format!("{base}      - {{name: rps, graphite: {{}}}}\n"),
+                "workloads[0].metrics[0].graphite",
+                "unknown field `graphite`",
+            ),
             (
                 format!("{base}      - {{name: rps, push: {{}}}}\n      - {{name: rps, push: {{}}}}\n"),
                 "workloads[0].metrics[1].name",
@@ -730,18 +586,5 @@ workloads:
             "{err}"
         );
         assert!(err.to_string().contains("line 5 column 5"), "{err}");
-    }
-
-    #[test]
-    fn policy_refs_round_trip() {
-        for text in [
-            "hpa",
-            "hpa@1.2.3",
-            "target-tracking@0.1.0-rc.1",
-            "x@sha256:45ff69307701a79a725d1dd006e7884d449edded90f684ea87efd4d85045a83a",
-        ] {
-            let parsed: PolicyRef = text.parse().unwrap();
-            assert_eq!(parsed.to_string(), text);
-        }
     }
 }

@@ -1,21 +1,25 @@
-//! The daemon's assembly and lifecycle: policy store (+ watcher), decision
-//! loop, admin API — and the phased shutdown that takes them down in order.
+//! The daemon's assembly and lifecycle, whatever cluster it drives (`scalegate
+//! run` passes the Kubernetes API, `scalegate demo` the simulator): signal
+//! hub and sources, decision loop, leader election, admin API, policy store
+//! watcher — and the phased shutdown that takes them down in order.
 //!
 //! Shutdown (SIGTERM, Ctrl-C or the caller's token): not ready → stop
 //! starting evaluations and let the ones in flight finish → stop the watcher
-//! → give up leadership (release the Lease) → stop the admin server →
-//! return; all within `grace`. What does not
-//! finish in time is abandoned and reported.
+//! and the sources → flush the decision sinks (the Kafka audit topic) → give
+//! up leadership (release the Lease) → stop the admin server → return; all
+//! within `grace`. What does not finish in time is abandoned and reported.
 
 use crate::admin::{self, AdminState, LogLevelSetter};
-use crate::config::{Sources, Workload};
-use crate::decide::{Clock, Cluster, Decider, DeciderConfig, Leadership};
+use crate::clock::Clock;
+use crate::cluster::{Cluster, ResourceMetrics};
+use crate::config::Config;
+use crate::decide::{Decider, DeciderConfig};
 use crate::k8s::{LeaderElector, LeaseSettings};
+use crate::leadership::Leadership;
 use crate::policy::Runtime;
-use crate::policy_store::{PolicyStore, StoreConfig};
-use crate::signals::pod_metrics::{self, PodMetricsApi};
-use crate::signals::poll::StartSource;
-use crate::signals::{SignalHub, forecast, kafka, nats, prometheus, redis};
+use crate::policy_store::{PolicyStore, StoreConfig, StoreError};
+use crate::signals::{self, SignalHub};
+use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,16 +33,31 @@ pub struct Election {
     pub settings: LeaseSettings,
 }
 
-/// A start-up failure caused by a setting (exit code 64 in `scalegate run`).
+/// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct InvalidSetting(pub String);
+pub enum StartError {
+    /// A setting of the configuration makes start-up impossible (exit 64).
+    #[error("{0}")]
+    Setting(#[from] signals::source::FieldError),
+    /// A source could not start with its settings (exit 64).
+    #[error("{0}")]
+    Source(#[from] signals::StartError),
+    /// The admin API cannot listen (exit 70).
+    #[error("cannot listen on {addr}: {message}")]
+    Listen { addr: SocketAddr, message: String },
+}
 
-/// Process-level settings (flags, not the config file).
+impl StartError {
+    /// Whether a setting (rather than the machine) is at fault.
+    pub fn is_setting(&self) -> bool {
+        !matches!(self, StartError::Listen { .. })
+    }
+}
+
+/// What the daemon runs with besides the cluster.
 pub struct Settings {
-    pub workloads: Vec<Workload>,
-    /// Connections to signal sources (`sources:` of the config file).
-    pub sources: Sources,
+    /// The validated configuration (workloads, sources).
+    pub config: Config,
     pub admin_listen: SocketAddr,
     pub admin_token: Option<String>,
     pub grace: Duration,
@@ -46,29 +65,32 @@ pub struct Settings {
     pub election: Option<Election>,
     /// The cluster's resource metrics API, for `pod_metrics` inputs
     /// (`None` without a cluster: such inputs are then a setting error).
-    pub pod_metrics: Option<Arc<dyn PodMetricsApi>>,
+    pub resource_metrics: Option<Arc<dyn ResourceMetrics>>,
 }
 
 /// A running daemon: where its admin API listens and how to reach its parts.
-pub struct Running<C: Cluster, K: Clock> {
+pub struct Running<C: Cluster> {
     pub admin_addr: SocketAddr,
-    pub decider: Arc<Decider<C, K>>,
+    pub decider: Arc<Decider<C>>,
     pub store: PolicyStore,
+    pub hub: Arc<SignalHub>,
     pub ready: Arc<AtomicBool>,
+    pub leadership: Arc<Leadership>,
     shutdown: CancellationToken,
-    tasks: tokio::task::JoinSet<()>,
     watcher: tokio::task::JoinHandle<()>,
     admin: tokio::task::JoinHandle<()>,
     admin_shutdown: CancellationToken,
     elector: Option<(tokio::task::JoinHandle<()>, CancellationToken)>,
-    sources: Vec<tokio::task::JoinHandle<()>>,
+    sources: Arc<Mutex<signals::Running>>,
     grace: Duration,
 }
 
 /// Opens the policy store (validating every component in `dir`) on the
 /// blocking pool, and logs the files it rejected.
-pub async fn open_store(runtime: Arc<Runtime>, dir: PathBuf) -> anyhow::Result<PolicyStore> {
-    let store = tokio::task::spawn_blocking(move || PolicyStore::open(runtime, StoreConfig::new(dir))).await??;
+pub async fn open_store(runtime: Arc<Runtime>, dir: PathBuf) -> Result<PolicyStore, StoreError> {
+    let store = tokio::task::spawn_blocking(move || PolicyStore::open(runtime, StoreConfig::new(dir)))
+        .await
+        .map_err(|e| StoreError::Directory { path: String::new(), message: format!("opening task failed: {e}") })??;
     for problem in &store.catalog().problems {
         tracing::warn!(path = %problem.path.display(), kind = %problem.kind, message = %problem.message, "policy rejected");
     }
@@ -76,107 +98,73 @@ pub async fn open_store(runtime: Arc<Runtime>, dir: PathBuf) -> anyhow::Result<P
 }
 
 /// Starts everything; returns once the admin API listens and the loop runs.
-pub async fn start<C: Cluster, K: Clock>(
+/// Readiness follows once the cluster's caches hold the targets' namespaces.
+pub async fn start<C: Cluster>(
     settings: Settings,
     store: PolicyStore,
     cluster: Arc<C>,
-    clock: Arc<K>,
+    clock: Arc<dyn Clock>,
     shutdown: CancellationToken,
-) -> anyhow::Result<Running<C, K>> {
+) -> Result<Running<C>, StartError> {
     let ready = Arc::new(AtomicBool::new(false));
     let metrics = store.metrics();
-    let leadership = settings.election.as_ref().map(|_| Arc::new(Leadership::default()));
-    let hub = Arc::new(SignalHub::new(&settings.workloads, metrics.clone()));
-    let mut pollers: Vec<StartSource> = Vec::new();
-    if let Some(source) = &settings.sources.prometheus
-        && let Some(poller) =
-            prometheus::poller(source, &settings.workloads, hub.clone(), metrics.clone()).map_err(InvalidSetting)?
-    {
-        pollers.push(poller.into_start());
-    }
-    if let Some(source) = &settings.sources.forecast
-        && let Some(poller) =
-            forecast::poller(source, &settings.workloads, hub.clone(), metrics.clone()).map_err(InvalidSetting)?
-    {
-        pollers.push(poller.into_start());
-    }
-    if let Some(source) = &settings.sources.redis
-        && let Some(poller) =
-            redis::poller(source, &settings.workloads, hub.clone(), metrics.clone()).map_err(InvalidSetting)?
-    {
-        pollers.push(poller.into_start());
-    }
-    if let Some(source) = &settings.sources.nats
-        && let Some(poller) =
-            nats::poller(source, &settings.workloads, hub.clone(), metrics.clone()).map_err(InvalidSetting)?
-    {
-        pollers.push(poller.into_start());
-    }
-    if let Some(poller) = pod_metrics::poller(
-        settings.sources.pod_metrics.as_ref(),
-        settings.pod_metrics.clone(),
-        &settings.workloads,
-        hub.clone(),
-        metrics.clone(),
-    )
-    .map_err(InvalidSetting)?
-    {
-        pollers.push(poller.into_start());
-    }
-    let mut audit = None;
-    if let Some(source) = &settings.sources.kafka {
-        if let Some(poller) =
-            kafka::lag_poller(source, &settings.workloads, hub.clone(), metrics.clone()).map_err(InvalidSetting)?
-        {
-            pollers.push(poller.into_start());
-        }
-        if let Some(start) = kafka::directive_consumer(source, &settings.workloads, hub.clone(), metrics.clone())
-            .map_err(InvalidSetting)?
-        {
-            pollers.push(start);
-        }
-        audit = kafka::audit_producer(source, metrics.clone()).map_err(InvalidSetting)?;
-    }
-    let source_clock: Arc<dyn Clock> = clock.clone();
+    let leadership = Arc::new(if settings.election.is_some() { Leadership::elected() } else { Leadership::sole() });
+    let config = settings.config;
+    let hub = Arc::new(SignalHub::new(config.declared(), metrics.clone()));
+    let context = signals::Context {
+        hub: hub.clone(),
+        metrics: metrics.clone(),
+        clock: clock.clone(),
+        resource_metrics: settings.resource_metrics.clone(),
+        leadership: leadership.clone(),
+        shutdown: shutdown.child_token(),
+    };
+    let mut sources = signals::Running::default();
+    sources.apply(&config.sources, config.declared(), &context)?;
     let decider = Arc::new(Decider::new(
-        cluster,
-        clock,
-        store.clone(),
-        settings.workloads,
+        cluster.clone(),
+        clock.clone(),
+        Arc::new(store.clone()),
+        config.workloads.clone(),
         DeciderConfig {
             metrics: metrics.clone(),
             leadership: leadership.clone(),
             inputs: Some(hub.clone()),
-            audit,
             ..DeciderConfig::default()
         },
     ));
+    decider.set_sinks(sources.sinks());
     let weak = Arc::downgrade(&decider);
     hub.set_trigger(move |workload| {
         if let Some(decider) = weak.upgrade() {
             decider.trigger(workload);
         }
     });
-    let sources: Vec<tokio::task::JoinHandle<()>> =
-        pollers.into_iter().map(|start| tokio::spawn(start(source_clock.clone(), shutdown.child_token()))).collect();
     let mut elector = None;
-    if let (Some(election), Some(lead)) = (settings.election, leadership) {
-        let (gauge, loop_) = (metrics.clone(), decider.clone());
-        let campaign = LeaderElector::new(election.client, election.settings, lead).on_change(move |leading| {
-            gauge.set_leader(leading);
-            if leading {
-                // a new leader acts now rather than at each workload's next tick
-                loop_.trigger_all();
-            }
-        });
-        // stopped only after the decisions in flight are done (see `wait`)
-        let stop = CancellationToken::new();
-        elector = Some((tokio::spawn(campaign.run(stop.clone())), stop));
+    match settings.election {
+        Some(election) => {
+            let (gauge, loop_, lead) = (metrics.clone(), decider.clone(), leadership.clone());
+            let campaign =
+                LeaderElector::new(election.client, election.settings, leadership.clone()).on_change(move |leading| {
+                    gauge.set_leader(leading);
+                    if leading {
+                        lead.ready(lead.term());
+                        // a new leader acts now rather than at each workload's next tick
+                        loop_.trigger_all();
+                    }
+                });
+            // stopped only after the decisions in flight are done (see `wait`)
+            let stop = CancellationToken::new();
+            elector = Some((tokio::spawn(campaign.run(stop.clone())), stop));
+        }
+        None => leadership.ready(leadership.term()),
     }
     let listener = tokio::net::TcpListener::bind(settings.admin_listen)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.admin_listen))?;
-    let admin_addr = listener.local_addr()?;
+        .map_err(|e| StartError::Listen { addr: settings.admin_listen, message: e.to_string() })?;
+    let admin_addr = listener
+        .local_addr()
+        .map_err(|e| StartError::Listen { addr: settings.admin_listen, message: e.to_string() })?;
     let admin_shutdown = CancellationToken::new();
     let state = Arc::new(AdminState {
         store: store.clone(),
@@ -186,48 +174,66 @@ pub async fn start<C: Cluster, K: Clock>(
         ready: ready.clone(),
         log_level: settings.log_level,
         max_upload_bytes: 64 << 20,
-        inputs: Some(hub),
-        clock: source_clock.clone(),
+        inputs: Some(hub.clone()),
+        clock: clock.clone(),
     });
     let admin = tokio::spawn(admin::serve(listener, state, admin_shutdown.clone()));
     let watcher = store.watch(shutdown.child_token());
-    let tasks = decider.run(shutdown.child_token());
-    ready.store(true, Ordering::Relaxed);
+    decider.run(shutdown.child_token());
+    let namespaces = namespaces(&config);
+    let (synced, flag) = (cluster.clone(), ready.clone());
+    tokio::spawn(async move {
+        synced.wait_synced(&namespaces).await;
+        flag.store(true, Ordering::Relaxed);
+    });
     Ok(Running {
         admin_addr,
         decider,
         store,
+        hub,
         ready,
+        leadership,
         shutdown,
-        tasks,
         watcher,
         admin,
         admin_shutdown,
         elector,
-        sources,
+        sources: Arc::new(Mutex::new(sources)),
         grace: settings.grace,
     })
 }
 
-impl<C: Cluster, K: Clock> Running<C, K> {
+/// The namespaces of the configured targets, each once.
+fn namespaces(config: &Config) -> Vec<String> {
+    let mut namespaces: Vec<String> = config.workloads.iter().map(|w| w.target.namespace.clone()).collect();
+    namespaces.sort();
+    namespaces.dedup();
+    namespaces
+}
+
+impl<C: Cluster> Running<C> {
     /// Waits for the shutdown token, then takes everything down in order.
     pub async fn wait(mut self) {
         self.shutdown.cancelled().await;
         tracing::info!("shutting down: not ready, finishing decisions in flight");
         self.ready.store(false, Ordering::Relaxed);
-        let drained = tokio::time::timeout(self.grace, async {
-            while self.tasks.join_next().await.is_some() {}
+        let deadline = tokio::time::Instant::now() + self.grace;
+        let drained = tokio::time::timeout_at(deadline, async {
+            self.decider.stopped().await;
             let _ = (&mut self.watcher).await;
         })
         .await;
-        for source in self.sources.drain(..) {
-            // they stop at the shutdown token; a fetch in flight is abandoned
-            source.abort();
-        }
+        // they stop at the shutdown token; a fetch in flight is abandoned
+        self.sources.lock().stop();
         if drained.is_err() {
             tracing::warn!(grace = ?self.grace, "grace period over; abandoning unfinished decisions");
-            self.tasks.abort_all();
             self.watcher.abort();
+        }
+        for sink in self.decider.sinks().iter() {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now()).max(Duration::from_millis(500));
+            if let Err(error) = sink.flush(left).await {
+                tracing::warn!(%error, "decision records not delivered");
+            }
         }
         if let Some((task, stop)) = self.elector.take() {
             // stops writing, then releases the Lease for a standby

@@ -23,16 +23,16 @@
 //! they are (a 403 names the RBAC rule that is missing).
 
 mod lease;
+mod metrics;
 mod pods;
 pub mod quantity;
 pub mod selector;
 
 pub use lease::{LeaderElector, LeaseSettings};
+pub use pods::DELETION_COST_ANNOTATION;
 
-use crate::config::Target;
-use crate::decide::{Cluster, ClusterError, Observation};
-use crate::signals::pod_metrics::{self, ListError, PodMetricsApi, PodUsage};
-use crate::snapshot::PodDeletionCost;
+use crate::cluster::{Cluster, ClusterError, PodUsage, ResourceMetrics, Target};
+use crate::snapshot::{Observation, PodDeletionCost};
 use futures::future::BoxFuture;
 use k8s_openapi::api::autoscaling::v1::{Scale, ScaleSpec};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
@@ -43,9 +43,6 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// The annotation the ReplicaSet controller reads to pick scale-in victims.
-pub const DELETION_COST_ANNOTATION: &str = "controller.kubernetes.io/pod-deletion-cost";
 
 /// The client scalegate talks to the API with: kube's built-in retry layer
 /// (up to 15 retries of 429/503/504, inside one call) is off, so a call's
@@ -113,16 +110,24 @@ impl CallError {
     /// A message for the decision record, naming the object and the fix.
     fn describe(&self, verb: &str, object: &str) -> ClusterError {
         match self {
-            CallError::Status(404, _) => ClusterError::NotFound(object.to_string()),
-            CallError::Status(409, _) => ClusterError::Conflict(object.to_string()),
-            CallError::Status(403, message) => ClusterError::Other(format!(
+            CallError::Status(404, _) => ClusterError::NotFound(format!("{object} not found")),
+            CallError::Status(409, _) => {
+                ClusterError::Conflict(format!("conflict writing {object}: the object changed"))
+            }
+            CallError::Status(403, message) => ClusterError::Forbidden(format!(
                 "forbidden to {verb} {object} (check the RBAC rules of scalegate's service account): {message}"
             )),
-            CallError::Status(code, message) => ClusterError::Other(format!("{verb} {object}: HTTP {code}: {message}")),
-            CallError::Timeout(after) => {
-                ClusterError::Other(format!("{verb} {object}: no answer within {}", humantime::format_duration(*after)))
+            CallError::Status(code, message) if *code == 429 || *code >= 500 => {
+                ClusterError::Http(format!("{verb} {object}: HTTP {code}: {message}"))
             }
-            CallError::Transport(message) => ClusterError::Other(format!("{verb} {object}: {message}")),
+            CallError::Status(code, message) => {
+                ClusterError::Invalid(format!("{verb} {object}: HTTP {code}: {message}"))
+            }
+            CallError::Timeout(after) => ClusterError::Timeout(format!(
+                "{verb} {object}: no answer within {}",
+                humantime::format_duration(*after)
+            )),
+            CallError::Transport(message) => ClusterError::Unavailable(format!("{verb} {object}: {message}")),
         }
     }
 }
@@ -179,7 +184,7 @@ impl KubeCluster {
     async fn synced_pods(&self, namespace: &str) -> Result<Arc<pods::PodCache>, ClusterError> {
         let cache = self.pods.get(namespace);
         if !cache.wait_synced(self.settings.cache_sync_timeout).await {
-            return Err(ClusterError::Other(format!(
+            return Err(ClusterError::NotSynced(format!(
                 "pods of namespace {namespace} not listed yet (watch not synced within {})",
                 humantime::format_duration(self.settings.cache_sync_timeout)
             )));
@@ -217,7 +222,7 @@ impl KubeCluster {
         let selector = match scale.status.as_ref().and_then(|s| s.selector.as_deref()).filter(|s| !s.is_empty()) {
             Some(text) => Some(
                 selector::parse(text)
-                    .map_err(|e| ClusterError::Other(format!("{}: status.selector: {e}", scale_of(target))))?,
+                    .map_err(|e| ClusterError::Invalid(format!("{}: status.selector: {e}", scale_of(target))))?,
             ),
             None => None,
         };
@@ -384,10 +389,19 @@ impl Cluster for KubeCluster {
             .await;
         results.into_iter().collect()
     }
+
+    async fn wait_synced(&self, namespaces: &[String]) {
+        for namespace in namespaces {
+            let cache = self.pods.get(namespace);
+            while !cache.wait_synced(Duration::from_secs(5)).await {
+                tracing::info!(%namespace, "waiting for the pod cache to fill");
+            }
+        }
+    }
 }
 
-impl PodMetricsApi for KubeCluster {
-    fn list_pod_metrics<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Vec<PodUsage>, ListError>> {
+impl ResourceMetrics for KubeCluster {
+    fn list_pod_usage<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Result<Vec<PodUsage>, ClusterError>> {
         Box::pin(async move {
             let resource = ApiResource {
                 group: "metrics.k8s.io".into(),
@@ -400,39 +414,35 @@ impl PodMetricsApi for KubeCluster {
             // one attempt: the next poll is the retry
             let what = format!("pod metrics of namespace {namespace}");
             let listed = self.attempt(api.list(&ListParams::default())).await.map_err(|error| match error {
-                CallError::Status(404, _) => {
-                    ("not_found", format!("{what}: metrics.k8s.io is not served (is metrics-server installed?)"))
-                }
-                CallError::Status(403, message) => (
-                    "forbidden",
-                    format!("{what}: forbidden (scalegate's role needs list on metrics.k8s.io pods): {message}"),
-                ),
-                CallError::Status(code, message) => ("http", format!("{what}: HTTP {code}: {message}")),
-                CallError::Transport(message) => ("connect", format!("{what}: {message}")),
-                CallError::Timeout(after) => {
-                    ("timeout", format!("{what}: no answer within {}", humantime::format_duration(after)))
-                }
+                CallError::Status(404, _) => ClusterError::NotFound(format!(
+                    "{what}: metrics.k8s.io is not served (is metrics-server installed?)"
+                )),
+                CallError::Status(403, message) => ClusterError::Forbidden(format!(
+                    "{what}: forbidden (scalegate's role needs list on metrics.k8s.io pods): {message}"
+                )),
+                other => other.describe("list", &what),
             })?;
             listed
                 .items
                 .iter()
                 .map(|item| {
                     let name = item.metadata.name.as_deref().unwrap_or_default();
-                    pod_metrics::parse(name, &item.data).map_err(|e| ("parse", e))
+                    metrics::parse(name, &item.data).map_err(ClusterError::Invalid)
                 })
                 .collect()
         })
     }
 
-    fn pods_of<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<HashSet<String>, String>> {
+    fn pods_of<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<HashSet<String>, ClusterError>> {
         Box::pin(async move {
             let known = self.scales.lock().get(&key(target)).map(|s| s.selector.clone());
             let selector = match known {
                 Some(selector) => selector,
-                None => self.read_scale(target).await.map_err(|e| e.to_string())?.1,
+                None => self.read_scale(target).await?.1,
             };
-            let selector = selector.ok_or_else(|| format!("{} reports no pod selector", scale_of(target)))?;
-            let cache = self.synced_pods(&target.namespace).await.map_err(|e| e.to_string())?;
+            let selector = selector
+                .ok_or_else(|| ClusterError::Invalid(format!("{} reports no pod selector", scale_of(target))))?;
+            let cache = self.synced_pods(&target.namespace).await?;
             Ok(cache.matching(&selector).into_iter().map(|p| p.name).collect())
         })
     }

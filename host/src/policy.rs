@@ -19,19 +19,56 @@
 //! globals may or may not survive between calls. `RuntimeConfig::recycle_instances`
 //! turns recycling off for policies that need a pristine instance per call.
 
+//!
+//! [`PolicyRef`] is how a binding names a policy; [`Evaluator`] is the port
+//! through which the decision loop gets the version to call (the policy
+//! store implements it; loop tests use native stand-ins).
+
 mod bindings;
 mod cache;
 mod loaded;
+mod reference;
 mod runtime;
 mod sandbox;
 
 pub use loaded::{Evaluation, LoadedPolicy, LogLine};
+pub use reference::PolicyRef;
 pub use runtime::{LoadStats, Runtime};
 pub use sandbox::LogLevel;
 
+use crate::snapshot::Snapshot;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// One callable version of a policy.
+pub trait Policy: Send + Sync + 'static {
+    /// `name@version`.
+    fn id(&self) -> String;
+    /// sha256 of the component, lowercase hex.
+    fn digest(&self) -> &str;
+    /// One call (blocking: run it on the blocking pool, see [`LoadedPolicy::evaluate`]).
+    fn evaluate(&self, snapshot: &Snapshot) -> Evaluation;
+}
+
+/// Where the decision loop gets its policies.
+pub trait Evaluator: Send + Sync + 'static {
+    /// The version `reference` stands for now; `None` when nothing matches.
+    fn resolve(&self, reference: &PolicyRef) -> Option<Arc<dyn Policy>>;
+}
+
+impl Policy for LoadedPolicy {
+    fn id(&self) -> String {
+        LoadedPolicy::id(self)
+    }
+    fn digest(&self) -> &str {
+        LoadedPolicy::digest(self)
+    }
+    fn evaluate(&self, snapshot: &Snapshot) -> Evaluation {
+        LoadedPolicy::evaluate(self, snapshot)
+    }
+}
 
 /// What a policy says about itself (`metadata()`), validated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,9 +18,8 @@
 //!   periodically as a backstop. Unchanged files are recognised by size and
 //!   mtime, then by digest, and never recompiled.
 
-use crate::config::PolicyRef;
-use crate::policy::{self, LoadedPolicy, Runtime};
-use crate::snapshot::{Pod, Snapshot, Workload};
+use crate::policy::{self, Evaluator, LoadedPolicy, Policy, PolicyRef, Runtime};
+use crate::snapshot::{Observation, Past, Pod, Snapshot, Subject};
 use crate::telemetry::Metrics;
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
@@ -72,12 +71,26 @@ pub enum StoreError {
 /// Why an upload was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InstallError {
+    /// Not a usable policy (or not the one the path names).
     #[error("{0}")]
     Invalid(String),
+    /// That version is loaded with other bytes: versions are immutable.
     #[error("{0}")]
     Conflict(String),
+    /// The store directory could not be written.
     #[error("{0}")]
     Storage(String),
+}
+
+impl InstallError {
+    /// Bounded label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            InstallError::Invalid(_) => "invalid",
+            InstallError::Conflict(_) => "conflict",
+            InstallError::Storage(_) => "storage",
+        }
+    }
 }
 
 /// One loaded version of a policy.
@@ -559,28 +572,25 @@ fn admit(runtime: &Runtime, bytes: &[u8]) -> Result<LoadedPolicy, policy::Error>
 /// declining; its params are `{}`, so most policies decline).
 pub fn smoke_snapshot() -> Snapshot {
     let now_ms = 1_700_000_000_000;
-    Snapshot {
-        now_ms,
-        workload: Workload {
-            kind: "Deployment".into(),
-            namespace: "scalegate-smoke".into(),
-            name: "smoke".into(),
-            current_replicas: 2,
-            status_replicas: Some(2),
-            ready_replicas: Some(2),
-            min_replicas: 1,
-            max_replicas: 10,
-        },
+    let observation = Observation {
+        spec_replicas: 2,
+        status_replicas: 2,
+        ready_replicas: 2,
         pods: (0..2)
             .map(|i| Pod::running(format!("smoke-{i}"), now_ms - 610_000, now_ms - 600_000, 0.5, 268_435_456.0))
             .collect(),
-        metrics: vec![],
-        signals: vec![],
-        forecasts: vec![],
-        recommendations: vec![],
-        scale_events: vec![],
-        params: serde_json::json!({}),
-        state: vec![],
+        ..Observation::default()
+    };
+    let subject =
+        Subject { kind: "Deployment", namespace: "scalegate-smoke", name: "smoke", min_replicas: 1, max_replicas: 10 };
+    let mut snapshot = Snapshot::assemble(now_ms, subject, observation, Past::default());
+    snapshot.params = serde_json::json!({});
+    snapshot
+}
+
+impl Evaluator for PolicyStore {
+    fn resolve(&self, reference: &PolicyRef) -> Option<Arc<dyn Policy>> {
+        self.catalog().resolve(reference).map(|policy| Arc::new(policy) as Arc<dyn Policy>)
     }
 }
 

@@ -1,449 +1,254 @@
 //! Inputs from outside the cluster: named metrics and discrete signals per
-//! workload, each with its timestamp, collected by sources (Prometheus, the
-//! admin API's push endpoint, …) into a [`SignalHub`] that the decision
-//! loop reads at every evaluation.
+//! workload, each with its timestamp, gathered by sources into the
+//! [`SignalHub`] that the decision loop reads at every evaluation.
 //!
-//! - A workload declares its metrics in the config (`workloads[].metrics`),
-//!   each with one source, a maximum age and whether it is required.
-//! - A metric older than its `max_age` (or never received) is left out of
-//!   the snapshot; if it is required it is reported stale, which holds
-//!   scale-down (guardrails). A failing source therefore never makes a
-//!   workload shrink on old data, and never blocks other sources.
-//! - Signals (events such as a `ScaleSignal`) are queued per workload (at
-//!   most [`SIGNAL_QUEUE`], oldest dropped), trigger an immediate
-//!   evaluation, and are delivered to the next evaluation once.
-//! - Failures are counted by source and kind and logged when a metric goes
-//!   from working to failing (and when it recovers), not on every attempt.
+//! - [`input`]: what an input is — a metric's spec, a parsed block of
+//!   settings, the errors of settings and reads.
+//! - [`hub`]: the latest value of every declared metric, freshness, the
+//!   signal queues.
+//! - [`source`]: what a source is ([`source::Source`]), what it starts with,
+//!   and the shared pieces (endpoints, bursts of log lines).
+//! - [`poll`]: the loop every polling source runs.
+//! - One file per source: [`prometheus`], [`kafka`] (directives, lag,
+//!   audit), [`forecast`], [`redis`], [`nats`], [`pod_metrics`], [`push`].
+//!
+//! [`REGISTRY`] lists the sources; configuration ([`Sources`]), start-up and
+//! reload ([`Running`]) go through it. Adding a source is its file plus one
+//! line in [`REGISTRY`].
 
 pub mod forecast;
+pub mod hub;
+pub mod input;
 pub mod kafka;
 pub mod nats;
 pub mod pod_metrics;
 pub mod poll;
 pub mod prometheus;
+pub mod push;
 pub mod redis;
+pub mod source;
 
-use crate::config::{MetricSource, Workload};
-use crate::snapshot::{Forecast, Metric, Signal};
-use crate::telemetry::Metrics;
-use parking_lot::Mutex;
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, OnceLock};
+pub use hub::{Declared, InputError, Inputs, SIGNAL_QUEUE, SignalHub};
+pub use source::{Context, FieldError, MetricSpec, SourceError};
+
+use crate::sink::DecisionSink;
+use source::{Configured, Entry, Job, Registered, default_max_age};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
-/// Signals kept per workload between evaluations.
-pub const SIGNAL_QUEUE: usize = 256;
+/// Every source, in the order their keys are listed in messages.
+pub static REGISTRY: &[&dyn Registered] = &[
+    &Entry::<prometheus::Prometheus>::new(),
+    &Entry::<nats::Nats>::new(),
+    &Entry::<forecast::Forecasts>::new(),
+    &Entry::<redis::Heartbeats>::new(),
+    &Entry::<kafka::Kafka>::new(),
+    &Entry::<pod_metrics::PodMetricsSource>::new(),
+    &Entry::<push::Push>::new(),
+];
 
-/// What the hub gives one evaluation.
-#[derive(Debug, Default, Clone)]
-pub struct Inputs {
-    pub metrics: Vec<Metric>,
-    pub signals: Vec<Signal>,
-    pub forecasts: Vec<Forecast>,
-    /// `source:name` of required inputs that are stale or missing.
-    pub stale: Vec<String>,
+fn registered(name: &str) -> Option<&'static dyn Registered> {
+    REGISTRY.iter().copied().find(|entry| entry.name() == name)
 }
 
-#[derive(Debug)]
-struct Slot {
-    /// Bounded label of the source (`prometheus`, `push`).
-    source: &'static str,
-    max_age_ms: u64,
-    required: bool,
-    latest: Option<Metric>,
-    /// When `latest` arrived, by the host's clock.
-    received_ms: u64,
-    /// The last failure, until a value arrives.
-    failing: Option<String>,
-    /// Sources that deliver a series (forecasts) keep it beside the metric.
-    forecast: Option<Forecast>,
+/// `sources:` of the configuration: the settings of each source given
+/// there, by the source's name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sources {
+    settings: BTreeMap<&'static str, Configured>,
 }
 
-#[derive(Debug, Default)]
-struct WorkloadInputs {
-    slots: BTreeMap<String, Slot>,
-    signals: VecDeque<Signal>,
-    dropped_signals: u64,
-}
-
-type Trigger = Arc<dyn Fn(&str) + Send + Sync>;
-
-impl std::fmt::Debug for SignalHub {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SignalHub({} workloads)", self.workloads.len())
-    }
-}
-
-/// Latest inputs of every workload.
-pub struct SignalHub {
-    workloads: HashMap<String, Mutex<WorkloadInputs>>,
-    trigger: OnceLock<Trigger>,
-    metrics: Arc<Metrics>,
-}
-
-/// Why an input was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum InputError {
-    #[error("no workload {0:?}")]
-    UnknownWorkload(String),
-    #[error("workload {workload:?} declares no metric {metric:?} with source {via}")]
-    UndeclaredMetric { workload: String, metric: String, via: &'static str },
-    #[error("{0}")]
-    Invalid(String),
-}
-
-impl SignalHub {
-    /// Slots for every metric the workloads declare.
-    pub fn new(workloads: &[Workload], metrics: Arc<Metrics>) -> SignalHub {
-        let workloads = workloads
-            .iter()
-            .map(|w| {
-                let slots = w
-                    .metrics
-                    .iter()
-                    .map(|m| {
-                        let slot = Slot {
-                            source: m.source.label(),
-                            max_age_ms: m.max_age.as_millis() as u64,
-                            required: m.required,
-                            latest: None,
-                            received_ms: 0,
-                            failing: None,
-                            forecast: None,
-                        };
-                        (m.name.clone(), slot)
-                    })
-                    .collect();
-                (w.name.clone(), Mutex::new(WorkloadInputs { slots, ..WorkloadInputs::default() }))
-            })
-            .collect();
-        SignalHub { workloads, trigger: OnceLock::new(), metrics }
+impl Sources {
+    /// Parses and validates every block; the error's field is relative to
+    /// `sources` (e.g. `kafka.brokers`).
+    pub fn parse(blocks: BTreeMap<String, serde_json::Value>) -> Result<Sources, FieldError> {
+        let mut settings = BTreeMap::new();
+        for (key, raw) in blocks {
+            let entry = registered(&key).ok_or_else(|| {
+                let known: Vec<&str> = REGISTRY.iter().map(|e| e.name()).collect();
+                FieldError::new(&key, format!("unknown source `{key}`, expected one of {}", known.join(", ")))
+            })?;
+            let configured = entry.settings(raw).map_err(|e| FieldError::new(e.under(&key), e.message))?;
+            settings.insert(entry.name(), configured);
+        }
+        Ok(Sources { settings })
     }
 
-    /// Called with a workload's name when a signal for it arrives (the loop
-    /// evaluates it at once). Set once.
-    pub fn set_trigger(&self, trigger: impl Fn(&str) + Send + Sync + 'static) {
-        let _ = self.trigger.set(Arc::new(trigger));
-    }
-
-    fn workload(&self, name: &str) -> Result<&Mutex<WorkloadInputs>, InputError> {
-        self.workloads.get(name).ok_or_else(|| InputError::UnknownWorkload(name.to_string()))
-    }
-
-    /// A new value of a declared metric, received at `now_ms`.
-    pub fn update(
+    /// A workload metric: `fields` are the metric's keys besides `name`,
+    /// `max_age` and `required` — exactly one of them must name a source.
+    /// `workload_interval` is the default refresh of sources without one
+    /// (pushed metrics). The error's field is relative to the metric.
+    pub fn metric(
         &self,
-        workload: &str,
-        source: &'static str,
-        metric: Metric,
-        forecast: Option<Forecast>,
-        now_ms: u64,
-    ) -> Result<(), InputError> {
-        check_finite(&metric)?;
-        let mut inputs = self.workload(workload)?.lock();
-        let slot = inputs.slots.get_mut(&metric.name).filter(|s| s.source == source).ok_or_else(|| {
-            InputError::UndeclaredMetric { workload: workload.into(), metric: metric.name.clone(), via: source }
+        name: &str,
+        fields: BTreeMap<String, serde_json::Value>,
+        max_age: Option<Duration>,
+        required: Option<bool>,
+        workload_interval: Duration,
+    ) -> Result<MetricSpec, FieldError> {
+        let keys: Vec<&str> = REGISTRY.iter().filter_map(|e| e.metric_key()).collect();
+        let exactly_one = || {
+            let (last, rest) = keys.split_last().expect("sources have metric keys");
+            FieldError::new("", format!("give exactly one source: {} or {last}", rest.join(", ")))
+        };
+        let mut fields = fields.into_iter();
+        let (Some((key, raw)), None) = (fields.next(), fields.next()) else { return Err(exactly_one()) };
+        let entry = REGISTRY.iter().copied().find(|e| e.metric_key() == Some(key.as_str())).ok_or_else(|| {
+            FieldError::new(
+                &key,
+                format!("unknown field `{key}`, expected one of name, max_age, required, {}", keys.join(", ")),
+            )
         })?;
-        slot.store(workload, metric, forecast, now_ms);
+        let settings = match self.settings.get(entry.name()).cloned().or_else(|| entry.default_settings()) {
+            Some(settings) => settings,
+            None => {
+                return Err(FieldError::new(
+                    &key,
+                    format!("no {} configured (add sources.{})", entry.title(), entry.name()),
+                ));
+            }
+        };
+        let spec = entry.metric(raw).map_err(|e| FieldError::new(e.under(&key), e.message))?;
+        let refresh = entry.refresh(&settings).unwrap_or(workload_interval);
+        let max_age = max_age.unwrap_or(default_max_age(refresh));
+        if max_age < Duration::from_secs(1) {
+            return Err(FieldError::new("max_age", "must be at least 1s"));
+        }
+        Ok(MetricSpec {
+            name: name.to_string(),
+            source: entry.name(),
+            label: entry.label(),
+            spec,
+            max_age,
+            required: required.unwrap_or(true),
+        })
+    }
+
+    /// The settings each source runs with: those given, else its defaults.
+    fn effective(&self, entry: &dyn Registered) -> Option<Configured> {
+        self.settings.get(entry.name()).cloned().or_else(|| entry.default_settings())
+    }
+}
+
+/// Why sources could not start: the setting at fault, by its path under
+/// `sources` (e.g. `sources.prometheus.ca_file`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct StartError {
+    pub path: String,
+    pub message: String,
+}
+
+/// What one source runs with: its settings and its jobs.
+#[derive(Clone, PartialEq)]
+struct Plan {
+    settings: Configured,
+    jobs: Vec<Job<Configured>>,
+}
+
+struct RunningSource {
+    plan: Plan,
+    stop: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    sink: Option<Arc<dyn DecisionSink>>,
+}
+
+/// The running sources. [`Running::apply`] starts what a configuration
+/// asks for and restarts only the sources whose settings or jobs changed.
+#[derive(Default)]
+pub struct Running {
+    sources: BTreeMap<&'static str, RunningSource>,
+}
+
+impl Running {
+    /// Starts, restarts and stops sources to match `sources` and
+    /// `workloads`. All or nothing: when a source cannot start, what ran
+    /// before keeps running and the error names the setting. `context`'s
+    /// shutdown token stops every source; each also gets its own.
+    pub fn apply<'a>(
+        &mut self,
+        sources: &Sources,
+        workloads: impl IntoIterator<Item = Declared<'a>> + Clone,
+        context: &Context,
+    ) -> Result<(), StartError> {
+        let mut plans = BTreeMap::new();
+        for entry in REGISTRY.iter().copied() {
+            let jobs: Vec<Job<Configured>> = workloads
+                .clone()
+                .into_iter()
+                .flat_map(|(workload, target, metrics)| {
+                    metrics.iter().filter(|m| m.source == entry.name()).map(move |m| Job {
+                        workload: workload.to_string(),
+                        target: target.clone(),
+                        metric: m.name.clone(),
+                        spec: m.spec.clone(),
+                    })
+                })
+                .collect();
+            let explicit = sources.settings.contains_key(entry.name());
+            if !explicit && jobs.is_empty() {
+                continue;
+            }
+            let Some(settings) = sources.effective(entry) else { continue };
+            plans.insert(entry.name(), Plan { settings, jobs });
+        }
+        // build every changed source first; nothing stops before all could start
+        let mut fresh = BTreeMap::new();
+        for (name, plan) in &plans {
+            if self.sources.get(name).is_some_and(|running| &running.plan == plan) {
+                continue;
+            }
+            let entry = registered(name).expect("planned from the registry");
+            let stop = context.shutdown.child_token();
+            let own = Context { shutdown: stop.clone(), ..context.clone() };
+            let jobs = plan
+                .jobs
+                .iter()
+                .map(|job| Job {
+                    workload: job.workload.clone(),
+                    target: job.target.clone(),
+                    metric: job.metric.clone(),
+                    spec: &job.spec,
+                })
+                .collect();
+            let started = entry
+                .start(&plan.settings, jobs, &own)
+                .map_err(|e| StartError { path: e.under(&format!("sources.{name}")), message: e.message })?;
+            fresh.insert(*name, (plan.clone(), stop, started));
+        }
+        for (name, running) in std::mem::take(&mut self.sources) {
+            let replaced = fresh.contains_key(name) || !plans.contains_key(name);
+            if replaced {
+                running.stop.cancel();
+                if !fresh.contains_key(name) {
+                    tracing::info!(source = name, "source stopped");
+                }
+            } else {
+                self.sources.insert(name, running);
+            }
+        }
+        for (name, (plan, stop, started)) in fresh {
+            let tasks = started.tasks.into_iter().map(tokio::spawn).collect();
+            tracing::info!(source = name, inputs = plan.jobs.len(), "source started");
+            self.sources.insert(name, RunningSource { plan, stop, tasks, sink: started.sink });
+        }
         Ok(())
     }
 
-    /// Pushed inputs (`POST /v1/signals`), all or nothing: every metric must
-    /// be declared with `push` and finite, every signal must have a kind.
-    /// Returns how many metrics and signals were taken.
-    pub fn push(
-        &self,
-        workload: &str,
-        metrics: Vec<Metric>,
-        signals: Vec<Signal>,
-        now_ms: u64,
-    ) -> Result<(usize, usize), InputError> {
-        let counts = (metrics.len(), signals.len());
-        {
-            let mut inputs = self.workload(workload)?.lock();
-            for metric in &metrics {
-                check_finite(metric)?;
-                if inputs.slots.get(&metric.name).is_none_or(|s| s.source != "push") {
-                    return Err(InputError::UndeclaredMetric {
-                        workload: workload.into(),
-                        metric: metric.name.clone(),
-                        via: "push",
-                    });
-                }
-            }
-            if let Some(index) = signals.iter().position(|s| s.kind.trim().is_empty()) {
-                return Err(InputError::Invalid(format!("signals[{index}].kind must not be empty")));
-            }
-            for metric in metrics {
-                let slot = inputs.slots.get_mut(&metric.name).expect("checked above");
-                slot.store(workload, metric, None, now_ms);
-            }
-            for signal in signals {
-                inputs.enqueue(signal, &self.metrics);
+    /// The decision sinks of the running sources.
+    pub fn sinks(&self) -> Vec<Arc<dyn DecisionSink>> {
+        self.sources.values().filter_map(|s| s.sink.clone()).collect()
+    }
+
+    /// Stops every source; a fetch in flight is abandoned.
+    pub fn stop(&mut self) {
+        for (_, source) in std::mem::take(&mut self.sources) {
+            source.stop.cancel();
+            for task in source.tasks {
+                task.abort();
             }
         }
-        if counts.1 > 0
-            && let Some(trigger) = self.trigger.get()
-        {
-            trigger(workload);
-        }
-        Ok(counts)
-    }
-
-    /// A failed attempt to read a metric: counted, logged when it starts
-    /// failing; the last value stays until it is too old.
-    pub fn fail(&self, workload: &str, name: &str, kind: &'static str, error: String) {
-        let Ok(inputs) = self.workload(workload) else {
-            self.metrics.count_source_error("unknown", kind);
-            return;
-        };
-        let mut inputs = inputs.lock();
-        let Some(slot) = inputs.slots.get_mut(name) else {
-            self.metrics.count_source_error("unknown", kind);
-            return;
-        };
-        self.metrics.count_source_error(slot.source, kind);
-        if slot.failing.is_none() {
-            tracing::warn!(%workload, metric = %name, source = slot.source, %error, "input failing; stale after its max age");
-        }
-        slot.failing = Some(error);
-    }
-
-    /// A discrete signal for a workload; triggers an evaluation.
-    pub fn signal(&self, workload: &str, signal: Signal) -> Result<(), InputError> {
-        self.workload(workload)?.lock().enqueue(signal, &self.metrics);
-        if let Some(trigger) = self.trigger.get() {
-            trigger(workload);
-        }
-        Ok(())
-    }
-
-    /// The inputs of one evaluation at `now_ms`: fresh metrics, the signals
-    /// queued since the last evaluation, and the required inputs that are stale.
-    pub fn collect(&self, workload: &str, now_ms: u64) -> Inputs {
-        let Ok(inputs) = self.workload(workload) else { return Inputs::default() };
-        let mut inputs = inputs.lock();
-        let mut out = Inputs { signals: inputs.signals.drain(..).collect(), ..Inputs::default() };
-        for (name, slot) in &inputs.slots {
-            match &slot.latest {
-                Some(metric) if now_ms.saturating_sub(slot.received_ms) <= slot.max_age_ms => {
-                    out.metrics.push(metric.clone());
-                    out.forecasts.extend(slot.forecast.clone());
-                }
-                _ if slot.required => out.stale.push(format!("{}:{name}", slot.source)),
-                _ => {}
-            }
-        }
-        out
-    }
-
-    /// Per workload and metric: source, age of the last value, last error.
-    pub fn status(&self, workload: &str, now_ms: u64) -> Option<serde_json::Value> {
-        let inputs = self.workloads.get(workload)?.lock();
-        let metrics: serde_json::Map<String, serde_json::Value> = inputs
-            .slots
-            .iter()
-            .map(|(name, slot)| {
-                let age = slot.latest.as_ref().map(|_| now_ms.saturating_sub(slot.received_ms));
-                let value = serde_json::json!({
-                    "source": slot.source,
-                    "value": slot.latest.as_ref().map(|m| m.value),
-                    "age_ms": age,
-                    "max_age_ms": slot.max_age_ms,
-                    "fresh": age.is_some_and(|a| a <= slot.max_age_ms),
-                    "required": slot.required,
-                    "error": slot.failing,
-                });
-                (name.clone(), value)
-            })
-            .collect();
-        Some(serde_json::json!({
-            "metrics": metrics,
-            "queued_signals": inputs.signals.len(),
-            "dropped_signals": inputs.dropped_signals,
-        }))
-    }
-}
-
-fn check_finite(metric: &Metric) -> Result<(), InputError> {
-    if !metric.value.is_finite() || metric.pods.iter().any(|p| !p.value.is_finite()) {
-        return Err(InputError::Invalid(format!("metric {:?}: values must be finite numbers", metric.name)));
-    }
-    Ok(())
-}
-
-impl Slot {
-    /// A new value, received at `now_ms`; ends a failure.
-    fn store(&mut self, workload: &str, metric: Metric, forecast: Option<Forecast>, now_ms: u64) {
-        if let Some(error) = self.failing.take() {
-            tracing::info!(%workload, metric = %metric.name, source = self.source, previous_error = %error, "input recovered");
-        }
-        // a forecast is as old as its generation, however recently it arrived
-        self.received_ms = forecast.as_ref().map_or(now_ms, |f| f.generated_ms.min(now_ms));
-        self.latest = Some(metric);
-        self.forecast = forecast;
-    }
-}
-
-impl WorkloadInputs {
-    /// Queues a signal, dropping (and counting) the oldest when full.
-    fn enqueue(&mut self, signal: Signal, metrics: &Metrics) {
-        let mut dropped = None;
-        if self.signals.len() >= SIGNAL_QUEUE {
-            dropped = self.signals.pop_front();
-            self.dropped_signals += 1;
-        }
-        metrics.count_signal(&signal.source, dropped.as_ref().map(|d| d.source.as_str()));
-        self.signals.push_back(signal);
-    }
-}
-
-impl MetricSource {
-    /// Bounded label for metrics and stale-input names.
-    pub fn label(&self) -> &'static str {
-        match self {
-            MetricSource::Prometheus(_) => "prometheus",
-            MetricSource::Nats(_) => "nats",
-            MetricSource::Forecast(_) => "forecast",
-            MetricSource::Redis(_) => "redis",
-            MetricSource::KafkaLag(_) => "kafka",
-            MetricSource::PodMetrics(_) => "pod-metrics",
-            MetricSource::Push => "push",
-        }
-    }
-}
-
-/// Logs the first of a burst of similar problems, then at most one line per
-/// 10 s saying how many more there were.
-pub struct BurstLog {
-    what: &'static str,
-    window: Option<std::time::Instant>,
-    suppressed: u64,
-}
-
-impl BurstLog {
-    pub fn new(what: &'static str) -> BurstLog {
-        BurstLog { what, window: None, suppressed: 0 }
-    }
-
-    pub fn note(&mut self, detail: &str) {
-        let now = std::time::Instant::now();
-        match self.window {
-            Some(start) if now.duration_since(start) < Duration::from_secs(10) => self.suppressed += 1,
-            _ => {
-                if self.suppressed > 0 {
-                    tracing::warn!(what = self.what, count = self.suppressed, "more of the same in the last 10 s");
-                }
-                tracing::warn!(what = self.what, %detail, "input problem");
-                self.window = Some(now);
-                self.suppressed = 0;
-            }
-        }
-    }
-}
-
-/// Validation shared by the sources' settings: an http(s) URL and a poll
-/// interval of at least 100 ms.
-pub fn check_endpoint(field: &'static str, url: &str, interval: Duration) -> Result<(), (&'static str, String)> {
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err((field, format!("{url:?} is not an http(s) URL")));
-    }
-    check_interval(interval)
-}
-
-/// A source's poll interval: at least 100 ms.
-pub fn check_interval(interval: Duration) -> Result<(), (&'static str, String)> {
-    if interval < Duration::from_millis(100) {
-        return Err(("interval", "must be at least 100ms".into()));
-    }
-    Ok(())
-}
-
-/// Default maximum age of a metric: three polls of its source, and at
-/// least the 1 s any `max_age` must be.
-pub fn default_max_age(poll: Duration) -> Duration {
-    (poll * 3).max(Duration::from_secs(1))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::Config;
-
-    fn hub() -> SignalHub {
-        let config = Config::parse(
-            "workloads:\n  - target: {namespace: a, name: b}\n    max_replicas: 5\n    interval: 10s\n    policies: [{policy: fixed}]\n    metrics:\n      - {name: rps, push: {}}\n      - {name: extra, push: {}, required: false, max_age: 5s}\n",
-        )
-        .unwrap();
-        SignalHub::new(&config.workloads, Arc::new(Metrics::new()))
-    }
-
-    fn metric(name: &str, value: f64) -> Metric {
-        Metric { name: name.into(), source: "push".into(), value, timestamp_ms: 1_000, pods: vec![] }
-    }
-
-    #[test]
-    fn fresh_values_are_delivered_and_old_required_ones_are_stale() {
-        let hub = hub();
-        assert_eq!(hub.collect("a/b", 0).stale, ["push:rps"], "never received");
-        hub.update("a/b", "push", metric("rps", 12.0), None, 1_000).unwrap();
-        hub.update("a/b", "push", metric("extra", 1.0), None, 1_000).unwrap();
-        let inputs = hub.collect("a/b", 5_000);
-        assert_eq!(inputs.metrics.len(), 2);
-        assert!(inputs.stale.is_empty());
-        // push metrics default to 3 × the workload interval (30 s); extra has 5 s
-        let inputs = hub.collect("a/b", 10_000);
-        assert_eq!(inputs.metrics.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["rps"]);
-        assert!(inputs.stale.is_empty(), "extra is not required");
-        let inputs = hub.collect("a/b", 40_000);
-        assert!(inputs.metrics.is_empty());
-        assert_eq!(inputs.stale, ["push:rps"]);
-    }
-
-    #[test]
-    fn undeclared_unknown_and_non_finite_inputs_are_refused() {
-        let hub = hub();
-        assert!(matches!(hub.update("x/y", "push", metric("rps", 1.0), None, 0), Err(InputError::UnknownWorkload(_))));
-        assert!(matches!(
-            hub.update("a/b", "push", metric("cpu", 1.0), None, 0),
-            Err(InputError::UndeclaredMetric { .. })
-        ));
-        assert!(matches!(
-            hub.update("a/b", "prometheus", metric("rps", 1.0), None, 0),
-            Err(InputError::UndeclaredMetric { .. })
-        ));
-        assert!(matches!(hub.update("a/b", "push", metric("rps", f64::NAN), None, 0), Err(InputError::Invalid(_))));
-        assert!(hub.collect("a/b", 0).metrics.is_empty(), "nothing refused was stored");
-    }
-
-    #[test]
-    fn signals_trigger_once_and_are_delivered_once() {
-        let hub = hub();
-        let triggered = Arc::new(Mutex::new(Vec::new()));
-        let seen = triggered.clone();
-        hub.set_trigger(move |w| seen.lock().push(w.to_string()));
-        let signal = Signal {
-            kind: "scale".into(),
-            source: "push".into(),
-            timestamp_ms: 1,
-            action: None,
-            target_replicas: Some(4),
-            urgency: Some(3),
-            reason: String::new(),
-            attributes: vec![],
-        };
-        for _ in 0..SIGNAL_QUEUE + 3 {
-            hub.signal("a/b", signal.clone()).unwrap();
-        }
-        assert_eq!(triggered.lock().len(), SIGNAL_QUEUE + 3);
-        assert_eq!(hub.status("a/b", 0).unwrap()["dropped_signals"], 3);
-        let exposed = hub.metrics.render();
-        assert!(
-            exposed.contains(&format!("scalegate_signals_total{{source=\"push\"}} {}", SIGNAL_QUEUE + 3)),
-            "{exposed}"
-        );
-        assert!(exposed.contains("scalegate_signals_dropped_total{source=\"push\"} 3"), "{exposed}");
-        assert_eq!(hub.collect("a/b", 0).signals.len(), SIGNAL_QUEUE);
-        assert!(hub.collect("a/b", 0).signals.is_empty());
     }
 }

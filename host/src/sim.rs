@@ -1,12 +1,14 @@
 //! A simulated cluster: workloads whose pods take time to become ready, a
 //! load that follows a compressed daily curve with spikes, and a
-//! [`SimCluster`] that serves them through the decision loop's [`Cluster`]
-//! trait. It produces what a real cluster would, so policies and the daemon
-//! can be watched (and benchmarked) without one.
+//! [`SimCluster`] that serves them through the [`Cluster`] port. It
+//! produces what a real cluster would — an [`Observation`] — so policies and
+//! the daemon can be watched (and benchmarked) without one.
 
-use crate::config::Target;
-use crate::decide::{Clock, Cluster, ClusterError, Observation};
-use crate::snapshot::{Metric, Pod, PodDeletionCost, PodPhase, PodSample, ScaleEvent, Snapshot, Workload};
+use crate::clock::Clock;
+use crate::cluster::{Cluster, ClusterError, Target};
+use crate::snapshot::{
+    Metric, Observation, Past, Pod, PodDeletionCost, PodPhase, PodSample, ScaleEvent, Snapshot, Subject,
+};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -104,9 +106,9 @@ impl SimWorkload {
         started_ms == 0 || now_ms >= started_ms + self.startup_ms
     }
 
-    /// The snapshot a real cluster would give for `load_rps` at `now_ms`:
-    /// ready pods share the load, CPU follows load.
-    pub fn snapshot(&self, now_ms: u64, load_rps: f64, params: serde_json::Value) -> Snapshot {
+    /// What a real cluster would show for `load_rps` at `now_ms`: ready
+    /// pods share the load, CPU follows load (`cpu` per pod, `rps` per pod).
+    pub fn observe(&self, now_ms: u64, load_rps: f64) -> Observation {
         let ready: Vec<&(String, u64, Option<i32>)> =
             self.pods.iter().filter(|(_, s, _)| self.is_ready(*s, now_ms)).collect();
         let per_pod_rps = load_rps / ready.len().max(1) as f64;
@@ -143,18 +145,10 @@ impl SimWorkload {
             .iter()
             .map(|(name, _, _)| PodSample { pod: name.clone(), value: per_pod_rps, timestamp_ms: now_ms, window_ms: 0 })
             .collect::<Vec<_>>();
-        Snapshot {
-            now_ms,
-            workload: Workload {
-                kind: "Deployment".into(),
-                namespace: "demo".into(),
-                name: self.name.clone(),
-                current_replicas: self.replicas(),
-                status_replicas: Some(self.replicas()),
-                ready_replicas: Some(ready.len() as u32),
-                min_replicas: self.min_replicas,
-                max_replicas: self.max_replicas,
-            },
+        Observation {
+            spec_replicas: self.replicas(),
+            status_replicas: self.replicas(),
+            ready_replicas: ready.len() as u32,
             pods,
             metrics: vec![
                 Metric {
@@ -172,13 +166,24 @@ impl SimWorkload {
                     pods: rps_samples,
                 },
             ],
-            signals: vec![],
-            forecasts: vec![],
-            recommendations: vec![],
-            scale_events: self.scale_events.clone(),
-            params,
-            state: vec![],
+            ..Observation::default()
         }
+    }
+
+    /// The snapshot of [`SimWorkload::observe`] (namespace `demo`), with
+    /// the workload's applied scale events and `params`.
+    pub fn snapshot(&self, now_ms: u64, load_rps: f64, params: serde_json::Value) -> Snapshot {
+        let subject = Subject {
+            kind: "Deployment",
+            namespace: "demo",
+            name: &self.name,
+            min_replicas: self.min_replicas,
+            max_replicas: self.max_replicas,
+        };
+        let past = Past { recommendations: vec![], scale_events: self.scale_events.clone() };
+        let mut snapshot = Snapshot::assemble(now_ms, subject, self.observe(now_ms, load_rps), past);
+        snapshot.params = params;
+        snapshot
     }
 }
 
@@ -213,7 +218,11 @@ pub struct SimCluster<K: Clock> {
 }
 
 fn key(target: &Target) -> String {
-    format!("{}/{}", target.namespace, target.name)
+    target.path()
+}
+
+fn not_found(target: &Target) -> ClusterError {
+    ClusterError::NotFound(format!("{} not found", key(target)))
 }
 
 impl<K: Clock> SimCluster<K> {
@@ -255,32 +264,22 @@ impl<K: Clock> Cluster for SimCluster<K> {
     async fn observe(&self, target: &Target) -> Result<Observation, ClusterError> {
         let now_ms = self.clock.now_ms();
         let entries = self.entries.lock();
-        let entry = entries.get(&key(target)).ok_or_else(|| ClusterError::NotFound(key(target)))?;
+        let entry = entries.get(&key(target)).ok_or_else(|| not_found(target))?;
         let load = (entry.load)(now_ms.saturating_sub(self.start_ms));
-        let snapshot = entry.workload.snapshot(now_ms, load, serde_json::Value::Null);
-        Ok(Observation {
-            spec_replicas: snapshot.workload.current_replicas,
-            status_replicas: snapshot.workload.status_replicas(),
-            ready_replicas: snapshot.workload.ready_replicas(),
-            pods: snapshot.pods,
-            metrics: snapshot.metrics,
-            signals: vec![],
-            forecasts: vec![],
-            stale_inputs: vec![],
-        })
+        Ok(entry.workload.observe(now_ms, load))
     }
 
     async fn scale(&self, target: &Target, from: u32, to: u32, reason: &str) -> Result<(), ClusterError> {
         if self.failing_scales.load(Ordering::Relaxed) > 0 {
             self.failing_scales.fetch_sub(1, Ordering::Relaxed);
-            return Err(ClusterError::Conflict(key(target)));
+            return Err(ClusterError::Conflict(format!("conflict writing {}: injected", key(target))));
         }
         let now_ms = self.clock.now_ms();
         let mut entries = self.entries.lock();
-        let entry = entries.get_mut(&key(target)).ok_or_else(|| ClusterError::NotFound(key(target)))?;
+        let entry = entries.get_mut(&key(target)).ok_or_else(|| not_found(target))?;
         if entry.workload.replicas() != from {
             // the optimistic-concurrency check a resourceVersion gives on /scale
-            return Err(ClusterError::Conflict(key(target)));
+            return Err(ClusterError::Conflict(format!("conflict writing {}: the object changed", key(target))));
         }
         entry.workload.set_replicas(to, now_ms, true);
         self.scale_calls.lock().push(ScaleCall {
@@ -295,10 +294,12 @@ impl<K: Clock> Cluster for SimCluster<K> {
 
     async fn set_deletion_costs(&self, target: &Target, costs: &[PodDeletionCost]) -> Result<(), ClusterError> {
         let mut entries = self.entries.lock();
-        let entry = entries.get_mut(&key(target)).ok_or_else(|| ClusterError::NotFound(key(target)))?;
+        let entry = entries.get_mut(&key(target)).ok_or_else(|| not_found(target))?;
         entry.workload.set_deletion_costs(costs);
         Ok(())
     }
+
+    async fn wait_synced(&self, _namespaces: &[String]) {}
 }
 
 #[cfg(test)]

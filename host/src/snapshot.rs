@@ -8,6 +8,13 @@
 //! is any JSON value (the policy receives it as text) and `state` is base64.
 //! Only the `policy::bindings` module converts to and from generated types;
 //! it also turns sample pod names into indexes into `pods` (the WIT form).
+//!
+//! [`Snapshot::assemble`] is where a snapshot is built from what the cluster
+//! and the signal sources show ([`Observation`]) and the binding's past.
+
+mod assemble;
+
+pub use assemble::{Observation, Past, Subject};
 
 use serde::{Deserialize, Serialize};
 

@@ -2,7 +2,8 @@
 //! what the guardrails did, what was written. Kept in a bounded per-workload
 //! log and served by the admin API.
 
-use crate::guardrails::Outcome;
+use crate::guardrails::{Clamp, Outcome};
+use crate::telemetry::Metrics;
 use serde::Serialize;
 use std::collections::VecDeque;
 
@@ -44,8 +45,38 @@ pub struct DecisionRecord {
     pub apply_error: Option<String>,
 }
 
+impl DecisionRecord {
+    /// Bounded label of what came of it: `scaled`, `failed_write`,
+    /// `dry_run`, `standby` or `unchanged`.
+    pub fn outcome(&self) -> &'static str {
+        let clamped = |kind: fn(&Clamp) -> bool| self.guardrails.clamps.iter().any(kind);
+        if self.applied {
+            "scaled"
+        } else if self.apply_error.is_some() {
+            "failed_write"
+        } else if clamped(|c| matches!(c, Clamp::DryRun { .. })) {
+            "dry_run"
+        } else if clamped(|c| matches!(c, Clamp::Standby { .. })) {
+            "standby"
+        } else {
+            "unchanged"
+        }
+    }
+
+    /// Counts the decision, its clamps and its policy calls.
+    pub fn count(&self, metrics: &Metrics) {
+        Metrics::count(&metrics.decisions, self.outcome());
+        for clamp in &self.guardrails.clamps {
+            Metrics::count(&metrics.clamps, clamp.metric_label());
+        }
+        for verdict in self.policies.iter().chain(&self.shadow) {
+            metrics.evaluation_seconds.observe(verdict.duration_us as f64 / 1e6);
+        }
+    }
+}
+
 /// Appends to a queue of at most `capacity` items, dropping the oldest.
-pub(super) fn push_bounded<T>(queue: &mut VecDeque<T>, item: T, capacity: usize) {
+fn push_bounded<T>(queue: &mut VecDeque<T>, item: T, capacity: usize) {
     if queue.len() >= capacity.max(1) {
         queue.pop_front();
     }

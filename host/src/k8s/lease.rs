@@ -18,7 +18,7 @@
 //! first, then releases the Lease (empty holder) so a standby takes over at
 //! its next read instead of after a full lease duration.
 
-use crate::decide::Leadership;
+use crate::leadership::Leadership;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, PostParams};
@@ -83,7 +83,8 @@ impl LeaderElector {
         }
     }
 
-    /// Called with `true` when this replica becomes leader, `false` when it stops.
+    /// Called with `true` when this replica becomes leader (its new term is
+    /// `Leadership::term`), `false` when it stops.
     pub fn on_change(mut self, callback: impl Fn(bool) + Send + Sync + 'static) -> LeaderElector {
         self.on_change = Some(Box::new(callback));
         self
@@ -98,6 +99,11 @@ impl LeaderElector {
                 .unwrap_or_else(|_| Err("no answer from the API server".into()));
             match step {
                 Ok(Step::Leading) => {
+                    if !self.leading {
+                        // a new term, before the lease counts: it must not
+                        // inherit the readiness of an earlier one
+                        self.leadership.begin_term();
+                    }
                     self.leadership.lead_until(sent + self.settings.renew_deadline);
                     self.set_leading(true, None);
                 }

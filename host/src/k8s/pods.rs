@@ -4,7 +4,7 @@
 //! with backoff on errors). Pods are stored without their managed fields,
 //! volumes and environment, and converted to snapshot pods on read.
 
-use super::{DELETION_COST_ANNOTATION, quantity};
+use super::quantity;
 use crate::snapshot::{self, PodPhase, ResourceRequest};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -19,6 +19,9 @@ use std::time::Duration;
 use tokio_util::task::AbortOnDropHandle;
 
 /// One namespace's cache.
+/// The annotation the ReplicaSet controller reads to pick scale-in victims.
+pub const DELETION_COST_ANNOTATION: &str = "controller.kubernetes.io/pod-deletion-cost";
+
 pub struct PodCache {
     store: Store<Pod>,
     /// False from a watch error until the next successful event.

@@ -1,8 +1,7 @@
 //! A loaded, validated policy and its calls.
 
 use super::bindings::{self, PolicyBindings, PolicyBindingsPre};
-use super::runtime::ticks;
-use super::sandbox::{HostState, LogLevel};
+use super::sandbox::{HostState, LogLevel, ticks};
 use super::{Error, PolicyInfo, RuntimeConfig};
 use crate::snapshot::{Decision, Snapshot};
 use parking_lot::Mutex;

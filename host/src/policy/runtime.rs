@@ -3,17 +3,14 @@
 use super::bindings::{self, PolicyBindingsPre};
 use super::cache::ArtifactCache;
 use super::loaded::LoadedPolicy;
-use super::sandbox::HostState;
+use super::sandbox::{EPOCH_TICK, HostState};
 use super::{Error, PolicyInfo, RuntimeConfig};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
-
-/// Granularity of deadlines: the ticker bumps the engine's epoch this often.
-pub(super) const EPOCH_TICK: Duration = Duration::from_millis(2);
 
 /// How a load went, for `policy inspect` and the benchmark.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
@@ -39,11 +36,6 @@ impl Drop for Runtime {
     fn drop(&mut self) {
         self.ticker_stop.store(true, Ordering::Relaxed);
     }
-}
-
-pub(super) fn ticks(budget: Duration) -> u64 {
-    // +1: the first tick may come at any moment after the deadline is set
-    budget.as_micros().div_ceil(EPOCH_TICK.as_micros()) as u64 + 1
 }
 
 impl Runtime {
@@ -205,11 +197,5 @@ mod tests {
             let err = validate_info(&info(name, version, schema)).unwrap_err().to_string();
             assert!(err.contains(needle), "{err} should contain {needle}");
         }
-    }
-
-    #[test]
-    fn deadline_ticks_round_up() {
-        assert_eq!(ticks(Duration::from_millis(100)), 51);
-        assert_eq!(ticks(Duration::from_millis(1)), 2);
     }
 }

@@ -19,6 +19,15 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+/// Granularity of deadlines: the ticker bumps the engine's epoch this often.
+pub(super) const EPOCH_TICK: Duration = Duration::from_millis(2);
+
+/// Epoch ticks for a budget.
+pub(super) fn ticks(budget: Duration) -> u64 {
+    // +1: the first tick may come at any moment after the deadline is set
+    budget.as_micros().div_ceil(EPOCH_TICK.as_micros()) as u64 + 1
+}
+
 /// Severity of a policy's log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -265,5 +274,16 @@ impl tokio::io::AsyncWrite for CappedOutput {
     }
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadline_ticks_round_up() {
+        assert_eq!(ticks(Duration::from_millis(100)), 51);
+        assert_eq!(ticks(Duration::from_millis(1)), 2);
     }
 }

@@ -14,42 +14,22 @@
 //! answer arrived: a forecaster that keeps serving an old forecast goes
 //! stale like one that is down.
 
-use super::SignalHub;
-use super::poll::{Fetcher, Job, Outcome, Poller};
-use crate::config::{MetricSource, Workload};
+use super::poll::{self, Fetcher, Outcome, Poller};
+use super::source::{Context, Endpoint, EndpointDefaults, FieldError, Job, Nothing, Source, SourceError, Started};
+use crate::clock::Clock;
 use crate::snapshot::{Forecast, Metric};
-use crate::telemetry::Metrics;
 use futures::future::BoxFuture;
 use serde::Deserialize;
-use std::sync::Arc;
 use std::time::Duration;
 
-/// `sources.forecast`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Source {
-    /// The forecaster's base URL, e.g. `http://kedastral-forecaster:8081`.
-    pub url: String,
-    #[serde(default = "default_interval", with = "humantime_serde")]
-    pub interval: Duration,
-    #[serde(default = "default_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-}
+pub struct Forecasts;
 
-fn default_interval() -> Duration {
-    Duration::from_secs(30)
-}
-
-fn default_timeout() -> Duration {
-    Duration::from_secs(5)
-}
-
-impl Source {
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        super::check_endpoint("url", &self.url, self.interval)?;
-        Ok(())
-    }
-}
+const ENDPOINT: EndpointDefaults = EndpointDefaults {
+    url_key: "url",
+    schemes: &["http", "https"],
+    interval: Duration::from_secs(30),
+    timeout: Duration::from_secs(5),
+};
 
 /// `workloads[].metrics[].forecast`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -57,6 +37,44 @@ impl Source {
 pub struct Series {
     /// The workload's name at the forecaster (default: the target's name).
     pub workload: Option<String>,
+}
+
+impl Source for Forecasts {
+    const NAME: &'static str = "forecast";
+    const METRIC: Option<&'static str> = Some("forecast");
+    const LABEL: &'static str = "forecast";
+    const TITLE: &'static str = "forecaster";
+    type Settings = Endpoint;
+    type Metric = Series;
+
+    fn settings(value: serde_json::Value) -> Result<Endpoint, FieldError> {
+        Endpoint::split::<Nothing>(value, &ENDPOINT).map(|(endpoint, _)| endpoint)
+    }
+
+    fn refresh(endpoint: &Endpoint) -> Option<Duration> {
+        Some(endpoint.interval)
+    }
+
+    fn start(endpoint: &Endpoint, jobs: Vec<Job<&Series>>, context: &Context) -> Result<Started, FieldError> {
+        if jobs.is_empty() {
+            return Ok(Started::default());
+        }
+        let jobs: Vec<Job<String>> = jobs
+            .into_iter()
+            .map(|job| Job {
+                spec: job.spec.workload.clone().unwrap_or_else(|| job.target.name.clone()),
+                workload: job.workload,
+                target: job.target,
+                metric: job.metric,
+            })
+            .collect();
+        let client = reqwest::Client::builder()
+            .timeout(endpoint.timeout)
+            .build()
+            .map_err(|e| FieldError::new("", e.to_string()))?;
+        let poller = Poller::new(Forecaster { endpoint: endpoint.clone(), client }, jobs, endpoint.interval, context);
+        Ok(Started { tasks: vec![poller.into_task(context.shutdown.clone())], sink: None })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -70,8 +88,9 @@ struct Answer {
     desired_replicas: Vec<f64>,
 }
 
+/// Fetches each job's forecast (`spec`: the workload's name at the forecaster).
 pub struct Forecaster {
-    source: Source,
+    endpoint: Endpoint,
     client: reqwest::Client,
 }
 
@@ -79,27 +98,27 @@ impl Fetcher for Forecaster {
     type Spec = String;
     const SOURCE: &'static str = "forecast";
 
-    fn fetch_all<'a>(&'a self, jobs: &'a [Job<String>]) -> BoxFuture<'a, Vec<Outcome>> {
-        Box::pin(super::poll::fetch_each(jobs, |job| self.fetch(job)))
+    fn fetch_all<'a>(&'a self, jobs: &'a [Job<String>], _clock: &'a dyn Clock) -> BoxFuture<'a, Vec<Outcome>> {
+        Box::pin(poll::fetch_each(jobs, |job| self.fetch(job)))
     }
 }
 
 impl Forecaster {
     async fn fetch(&self, job: &Job<String>) -> Outcome {
-        let url = format!("{}/forecast/current", self.source.url.trim_end_matches('/'));
+        let url = format!("{}/forecast/current", self.endpoint.url.trim_end_matches('/'));
         let response = match self.client.get(url).query(&[("workload", job.spec.as_str())]).send().await {
             Ok(response) => response,
             Err(e) if e.is_timeout() => {
-                return Outcome::Failed("timeout", format!("no answer within {:?}", self.source.timeout));
+                return Outcome::Failed(SourceError::Timeout(format!("no answer within {:?}", self.endpoint.timeout)));
             }
-            Err(e) => return Outcome::Failed("connect", e.to_string()),
+            Err(e) => return Outcome::Failed(SourceError::Connect(e.to_string())),
         };
         if !response.status().is_success() {
-            return Outcome::Failed("http", format!("HTTP {}", response.status()));
+            return Outcome::Failed(SourceError::Http(format!("HTTP {}", response.status())));
         }
         match response.bytes().await {
             Ok(body) => interpret(&job.metric, &body),
-            Err(e) => Outcome::Failed("connect", format!("reading the answer: {e}")),
+            Err(e) => Outcome::Failed(SourceError::Connect(format!("reading the answer: {e}"))),
         }
     }
 }
@@ -108,22 +127,24 @@ fn interpret(name: &str, body: &[u8]) -> Outcome {
     let answer: Answer = match serde_json::from_slice(body) {
         Ok(answer) => answer,
         Err(e) => {
-            return Outcome::Failed("parse", format!("the forecast is not valid JSON in the forecaster format: {e}"));
+            return Outcome::Failed(SourceError::Parse(format!(
+                "the forecast is not valid JSON in the forecaster format: {e}"
+            )));
         }
     };
     let generated_ms = match answer.generated_at.parse::<k8s_openapi::jiff::Timestamp>() {
         Ok(time) => time.as_millisecond().max(0) as u64,
-        Err(e) => return Outcome::Failed("parse", format!("generatedAt {:?}: {e}", answer.generated_at)),
+        Err(e) => return Outcome::Failed(SourceError::Parse(format!("generatedAt {:?}: {e}", answer.generated_at))),
     };
     if answer.step_seconds == 0 {
-        return Outcome::Failed("parse", "stepSeconds must be positive".into());
+        return Outcome::Failed(SourceError::Parse("stepSeconds must be positive".into()));
     }
     let series = if answer.desired_replicas.is_empty() { answer.values } else { answer.desired_replicas };
     if series.iter().any(|v| !v.is_finite()) {
-        return Outcome::Failed("nan", "the forecast holds a non-finite value".into());
+        return Outcome::Failed(SourceError::Nan("the forecast holds a non-finite value".into()));
     }
     let Some(first) = series.first().copied() else {
-        return Outcome::Missing("empty", "the forecast has no points".into());
+        return Outcome::Missing(SourceError::Empty("the forecast has no points".into()));
     };
     let metric =
         Metric { name: name.into(), source: "forecast".into(), value: first, timestamp_ms: generated_ms, pods: vec![] };
@@ -135,31 +156,6 @@ fn interpret(name: &str, body: &[u8]) -> Outcome {
         values: series,
     };
     Outcome::Forecast(Box::new((metric, forecast)))
-}
-
-/// The poller for every workload metric read from the forecaster.
-pub fn poller(
-    source: &Source,
-    workloads: &[Workload],
-    hub: Arc<SignalHub>,
-    metrics: Arc<Metrics>,
-) -> Result<Option<Poller<Forecaster>>, String> {
-    let jobs: Vec<Job<String>> = super::poll::jobs(workloads, |w, source| match source {
-        MetricSource::Forecast(series) => Some(series.workload.clone().unwrap_or_else(|| w.target.name.clone())),
-        _ => None,
-    });
-    if jobs.is_empty() {
-        return Ok(None);
-    }
-    let client =
-        reqwest::Client::builder().timeout(source.timeout).build().map_err(|e| format!("sources.forecast: {e}"))?;
-    Ok(Some(Poller {
-        fetcher: Forecaster { source: source.clone(), client },
-        jobs,
-        interval: source.interval,
-        hub,
-        metrics,
-    }))
 }
 
 #[cfg(test)]
@@ -189,9 +185,9 @@ mod tests {
             (br#"{"generatedAt": "2026-11-22T10:00:00Z", "stepSeconds": 60}"#, "empty", "no points"),
         ] {
             match interpret("x", body) {
-                Outcome::Failed(k, message) | Outcome::Missing(k, message) => {
-                    assert_eq!(k, kind, "{message}");
-                    assert!(message.contains(needle), "{message}");
+                Outcome::Failed(error) | Outcome::Missing(error) => {
+                    assert_eq!(error.kind(), kind, "{error}");
+                    assert!(error.to_string().contains(needle), "{error}");
                 }
                 other => panic!("{other:?}"),
             }

@@ -2,45 +2,30 @@
 //! consumer — messages not yet delivered plus delivered but not yet
 //! acknowledged — read from the server's monitoring endpoint (`/jsz`, the
 //! `-m` port). One request per poll serves every workload.
+//!
+//! ```yaml
+//! sources:
+//!   nats: {monitor_url: "http://nats.messaging:8222", interval: 5s, timeout: 2s}
+//! workloads:
+//!   - metrics: [{name: backlog, nats: {stream: JOBS, consumer: workers}}]
+//! ```
 
-use super::SignalHub;
-use super::poll::{Fetcher, Job, Outcome, Poller};
-use crate::config::{MetricSource, Workload};
+use super::poll::{self, Fetcher, Outcome, Poller};
+use super::source::{Context, Endpoint, EndpointDefaults, FieldError, Job, Nothing, Source, SourceError, Started};
+use crate::clock::Clock;
 use crate::snapshot::Metric;
-use crate::telemetry::Metrics;
 use futures::future::BoxFuture;
 use serde::Deserialize;
-use std::sync::Arc;
 use std::time::Duration;
 
-/// `sources.nats`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Source {
-    /// The monitoring endpoint, e.g. `http://nats.messaging:8222`.
-    pub monitor_url: String,
-    /// How often the backlog is read (default 5 s).
-    #[serde(default = "default_interval", with = "humantime_serde")]
-    pub interval: Duration,
-    /// Deadline of one request (default 2 s).
-    #[serde(default = "default_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-}
+pub struct Nats;
 
-fn default_interval() -> Duration {
-    Duration::from_secs(5)
-}
-
-fn default_timeout() -> Duration {
-    Duration::from_secs(2)
-}
-
-impl Source {
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        super::check_endpoint("monitor_url", &self.monitor_url, self.interval)?;
-        Ok(())
-    }
-}
+const ENDPOINT: EndpointDefaults = EndpointDefaults {
+    url_key: "monitor_url",
+    schemes: &["http", "https"],
+    interval: Duration::from_secs(5),
+    timeout: Duration::from_secs(2),
+};
 
 /// `workloads[].metrics[].nats`: the consumer whose backlog to read.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -52,57 +37,84 @@ pub struct Consumer {
     pub account: Option<String>,
 }
 
-impl Consumer {
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        for (field, value) in [("stream", &self.stream), ("consumer", &self.consumer)] {
+impl Source for Nats {
+    const NAME: &'static str = "nats";
+    const METRIC: Option<&'static str> = Some("nats");
+    const LABEL: &'static str = "nats";
+    const TITLE: &'static str = "NATS";
+    type Settings = Endpoint;
+    type Metric = Consumer;
+
+    fn settings(value: serde_json::Value) -> Result<Endpoint, FieldError> {
+        Endpoint::split::<Nothing>(value, &ENDPOINT).map(|(endpoint, _)| endpoint)
+    }
+
+    fn validate_metric(consumer: &Consumer) -> Result<(), FieldError> {
+        for (field, value) in [("stream", &consumer.stream), ("consumer", &consumer.consumer)] {
             if value.is_empty() {
-                return Err((field, "must not be empty".into()));
+                return Err(FieldError::new(field, "must not be empty"));
             }
         }
         Ok(())
     }
+
+    fn refresh(endpoint: &Endpoint) -> Option<Duration> {
+        Some(endpoint.interval)
+    }
+
+    fn start(endpoint: &Endpoint, jobs: Vec<Job<&Consumer>>, context: &Context) -> Result<Started, FieldError> {
+        if jobs.is_empty() {
+            return Ok(Started::default());
+        }
+        let client = reqwest::Client::builder()
+            .timeout(endpoint.timeout)
+            .build()
+            .map_err(|e| FieldError::new("", e.to_string()))?;
+        let fetcher = Jsz { endpoint: endpoint.clone(), client };
+        let poller = Poller::new(fetcher, poll::owned(jobs), endpoint.interval, context);
+        Ok(Started { tasks: vec![poller.into_task(context.shutdown.clone())], sink: None })
+    }
 }
 
-pub struct Nats {
-    source: Source,
+/// Reads `/jsz` once per poll for every job.
+pub struct Jsz {
+    endpoint: Endpoint,
     client: reqwest::Client,
 }
 
-impl Fetcher for Nats {
+impl Fetcher for Jsz {
     type Spec = Consumer;
     const SOURCE: &'static str = "nats";
 
-    fn fetch_all<'a>(&'a self, jobs: &'a [Job<Consumer>]) -> BoxFuture<'a, Vec<Outcome>> {
+    fn fetch_all<'a>(&'a self, jobs: &'a [Job<Consumer>], clock: &'a dyn Clock) -> BoxFuture<'a, Vec<Outcome>> {
         Box::pin(async move {
             match self.jsz().await {
-                Ok((now_ms, jsz)) => jobs.iter().map(|job| backlog(&job.metric, &job.spec, &jsz, now_ms)).collect(),
-                Err((kind, why)) => jobs.iter().map(|_| Outcome::Failed(kind, why.clone())).collect(),
+                Ok(jsz) => {
+                    let now_ms = clock.now_ms();
+                    jobs.iter().map(|job| backlog(&job.metric, &job.spec, &jsz, now_ms)).collect()
+                }
+                Err(error) => jobs.iter().map(|_| Outcome::Failed(error.clone())).collect(),
             }
         })
     }
 }
 
-impl Nats {
-    async fn jsz(&self) -> Result<(u64, serde_json::Value), (&'static str, String)> {
-        let url =
-            format!("{}/jsz?accounts=true&streams=true&consumers=true", self.source.monitor_url.trim_end_matches('/'));
+impl Jsz {
+    async fn jsz(&self) -> Result<serde_json::Value, SourceError> {
+        let url = format!("{}/jsz?accounts=true&streams=true&consumers=true", self.endpoint.url.trim_end_matches('/'));
         let response = self.client.get(url).send().await.map_err(|e| {
             if e.is_timeout() {
-                ("timeout", format!("no answer within {:?}", self.source.timeout))
+                SourceError::Timeout(format!("no answer within {:?}", self.endpoint.timeout))
             } else {
-                ("connect", e.to_string())
+                SourceError::Connect(e.to_string())
             }
         })?;
         if !response.status().is_success() {
-            return Err(("http", format!("HTTP {}", response.status())));
+            return Err(SourceError::Http(format!("HTTP {}", response.status())));
         }
-        let body: serde_json::Value = response.json().await.map_err(|e| ("parse", format!("/jsz is not JSON: {e}")))?;
-        let now_ms = crate::decide::SystemClock.now_ms();
-        Ok((now_ms, body))
+        response.json().await.map_err(|e| SourceError::Parse(format!("/jsz is not JSON: {e}")))
     }
 }
-
-use crate::decide::Clock as _;
 
 /// The consumer's backlog in a `/jsz` document.
 fn backlog(name: &str, wanted: &Consumer, jsz: &serde_json::Value, now_ms: u64) -> Outcome {
@@ -115,18 +127,18 @@ fn backlog(name: &str, wanted: &Consumer, jsz: &serde_json::Value, now_ms: u64) 
         let Some(stream) = streams.iter().find(|s| s["name"] == wanted.stream.as_str()) else { continue };
         let consumers = stream["consumer_detail"].as_array().map(Vec::as_slice).unwrap_or_default();
         let Some(consumer) = consumers.iter().find(|c| c["name"] == wanted.consumer.as_str()) else {
-            return Outcome::Failed(
-                "not_found",
-                format!("stream {} has no consumer {}", wanted.stream, wanted.consumer),
-            );
+            return Outcome::Failed(SourceError::NotFound(format!(
+                "stream {} has no consumer {}",
+                wanted.stream, wanted.consumer
+            )));
         };
         let (Some(pending), Some(ack_pending)) =
             (consumer["num_pending"].as_u64(), consumer["num_ack_pending"].as_u64())
         else {
-            return Outcome::Failed(
-                "parse",
-                format!("consumer {} without num_pending/num_ack_pending", wanted.consumer),
-            );
+            return Outcome::Failed(SourceError::Parse(format!(
+                "consumer {} without num_pending/num_ack_pending",
+                wanted.consumer
+            )));
         };
         return Outcome::Value(Metric {
             name: name.into(),
@@ -136,27 +148,7 @@ fn backlog(name: &str, wanted: &Consumer, jsz: &serde_json::Value, now_ms: u64) 
             pods: vec![],
         });
     }
-    Outcome::Failed("not_found", format!("no stream {} on the server", wanted.stream))
-}
-
-/// The poller for every workload metric read from NATS; `None` if none is.
-pub fn poller(
-    source: &Source,
-    workloads: &[Workload],
-    hub: Arc<SignalHub>,
-    metrics: Arc<Metrics>,
-) -> Result<Option<Poller<Nats>>, String> {
-    let jobs: Vec<Job<Consumer>> = super::poll::jobs(workloads, |_, source| match source {
-        MetricSource::Nats(consumer) => Some(consumer.clone()),
-        _ => None,
-    });
-    if jobs.is_empty() {
-        return Ok(None);
-    }
-    let client =
-        reqwest::Client::builder().timeout(source.timeout).build().map_err(|e| format!("sources.nats: {e}"))?;
-    let fetcher = Nats { source: source.clone(), client };
-    Ok(Some(Poller { fetcher, jobs, interval: source.interval, hub, metrics }))
+    Outcome::Failed(SourceError::NotFound(format!("no stream {} on the server", wanted.stream)))
 }
 
 #[cfg(test)]
@@ -189,7 +181,7 @@ mod tests {
             (Consumer { account: Some("TEAM".into()), ..consumer("JOBS", "workers") }, "no stream JOBS"),
         ] {
             match backlog("b", &wanted, &jsz(), 0) {
-                Outcome::Failed("not_found", message) => assert!(message.contains(needle), "{message}"),
+                Outcome::Failed(SourceError::NotFound(message)) => assert!(message.contains(needle), "{message}"),
                 other => panic!("{other:?}"),
             }
         }

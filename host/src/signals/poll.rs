@@ -1,10 +1,12 @@
-//! The loop shared by polling sources (Prometheus, NATS, forecasts): every
-//! `interval`, fetch every job's value, write values to the hub, count
-//! failures, time fetches. A source implements [`Fetcher`]; most fetch each
-//! job on its own (`fetch_each`), some read one document for all jobs.
+//! The loop shared by polling sources (Prometheus, NATS, forecasts, Redis,
+//! Kafka lag, pod metrics): every `interval`, fetch every job's value, write
+//! values to the hub, count failures, time fetches. A source implements
+//! [`Fetcher`]; most fetch each job on its own ([`fetch_each`]), some read
+//! one document for all jobs.
 
-use super::SignalHub;
-use crate::decide::Clock;
+use super::hub::SignalHub;
+use super::source::{Context, Job, SourceError, SourceTask};
+use crate::clock::Clock;
 use crate::snapshot::{Forecast, Metric};
 use crate::telemetry::Metrics;
 use futures::future::BoxFuture;
@@ -12,52 +14,25 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-/// A source's long-running task.
-pub type SourceTask = BoxFuture<'static, ()>;
-/// Starts a source's task with the loop's clock, stopping at the token.
-pub type StartSource = Box<dyn FnOnce(Arc<dyn Clock>, CancellationToken) -> SourceTask + Send>;
-
-/// One input of one workload that a source fetches.
-#[derive(Debug, Clone)]
-pub struct Job<S> {
-    pub workload: String,
-    pub metric: String,
-    pub spec: S,
-}
-
 /// The outcome of fetching one job.
 #[derive(Debug, PartialEq)]
 pub enum Outcome {
     Value(Metric),
     /// A forecast (also delivered as its own entry in the snapshot).
     Forecast(Box<(Metric, Forecast)>),
-    /// Not updated, not a failure of the source: (kind, why).
-    Missing(&'static str, String),
-    Failed(&'static str, String),
+    /// Not updated, and not a failure of the source (e.g. an empty result
+    /// configured as missing): counted, the metric ages out.
+    Missing(SourceError),
+    Failed(SourceError),
 }
 
 pub trait Fetcher: Send + Sync + 'static {
     type Spec: Send + Sync + 'static;
     /// Bounded label: metrics, stale-input names, logs.
     const SOURCE: &'static str;
-    /// The outcome of every job, in order.
-    fn fetch_all<'a>(&'a self, jobs: &'a [Job<Self::Spec>]) -> BoxFuture<'a, Vec<Outcome>>;
-}
-
-/// One job per workload metric that `pick` recognises as this source's.
-pub fn jobs<S>(
-    workloads: &[crate::config::Workload],
-    pick: impl Fn(&crate::config::Workload, &crate::config::MetricSource) -> Option<S>,
-) -> Vec<Job<S>> {
-    let mut jobs = Vec::new();
-    for workload in workloads {
-        for metric in &workload.metrics {
-            if let Some(spec) = pick(workload, &metric.source) {
-                jobs.push(Job { workload: workload.name.clone(), metric: metric.name.clone(), spec });
-            }
-        }
-    }
-    jobs
+    /// The outcome of every job, in order; `clock` stamps values that carry
+    /// no time of their own.
+    fn fetch_all<'a>(&'a self, jobs: &'a [Job<Self::Spec>], clock: &'a dyn Clock) -> BoxFuture<'a, Vec<Outcome>>;
 }
 
 /// Runs `fetch` for every job, 16 at a time, keeping the order.
@@ -86,16 +61,28 @@ pub struct Poller<F: Fetcher> {
     pub interval: Duration,
     pub hub: Arc<SignalHub>,
     pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
 }
 
 impl<F: Fetcher> Poller<F> {
-    /// This poller as a task to start.
-    pub fn into_start(self) -> StartSource {
-        Box::new(move |clock, stop| Box::pin(self.run(clock, stop)))
+    pub fn new(fetcher: F, jobs: Vec<Job<F::Spec>>, interval: Duration, context: &Context) -> Poller<F> {
+        Poller {
+            fetcher,
+            jobs,
+            interval,
+            hub: context.hub.clone(),
+            metrics: context.metrics.clone(),
+            clock: context.clock.clone(),
+        }
+    }
+
+    /// This poller as a task, stopping at `shutdown`.
+    pub fn into_task(self, shutdown: CancellationToken) -> SourceTask {
+        Box::pin(self.run(shutdown))
     }
 
     /// Polls every `interval` until `shutdown`.
-    pub async fn run(self, clock: Arc<dyn Clock>, shutdown: CancellationToken) {
+    pub async fn run(self, shutdown: CancellationToken) {
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -103,14 +90,14 @@ impl<F: Fetcher> Poller<F> {
                 _ = shutdown.cancelled() => return,
                 _ = ticker.tick() => {}
             }
-            self.poll(clock.as_ref()).await;
+            self.poll().await;
         }
     }
 
     /// Fetches every job once and records the outcomes.
-    pub async fn poll(&self, clock: &dyn Clock) {
+    pub async fn poll(&self) {
         let started = Instant::now();
-        let outcomes = self.fetcher.fetch_all(&self.jobs).await;
+        let outcomes = self.fetcher.fetch_all(&self.jobs, self.clock.as_ref()).await;
         self.metrics.observe_fetch(F::SOURCE, started.elapsed());
         let mut succeeded = false;
         for (job, outcome) in self.jobs.iter().zip(outcomes) {
@@ -120,13 +107,13 @@ impl<F: Fetcher> Poller<F> {
                     let (metric, forecast) = *pair;
                     (metric, Some(forecast))
                 }
-                Outcome::Missing(kind, why) | Outcome::Failed(kind, why) => {
-                    self.hub.fail(&job.workload, &job.metric, kind, why);
+                Outcome::Missing(error) | Outcome::Failed(error) => {
+                    self.hub.fail(&job.workload, &job.metric, &error);
                     continue;
                 }
             };
             succeeded = true;
-            if let Err(error) = self.hub.update(&job.workload, F::SOURCE, metric, forecast, clock.now_ms()) {
+            if let Err(error) = self.hub.update(&job.workload, F::SOURCE, metric, forecast, self.clock.now_ms()) {
                 tracing::warn!(workload = %job.workload, metric = %job.metric, %error, "value refused");
             }
         }
@@ -134,4 +121,11 @@ impl<F: Fetcher> Poller<F> {
             self.metrics.mark_source_success(F::SOURCE);
         }
     }
+}
+
+/// Jobs with their specs cloned out of the configuration.
+pub fn owned<M: Clone>(jobs: Vec<Job<&M>>) -> Vec<Job<M>> {
+    jobs.into_iter()
+        .map(|job| Job { workload: job.workload, target: job.target, metric: job.metric, spec: job.spec.clone() })
+        .collect()
 }

@@ -1,7 +1,7 @@
 //! Prometheus: PromQL instant queries per workload metric, templated with
 //! the workload's `{{namespace}}`, `{{name}}`, `{{kind}}` and
 //! `{{workload}}`, run every `interval` (all queries concurrently, each
-//! with its own timeout), results written to the [`SignalHub`].
+//! with its own timeout), results written to the signal hub.
 //!
 //! Results that are not one finite number are handled as configured per
 //! query: an empty result (`on_empty`), NaN or ±Inf (`on_nan`) — `zero`,
@@ -10,30 +10,39 @@
 //! `pod_label`, each series is one pod's sample, named by that label (the
 //! shape the `hpa` policy's Pods metrics read).
 
-use super::SignalHub;
-use super::poll::{Fetcher, Job, Outcome};
-use crate::config::{MetricSource, Workload};
+use super::poll::{self, Fetcher, Outcome, Poller};
+use super::source::{Context, Endpoint, EndpointDefaults, FieldError, Job, Source, SourceError, Started};
+use crate::clock::Clock;
+use crate::cluster::Target;
 use crate::snapshot::{Metric, PodSample};
-use crate::telemetry::Metrics;
 use futures::future::BoxFuture;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-/// `sources.prometheus`.
+pub struct Prometheus;
+
+const ENDPOINT: EndpointDefaults = EndpointDefaults {
+    url_key: "url",
+    schemes: &["http", "https"],
+    interval: Duration::from_secs(15),
+    timeout: Duration::from_secs(5),
+};
+
+/// `sources.prometheus`: the endpoint (`url`, e.g.
+/// `http://prometheus-server.monitoring:9090`; `interval` 15 s; `timeout`
+/// 5 s) and how to reach it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub endpoint: Endpoint,
+    pub access: Access,
+}
+
+/// Credentials, headers and trust of `sources.prometheus`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Source {
-    /// Base URL, e.g. `http://prometheus-server.monitoring:9090`.
-    pub url: String,
-    /// How often every query runs (default 15 s).
-    #[serde(default = "default_interval", with = "humantime_serde")]
-    pub interval: Duration,
-    /// Deadline of one query (default 5 s).
-    #[serde(default = "default_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
+pub struct Access {
     /// `Authorization: Bearer` from this file (re-read at every poll, so rotated tokens work).
     pub bearer_token_file: Option<PathBuf>,
     pub basic_auth: Option<BasicAuth>,
@@ -49,14 +58,6 @@ pub struct Source {
 pub struct BasicAuth {
     pub username: String,
     pub password_file: PathBuf,
-}
-
-fn default_interval() -> Duration {
-    Duration::from_secs(15)
-}
-
-fn default_timeout() -> Duration {
-    Duration::from_secs(5)
 }
 
 /// What to do with an empty result or a NaN/±Inf value.
@@ -102,10 +103,10 @@ pub struct Query {
 const PLACEHOLDERS: [&str; 4] = ["{{namespace}}", "{{name}}", "{{kind}}", "{{workload}}"];
 
 impl Query {
-    /// (field, message) of the first problem.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+    /// The first problem, by field.
+    pub fn validate(&self) -> Result<(), FieldError> {
         if self.query.trim().is_empty() {
-            return Err(("query", "must not be empty".into()));
+            return Err(FieldError::new("query", "must not be empty"));
         }
         let mut rest = self.query.clone();
         for placeholder in PLACEHOLDERS {
@@ -113,112 +114,125 @@ impl Query {
         }
         if let Some(start) = rest.find("{{") {
             let unknown: String = rest[start..].chars().take_while(|c| *c != '}').collect();
-            return Err(("query", format!("unknown placeholder {unknown}}}}} (known: {})", PLACEHOLDERS.join(", "))));
+            return Err(FieldError::new(
+                "query",
+                format!("unknown placeholder {unknown}}}}} (known: {})", PLACEHOLDERS.join(", ")),
+            ));
         }
         Ok(())
     }
 
-    /// The query for one workload.
-    pub fn render(&self, workload: &Workload) -> String {
+    /// The query for one workload binding (`workload` is its name).
+    pub fn render(&self, workload: &str, target: &Target) -> String {
         self.query
-            .replace("{{namespace}}", &workload.target.namespace)
-            .replace("{{name}}", &workload.target.name)
-            .replace("{{kind}}", &workload.target.kind)
-            .replace("{{workload}}", &workload.name)
+            .replace("{{namespace}}", &target.namespace)
+            .replace("{{name}}", &target.name)
+            .replace("{{kind}}", &target.kind)
+            .replace("{{workload}}", workload)
     }
 }
 
-impl Source {
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        super::check_endpoint("url", &self.url, self.interval)?;
-        if self.timeout.is_zero() {
-            return Err(("timeout", "must be more than 0".into()));
-        }
-        for name in self.headers.keys() {
+impl Source for Prometheus {
+    const NAME: &'static str = "prometheus";
+    const METRIC: Option<&'static str> = Some("prometheus");
+    const LABEL: &'static str = "prometheus";
+    const TITLE: &'static str = "Prometheus";
+    type Settings = Settings;
+    type Metric = Query;
+
+    fn settings(value: serde_json::Value) -> Result<Settings, FieldError> {
+        let (endpoint, access): (Endpoint, Access) = Endpoint::split(value, &ENDPOINT)?;
+        for name in access.headers.keys() {
             if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                return Err(("headers", format!("invalid header name {name:?}")));
+                return Err(FieldError::new("headers", format!("invalid header name {name:?}")));
             }
         }
-        Ok(())
+        Ok(Settings { endpoint, access })
+    }
+
+    fn validate_metric(query: &Query) -> Result<(), FieldError> {
+        query.validate()
+    }
+
+    fn refresh(settings: &Settings) -> Option<Duration> {
+        Some(settings.endpoint.interval)
+    }
+
+    /// Fails with the setting at fault: an unreadable CA or credential
+    /// file, an invalid header value.
+    fn start(settings: &Settings, jobs: Vec<Job<&Query>>, context: &Context) -> Result<Started, FieldError> {
+        if jobs.is_empty() {
+            return Ok(Started::default());
+        }
+        let jobs: Vec<Job<(Query, String)>> = jobs
+            .into_iter()
+            .map(|job| {
+                let promql = job.spec.render(&job.workload, &job.target);
+                let query = job.spec.clone();
+                job.with((query, promql))
+            })
+            .collect();
+        let access = &settings.access;
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (name, value) in &access.headers {
+            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| FieldError::new("headers", format!("{name:?}: {e}")))?;
+            let value = reqwest::header::HeaderValue::from_str(value)
+                .map_err(|e| FieldError::new(format!("headers.{name}"), e.to_string()))?;
+            headers.insert(name, value);
+        }
+        let mut builder = reqwest::Client::builder().timeout(settings.endpoint.timeout).default_headers(headers);
+        if let Some(path) = &access.ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| FieldError::new("ca_file", format!("cannot read {}: {e}", path.display())))?;
+            for certificate in reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| FieldError::new("ca_file", format!("{}: {e}", path.display())))?
+            {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        for (field, path) in [
+            ("bearer_token_file", access.bearer_token_file.as_ref()),
+            ("basic_auth.password_file", access.basic_auth.as_ref().map(|b| &b.password_file)),
+        ] {
+            if let Some(path) = path {
+                std::fs::read_to_string(path)
+                    .map_err(|e| FieldError::new(field, format!("cannot read {}: {e}", path.display())))?;
+            }
+        }
+        let client = builder.build().map_err(|e| FieldError::new("", e.to_string()))?;
+        let fetcher = Queries { settings: settings.clone(), client };
+        let poller = Poller::new(fetcher, jobs, settings.endpoint.interval, context);
+        Ok(Started { tasks: vec![poller.into_task(context.shutdown.clone())], sink: None })
     }
 }
 
 /// Runs the queries (see [`Fetcher`]).
-pub struct Prometheus {
-    source: Source,
+pub struct Queries {
+    settings: Settings,
     client: reqwest::Client,
 }
 
-/// A poller for every workload metric that queries Prometheus.
-pub type Poller = super::poll::Poller<Prometheus>;
-
-impl Fetcher for Prometheus {
+impl Fetcher for Queries {
     type Spec = (Query, String);
     const SOURCE: &'static str = "prometheus";
 
-    fn fetch_all<'a>(&'a self, jobs: &'a [Job<(Query, String)>]) -> BoxFuture<'a, Vec<Outcome>> {
+    fn fetch_all<'a>(&'a self, jobs: &'a [Job<(Query, String)>], _clock: &'a dyn Clock) -> BoxFuture<'a, Vec<Outcome>> {
         Box::pin(async move {
             let auth = self.auth();
-            super::poll::fetch_each(jobs, |job| self.query(job, auth.clone())).await
+            poll::fetch_each(jobs, |job| self.query(job, auth.clone())).await
         })
     }
 }
 
-/// Builds the poller; fails with a message naming the setting (unreadable CA
-/// or credential file, invalid header). `None` when no workload queries
-/// Prometheus.
-pub fn poller(
-    source: &Source,
-    workloads: &[Workload],
-    hub: Arc<SignalHub>,
-    metrics: Arc<Metrics>,
-) -> Result<Option<Poller>, String> {
-    let jobs: Vec<Job<(Query, String)>> = super::poll::jobs(workloads, |w, source| match source {
-        MetricSource::Prometheus(query) => Some((query.clone(), query.render(w))),
-        _ => None,
-    });
-    if jobs.is_empty() {
-        return Ok(None);
-    }
-    let mut headers = reqwest::header::HeaderMap::new();
-    for (name, value) in &source.headers {
-        let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
-            .map_err(|e| format!("sources.prometheus.headers: {name:?}: {e}"))?;
-        let value = reqwest::header::HeaderValue::from_str(value)
-            .map_err(|e| format!("sources.prometheus.headers.{name}: {e}"))?;
-        headers.insert(name, value);
-    }
-    let mut builder = reqwest::Client::builder().timeout(source.timeout).default_headers(headers);
-    if let Some(path) = &source.ca_file {
-        let pem = std::fs::read(path)
-            .map_err(|e| format!("sources.prometheus.ca_file: cannot read {}: {e}", path.display()))?;
-        for certificate in reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("sources.prometheus.ca_file: {}: {e}", path.display()))?
-        {
-            builder = builder.add_root_certificate(certificate);
-        }
-    }
-    for (field, path) in [
-        ("bearer_token_file", source.bearer_token_file.as_ref()),
-        ("basic_auth.password_file", source.basic_auth.as_ref().map(|b| &b.password_file)),
-    ] {
-        if let Some(path) = path {
-            std::fs::read_to_string(path)
-                .map_err(|e| format!("sources.prometheus.{field}: cannot read {}: {e}", path.display()))?;
-        }
-    }
-    let client = builder.build().map_err(|e| format!("sources.prometheus: {e}"))?;
-    let fetcher = Prometheus { source: source.clone(), client };
-    Ok(Some(Poller { fetcher, jobs, interval: source.interval, hub, metrics }))
-}
-
-impl Prometheus {
+impl Queries {
     /// Credentials, read fresh (token files rotate).
     fn auth(&self) -> Option<Auth> {
-        if let Some(path) = &self.source.bearer_token_file {
+        let access = &self.settings.access;
+        if let Some(path) = &access.bearer_token_file {
             return std::fs::read_to_string(path).ok().map(|t| Auth::Bearer(t.trim().to_string()));
         }
-        self.source.basic_auth.as_ref().and_then(|basic| {
+        access.basic_auth.as_ref().and_then(|basic| {
             std::fs::read_to_string(&basic.password_file)
                 .ok()
                 .map(|p| Auth::Basic(basic.username.clone(), p.trim_end_matches(['\n', '\r']).to_string()))
@@ -227,7 +241,7 @@ impl Prometheus {
 
     async fn query(&self, job: &Job<(Query, String)>, auth: Option<Auth>) -> Outcome {
         let (query, promql) = &job.spec;
-        let url = format!("{}/api/v1/query", self.source.url.trim_end_matches('/'));
+        let url = format!("{}/api/v1/query", self.settings.endpoint.url.trim_end_matches('/'));
         let mut request = self.client.get(url).query(&[("query", promql.as_str())]);
         request = match auth {
             Some(Auth::Bearer(token)) => request.bearer_auth(token),
@@ -237,23 +251,24 @@ impl Prometheus {
         let response = match request.send().await {
             Ok(response) => response,
             Err(error) if error.is_timeout() => {
-                return Outcome::Failed("timeout", format!("no answer within {:?}", self.source.timeout));
+                let timeout = self.settings.endpoint.timeout;
+                return Outcome::Failed(SourceError::Timeout(format!("no answer within {timeout:?}")));
             }
-            Err(error) => return Outcome::Failed("connect", format!("{error}")),
+            Err(error) => return Outcome::Failed(SourceError::Connect(format!("{error}"))),
         };
         let status = response.status();
         let body = match response.bytes().await {
             Ok(body) => body,
-            Err(error) => return Outcome::Failed("connect", format!("reading the answer: {error}")),
+            Err(error) => return Outcome::Failed(SourceError::Connect(format!("reading the answer: {error}"))),
         };
         if !status.is_success() {
             let text = String::from_utf8_lossy(&body);
             let detail: String = text.chars().take(300).collect();
-            return Outcome::Failed("http", format!("HTTP {status}: {detail}"));
+            return Outcome::Failed(SourceError::Http(format!("HTTP {status}: {detail}")));
         }
         match serde_json::from_slice::<serde_json::Value>(&body) {
             Ok(answer) => interpret(&job.metric, query, &answer),
-            Err(error) => Outcome::Failed("parse", format!("the answer is not JSON: {error}")),
+            Err(error) => Outcome::Failed(SourceError::Parse(format!("the answer is not JSON: {error}"))),
         }
     }
 }
@@ -275,38 +290,37 @@ fn number(value: &serde_json::Value) -> Option<(u64, f64)> {
 fn interpret(name: &str, query: &Query, answer: &serde_json::Value) -> Outcome {
     if answer["status"] != "success" {
         let error = answer["error"].as_str().unwrap_or("no error message");
-        return Outcome::Failed("query", format!("Prometheus refused the query: {error}"));
+        return Outcome::Failed(SourceError::Query(format!("Prometheus refused the query: {error}")));
     }
     let data = &answer["data"];
     let series: Vec<(&serde_json::Value, u64, f64)> = match data["resultType"].as_str() {
         Some("vector") => {
             let Some(result) = data["result"].as_array() else {
-                return Outcome::Failed("parse", "vector result without a result list".into());
+                return Outcome::Failed(SourceError::Parse("vector result without a result list".into()));
             };
             let mut series = Vec::with_capacity(result.len());
             for item in result {
                 match number(&item["value"]) {
                     Some((timestamp, value)) => series.push((&item["metric"], timestamp, value)),
-                    None => return Outcome::Failed("parse", format!("malformed sample {item}")),
+                    None => return Outcome::Failed(SourceError::Parse(format!("malformed sample {item}"))),
                 }
             }
             series
         }
         Some("scalar") => match number(&data["result"]) {
             Some((timestamp, value)) => vec![(&serde_json::Value::Null, timestamp, value)],
-            None => return Outcome::Failed("parse", "malformed scalar".into()),
+            None => return Outcome::Failed(SourceError::Parse("malformed scalar".into())),
         },
         other => {
-            return Outcome::Failed(
-                "query",
-                format!("result type {other:?}: write an instant query returning a vector or a scalar"),
-            );
+            return Outcome::Failed(SourceError::Query(format!(
+                "result type {other:?}: write an instant query returning a vector or a scalar"
+            )));
         }
     };
-    let fallback = |rule: Fallback, kind: &'static str, why: String, timestamp: u64| match rule {
+    let fallback = |rule: Fallback, error: SourceError, timestamp: u64| match rule {
         Fallback::Zero => Ok((timestamp, 0.0)),
-        Fallback::Missing => Err(Outcome::Missing(kind, why)),
-        Fallback::Error => Err(Outcome::Failed(kind, why)),
+        Fallback::Missing => Err(Outcome::Missing(error)),
+        Fallback::Error => Err(Outcome::Failed(error)),
     };
     let metric = |value: f64, timestamp_ms: u64, pods: Vec<PodSample>| {
         Outcome::Value(Metric { name: name.into(), source: "prometheus".into(), value, timestamp_ms, pods })
@@ -317,12 +331,12 @@ fn interpret(name: &str, query: &Query, answer: &serde_json::Value) -> Outcome {
         let mut newest = 0;
         for (labels, timestamp, value) in &series {
             let Some(pod) = labels[label.as_str()].as_str() else {
-                return Outcome::Failed("parse", format!("a series has no {label:?} label: {labels}"));
+                return Outcome::Failed(SourceError::Parse(format!("a series has no {label:?} label: {labels}")));
             };
             let value = if value.is_finite() {
                 *value
             } else {
-                match fallback(query.on_nan, "nan", format!("pod {pod}: {value}"), *timestamp) {
+                match fallback(query.on_nan, SourceError::Nan(format!("pod {pod}: {value}")), *timestamp) {
                     Ok((_, value)) => value,
                     Err(Outcome::Missing(..)) => continue,
                     Err(failed) => return failed,
@@ -332,7 +346,7 @@ fn interpret(name: &str, query: &Query, answer: &serde_json::Value) -> Outcome {
             pods.push(PodSample { pod: pod.into(), value, timestamp_ms: *timestamp, window_ms: 0 });
         }
         if pods.is_empty() {
-            return match fallback(query.on_empty, "empty", "no series".into(), 0) {
+            return match fallback(query.on_empty, SourceError::Empty("no series".into()), 0) {
                 Ok((_, value)) => metric(value, 0, vec![]),
                 Err(outcome) => outcome,
             };
@@ -342,7 +356,7 @@ fn interpret(name: &str, query: &Query, answer: &serde_json::Value) -> Outcome {
     }
 
     let (timestamp, value) = match series.as_slice() {
-        [] => match fallback(query.on_empty, "empty", "the query returned no series".into(), 0) {
+        [] => match fallback(query.on_empty, SourceError::Empty("the query returned no series".into()), 0) {
             Ok(pair) => pair,
             Err(outcome) => return outcome,
         },
@@ -355,17 +369,17 @@ fn interpret(name: &str, query: &Query, answer: &serde_json::Value) -> Outcome {
                 Combine::Max => values.fold(f64::NEG_INFINITY, f64::max),
                 Combine::Min => values.fold(f64::INFINITY, f64::min),
                 Combine::Error => {
-                    return Outcome::Failed(
-                        "multiple",
-                        format!("{} series; aggregate in PromQL or set on_multiple", several.len()),
-                    );
+                    return Outcome::Failed(SourceError::Multiple(format!(
+                        "{} series; aggregate in PromQL or set on_multiple",
+                        several.len()
+                    )));
                 }
             };
             (timestamp, value)
         }
     };
     if !value.is_finite() {
-        return match fallback(query.on_nan, "nan", format!("the value is {value}"), timestamp) {
+        return match fallback(query.on_nan, SourceError::Nan(format!("the value is {value}")), timestamp) {
             Ok((timestamp, value)) => metric(value, timestamp, vec![]),
             Err(outcome) => outcome,
         };
@@ -409,19 +423,28 @@ mod tests {
     #[test]
     fn empty_nan_and_multiple_follow_the_configured_rule() {
         let empty = vector(&[]);
-        assert!(matches!(interpret("x", &query(json!({})), &empty), Outcome::Missing("empty", _)));
+        assert!(matches!(interpret("x", &query(json!({})), &empty), Outcome::Missing(SourceError::Empty(_))));
         assert_eq!(value(interpret("x", &query(json!({"on_empty": "zero"})), &empty)), 0.0);
-        assert!(matches!(interpret("x", &query(json!({"on_empty": "error"})), &empty), Outcome::Failed("empty", _)));
+        assert!(matches!(
+            interpret("x", &query(json!({"on_empty": "error"})), &empty),
+            Outcome::Failed(SourceError::Empty(_))
+        ));
 
         for nan in ["NaN", "+Inf", "-Inf"] {
             let answer = vector(&[("a", nan)]);
-            assert!(matches!(interpret("x", &query(json!({})), &answer), Outcome::Missing("nan", _)), "{nan}");
+            assert!(
+                matches!(interpret("x", &query(json!({})), &answer), Outcome::Missing(SourceError::Nan(_))),
+                "{nan}"
+            );
             assert_eq!(value(interpret("x", &query(json!({"on_nan": "zero"})), &answer)), 0.0);
-            assert!(matches!(interpret("x", &query(json!({"on_nan": "error"})), &answer), Outcome::Failed("nan", _)));
+            assert!(matches!(
+                interpret("x", &query(json!({"on_nan": "error"})), &answer),
+                Outcome::Failed(SourceError::Nan(_))
+            ));
         }
 
         let two = vector(&[("a", "1"), ("b", "4")]);
-        assert!(matches!(interpret("x", &query(json!({})), &two), Outcome::Failed("multiple", _)));
+        assert!(matches!(interpret("x", &query(json!({})), &two), Outcome::Failed(SourceError::Multiple(_))));
         assert_eq!(value(interpret("x", &query(json!({"on_multiple": "sum"})), &two)), 5.0);
         assert_eq!(value(interpret("x", &query(json!({"on_multiple": "max"})), &two)), 4.0);
         assert_eq!(value(interpret("x", &query(json!({"on_multiple": "min"})), &two)), 1.0);
@@ -436,7 +459,7 @@ mod tests {
         let missing_label = json!({"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1, "1"]}]}});
         assert!(matches!(
             interpret("rps", &query(json!({"pod_label": "pod"})), &missing_label),
-            Outcome::Failed("parse", _)
+            Outcome::Failed(SourceError::Parse(_))
         ));
     }
 
@@ -444,12 +467,12 @@ mod tests {
     fn refused_queries_and_malformed_answers_are_errors() {
         let refused = json!({"status": "error", "errorType": "bad_data", "error": "parse error at char 3"});
         assert!(
-            matches!(interpret("x", &query(json!({})), &refused), Outcome::Failed("query", m) if m.contains("parse error"))
+            matches!(interpret("x", &query(json!({})), &refused), Outcome::Failed(SourceError::Query(m)) if m.contains("parse error"))
         );
         let matrix = json!({"status": "success", "data": {"resultType": "matrix", "result": []}});
-        assert!(matches!(interpret("x", &query(json!({})), &matrix), Outcome::Failed("query", _)));
+        assert!(matches!(interpret("x", &query(json!({})), &matrix), Outcome::Failed(SourceError::Query(_))));
         let garbage = json!({"status": "success", "data": {"resultType": "vector", "result": [{"value": "x"}]}});
-        assert!(matches!(interpret("x", &query(json!({})), &garbage), Outcome::Failed("parse", _)));
+        assert!(matches!(interpret("x", &query(json!({})), &garbage), Outcome::Failed(SourceError::Parse(_))));
     }
 
     #[test]
@@ -458,8 +481,8 @@ mod tests {
             query(json!({"query": "sum(rate(http_requests_total{namespace=\"{{namespace}}\",app=\"{{name}}\"}[1m]))"}));
         assert!(q.validate().is_ok());
         let bad = query(json!({"query": "up{job=\"{{service}}\"}"}));
-        let (field, message) = bad.validate().unwrap_err();
-        assert_eq!(field, "query");
-        assert!(message.contains("{{service}}"), "{message}");
+        let error = bad.validate().unwrap_err();
+        assert_eq!(error.field, "query");
+        assert!(error.message.contains("{{service}}"), "{error}");
     }
 }

@@ -8,41 +8,73 @@
 //! that Redis already expired are simply gone. One `SCAN` and one pipelined
 //! `HGETALL` per pattern per poll serve every metric using that pattern.
 
-use super::SignalHub;
-use super::poll::{Fetcher, Job, Outcome, Poller};
-use crate::config::{MetricSource, Workload};
+use super::poll::{Fetcher, Outcome, Poller};
+use super::source::{Context, Endpoint, EndpointDefaults, FieldError, Job, Nothing, Source, SourceError, Started};
+use crate::clock::Clock;
 use crate::snapshot::{Metric, PodSample};
-use crate::telemetry::Metrics;
 use futures::future::BoxFuture;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::time::Duration;
 
-/// `sources.redis`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Source {
-    /// `redis://[user:password@]host:port/db` (or `rediss://` for TLS).
-    pub url: String,
-    #[serde(default = "default_interval", with = "humantime_serde")]
-    pub interval: Duration,
-    #[serde(default = "default_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-}
+pub struct Heartbeats;
 
-fn default_interval() -> Duration {
-    Duration::from_secs(2)
-}
+const ENDPOINT: EndpointDefaults = EndpointDefaults {
+    url_key: "url",
+    // checked by the Redis client, which knows its URL forms
+    schemes: &[],
+    interval: Duration::from_secs(2),
+    timeout: Duration::from_secs(1),
+};
 
-fn default_timeout() -> Duration {
-    Duration::from_secs(1)
-}
+impl Source for Heartbeats {
+    const NAME: &'static str = "redis";
+    const METRIC: Option<&'static str> = Some("redis");
+    const LABEL: &'static str = "redis";
+    const TITLE: &'static str = "Redis";
+    type Settings = Endpoint;
+    type Metric = Heartbeat;
 
-impl Source {
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        redis::Client::open(self.url.as_str()).map_err(|e| ("url", format!("{e}")))?;
-        super::check_interval(self.interval)
+    /// `sources.redis`: `url` is `redis://[user:password@]host:port/db` (or
+    /// `rediss://` for TLS).
+    fn settings(value: serde_json::Value) -> Result<Endpoint, FieldError> {
+        let (endpoint, Nothing {}) = Endpoint::split(value, &ENDPOINT)?;
+        redis::Client::open(endpoint.url.as_str()).map_err(|e| FieldError::new("url", e.to_string()))?;
+        Ok(endpoint)
+    }
+
+    fn validate_metric(heartbeat: &Heartbeat) -> Result<(), FieldError> {
+        if heartbeat.pattern.matches('*').count() != 1 {
+            return Err(FieldError::new(
+                "pattern",
+                format!("{:?} must contain exactly one * (the node name)", heartbeat.pattern),
+            ));
+        }
+        if heartbeat.field.is_empty() {
+            return Err(FieldError::new("field", "must not be empty"));
+        }
+        Ok(())
+    }
+
+    fn refresh(endpoint: &Endpoint) -> Option<Duration> {
+        Some(endpoint.interval)
+    }
+
+    fn start(endpoint: &Endpoint, jobs: Vec<Job<&Heartbeat>>, context: &Context) -> Result<Started, FieldError> {
+        if jobs.is_empty() {
+            return Ok(Started::default());
+        }
+        let jobs: Vec<Job<Heartbeat>> = jobs
+            .into_iter()
+            .map(|job| {
+                let spec = job.spec.render(&job.target);
+                job.with(spec)
+            })
+            .collect();
+        let client = redis::Client::open(endpoint.url.as_str()).map_err(|e| FieldError::new("url", e.to_string()))?;
+        let fetcher = Redis { endpoint: endpoint.clone(), client, connection: tokio::sync::Mutex::new(None) };
+        let poller = Poller::new(fetcher, jobs, endpoint.interval, context);
+        Ok(Started { tasks: vec![poller.into_task(context.shutdown.clone())], sink: None })
     }
 }
 
@@ -71,27 +103,16 @@ fn default_timestamp_field() -> String {
 }
 
 impl Heartbeat {
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        if self.pattern.matches('*').count() != 1 {
-            return Err(("pattern", format!("{:?} must contain exactly one * (the node name)", self.pattern)));
-        }
-        if self.field.is_empty() {
-            return Err(("field", "must not be empty".into()));
-        }
-        Ok(())
-    }
-
-    fn render(&self, workload: &Workload) -> Heartbeat {
-        let pattern = self
-            .pattern
-            .replace("{{namespace}}", &workload.target.namespace)
-            .replace("{{name}}", &workload.target.name);
+    /// With the target's `{{namespace}}` and `{{name}}` filled in.
+    fn render(&self, target: &crate::cluster::Target) -> Heartbeat {
+        let pattern = self.pattern.replace("{{namespace}}", &target.namespace).replace("{{name}}", &target.name);
         Heartbeat { pattern, ..self.clone() }
     }
 }
 
+/// One `SCAN` and pipelined `HGETALL` per pattern per poll.
 pub struct Redis {
-    source: Source,
+    endpoint: Endpoint,
     client: redis::Client,
     connection: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
 }
@@ -103,15 +124,17 @@ impl Fetcher for Redis {
     type Spec = Heartbeat;
     const SOURCE: &'static str = "redis";
 
-    fn fetch_all<'a>(&'a self, jobs: &'a [Job<Heartbeat>]) -> BoxFuture<'a, Vec<Outcome>> {
+    fn fetch_all<'a>(&'a self, jobs: &'a [Job<Heartbeat>], clock: &'a dyn Clock) -> BoxFuture<'a, Vec<Outcome>> {
         Box::pin(async move {
-            let now_ms = crate::decide::Clock::now_ms(&crate::decide::SystemClock);
-            let mut read: HashMap<&str, Result<Nodes, (&'static str, String)>> = HashMap::new();
+            let now_ms = clock.now_ms();
+            let mut read: HashMap<&str, Result<Nodes, SourceError>> = HashMap::new();
             for job in jobs {
                 if !read.contains_key(job.spec.pattern.as_str()) {
-                    let nodes = tokio::time::timeout(self.source.timeout, self.nodes(&job.spec.pattern))
+                    let nodes = tokio::time::timeout(self.endpoint.timeout, self.nodes(&job.spec.pattern))
                         .await
-                        .unwrap_or_else(|_| Err(("timeout", format!("no answer within {:?}", self.source.timeout))));
+                        .unwrap_or_else(|_| {
+                            Err(SourceError::Timeout(format!("no answer within {:?}", self.endpoint.timeout)))
+                        });
                     if nodes.is_err() {
                         // reconnect at the next attempt
                         *self.connection.lock().await = None;
@@ -122,7 +145,7 @@ impl Fetcher for Redis {
             jobs.iter()
                 .map(|job| match &read[job.spec.pattern.as_str()] {
                     Ok(nodes) => samples(&job.metric, &job.spec, nodes, now_ms),
-                    Err((kind, why)) => Outcome::Failed(kind, why.clone()),
+                    Err(error) => Outcome::Failed(error.clone()),
                 })
                 .collect()
         })
@@ -130,20 +153,20 @@ impl Fetcher for Redis {
 }
 
 impl Redis {
-    async fn nodes(&self, pattern: &str) -> Result<Nodes, (&'static str, String)> {
+    async fn nodes(&self, pattern: &str) -> Result<Nodes, SourceError> {
+        let connect = |e: redis::RedisError| SourceError::Connect(e.to_string());
         let mut slot = self.connection.lock().await;
         if slot.is_none() {
-            let connection =
-                self.client.get_multiplexed_async_connection().await.map_err(|e| ("connect", e.to_string()))?;
+            let connection = self.client.get_multiplexed_async_connection().await.map_err(connect)?;
             *slot = Some(connection);
         }
         let connection = slot.as_mut().expect("connected above");
         let mut keys: Vec<String> = Vec::new();
         {
             let mut iter: redis::AsyncIter<String> =
-                redis::AsyncCommands::scan_match(connection, pattern).await.map_err(|e| ("connect", e.to_string()))?;
+                redis::AsyncCommands::scan_match(connection, pattern).await.map_err(connect)?;
             while let Some(key) = futures::StreamExt::next(&mut iter).await {
-                keys.push(key.map_err(|e| ("connect", e.to_string()))?);
+                keys.push(key.map_err(connect)?);
             }
         }
         keys.sort();
@@ -152,8 +175,7 @@ impl Redis {
         for key in &keys {
             pipe.hgetall(key);
         }
-        let hashes: Vec<HashMap<String, String>> =
-            pipe.query_async(connection).await.map_err(|e| ("connect", e.to_string()))?;
+        let hashes: Vec<HashMap<String, String>> = pipe.query_async(connection).await.map_err(connect)?;
         let (prefix, suffix) = pattern.split_once('*').unwrap_or((pattern, ""));
         Ok(keys
             .into_iter()
@@ -189,7 +211,7 @@ fn samples(name: &str, heartbeat: &Heartbeat, nodes: &Nodes, now_ms: u64) -> Out
     }
     if pods.is_empty() {
         let why = if skipped.is_empty() { "no live node".to_string() } else { skipped.join("; ") };
-        return Outcome::Missing("empty", why);
+        return Outcome::Missing(SourceError::Empty(why));
     }
     if !skipped.is_empty() {
         tracing::debug!(metric = name, skipped = %skipped.join("; "), "heartbeats skipped");
@@ -197,25 +219,6 @@ fn samples(name: &str, heartbeat: &Heartbeat, nodes: &Nodes, now_ms: u64) -> Out
     let newest = pods.iter().map(|p| p.timestamp_ms).max().unwrap_or(now_ms);
     let value = pods.iter().map(|p| p.value).sum();
     Outcome::Value(Metric { name: name.into(), source: "redis".into(), value, timestamp_ms: newest, pods })
-}
-
-/// The poller for every workload metric read from Redis heartbeats.
-pub fn poller(
-    source: &Source,
-    workloads: &[Workload],
-    hub: Arc<SignalHub>,
-    metrics: Arc<Metrics>,
-) -> Result<Option<Poller<Redis>>, String> {
-    let jobs: Vec<Job<Heartbeat>> = super::poll::jobs(workloads, |w, source| match source {
-        MetricSource::Redis(heartbeat) => Some(heartbeat.render(w)),
-        _ => None,
-    });
-    if jobs.is_empty() {
-        return Ok(None);
-    }
-    let client = redis::Client::open(source.url.as_str()).map_err(|e| format!("sources.redis.url: {e}"))?;
-    let fetcher = Redis { source: source.clone(), client, connection: tokio::sync::Mutex::new(None) };
-    Ok(Some(Poller { fetcher, jobs, interval: source.interval, hub, metrics }))
 }
 
 #[cfg(test)]
@@ -255,8 +258,8 @@ mod tests {
     #[test]
     fn no_live_node_is_missing_not_zero() {
         let nodes: Nodes = [("a".to_string(), node(&[("connections", "1"), ("ts", "0")]))].into_iter().collect();
-        assert!(matches!(samples("c", &heartbeat(), &nodes, 100_000), Outcome::Missing("empty", _)));
+        assert!(matches!(samples("c", &heartbeat(), &nodes, 100_000), Outcome::Missing(SourceError::Empty(_))));
         let bad = Heartbeat { pattern: "hb:*:*".into(), ..heartbeat() };
-        assert!(bad.validate().unwrap_err().1.contains("exactly one *"));
+        assert!(Heartbeats::validate_metric(&bad).unwrap_err().message.contains("exactly one *"));
     }
 }

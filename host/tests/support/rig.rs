@@ -2,9 +2,9 @@
 //! the given policies in its store: what the signal and Kafka tests drive.
 
 use fake_apiserver::FakeApiServer;
+use scalegate::clock::SystemClock;
 use scalegate::config::Config;
 use scalegate::daemon::{self, Running, Settings};
-use scalegate::decide::SystemClock;
 use scalegate::k8s::{KubeCluster, KubeSettings};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,7 +22,7 @@ pub struct Rig {
     pub fake: FakeApiServer,
     /// (namespace, name) of the scaled target.
     target: (String, String),
-    running: Option<Running<KubeCluster, SystemClock>>,
+    running: Option<Running<KubeCluster>>,
     shutdown: tokio_util::sync::CancellationToken,
     _dir: tempfile::TempDir,
 }
@@ -42,21 +42,20 @@ impl Rig {
         let client = scalegate::k8s::client(kube::Config::new(fake.url().parse().unwrap())).unwrap();
         let cluster = Arc::new(KubeCluster::new(client, KubeSettings::default()));
         let settings = Settings {
-            workloads: config.workloads,
-            sources: config.sources,
+            config,
             admin_listen: "127.0.0.1:0".parse().unwrap(),
             admin_token: token.map(str::to_string),
             grace: Duration::from_secs(5),
             log_level: None,
             election: None,
-            pod_metrics: Some(cluster.clone()),
+            resource_metrics: Some(cluster.clone()),
         };
         let shutdown = tokio_util::sync::CancellationToken::new();
         let running = daemon::start(settings, store, cluster, Arc::new(SystemClock), shutdown.clone()).await.unwrap();
         Rig { fake, target: (target.0.to_string(), target.1.to_string()), running: Some(running), shutdown, _dir: dir }
     }
 
-    pub fn running(&self) -> &Running<KubeCluster, SystemClock> {
+    pub fn running(&self) -> &Running<KubeCluster> {
         self.running.as_ref().unwrap()
     }
 

@@ -7,13 +7,13 @@
 //! matches nothing in the store (later, a reference that stops resolving is
 //! a fault: the workload keeps its replicas and the decision says why).
 
+use super::common::{Failure, admin_token, tokio_runtime};
 use crate::admin::LogLevelSetter;
-use crate::cli::{Failure, admin_token};
-use crate::config::{Config, PolicyRef};
+use crate::clock::SystemClock;
+use crate::config::Config;
 use crate::daemon::{self, Election, Settings};
-use crate::decide::SystemClock;
 use crate::k8s::{KubeCluster, KubeSettings, LeaseSettings};
-use crate::policy::{Runtime, RuntimeConfig};
+use crate::policy::{PolicyRef, Runtime, RuntimeConfig};
 use crate::policy_store::Catalog;
 use clap::Args;
 use std::path::PathBuf;
@@ -63,10 +63,6 @@ pub struct RunArgs {
 
 fn usage(message: String) -> Failure {
     Failure::usage(message)
-}
-
-fn internal(message: String) -> Failure {
-    Failure { code: 70, message }
 }
 
 /// Every binding's reference must name something loaded.
@@ -131,12 +127,9 @@ pub fn run(args: &RunArgs, cache_dir: Option<PathBuf>, log_level: Option<LogLeve
     }
     let token = admin_token(args.admin_token_file.as_deref())?;
     let runtime = Arc::new(Runtime::new(RuntimeConfig { cache_dir, ..RuntimeConfig::default() })?);
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| internal(format!("cannot start the async runtime: {e}")))?;
+    let tokio = tokio_runtime()?;
     let result = tokio.block_on(async {
-        let store = daemon::open_store(runtime, policy_dir).await.map_err(|e| internal(format!("{e:#}")))?;
+        let store = daemon::open_store(runtime, policy_dir).await.map_err(|e| Failure::internal(e.to_string()))?;
         check_references(&config, &store.catalog())?;
         let client = kube_client(args).await?;
         let identity = identity(args);
@@ -160,22 +153,17 @@ pub fn run(args: &RunArgs, cache_dir: Option<PathBuf>, log_level: Option<LogLeve
         daemon::cancel_on_signals(shutdown.clone());
         let workloads = config.workloads.len();
         let settings = Settings {
-            workloads: config.workloads,
-            sources: config.sources,
+            config,
             admin_listen: args.admin_listen,
             admin_token: token,
             grace: args.grace,
             log_level,
             election,
-            pod_metrics: Some(cluster.clone()),
+            resource_metrics: Some(cluster.clone()),
         };
-        let running =
-            daemon::start(settings, store, cluster, Arc::new(SystemClock), shutdown.clone()).await.map_err(|e| {
-                match e.downcast_ref::<daemon::InvalidSetting>() {
-                    Some(invalid) => usage(invalid.to_string()),
-                    None => internal(format!("{e:#}")),
-                }
-            })?;
+        let running = daemon::start(settings, store, cluster, Arc::new(SystemClock), shutdown.clone())
+            .await
+            .map_err(|e| if e.is_setting() { usage(e.to_string()) } else { Failure::internal(e.to_string()) })?;
         tracing::info!(%identity, workloads, admin = %running.admin_addr, "scalegate running");
         eprintln!("scalegate: {workloads} workloads, admin API on http://{}", running.admin_addr);
         running.wait().await;

@@ -1,4 +1,5 @@
-//! `scalegate bench`.
+//! `scalegate bench`: the policy call path, loading, and (`--fleet N`) the
+//! decision loop over a simulated fleet.
 //!
 //! The benchmark measures the host's real call path (`LoadedPolicy::evaluate`:
 //! snapshot conversion, instance checkout, call, output checks) for the `hpa`
@@ -9,8 +10,9 @@
 
 mod fleet;
 
+use super::common::Failure;
 use crate::policy::{LoadedPolicy, Runtime, RuntimeConfig};
-use crate::snapshot::{Metric, Pod, PodPhase, PodSample, Snapshot, Workload};
+use crate::snapshot::{Metric, Observation, Past, Pod, PodPhase, PodSample, Snapshot, Subject};
 use anyhow::Context;
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -73,18 +75,10 @@ pub fn hpa_bench_snapshot() -> Snapshot {
             window_ms: 15_000,
         })
         .collect::<Vec<_>>();
-    Snapshot {
-        now_ms,
-        workload: Workload {
-            kind: "Deployment".into(),
-            namespace: "shop".into(),
-            name: "web".into(),
-            current_replicas: 50,
-            status_replicas: Some(50),
-            ready_replicas: Some(50),
-            min_replicas: 2,
-            max_replicas: 200,
-        },
+    let observation = Observation {
+        spec_replicas: 50,
+        status_replicas: 50,
+        ready_replicas: 50,
         metrics: vec![
             Metric {
                 name: "cpu".into(),
@@ -102,19 +96,19 @@ pub fn hpa_bench_snapshot() -> Snapshot {
             },
         ],
         pods,
-        signals: vec![],
-        forecasts: vec![],
-        recommendations: vec![],
-        scale_events: vec![],
-        params: serde_json::json!({
-            "metrics": [
-                {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}},
-                {"type": "External", "external": {"metric": {"name": "queue"}, "target": {"type": "AverageValue", "averageValue": "30"}}}
-            ],
-            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 120}}
-        }),
-        state: br#"{"recommendations":[{"replicas":50,"timestamp_ms":1699999990000}]}"#.to_vec(),
-    }
+        ..Observation::default()
+    };
+    let subject = Subject { kind: "Deployment", namespace: "shop", name: "web", min_replicas: 2, max_replicas: 200 };
+    let mut snapshot = Snapshot::assemble(now_ms, subject, observation, Past::default());
+    snapshot.params = serde_json::json!({
+        "metrics": [
+            {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}},
+            {"type": "External", "external": {"metric": {"name": "queue"}, "target": {"type": "AverageValue", "averageValue": "30"}}}
+        ],
+        "behavior": {"scaleDown": {"stabilizationWindowSeconds": 120}}
+    });
+    snapshot.state = br#"{"recommendations":[{"replicas":50,"timestamp_ms":1699999990000}]}"#.to_vec();
+    snapshot
 }
 
 /// What the `hpa` plugin does, natively: parse params and state, convert,
@@ -228,7 +222,11 @@ fn evaluate_ok(policy: &LoadedPolicy, snapshot: &Snapshot) -> Option<u32> {
     }
 }
 
-pub fn run(args: &BenchArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
+pub fn run(args: &BenchArgs, cache_dir: Option<PathBuf>) -> Result<(), Failure> {
+    hpa_and_loading(args, cache_dir).map_err(|e| Failure::internal(format!("{e:#}")))
+}
+
+fn hpa_and_loading(args: &BenchArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
     if let Some(workloads) = args.fleet {
         return fleet::run(&args.policies, workloads, args.fleet_measure, cache_dir);
     }

@@ -3,12 +3,11 @@
 //! of `target-tracking` decide identically, and the precompiled cache is
 //! reused, invalidated and survives corruption.
 
-mod support;
-use scalegate::bench::{hpa_bench_snapshot, native_hpa};
+use crate::support::*;
+use scalegate::cli::bench::{hpa_bench_snapshot, native_hpa};
 use scalegate::policy::{Declined, Error, LoadedPolicy, Runtime, RuntimeConfig};
 use scalegate::sim::{SimWorkload, daily_load};
 use scalegate::snapshot::Snapshot;
-use support::*;
 
 #[test]
 fn hpa_metadata_and_example_decision() {

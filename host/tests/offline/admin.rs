@@ -1,23 +1,23 @@
 //! The admin API over loopback HTTP: every route, authentication, bad
 //! input, and that nothing running is disturbed by a refused request.
 
-mod support;
+use crate::support::*;
 use scalegate::admin::{AdminState, serve};
+use scalegate::clock::TokioClock;
 use scalegate::config::Config;
-use scalegate::decide::{Decider, DeciderConfig, TokioClock};
+use scalegate::decide::{Decider, DeciderConfig};
 use scalegate::policy_store::{PolicyStore, StoreConfig};
 use scalegate::sim::{SimCluster, SimWorkload};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TOKEN: &str = "s3cret-token";
 
 struct Api {
     addr: SocketAddr,
-    decider: Arc<Decider<SimCluster<TokioClock>, TokioClock>>,
+    decider: Arc<Decider<SimCluster<TokioClock>>>,
     cluster: Arc<SimCluster<TokioClock>>,
     _dir: tempfile::TempDir,
 }
@@ -42,7 +42,7 @@ async fn start(token: Option<&str>, max_upload_bytes: usize) -> Api {
     let decider = Arc::new(Decider::new(
         cluster.clone(),
         clock,
-        store.clone(),
+        Arc::new(store.clone()),
         config.workloads,
         DeciderConfig { metrics: metrics.clone(), ..DeciderConfig::default() },
     ));
@@ -99,7 +99,7 @@ async fn health_readiness_metrics_and_listings() {
         json(&body)["policies"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_string()).collect();
     assert_eq!(names, vec!["fixed", "hpa"]);
 
-    api.decider.evaluate(0).await;
+    api.decider.evaluate("shop/web").await.unwrap();
     let (status, body) = call(&api, "GET", "/v1/workloads/shop/web/decisions?limit=5", None, b"").await;
     assert_eq!(status, 200, "{body}");
     let decisions = json(&body)["decisions"].as_array().unwrap().clone();
@@ -176,7 +176,7 @@ async fn upload_activate_and_rollback() {
     assert_eq!(call(&api, "POST", "/v1/policies/fixed/activate", Some(TOKEN), br#"{"version": "7.0.0"}"#).await.0, 404);
     assert_eq!(call(&api, "POST", "/v1/policies/fixed/activate", Some(TOKEN), br#"{"tag": "x"}"#).await.0, 400);
     // the workload keeps working throughout
-    assert!(api.decider.evaluate(0).await.policies[0].error.is_none());
+    assert!(api.decider.evaluate("shop/web").await.unwrap().policies[0].error.is_none());
     let (_, metrics) = call(&api, "GET", "/metrics", None, b"").await;
     // fixed and hpa at start, fixed 0.2.0 uploaded; the wrong name and the
     // loop refused by the store (not-Wasm and oversized never reach it)

@@ -4,7 +4,8 @@
 //! soon after a network partition, and consumer-group
 //! lag drives scaling, goes stale while the broker is down and recovers.
 
-mod support;
+use crate::support::rig::{Rig, eventually};
+use crate::support::servers::{Tansu, TcpProxy, free_port, send};
 use fake_apiserver::FakeApiServer;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -12,8 +13,6 @@ use rdkafka::message::Message;
 use rdkafka::producer::FutureRecord;
 use scalegate::signals::kafka::CloseAside;
 use std::time::{Duration, Instant};
-use support::rig::{Rig, eventually};
-use support::servers::{Tansu, TcpProxy, free_port, send};
 
 /// The two tests each run a broker; one at a time keeps them (and their
 /// ports and consumer groups) apart.
@@ -232,7 +231,7 @@ async fn directives_flow_again_after_a_network_partition() {
 async fn tls_with_a_private_ca_end_to_end_and_scram_reaches_the_broker() {
     let _one = ONE_BROKER_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = support::servers::certificates();
+    let (ca, cert, key) = crate::support::servers::certificates();
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, ca).unwrap();
     // TLS terminated in front of the broker (tansu 0.6 has no TLS of its own)

@@ -2,17 +2,17 @@
 //! guardrails, faults, per-workload rollback, conflicts, and the timed loop
 //! with triggers and shutdown (tokio's paused clock).
 
-mod support;
+use crate::support::*;
+use scalegate::clock::TokioClock;
 use scalegate::config::Config;
-use scalegate::decide::{Decider, DeciderConfig, TokioClock};
+use scalegate::decide::{Decider, DeciderConfig};
 use scalegate::guardrails::Clamp;
 use scalegate::policy_store::PolicyStore;
 use scalegate::sim::{SimCluster, SimWorkload};
 use std::sync::Arc;
 use std::time::Duration;
-use support::*;
 
-type Loop = Decider<SimCluster<TokioClock>, TokioClock>;
+type Loop = Decider<SimCluster<TokioClock>>;
 
 struct Rig {
     decider: Arc<Loop>,
@@ -31,8 +31,13 @@ fn rig(files: &[(&str, &str)], yaml: &str) -> Rig {
     web.startup_ms = 0;
     cluster.add("shop", web, Box::new(|_| 400.0));
     let config = Config::parse(yaml).unwrap();
-    let decider =
-        Arc::new(Decider::new(cluster.clone(), clock, store.clone(), config.workloads, DeciderConfig::default()));
+    let decider = Arc::new(Decider::new(
+        cluster.clone(),
+        clock,
+        Arc::new(store.clone()),
+        config.workloads,
+        DeciderConfig::default(),
+    ));
     Rig { decider, cluster, store, dir }
 }
 
@@ -50,7 +55,7 @@ async fn several_policies_combine_by_max_and_the_result_is_applied() {
             "    policies:\n      - {policy: fixed, params: {replicas: 3}}\n      - {policy: target-tracking, params: {metric: rps, target: 100}}\n",
         ),
     );
-    let record = rig.decider.evaluate(0).await;
+    let record = rig.decider.evaluate("shop/web").await.unwrap();
     let desired: Vec<Option<u32>> = record.policies.iter().map(|p| p.desired).collect();
     assert_eq!(desired, vec![Some(3), Some(4)], "{record:#?}");
     assert_eq!(record.guardrails.replicas, 4);
@@ -63,7 +68,7 @@ async fn several_policies_combine_by_max_and_the_result_is_applied() {
     assert!(record.inputs.contains("rps=400.000"), "{}", record.inputs);
 
     // steady state: nothing more to do, nothing written
-    let again = rig.decider.evaluate(0).await;
+    let again = rig.decider.evaluate("shop/web").await.unwrap();
     assert!(!again.applied && again.guardrails.replicas == 4);
     assert_eq!(rig.cluster.scale_calls().len(), 1);
     assert_eq!(rig.decider.decisions("shop/web", 10).unwrap().len(), 2);
@@ -77,7 +82,7 @@ async fn shadow_is_recorded_and_never_actuated() {
             "    policies: [{policy: fixed, params: {replicas: 3}}]\n    shadow: {policy: fixed, params: {replicas: 9}}\n",
         ),
     );
-    let record = rig.decider.evaluate(0).await;
+    let record = rig.decider.evaluate("shop/web").await.unwrap();
     assert_eq!(record.shadow.as_ref().unwrap().desired, Some(9));
     assert!(record.shadow_diverged);
     assert_eq!(rig.cluster.replicas("shop", "web"), Some(3));
@@ -91,16 +96,16 @@ async fn guardrails_limit_what_is_written() {
             "    policies: [{policy: fixed, params: {replicas: 15}}]\n    guardrails: {max_step_up: 1, cooldown_up: 1m}\n",
         ),
     );
-    let record = rig.decider.evaluate(0).await;
+    let record = rig.decider.evaluate("shop/web").await.unwrap();
     assert_eq!(record.guardrails.clamps, vec![Clamp::StepUp { from: 15, to: 3 }]);
     assert_eq!(rig.cluster.replicas("shop", "web"), Some(3));
     // within the cooldown: held
     tokio::time::advance(Duration::from_secs(30)).await;
-    let held = rig.decider.evaluate(0).await;
+    let held = rig.decider.evaluate("shop/web").await.unwrap();
     assert!(matches!(held.guardrails.clamps[0], Clamp::Cooldown { .. }), "{:?}", held.guardrails.clamps);
     assert_eq!(rig.cluster.replicas("shop", "web"), Some(3));
     tokio::time::advance(Duration::from_secs(31)).await;
-    rig.decider.evaluate(0).await;
+    rig.decider.evaluate("shop/web").await.unwrap();
     assert_eq!(rig.cluster.replicas("shop", "web"), Some(4));
 }
 
@@ -114,7 +119,7 @@ async fn a_faulting_policy_keeps_the_current_replicas() {
     );
     // the panicking policy fails the store's smoke evaluation, so it is not loaded
     assert!(rig.store.catalog().problems.iter().any(|p| p.kind == "trap"));
-    let record = rig.decider.evaluate(0).await;
+    let record = rig.decider.evaluate("shop/web").await.unwrap();
     let errors: Vec<Option<&str>> = record.policies.iter().map(|p| p.error.as_deref()).collect();
     assert_eq!(errors, vec![None, Some("not_loaded"), Some("not_loaded")]);
     assert!(matches!(record.guardrails.clamps[0], Clamp::Fault { .. }));
@@ -129,7 +134,7 @@ async fn repeated_faults_of_a_new_version_roll_the_workload_back() {
         &[("versioned.wasm", "testdata/versioned.wasm")],
         &web("    policies: [{policy: versioned, params: {replicas: 5}}]\n"),
     );
-    assert_eq!(rig.decider.evaluate(0).await.guardrails.replicas, 5);
+    assert_eq!(rig.decider.evaluate("shop/web").await.unwrap().guardrails.replicas, 5);
 
     // version 0.2.0 arrives (it passes the smoke test, then faults on real params)
     std::fs::write(rig.dir.path().join("versioned-next.wasm"), policy_bytes("testdata/versioned_v2.wasm")).unwrap();
@@ -137,12 +142,12 @@ async fn repeated_faults_of_a_new_version_roll_the_workload_back() {
     let report = tokio::task::spawn_blocking(move || store.rescan()).await.unwrap();
     assert_eq!(report.loaded, vec!["versioned@0.2.0".to_string()]);
     for attempt in 1..=3 {
-        let record = rig.decider.evaluate(0).await;
+        let record = rig.decider.evaluate("shop/web").await.unwrap();
         assert_eq!(record.policies[0].policy, "versioned@0.2.0");
         assert_eq!(record.policies[0].error.as_deref(), Some("trap"), "attempt {attempt}");
         assert!(!record.applied);
     }
-    let record = rig.decider.evaluate(0).await;
+    let record = rig.decider.evaluate("shop/web").await.unwrap();
     assert_eq!(record.policies[0].policy, "versioned@0.1.0", "rolled back after 3 faults");
     assert!(record.policies[0].rolled_back);
     assert_eq!(record.policies[0].desired, Some(5));
@@ -155,11 +160,11 @@ async fn repeated_faults_of_a_new_version_roll_the_workload_back() {
 async fn a_failed_write_is_recorded_and_retried_next_time() {
     let rig = rig(TRACKING, &web("    policies: [{policy: fixed, params: {replicas: 6}}]\n"));
     rig.cluster.fail_next_scales(1);
-    let record = rig.decider.evaluate(0).await;
+    let record = rig.decider.evaluate("shop/web").await.unwrap();
     assert!(!record.applied);
     assert!(record.apply_error.as_deref().unwrap().contains("conflict"), "{:?}", record.apply_error);
     assert_eq!(rig.cluster.replicas("shop", "web"), Some(2));
-    let retry = rig.decider.evaluate(0).await;
+    let retry = rig.decider.evaluate("shop/web").await.unwrap();
     assert!(retry.applied);
     assert_eq!(rig.cluster.replicas("shop", "web"), Some(6));
 }
@@ -167,9 +172,9 @@ async fn a_failed_write_is_recorded_and_retried_next_time() {
 #[tokio::test(start_paused = true)]
 async fn policy_state_and_history_are_carried_between_evaluations() {
     let rig = rig(TRACKING, &web("    policies: [{policy: target-tracking, params: {metric: rps, target: 100}}]\n"));
-    rig.decider.evaluate(0).await;
+    rig.decider.evaluate("shop/web").await.unwrap();
     tokio::time::advance(Duration::from_secs(15)).await;
-    let second = rig.decider.evaluate(0).await;
+    let second = rig.decider.evaluate("shop/web").await.unwrap();
     // the policy reads no state, but the host carried it; history shows the scale
     assert_eq!(second.current_replicas, 4);
     assert_eq!(second.policies[0].desired, Some(4));
@@ -180,7 +185,7 @@ async fn policy_state_and_history_are_carried_between_evaluations() {
 async fn the_loop_runs_on_its_interval_reacts_to_triggers_and_stops() {
     let rig = rig(TRACKING, &web("    interval: 15s\n    policies: [{policy: fixed, params: {replicas: 3}}]\n"));
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let mut tasks = rig.decider.run(shutdown.clone());
+    rig.decider.run(shutdown.clone());
     tokio::time::sleep(Duration::from_secs(61)).await;
     let count = rig.decider.decisions("shop/web", 100).unwrap().len();
     assert!((4..=5).contains(&count), "{count} evaluations in 61 s at a 15 s interval");
@@ -189,9 +194,7 @@ async fn the_loop_runs_on_its_interval_reacts_to_triggers_and_stops() {
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(rig.decider.decisions("shop/web", 100).unwrap().len(), count + 1, "a trigger evaluates at once");
     shutdown.cancel();
-    while let Some(result) = tasks.join_next().await {
-        result.unwrap();
-    }
+    rig.decider.stopped().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -202,14 +205,12 @@ async fn a_trigger_does_not_wait_for_the_staggered_first_evaluation() {
         - {name: second, target: {namespace: shop, name: web}, max_replicas: 20, interval: 1h, policies: [{policy: fixed, params: {replicas: 3}}]}\n";
     let rig = rig(TRACKING, yaml);
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let mut tasks = rig.decider.run(shutdown.clone());
+    rig.decider.run(shutdown.clone());
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(rig.decider.decisions("second", 10).unwrap().len(), 0, "not its turn yet");
     assert!(rig.decider.trigger("second"));
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(rig.decider.decisions("second", 10).unwrap().len(), 1, "a signal is acted on at once");
     shutdown.cancel();
-    while let Some(result) = tasks.join_next().await {
-        result.unwrap();
-    }
+    rig.decider.stopped().await;
 }

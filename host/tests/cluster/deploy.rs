@@ -7,20 +7,19 @@
 //! server must be allowed by a rule, and no rule may allow more than the
 //! actuator's request table.
 
-mod support;
+use crate::support::*;
 use clap::Parser;
 use fake_apiserver::FakeApiServer;
-use scalegate::config::{Config, Target};
-use scalegate::decide::{Cluster, Leadership};
+use scalegate::cluster::{Cluster, ResourceMetrics, Target};
+use scalegate::config::Config;
 use scalegate::k8s::{KubeCluster, KubeSettings, LeaderElector, LeaseSettings};
-use scalegate::signals::pod_metrics::PodMetricsApi;
+use scalegate::leadership::Leadership;
 use scalegate::snapshot::PodDeletionCost;
 use serde::Deserialize;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
-use support::*;
 
 fn render(overlay: &str) -> String {
     let out = Command::new("kubectl")
@@ -198,9 +197,9 @@ async fn rbac_allows_exactly_what_the_daemon_does() {
     cluster.set_deletion_costs(&target, &[PodDeletionCost { pod: "checkout-0".into(), cost: 1 }]).await.unwrap();
     cluster.scale(&target, 2, 3, "test").await.unwrap();
     fake.put_pod_metrics("shop", "checkout-0", &[("app", "50m", "64Mi")]);
-    assert_eq!(cluster.list_pod_metrics("shop").await.unwrap().len(), 1);
+    assert_eq!(cluster.list_pod_usage("shop").await.unwrap().len(), 1);
     assert_eq!(cluster.pods_of(&target).await.unwrap().len(), 1);
-    let leadership = Arc::new(Leadership::default());
+    let leadership = Arc::new(Leadership::elected());
     let settings = LeaseSettings::new("scalegate", "scalegate-leader", "a", Duration::from_secs(1));
     let stop = tokio_util::sync::CancellationToken::new();
     let elector = tokio::spawn(LeaderElector::new(client, settings, leadership.clone()).run(stop.clone()));

@@ -2,10 +2,9 @@
 //! fixture in `plugins/testdata/` ends as its typed error, within its
 //! budget, and the runtime keeps serving other policies afterwards.
 
-mod support;
+use crate::support::*;
 use scalegate::policy::{Error, LogLevel, Runtime, RuntimeConfig};
 use std::time::{Duration, Instant};
-use support::*;
 
 fn snapshot() -> scalegate::snapshot::Snapshot {
     example("target-tracking-scale-in.json")
@@ -130,7 +129,7 @@ fn sandbox_grants_no_ambient_capabilities() {
 
     // randomness is seeded: the same call on a fresh instance gives the same hash seed
     let fresh = Runtime::new(RuntimeConfig { recycle_instances: false, ..config() }).unwrap();
-    let (again, _) = fresh.load_file(&support::policy("testdata/sneaky.wasm")).unwrap();
+    let (again, _) = fresh.load_file(&crate::support::policy("testdata/sneaky.wasm")).unwrap();
     let first = again.evaluate(&snapshot).outcome.unwrap().reason;
     let second = again.evaluate(&snapshot).outcome.unwrap().reason;
     assert_eq!(first, second, "deterministic across fresh instances");

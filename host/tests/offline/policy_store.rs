@@ -2,15 +2,14 @@
 //! a ConfigMap-style mount whose `..data` symlink is swapped, corrupt
 //! replacements, reloads under load, pinning and rollback.
 
-mod support;
-use scalegate::config::PolicyRef;
+use crate::support::*;
+use scalegate::policy::PolicyRef;
 use scalegate::policy::Runtime;
 use scalegate::policy_store::{PolicyStore, StoreConfig};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use support::*;
 
 fn shared_runtime() -> Arc<Runtime> {
     Arc::new(runtime())

@@ -4,18 +4,39 @@
 //! needed. Decisions are printed as they happen; the admin API is up for
 //! `curl`.
 
+use super::common::{Failure, admin_token, tokio_runtime};
 use crate::admin::LogLevelSetter;
-use crate::cli::{DemoArgs, Failure, admin_token};
+use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::daemon::{self, Settings};
-use crate::decide::{DecisionRecord, SystemClock, WorkloadView};
+use crate::decide::{DecisionRecord, WorkloadView};
 use crate::policy::{Runtime, RuntimeConfig};
 use crate::sim::{SimCluster, SimWorkload, daily_load};
+use clap::Args;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Directory holding the bundled policies (built by `just plugins`).
+    #[arg(long, default_value = "target/policies")]
+    pub policies: PathBuf,
+    /// Admin API listen address (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub admin_listen: std::net::SocketAddr,
+    /// Stop after this long (e.g. `90s`); default: run until Ctrl-C or SIGTERM.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Length of the simulated day of load (the curve repeats).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "4m")]
+    pub day: Duration,
+    /// File holding the admin bearer token (or set SCALEGATE_ADMIN_TOKEN); without one, admin mutations are refused.
+    #[arg(long)]
+    pub admin_token_file: Option<PathBuf>,
+}
 
 /// The demo's workloads: a web Deployment scaled by `hpa` on CPU, and a
 /// socket tier scaled by `target-tracking` on requests per second, each with
@@ -45,12 +66,9 @@ workloads:
 
 pub fn run(args: &DemoArgs, cache_dir: Option<PathBuf>, log_level: Option<LogLevelSetter>) -> Result<(), Failure> {
     let token = admin_token(args.admin_token_file.as_deref())?;
-    let config = Config::parse(DEMO_CONFIG).map_err(|e| Failure { code: 70, message: format!("demo config: {e}") })?;
+    let config = Config::parse(DEMO_CONFIG).map_err(|e| Failure::internal(format!("demo config: {e}")))?;
     let runtime = Arc::new(Runtime::new(RuntimeConfig { cache_dir, max_instances: 64, ..RuntimeConfig::default() })?);
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure { code: 70, message: format!("cannot start the async runtime: {e}") })?;
+    let tokio = tokio_runtime()?;
     tokio.block_on(async {
         let clock = Arc::new(SystemClock);
         let cluster = Arc::new(SimCluster::new(clock.clone()));
@@ -72,21 +90,19 @@ pub fn run(args: &DemoArgs, cache_dir: Option<PathBuf>, log_level: Option<LogLev
             });
         }
         let settings = Settings {
-            workloads: config.workloads,
-            sources: config.sources,
+            config,
             admin_listen: args.admin_listen,
             admin_token: token.clone(),
             grace: Duration::from_secs(10),
             log_level,
             election: None,
-            pod_metrics: None,
+            resource_metrics: None,
         };
-        let store = daemon::open_store(runtime, args.policies.clone())
-            .await
-            .map_err(|e| Failure { code: 70, message: format!("{e:#}") })?;
+        let store =
+            daemon::open_store(runtime, args.policies.clone()).await.map_err(|e| Failure::usage(e.to_string()))?;
         let running = daemon::start(settings, store, cluster, clock, shutdown.clone())
             .await
-            .map_err(|e| Failure { code: 70, message: format!("{e:#}") })?;
+            .map_err(|e| Failure::internal(e.to_string()))?;
         let addr = running.admin_addr;
         println!("scalegate demo: 2 simulated workloads, a day of load every {}", humantime::format_duration(args.day));
         for status in running.store.catalog().status().iter().filter(|s| s.active) {

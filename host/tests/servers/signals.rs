@@ -3,11 +3,10 @@
 //! A source that stops leaves its inputs stale (no scale-down on stale
 //! data) and recovers when the server returns, without restarting scalegate.
 
-mod support;
+use crate::support::rig::{Rig, eventually};
+use crate::support::servers::{Blackhole, HttpStub, NatsServer, Prometheus, RedisServer, ScrapeTarget, free_port};
 use fake_apiserver::FakeApiServer;
 use std::time::{Duration, Instant};
-use support::rig::{Rig, eventually};
-use support::servers::{Blackhole, HttpStub, NatsServer, Prometheus, RedisServer, ScrapeTarget, free_port};
 
 const TOKEN: &str = "signals-test-token-0123456789";
 
@@ -462,7 +461,7 @@ workloads:
 async fn prometheus_over_tls_with_basic_auth_and_a_rotated_password() {
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name);
-    let (ca, cert, key) = support::servers::certificates();
+    let (ca, cert, key) = crate::support::servers::certificates();
     std::fs::write(path("ca.pem"), &ca).unwrap();
     std::fs::write(path("server.pem"), &cert).unwrap();
     std::fs::write(path("server.key"), &key).unwrap();

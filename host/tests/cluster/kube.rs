@@ -5,17 +5,19 @@
 //! expired watch history. Every test ends by asserting that the fake saw no
 //! request it does not understand.
 
-mod support;
+use crate::support::rig::eventually;
+use crate::support::*;
 use fake_apiserver::{FakeApiServer, Fault};
 use hyper::Method;
-use scalegate::config::{Config, Target};
-use scalegate::decide::{Cluster, ClusterError, Decider, DeciderConfig, Leadership, SystemClock};
+use scalegate::clock::SystemClock;
+use scalegate::cluster::{Cluster, ClusterError, Target};
+use scalegate::config::Config;
+use scalegate::decide::{Decider, DeciderConfig};
 use scalegate::k8s::{KubeCluster, KubeSettings, LeaderElector, LeaseSettings};
+use scalegate::leadership::Leadership;
 use scalegate::snapshot::PodDeletionCost;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::rig::eventually;
-use support::*;
 
 fn client(fake: &FakeApiServer) -> kube::Client {
     scalegate::k8s::client(kube::Config::new(fake.url().parse().unwrap())).unwrap()
@@ -256,26 +258,26 @@ async fn the_decision_loop_scales_through_the_api_and_holds_on_failures() {
     let (store, _dir) = open_store(&[("fixed.wasm", "fixed.wasm")]);
     let cluster = Arc::new(KubeCluster::new(client(&fake), settings()));
     let workloads = Config::parse(PIN_WEB_TO_5).unwrap().workloads;
-    let decider = Decider::new(cluster, Arc::new(SystemClock), store, workloads, DeciderConfig::default());
+    let decider = Decider::new(cluster, Arc::new(SystemClock), Arc::new(store), workloads, DeciderConfig::default());
 
     // the API refuses: nothing written, the record says why
     fake.inject(Method::PUT, "/deployments/web/scale", Fault::Status(403), 1);
-    let record = decider.evaluate(0).await;
+    let record = decider.evaluate("shop/web").await.unwrap();
     assert!(!record.applied);
     assert!(record.apply_error.as_deref().is_some_and(|e| e.contains("RBAC")), "{record:?}");
     assert_eq!(fake.replicas("shop", "web"), Some(3));
 
     // the target cannot be read: no decision, no write
     fake.inject(Method::GET, "/deployments/web/scale", Fault::Status(500), settings().attempts as usize);
-    let record = decider.evaluate(0).await;
+    let record = decider.evaluate("shop/web").await.unwrap();
     assert!(!record.applied && record.apply_error.as_deref().is_some_and(|e| e.contains("HTTP 500")), "{record:?}");
     assert_eq!(fake.replicas("shop", "web"), Some(3));
 
-    let record = decider.evaluate(0).await;
+    let record = decider.evaluate("shop/web").await.unwrap();
     assert!(record.applied, "{record:?}");
     assert_eq!(record.inputs, "replicas 3 (2 ready), 3 pods");
     assert_eq!(fake.replicas("shop", "web"), Some(5));
-    let record = decider.evaluate(0).await;
+    let record = decider.evaluate("shop/web").await.unwrap();
     assert!(!record.applied && record.apply_error.is_none(), "already at 5: nothing to write");
     assert_eq!(fake.scale_writes().len(), 1);
     assert_eq!(fake.events().len(), 1);
@@ -286,20 +288,24 @@ async fn the_decision_loop_scales_through_the_api_and_holds_on_failures() {
 async fn a_standby_decides_but_only_the_leader_writes() {
     let fake = fake_with_web().await;
     let (store, _dir) = open_store(&[("fixed.wasm", "fixed.wasm")]);
-    let leadership = Arc::new(Leadership::default());
+    let leadership = Arc::new(Leadership::elected());
     let cluster = Arc::new(KubeCluster::new(client(&fake), settings()));
     let workloads = Config::parse(PIN_WEB_TO_5).unwrap().workloads;
-    let config = DeciderConfig { leadership: Some(leadership.clone()), ..DeciderConfig::default() };
-    let decider = Decider::new(cluster, Arc::new(SystemClock), store, workloads, config);
+    let config = DeciderConfig { leadership: leadership.clone(), ..DeciderConfig::default() };
+    let decider = Decider::new(cluster, Arc::new(SystemClock), Arc::new(store), workloads, config);
 
-    let record = decider.evaluate(0).await;
+    let record = decider.evaluate("shop/web").await.unwrap();
     assert!(!record.applied);
     assert!(record.guardrails.clamps.iter().any(|c| c.metric_label() == "standby"), "{record:?}");
     assert_eq!(record.policies[0].desired, Some(5), "the policy still ran");
     assert_eq!(fake.replicas("shop", "web"), Some(3));
 
+    // a term begins, but its take-over is not done: still no write
+    let term = leadership.begin_term();
     leadership.lead_until(Instant::now() + Duration::from_secs(10));
-    assert!(decider.evaluate(0).await.applied);
+    assert!(!decider.evaluate("shop/web").await.unwrap().applied);
+    leadership.ready(term);
+    assert!(decider.evaluate("shop/web").await.unwrap().applied);
     assert_eq!(fake.replicas("shop", "web"), Some(5));
     assert_strict(&fake);
 }
@@ -310,7 +316,7 @@ fn campaign(
     identity: &str,
     lease_duration: Duration,
 ) -> (Arc<Leadership>, tokio::task::JoinHandle<()>, tokio_util::sync::CancellationToken) {
-    let leadership = Arc::new(Leadership::default());
+    let leadership = Arc::new(Leadership::elected());
     let settings = LeaseSettings::new("scalegate", "scalegate-leader", identity, lease_duration);
     let elector = LeaderElector::new(client(fake), settings, leadership.clone());
     let stop = tokio_util::sync::CancellationToken::new();

@@ -1,8 +1,7 @@
 //! The `scalegate` binary as a user runs it: output, errors and exit codes.
 
-mod support;
+use crate::support::*;
 use std::process::{Command, Output};
-use support::*;
 
 fn scalegate(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_scalegate"))

@@ -3,13 +3,25 @@
 //! opinion beside it, as fast as the policies run, and prints a table.
 //! Deterministic: the same inputs give the same table.
 
-use crate::cli::{Failure, load_dir};
+use super::common::{Failure, load_dir};
 use crate::policy::{Runtime, RuntimeConfig};
 use crate::sim::{SimWorkload, daily_load};
-use std::path::{Path, PathBuf};
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Directory holding the bundled policies (built by `just plugins`).
+    #[arg(long, default_value = "target/policies")]
+    pub policies: PathBuf,
+    /// Number of 15-second steps to simulate.
+    #[arg(long, default_value_t = 48)]
+    pub steps: u32,
+}
 
 /// Replays `steps` steps of 15 s and prints one line per decision.
-pub fn run(policies: &Path, steps: u32, cache_dir: Option<PathBuf>) -> Result<(), Failure> {
+pub fn run(args: &SimulateArgs, cache_dir: Option<PathBuf>) -> Result<(), Failure> {
+    let (policies, steps) = (args.policies.as_path(), args.steps);
     let runtime = Runtime::new(RuntimeConfig { cache_dir, max_instances: 16, ..RuntimeConfig::default() })?;
     let loaded = load_dir(&runtime, policies)?;
     let find = |name: &str| {

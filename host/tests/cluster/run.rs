@@ -4,15 +4,14 @@
 //! twice with leader election — only one replica writes, and the other
 //! takes over after the leader is killed.
 
-mod support;
+use crate::support::rig::eventually;
+use crate::support::*;
 use fake_apiserver::FakeApiServer;
 use std::io::{BufRead, Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::rig::eventually;
-use support::*;
 
 struct Daemon {
     child: Child,
@@ -219,7 +218,7 @@ async fn two_replicas_only_the_leader_writes_and_a_standby_takes_over_after_kill
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stops_promptly_on_sigterm_when_the_kafka_broker_is_gone() {
-    use support::servers::{Tansu, free_port, send};
+    use crate::support::servers::{Tansu, free_port, send};
     let broker = Tansu::start(free_port());
     broker.create_topic("rtc.control.scale", 1);
     let fake = fake_web().await;
@@ -264,7 +263,7 @@ async fn stops_promptly_on_sigterm_when_the_kafka_broker_is_gone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stops_promptly_on_sigterm_while_fetches_hang() {
-    use support::servers::Blackhole;
+    use crate::support::servers::Blackhole;
     // a Prometheus and a Kafka broker that never answer, with 30 s deadlines
     let (prometheus, kafka) = (Blackhole::start().await, Blackhole::start().await);
     let fake = fake_web().await;

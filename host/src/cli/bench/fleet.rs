@@ -3,10 +3,12 @@
 //! process's CPU share and resident memory once the staggered first round is
 //! over. Linux only (reads `/proc/self`).
 
-use crate::config::{Actuator, Binding, PolicyRef, Target, Workload};
-use crate::decide::{Decider, DeciderConfig, SystemClock, WorkloadView};
+use crate::clock::SystemClock;
+use crate::cluster::Target;
+use crate::config::{Actuator, Binding, Workload};
+use crate::decide::{Decider, DeciderConfig, WorkloadView};
 use crate::guardrails::Limits;
-use crate::policy::{Runtime, RuntimeConfig};
+use crate::policy::{PolicyRef, Runtime, RuntimeConfig};
 use crate::policy_store::{PolicyStore, StoreConfig};
 use crate::sim::{SimCluster, SimWorkload, daily_load};
 use std::path::Path;
@@ -72,9 +74,10 @@ pub fn run(
                 metrics: vec![],
             });
         }
-        let decider = Arc::new(Decider::new(cluster.clone(), clock, store, specs, DeciderConfig::default()));
+        let decider =
+            Arc::new(Decider::new(cluster.clone(), clock, Arc::new(store), specs, DeciderConfig::default()));
         let shutdown = tokio_util::sync::CancellationToken::new();
-        let mut tasks = decider.run(shutdown.clone());
+        decider.run(shutdown.clone());
         println!("# scalegate bench --fleet: {workloads} workloads bound to hpa, 15 s interval, simulated cluster");
         // the first round is staggered over one interval; measure steady state after it
         tokio::time::sleep(interval + Duration::from_secs(2)).await;
@@ -85,7 +88,7 @@ pub fn run(
         let decided = decider.total_decisions() - decided0;
         let (rss, peak) = rss_mib();
         shutdown.cancel();
-        while tasks.join_next().await.is_some() {}
+        decider.stopped().await;
         let scales = cluster.scale_calls().len();
         println!("| measure | value |\n|---|---:|");
         println!("| measured wall time | {wall:.1} s |");

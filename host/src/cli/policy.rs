@@ -1,0 +1,43 @@
+//! `scalegate policy inspect FILE`: load a component like the store would
+//! and print what it is — name, version, digest, world, exports, parameter
+//! schema — and how loading went.
+
+use super::common::Failure;
+use crate::policy::{Runtime, RuntimeConfig};
+use clap::Subcommand;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Load a policy and print its name, version, digest, world and exports as JSON.
+    Inspect {
+        /// Path to the component (.wasm).
+        file: PathBuf,
+    },
+}
+
+pub fn run(command: PolicyCommand, cache_dir: Option<PathBuf>) -> Result<(), Failure> {
+    match command {
+        PolicyCommand::Inspect { file } => inspect(&file, cache_dir),
+    }
+}
+
+fn inspect(file: &Path, cache_dir: Option<PathBuf>) -> Result<(), Failure> {
+    let runtime = Runtime::new(RuntimeConfig { cache_dir, max_instances: 8, ..RuntimeConfig::default() })?;
+    let (policy, stats) = runtime.load_file(file).map_err(Failure::bad_policy)?;
+    let report = serde_json::json!({
+        "file": file,
+        "name": policy.info().name,
+        "version": policy.info().version,
+        "description": policy.info().description,
+        "digest": format!("sha256:{}", policy.digest()),
+        "size_bytes": policy.size_bytes(),
+        "world": "scalegate:policy/policy@0.1.0",
+        "exports": ["metadata", "evaluate"],
+        "reads": policy.info().reads,
+        "params_schema": serde_json::from_str::<serde_json::Value>(&policy.info().params_schema).unwrap_or(serde_json::Value::Null),
+        "load": stats,
+    });
+    println!("{}", serde_json::to_string_pretty(&report).expect("json"));
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! The cluster port: what the decision loop needs from the cluster it
+//! scales, whoever implements it — the Kubernetes API (`k8s`) or the
+//! in-process simulator (`sim`).
+//!
+//! - [`Cluster::observe`]: the target's replicas and pods, as an
+//!   [`Observation`] (the signal hub's inputs are added to it afterwards);
+//! - [`Cluster::scale`]: write a new replica count (and record why);
+//! - [`Cluster::set_deletion_costs`]: rank pods for the next scale-in;
+//! - [`Cluster::wait_synced`]: resolves once the caches that observations
+//!   read from are filled (readiness waits for it).
+//!
+//! [`ResourceMetrics`] is the cluster's resource metrics API, which the
+//! `pod_metrics` signal source reads.
+//!
+//! Failures are [`ClusterError`]s with a stable [`ClusterError::kind`].
+
+use crate::snapshot::{Observation, PodDeletionCost};
+use serde::Deserialize;
+use std::future::Future;
+
+/// The scale target: any resource with a `/scale` subresource.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    #[serde(default = "default_api_version")]
+    pub api_version: String,
+    #[serde(default = "default_kind")]
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+fn default_api_version() -> String {
+    "apps/v1".into()
+}
+
+fn default_kind() -> String {
+    "Deployment".into()
+}
+
+impl Target {
+    /// `namespace/name`.
+    pub fn path(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Why a cluster operation failed (after the implementation's own retries).
+/// The message names the object and, where there is one, the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterError {
+    #[error("{0}")]
+    NotFound(String),
+    /// The object changed under us (optimistic concurrency).
+    #[error("{0}")]
+    Conflict(String),
+    /// Refused by authorization (RBAC).
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Timeout(String),
+    /// The server answered with an error status (5xx, 429), after retries.
+    #[error("{0}")]
+    Http(String),
+    /// No connection or a broken one, after retries.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Refused as invalid, or an answer that makes no sense.
+    #[error("{0}")]
+    Invalid(String),
+    /// The caches observations are read from are not filled yet.
+    #[error("{0}")]
+    NotSynced(String),
+}
+
+impl ClusterError {
+    /// Bounded label for metrics and decision records.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClusterError::NotFound(_) => "not_found",
+            ClusterError::Conflict(_) => "conflict",
+            ClusterError::Forbidden(_) => "forbidden",
+            ClusterError::Timeout(_) => "timeout",
+            ClusterError::Http(_) => "http",
+            ClusterError::Unavailable(_) => "unavailable",
+            ClusterError::Invalid(_) => "invalid",
+            ClusterError::NotSynced(_) => "not_synced",
+        }
+    }
+}
+
+/// Reads workload state and writes scale decisions.
+pub trait Cluster: Send + Sync + 'static {
+    fn observe(&self, target: &Target) -> impl Future<Output = Result<Observation, ClusterError>> + Send;
+
+    fn scale(
+        &self,
+        target: &Target,
+        from: u32,
+        to: u32,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), ClusterError>> + Send;
+
+    fn set_deletion_costs(
+        &self,
+        target: &Target,
+        costs: &[PodDeletionCost],
+    ) -> impl Future<Output = Result<(), ClusterError>> + Send;
+
+    /// Resolves once observations of these namespaces can be served from
+    /// filled caches (immediately where there are none).
+    fn wait_synced(&self, namespaces: &[String]) -> impl Future<Output = ()> + Send;
+}
+
+/// One pod's resource usage, as the cluster's resource metrics API
+/// (metrics-server) reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodUsage {
+    pub pod: String,
+    /// End of the sampling window (ms since the epoch).
+    pub timestamp_ms: u64,
+    pub window_ms: u64,
+    /// Container name → resource → amount in base units (cores, bytes).
+    pub containers: std::collections::BTreeMap<String, std::collections::BTreeMap<String, f64>>,
+}
+
+/// The cluster's resource metrics API (`metrics.k8s.io`), which the
+/// `pod_metrics` source reads.
+pub trait ResourceMetrics: Send + Sync + 'static {
+    /// Usage of every pod of a namespace.
+    fn list_pod_usage<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<Vec<PodUsage>, ClusterError>>;
+
+    /// Names of the target's pods.
+    fn pods_of<'a>(
+        &'a self,
+        target: &'a Target,
+    ) -> futures::future::BoxFuture<'a, Result<std::collections::HashSet<String>, ClusterError>>;
+}

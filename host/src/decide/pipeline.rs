@@ -1,0 +1,207 @@
+//! One evaluation of one workload: observe the target through the cluster
+//! port, add the signal hub's inputs, assemble the snapshot, call the bound
+//! policies (and the shadow), combine, apply the guardrails, actuate, and
+//! return the record. The loop (`decide`) decides when; this decides what.
+
+use super::call::{Called, Caller, combine};
+use super::record::DecisionRecord;
+use super::state::WorkloadState;
+use crate::clock::Clock;
+use crate::cluster::{Cluster, ClusterError};
+use crate::config::Workload as WorkloadSpec;
+use crate::guardrails::{self, Proposal, Situation};
+use crate::leadership::Leadership;
+use crate::policy::Evaluator;
+use crate::signals::SignalHub;
+use crate::snapshot::{Observation, Past, PodDeletionCost, Recommendation, ScaleEvent, Snapshot, Subject};
+use crate::telemetry::Metrics;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// What one evaluation needs: the ports, the budget, the inputs.
+pub struct Pipeline<C: Cluster> {
+    pub cluster: Arc<C>,
+    pub clock: Arc<dyn Clock>,
+    pub evaluator: Arc<dyn Evaluator>,
+    /// Bounds the policy calls running at once across all workloads.
+    pub evaluations: Arc<Semaphore>,
+    pub metrics: Arc<Metrics>,
+    pub leadership: Arc<Leadership>,
+    pub inputs: Option<Arc<SignalHub>>,
+    /// Consecutive faults of a version before a workload rolls back.
+    pub rollback_after: u32,
+}
+
+impl<C: Cluster> Pipeline<C> {
+    /// One evaluation of `spec`, updating its `state`.
+    pub async fn evaluate(&self, spec: &WorkloadSpec, state: &mut WorkloadState) -> DecisionRecord {
+        let now_ms = self.clock.now_ms();
+        match self.cluster.observe(&spec.target).await {
+            Ok(observation) => self.decide(spec, state, observation, now_ms).await,
+            Err(error) => self.unobserved(spec, state, now_ms, error),
+        }
+    }
+
+    fn may_write(&self) -> bool {
+        self.leadership.may_write()
+    }
+
+    /// The record of an evaluation whose target could not be read.
+    fn unobserved(
+        &self,
+        spec: &WorkloadSpec,
+        state: &WorkloadState,
+        now_ms: u64,
+        error: ClusterError,
+    ) -> DecisionRecord {
+        let situation = Situation {
+            now_ms,
+            current_replicas: 0,
+            last_scale_ms: state.last_scale_ms,
+            stale_inputs: vec![],
+            standby: !self.may_write(),
+        };
+        let reason = format!("cannot observe the target: {error}");
+        let outcome = guardrails::apply(&spec.limits, &situation, &Proposal::NoOpinion(reason));
+        DecisionRecord {
+            at_ms: now_ms,
+            workload: spec.name.clone(),
+            inputs_digest: String::new(),
+            inputs: String::new(),
+            current_replicas: 0,
+            policies: vec![],
+            shadow: None,
+            shadow_diverged: false,
+            guardrails: outcome,
+            applied: false,
+            apply_error: Some(error.to_string()),
+        }
+    }
+
+    async fn decide(
+        &self,
+        spec: &WorkloadSpec,
+        state: &mut WorkloadState,
+        mut observation: Observation,
+        now_ms: u64,
+    ) -> DecisionRecord {
+        if let Some(hub) = &self.inputs {
+            let inputs = hub.collect(&spec.name, now_ms);
+            observation.metrics.extend(inputs.metrics);
+            observation.signals.extend(inputs.signals);
+            observation.forecasts.extend(inputs.forecasts);
+            observation.stale_inputs.extend(inputs.stale);
+        }
+        let current = observation.spec_replicas;
+        let stale_inputs = std::mem::take(&mut observation.stale_inputs);
+        let subject = Subject {
+            kind: &spec.target.kind,
+            namespace: &spec.target.namespace,
+            name: &spec.target.name,
+            min_replicas: spec.limits.min_replicas,
+            max_replicas: spec.limits.max_replicas,
+        };
+        let past = Past {
+            recommendations: state.history.recommendations().iter().copied().collect(),
+            scale_events: state.history.scale_events().iter().copied().collect(),
+        };
+        let base = Snapshot::assemble(now_ms, subject, observation, past);
+        let inputs_digest = hex::encode(Sha256::digest(serde_json::to_vec(&base).unwrap_or_default()));
+        let inputs = summarize(&base);
+
+        let caller = Caller {
+            evaluator: self.evaluator.as_ref(),
+            evaluations: &self.evaluations,
+            metrics: &self.metrics,
+            rollback_after: self.rollback_after,
+        };
+        let mut called = Vec::with_capacity(spec.policies.len());
+        for (binding, health) in spec.policies.iter().zip(state.bindings.iter_mut()) {
+            called.push(caller.call(binding, health, &base).await);
+        }
+        let shadow = match &spec.shadow {
+            Some(binding) => Some(caller.call(binding, &mut state.shadow, &base).await),
+            None => None,
+        };
+
+        let proposal = combine(&called);
+        if let Proposal::Desired(desired) = proposal {
+            state.history.recommend(Recommendation { timestamp_ms: now_ms, replicas: desired });
+        }
+        let situation = Situation {
+            now_ms,
+            current_replicas: current,
+            last_scale_ms: state.last_scale_ms,
+            stale_inputs,
+            standby: !self.may_write(),
+        };
+        let mut outcome = guardrails::apply(&spec.limits, &situation, &proposal);
+        if outcome.actuate && !self.may_write() {
+            // the lease was lost while the policies ran
+            outcome.actuate = false;
+            outcome.clamps.push(guardrails::Clamp::Standby { would_scale_to: outcome.replicas });
+        }
+
+        let (mut applied, mut apply_error) = (false, None);
+        if outcome.actuate {
+            match self.actuate(spec, &called, current, outcome.replicas).await {
+                Ok(()) => {
+                    applied = true;
+                    state.last_scale_ms = Some(now_ms);
+                    let event =
+                        ScaleEvent { timestamp_ms: now_ms, from_replicas: current, to_replicas: outcome.replicas };
+                    state.history.scaled(event);
+                }
+                Err(error) => apply_error = Some(error.to_string()),
+            }
+        }
+        let shadow_diverged = shadow.as_ref().is_some_and(|s| match proposal {
+            Proposal::Desired(desired) => s.verdict.desired != Some(desired),
+            _ => s.verdict.desired.is_some(),
+        });
+        DecisionRecord {
+            at_ms: now_ms,
+            workload: spec.name.clone(),
+            inputs_digest,
+            inputs,
+            current_replicas: current,
+            policies: called.into_iter().map(|c| c.verdict).collect(),
+            shadow: shadow.map(|s| s.verdict),
+            shadow_diverged,
+            guardrails: outcome,
+            applied,
+            apply_error,
+        }
+    }
+
+    /// Writes `to`: deletion costs first when scaling in, then `/scale`.
+    async fn actuate(&self, spec: &WorkloadSpec, called: &[Called], from: u32, to: u32) -> Result<(), ClusterError> {
+        if to < from {
+            let costs: Vec<PodDeletionCost> = called
+                .iter()
+                .filter_map(|c| c.decision.as_ref())
+                .flat_map(|d| d.deletion_costs.iter().cloned())
+                .collect();
+            if !costs.is_empty() {
+                self.cluster.set_deletion_costs(&spec.target, &costs).await?;
+            }
+        }
+        let reason =
+            called.iter().map(|c| format!("{}: {}", c.verdict.policy, c.verdict.reason)).collect::<Vec<_>>().join("; ");
+        self.cluster.scale(&spec.target, from, to, &reason).await
+    }
+}
+
+fn summarize(snapshot: &Snapshot) -> String {
+    let w = &snapshot.workload;
+    let mut text =
+        format!("replicas {} ({} ready), {} pods", w.current_replicas, w.ready_replicas(), snapshot.pods.len());
+    for metric in snapshot.metrics.iter().take(8) {
+        text.push_str(&format!(", {}={:.3}", metric.name, metric.value));
+    }
+    if !snapshot.signals.is_empty() {
+        text.push_str(&format!(", {} signals", snapshot.signals.len()));
+    }
+    text
+}

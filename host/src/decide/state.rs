@@ -1,0 +1,213 @@
+//! What the loop remembers of one workload binding between evaluations:
+//! each bound policy's `state` and health (for per-workload rollback), the
+//! recommendations made and the scale events applied (kept by time, not by
+//! count), and when the host last scaled (cooldowns).
+
+use crate::config::Workload as WorkloadSpec;
+use crate::policy::{Policy, PolicyRef};
+use crate::snapshot::{Recommendation, ScaleEvent};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long applied scale events are kept: the longest window a bound
+/// policy may look back over them (an HPA scaling policy's `periodSeconds`
+/// is at most 1800 s).
+pub const SCALE_EVENT_WINDOW: Duration = Duration::from_secs(1800);
+
+/// How long recommendations are kept: the longest stabilization window an
+/// HPA `behavior` allows (3600 s).
+pub const RECOMMENDATION_WINDOW: Duration = Duration::from_secs(3600);
+
+/// At most this many of each are kept, whatever the windows say (a
+/// workload evaluated every second for an hour stays bounded).
+pub const HISTORY_CAP: usize = 4096;
+
+/// The health of one binding on one workload.
+#[derive(Default)]
+pub struct BindingHealth {
+    /// The reference this health belongs to (a rebinding to another policy
+    /// starts afresh).
+    pub policy: Option<PolicyRef>,
+    /// What the policy returned as `decision.state` last time.
+    pub state: Vec<u8>,
+    pub last_good: Option<Arc<dyn Policy>>,
+    pub consecutive_faults: u32,
+    /// A version set aside after repeated faults.
+    pub avoid_digest: Option<String>,
+}
+
+impl BindingHealth {
+    pub fn for_policy(policy: &PolicyRef) -> BindingHealth {
+        BindingHealth { policy: Some(policy.clone()), ..BindingHealth::default() }
+    }
+}
+
+/// Recommendations and applied scale events, oldest first.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct History {
+    recommendations: VecDeque<Recommendation>,
+    scale_events: VecDeque<ScaleEvent>,
+}
+
+impl History {
+    pub fn from_parts(recommendations: Vec<Recommendation>, scale_events: Vec<ScaleEvent>) -> History {
+        History { recommendations: recommendations.into(), scale_events: scale_events.into() }
+    }
+
+    pub fn recommend(&mut self, recommendation: Recommendation) {
+        self.recommendations.push_back(recommendation);
+        self.prune(recommendation.timestamp_ms);
+    }
+
+    pub fn scaled(&mut self, event: ScaleEvent) {
+        self.scale_events.push_back(event);
+        self.prune(event.timestamp_ms);
+    }
+
+    /// Drops what is older than its window at `now_ms`, and the oldest
+    /// beyond [`HISTORY_CAP`].
+    pub fn prune(&mut self, now_ms: u64) {
+        let keep_after = |window: Duration| now_ms.saturating_sub(window.as_millis() as u64);
+        let recent = keep_after(RECOMMENDATION_WINDOW);
+        while self.recommendations.front().is_some_and(|r| r.timestamp_ms < recent) {
+            self.recommendations.pop_front();
+        }
+        let recent = keep_after(SCALE_EVENT_WINDOW);
+        while self.scale_events.front().is_some_and(|e| e.timestamp_ms < recent) {
+            self.scale_events.pop_front();
+        }
+        while self.recommendations.len() > HISTORY_CAP {
+            self.recommendations.pop_front();
+        }
+        while self.scale_events.len() > HISTORY_CAP {
+            self.scale_events.pop_front();
+        }
+    }
+
+    pub fn recommendations(&self) -> &VecDeque<Recommendation> {
+        &self.recommendations
+    }
+
+    pub fn scale_events(&self) -> &VecDeque<ScaleEvent> {
+        &self.scale_events
+    }
+}
+
+/// Everything remembered of one workload binding.
+#[derive(Default)]
+pub struct WorkloadState {
+    /// One per bound policy, in the binding's order.
+    pub bindings: Vec<BindingHealth>,
+    pub shadow: BindingHealth,
+    pub history: History,
+    /// When the host last changed the replica count.
+    pub last_scale_ms: Option<u64>,
+}
+
+impl WorkloadState {
+    /// Fresh state for these bindings.
+    pub fn new(policies: &[PolicyRef], shadow: Option<&PolicyRef>) -> WorkloadState {
+        WorkloadState {
+            bindings: policies.iter().map(BindingHealth::for_policy).collect(),
+            shadow: shadow.map(BindingHealth::for_policy).unwrap_or_default(),
+            ..WorkloadState::default()
+        }
+    }
+
+    /// Fresh state for a workload's bindings.
+    pub fn for_spec(spec: &WorkloadSpec) -> WorkloadState {
+        let (policies, shadow) = references(spec);
+        WorkloadState::new(&policies, shadow.as_ref())
+    }
+
+    /// Follows the workload's current bindings (see [`WorkloadState::rebind`]);
+    /// nothing changes while they are the same.
+    pub fn follow(&mut self, spec: &WorkloadSpec) {
+        let (policies, shadow) = references(spec);
+        let current = self.bindings.iter().map(|b| b.policy.as_ref()).eq(policies.iter().map(Some));
+        if !current || self.shadow.policy != shadow {
+            self.rebind(&policies, shadow.as_ref());
+        }
+    }
+
+    /// Follows a rebinding: a binding keeps its state and health where the
+    /// same policy name stays at the same position; others start afresh.
+    pub fn rebind(&mut self, policies: &[PolicyRef], shadow: Option<&PolicyRef>) {
+        let mut old = std::mem::take(&mut self.bindings).into_iter();
+        self.bindings = policies
+            .iter()
+            .map(|policy| match old.next() {
+                Some(health) if same_policy(health.policy.as_ref(), policy) => {
+                    BindingHealth { policy: Some(policy.clone()), ..health }
+                }
+                _ => BindingHealth::for_policy(policy),
+            })
+            .collect();
+        let shadow_health = std::mem::take(&mut self.shadow);
+        self.shadow = match shadow {
+            Some(policy) if same_policy(shadow_health.policy.as_ref(), policy) => {
+                BindingHealth { policy: Some(policy.clone()), ..shadow_health }
+            }
+            Some(policy) => BindingHealth::for_policy(policy),
+            None => BindingHealth::default(),
+        };
+    }
+}
+
+fn references(spec: &WorkloadSpec) -> (Vec<PolicyRef>, Option<PolicyRef>) {
+    (spec.policies.iter().map(|b| b.policy.clone()).collect(), spec.shadow.as_ref().map(|b| b.policy.clone()))
+}
+
+fn same_policy(before: Option<&PolicyRef>, now: &PolicyRef) -> bool {
+    before.is_some_and(|before| before.name() == now.name())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINUTE: u64 = 60_000;
+
+    #[test]
+    fn history_is_kept_by_time_not_by_count() {
+        let mut history = History::default();
+        // a scale every 15 s for 40 minutes
+        for i in 0..160u64 {
+            let at = i * 15_000;
+            history.scaled(ScaleEvent { timestamp_ms: at, from_replicas: 1, to_replicas: 2 });
+            history.recommend(Recommendation { timestamp_ms: at, replicas: 2 });
+        }
+        let now = 159 * 15_000;
+        let events = history.scale_events();
+        assert_eq!(events.len(), 121, "the last 30 minutes, both ends included");
+        assert!(events.front().unwrap().timestamp_ms >= now - 30 * MINUTE);
+        assert_eq!(history.recommendations().len(), 160, "recommendations are kept for an hour");
+        history.prune(now + 61 * MINUTE);
+        assert!(history.recommendations().is_empty() && history.scale_events().is_empty());
+    }
+
+    #[test]
+    fn history_is_capped_whatever_the_windows_say() {
+        let mut history = History::default();
+        for i in 0..(HISTORY_CAP as u64 + 10) {
+            history.recommend(Recommendation { timestamp_ms: 1_000_000 + i, replicas: 1 });
+        }
+        assert_eq!(history.recommendations().len(), HISTORY_CAP);
+    }
+
+    #[test]
+    fn a_rebinding_keeps_the_state_of_the_same_policy_at_the_same_place() {
+        let hpa: PolicyRef = "hpa".parse().unwrap();
+        let pinned: PolicyRef = "hpa@1.2.0".parse().unwrap();
+        let fixed: PolicyRef = "fixed".parse().unwrap();
+        let mut state = WorkloadState::new(&[hpa.clone(), fixed.clone()], Some(&fixed));
+        state.bindings[0].state = b"hpa".to_vec();
+        state.bindings[1].state = b"fixed".to_vec();
+        state.shadow.state = b"shadow".to_vec();
+        state.rebind(&[pinned, hpa], None);
+        assert_eq!(state.bindings[0].state, b"hpa", "same policy, another version: kept");
+        assert!(state.bindings[1].state.is_empty(), "another policy at this place: afresh");
+        assert!(state.shadow.policy.is_none() && state.shadow.state.is_empty());
+    }
+}

@@ -1,0 +1,543 @@
+//! The input hub: the latest value of every declared metric of every
+//! workload, each with when it arrived, and the signals queued for each
+//! workload's next evaluation. Sources write here; the decision loop reads
+//! at every evaluation ([`SignalHub::collect`]).
+//!
+//! - A metric older than its `max_age` (or never received) is left out of
+//!   the snapshot; if it is required it is reported stale, which holds
+//!   scale-down (guardrails). A failing source therefore never makes a
+//!   workload shrink on old data, and never blocks other sources.
+//! - Signals (events such as a `ScaleSignal`) are queued per workload (at
+//!   most [`SIGNAL_QUEUE`], oldest dropped), trigger an immediate
+//!   evaluation, and are delivered to the next evaluation once.
+//! - Failures are counted by source and kind and logged when a metric goes
+//!   from working to failing (and when it recovers), not on every attempt.
+//! - [`SignalHub::reconfigure`] follows a configuration reload: values of
+//!   metrics that stay declared (same name and source) and queued signals of
+//!   workloads that stay are kept.
+
+use super::input::{MetricSpec, SourceError};
+use crate::cluster::Target;
+use crate::snapshot::{Forecast, Metric, Signal};
+use crate::telemetry::Metrics;
+use parking_lot::{Mutex, RwLock};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, OnceLock};
+
+/// Signals kept per workload between evaluations.
+pub const SIGNAL_QUEUE: usize = 256;
+
+/// What the hub gives one evaluation.
+#[derive(Debug, Default, Clone)]
+pub struct Inputs {
+    pub metrics: Vec<Metric>,
+    pub signals: Vec<Signal>,
+    pub forecasts: Vec<Forecast>,
+    /// `source:name` of required inputs that are stale or missing.
+    pub stale: Vec<String>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    /// Bounded label of the source (`prometheus`, `push`).
+    source: &'static str,
+    max_age_ms: u64,
+    required: bool,
+    latest: Option<Metric>,
+    /// When `latest` arrived, by the host's clock.
+    received_ms: u64,
+    /// The last failure, until a value arrives.
+    failing: Option<String>,
+    /// Sources that deliver a series (forecasts) keep it beside the metric.
+    forecast: Option<Forecast>,
+}
+
+#[derive(Debug, Default)]
+struct WorkloadInputs {
+    slots: BTreeMap<String, Slot>,
+    signals: VecDeque<Signal>,
+    dropped_signals: u64,
+}
+
+type Trigger = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Latest inputs of every workload.
+pub struct SignalHub {
+    workloads: RwLock<HashMap<String, Arc<Mutex<WorkloadInputs>>>>,
+    /// Every name a message may use for a workload → the workload's name.
+    routes: RwLock<HashMap<String, String>>,
+    trigger: OnceLock<Trigger>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for SignalHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SignalHub({} workloads)", self.workloads.read().len())
+    }
+}
+
+/// Why an input was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    #[error("no workload {0:?}")]
+    UnknownWorkload(String),
+    #[error("workload {workload:?} declares no metric {metric:?} with source {via}")]
+    UndeclaredMetric { workload: String, metric: String, via: &'static str },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl InputError {
+    /// Bounded label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            InputError::UnknownWorkload(_) => "unknown_workload",
+            InputError::UndeclaredMetric { .. } => "undeclared",
+            InputError::Invalid(_) => "invalid",
+        }
+    }
+}
+
+/// One workload as the hub needs it: its name, its target and its
+/// declared metrics.
+pub type Declared<'a> = (&'a str, &'a Target, &'a [MetricSpec]);
+
+impl SignalHub {
+    /// Slots for every metric the workloads declare.
+    pub fn new<'a>(workloads: impl IntoIterator<Item = Declared<'a>>, metrics: Arc<Metrics>) -> SignalHub {
+        let hub = SignalHub {
+            workloads: RwLock::new(HashMap::new()),
+            routes: RwLock::new(HashMap::new()),
+            trigger: OnceLock::new(),
+            metrics,
+        };
+        hub.reconfigure(workloads);
+        hub
+    }
+
+    /// Follows a new set of workloads: slots of metrics that stay declared
+    /// with the same source keep their value (with the new `max_age` and
+    /// `required`), new ones start empty, the rest go; queued signals of
+    /// workloads that stay are kept.
+    pub fn reconfigure<'a>(&self, workloads: impl IntoIterator<Item = Declared<'a>>) {
+        let workloads: Vec<Declared<'a>> = workloads.into_iter().collect();
+        *self.routes.write() = route_table(workloads.iter().map(|(name, target, _)| (*name, *target)));
+        let mut table = self.workloads.write();
+        let mut next = HashMap::new();
+        for (name, _, metrics) in workloads {
+            let entry = table.remove(name).unwrap_or_default();
+            {
+                let mut inputs = entry.lock();
+                let mut old = std::mem::take(&mut inputs.slots);
+                for spec in metrics {
+                    let mut slot = match old.remove(&spec.name) {
+                        Some(slot) if slot.source == spec.label => slot,
+                        _ => Slot {
+                            source: spec.label,
+                            max_age_ms: 0,
+                            required: true,
+                            latest: None,
+                            received_ms: 0,
+                            failing: None,
+                            forecast: None,
+                        },
+                    };
+                    slot.max_age_ms = spec.max_age.as_millis() as u64;
+                    slot.required = spec.required;
+                    inputs.slots.insert(spec.name.clone(), slot);
+                }
+            }
+            next.insert(name.to_string(), entry);
+        }
+        *table = next;
+    }
+
+    /// The workload a message means by `routing`: its name, its target's
+    /// `namespace/name`, or its target's bare name when no other workload's
+    /// target has that name.
+    pub fn resolve(&self, routing: &str) -> Option<String> {
+        self.routes.read().get(routing).cloned()
+    }
+
+    /// Called with a workload's name when a signal for it arrives (the loop
+    /// evaluates it at once). Set once.
+    pub fn set_trigger(&self, trigger: impl Fn(&str) + Send + Sync + 'static) {
+        let _ = self.trigger.set(Arc::new(trigger));
+    }
+
+    fn workload(&self, name: &str) -> Result<Arc<Mutex<WorkloadInputs>>, InputError> {
+        self.workloads.read().get(name).cloned().ok_or_else(|| InputError::UnknownWorkload(name.to_string()))
+    }
+
+    /// A new value of a declared metric, received at `now_ms`.
+    pub fn update(
+        &self,
+        workload: &str,
+        source: &'static str,
+        metric: Metric,
+        forecast: Option<Forecast>,
+        now_ms: u64,
+    ) -> Result<(), InputError> {
+        check_finite(&metric)?;
+        let entry = self.workload(workload)?;
+        let mut inputs = entry.lock();
+        let slot = inputs.slots.get_mut(&metric.name).filter(|s| s.source == source).ok_or_else(|| {
+            InputError::UndeclaredMetric { workload: workload.into(), metric: metric.name.clone(), via: source }
+        })?;
+        slot.store(workload, metric, forecast, now_ms);
+        Ok(())
+    }
+
+    /// Pushed inputs (`POST /v1/signals`), all or nothing: every metric must
+    /// be declared with `push` and finite, every signal must have a kind.
+    /// Returns how many metrics and signals were taken.
+    pub fn push(
+        &self,
+        workload: &str,
+        metrics: Vec<Metric>,
+        signals: Vec<Signal>,
+        now_ms: u64,
+    ) -> Result<(usize, usize), InputError> {
+        let counts = (metrics.len(), signals.len());
+        {
+            let entry = self.workload(workload)?;
+            let mut inputs = entry.lock();
+            for metric in &metrics {
+                check_finite(metric)?;
+                if inputs.slots.get(&metric.name).is_none_or(|s| s.source != "push") {
+                    return Err(InputError::UndeclaredMetric {
+                        workload: workload.into(),
+                        metric: metric.name.clone(),
+                        via: "push",
+                    });
+                }
+            }
+            if let Some(index) = signals.iter().position(|s| s.kind.trim().is_empty()) {
+                return Err(InputError::Invalid(format!("signals[{index}].kind must not be empty")));
+            }
+            for metric in metrics {
+                let slot = inputs.slots.get_mut(&metric.name).expect("checked above");
+                slot.store(workload, metric, None, now_ms);
+            }
+            for signal in signals {
+                inputs.enqueue(signal, &self.metrics);
+            }
+        }
+        if counts.1 > 0 {
+            self.fire(workload);
+        }
+        Ok(counts)
+    }
+
+    /// A failed attempt to read a metric: counted, logged when it starts
+    /// failing; the last value stays until it is too old.
+    pub fn fail(&self, workload: &str, name: &str, error: &SourceError) {
+        let kind = error.kind();
+        let Ok(entry) = self.workload(workload) else {
+            self.metrics.count_source_error("unknown", kind);
+            return;
+        };
+        let mut inputs = entry.lock();
+        let Some(slot) = inputs.slots.get_mut(name) else {
+            self.metrics.count_source_error("unknown", kind);
+            return;
+        };
+        self.metrics.count_source_error(slot.source, kind);
+        if slot.failing.is_none() {
+            tracing::warn!(%workload, metric = %name, source = slot.source, %error, "input failing; stale after its max age");
+        }
+        slot.failing = Some(error.to_string());
+    }
+
+    /// A discrete signal for a workload; triggers an evaluation.
+    pub fn signal(&self, workload: &str, signal: Signal) -> Result<(), InputError> {
+        self.workload(workload)?.lock().enqueue(signal, &self.metrics);
+        self.fire(workload);
+        Ok(())
+    }
+
+    fn fire(&self, workload: &str) {
+        if let Some(trigger) = self.trigger.get() {
+            trigger(workload);
+        }
+    }
+
+    /// The inputs of one evaluation at `now_ms`: fresh metrics, the signals
+    /// queued since the last evaluation, and the required inputs that are stale.
+    pub fn collect(&self, workload: &str, now_ms: u64) -> Inputs {
+        let Ok(entry) = self.workload(workload) else { return Inputs::default() };
+        let mut inputs = entry.lock();
+        let mut out = Inputs { signals: inputs.signals.drain(..).collect(), ..Inputs::default() };
+        for (name, slot) in &inputs.slots {
+            match &slot.latest {
+                Some(metric) if now_ms.saturating_sub(slot.received_ms) <= slot.max_age_ms => {
+                    out.metrics.push(metric.clone());
+                    out.forecasts.extend(slot.forecast.clone());
+                }
+                _ if slot.required => out.stale.push(format!("{}:{name}", slot.source)),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Per workload and metric: source, age of the last value, last error.
+    pub fn status(&self, workload: &str, now_ms: u64) -> Option<serde_json::Value> {
+        let entry = self.workload(workload).ok()?;
+        let inputs = entry.lock();
+        let metrics: serde_json::Map<String, serde_json::Value> = inputs
+            .slots
+            .iter()
+            .map(|(name, slot)| {
+                let age = slot.latest.as_ref().map(|_| now_ms.saturating_sub(slot.received_ms));
+                let value = serde_json::json!({
+                    "source": slot.source,
+                    "value": slot.latest.as_ref().map(|m| m.value),
+                    "age_ms": age,
+                    "max_age_ms": slot.max_age_ms,
+                    "fresh": age.is_some_and(|a| a <= slot.max_age_ms),
+                    "required": slot.required,
+                    "error": slot.failing,
+                });
+                (name.clone(), value)
+            })
+            .collect();
+        Some(serde_json::json!({
+            "metrics": metrics,
+            "queued_signals": inputs.signals.len(),
+            "dropped_signals": inputs.dropped_signals,
+        }))
+    }
+}
+
+/// Workload names by every name a message may use for them.
+fn route_table<'a>(workloads: impl IntoIterator<Item = (&'a str, &'a Target)>) -> HashMap<String, String> {
+    let mut table = HashMap::new();
+    let mut bare: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (name, target) in workloads {
+        table.insert(name.to_string(), name.to_string());
+        table.insert(target.path(), name.to_string());
+        bare.entry(&target.name).or_default().push(name);
+    }
+    for (name, owners) in bare {
+        if let [only] = owners.as_slice() {
+            table.entry(name.to_string()).or_insert_with(|| only.to_string());
+        }
+    }
+    table
+}
+
+fn check_finite(metric: &Metric) -> Result<(), InputError> {
+    if !metric.value.is_finite() || metric.pods.iter().any(|p| !p.value.is_finite()) {
+        return Err(InputError::Invalid(format!("metric {:?}: values must be finite numbers", metric.name)));
+    }
+    Ok(())
+}
+
+impl Slot {
+    /// A new value, received at `now_ms`; ends a failure.
+    fn store(&mut self, workload: &str, metric: Metric, forecast: Option<Forecast>, now_ms: u64) {
+        if let Some(error) = self.failing.take() {
+            tracing::info!(%workload, metric = %metric.name, source = self.source, previous_error = %error, "input recovered");
+        }
+        // a forecast is as old as its generation, however recently it arrived
+        self.received_ms = forecast.as_ref().map_or(now_ms, |f| f.generated_ms.min(now_ms));
+        self.latest = Some(metric);
+        self.forecast = forecast;
+    }
+}
+
+impl WorkloadInputs {
+    /// Queues a signal, dropping (and counting) the oldest when full.
+    fn enqueue(&mut self, signal: Signal, metrics: &Metrics) {
+        let mut dropped = None;
+        if self.signals.len() >= SIGNAL_QUEUE {
+            dropped = self.signals.pop_front();
+            self.dropped_signals += 1;
+        }
+        metrics.count_signal(&signal.source, dropped.as_ref().map(|d| d.source.as_str()));
+        self.signals.push_back(signal);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signals::input::Configured;
+    use std::time::Duration;
+
+    fn pushed(name: &str, max_age_s: u64, required: bool) -> MetricSpec {
+        MetricSpec {
+            name: name.into(),
+            source: "push",
+            label: "push",
+            spec: Configured::new(serde_json::json!({}), ()),
+            max_age: Duration::from_secs(max_age_s),
+            required,
+        }
+    }
+
+    pub fn target(namespace: &str, name: &str) -> Target {
+        Target {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    /// `a/b` declares `rps` (30 s) and `extra` (5 s, not required), both pushed.
+    fn hub() -> SignalHub {
+        let specs = [pushed("rps", 30, true), pushed("extra", 5, false)];
+        SignalHub::new([("a/b", &target("a", "b"), &specs[..])], Arc::new(Metrics::new()))
+    }
+
+    fn metric(name: &str, value: f64) -> Metric {
+        Metric { name: name.into(), source: "push".into(), value, timestamp_ms: 1_000, pods: vec![] }
+    }
+
+    #[test]
+    fn fresh_values_are_delivered_and_old_required_ones_are_stale() {
+        let hub = hub();
+        assert_eq!(hub.collect("a/b", 0).stale, ["push:rps"], "never received");
+        hub.update("a/b", "push", metric("rps", 12.0), None, 1_000).unwrap();
+        hub.update("a/b", "push", metric("extra", 1.0), None, 1_000).unwrap();
+        let inputs = hub.collect("a/b", 5_000);
+        assert_eq!(inputs.metrics.len(), 2);
+        assert!(inputs.stale.is_empty());
+        // rps may be 30 s old, extra 5 s
+        let inputs = hub.collect("a/b", 10_000);
+        assert_eq!(inputs.metrics.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["rps"]);
+        assert!(inputs.stale.is_empty(), "extra is not required");
+        let inputs = hub.collect("a/b", 40_000);
+        assert!(inputs.metrics.is_empty());
+        assert_eq!(inputs.stale, ["push:rps"]);
+    }
+
+    #[test]
+    fn undeclared_unknown_and_non_finite_inputs_are_refused() {
+        let hub = hub();
+        assert!(matches!(hub.update("x/y", "push", metric("rps", 1.0), None, 0), Err(InputError::UnknownWorkload(_))));
+        assert!(matches!(
+            hub.update("a/b", "push", metric("cpu", 1.0), None, 0),
+            Err(InputError::UndeclaredMetric { .. })
+        ));
+        assert!(matches!(
+            hub.update("a/b", "prometheus", metric("rps", 1.0), None, 0),
+            Err(InputError::UndeclaredMetric { .. })
+        ));
+        assert!(matches!(hub.update("a/b", "push", metric("rps", f64::NAN), None, 0), Err(InputError::Invalid(_))));
+        assert!(hub.collect("a/b", 0).metrics.is_empty(), "nothing refused was stored");
+    }
+
+    #[test]
+    fn signals_trigger_once_and_are_delivered_once() {
+        let hub = hub();
+        let triggered = Arc::new(Mutex::new(Vec::new()));
+        let seen = triggered.clone();
+        hub.set_trigger(move |w| seen.lock().push(w.to_string()));
+        let signal = Signal {
+            kind: "scale".into(),
+            source: "push".into(),
+            timestamp_ms: 1,
+            action: None,
+            target_replicas: Some(4),
+            urgency: Some(3),
+            reason: String::new(),
+            attributes: vec![],
+        };
+        for _ in 0..SIGNAL_QUEUE + 3 {
+            hub.signal("a/b", signal.clone()).unwrap();
+        }
+        assert_eq!(triggered.lock().len(), SIGNAL_QUEUE + 3);
+        assert_eq!(hub.status("a/b", 0).unwrap()["dropped_signals"], 3);
+        let exposed = hub.metrics.render();
+        assert!(
+            exposed.contains(&format!("scalegate_signals_total{{source=\"push\"}} {}", SIGNAL_QUEUE + 3)),
+            "{exposed}"
+        );
+        assert!(exposed.contains("scalegate_signals_dropped_total{source=\"push\"} 3"), "{exposed}");
+        assert_eq!(hub.collect("a/b", 0).signals.len(), SIGNAL_QUEUE);
+        assert!(hub.collect("a/b", 0).signals.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod reconfigure_tests {
+    use super::*;
+    use crate::signals::input::Configured;
+    use std::time::Duration;
+
+    fn spec(name: &str, label: &'static str, max_age_s: u64) -> MetricSpec {
+        MetricSpec {
+            name: name.into(),
+            source: label,
+            label,
+            spec: Configured::new(serde_json::json!({}), ()),
+            max_age: Duration::from_secs(max_age_s),
+            required: true,
+        }
+    }
+
+    #[test]
+    fn reconfiguring_keeps_what_stays_and_drops_the_rest() {
+        let metric =
+            |name: &str| Metric { name: name.into(), source: "push".into(), value: 7.0, timestamp_ms: 0, pods: vec![] };
+        let before = [spec("rps", "push", 30), spec("lag", "push", 30)];
+        let (ab, cd, ef) =
+            (super::tests::target("a", "b"), super::tests::target("c", "d"), super::tests::target("e", "f"));
+        let hub = SignalHub::new([("a/b", &ab, &before[..]), ("c/d", &cd, &before[..])], Arc::new(Metrics::new()));
+        hub.update("a/b", "push", metric("rps"), None, 1_000).unwrap();
+        hub.update("a/b", "push", metric("lag"), None, 1_000).unwrap();
+        hub.push(
+            "a/b",
+            vec![],
+            vec![Signal {
+                kind: "event".into(),
+                source: "push".into(),
+                timestamp_ms: 1,
+                action: None,
+                target_replicas: Some(3),
+                urgency: None,
+                reason: String::new(),
+                attributes: vec![],
+            }],
+            1_000,
+        )
+        .unwrap();
+        // rps stays (max age now 60 s), lag now comes from Prometheus, c/d goes, e/f comes
+        let after = [spec("rps", "push", 60), spec("lag", "prometheus", 30)];
+        hub.reconfigure([("a/b", &ab, &after[..]), ("e/f", &ef, &after[..])]);
+        let inputs = hub.collect("a/b", 50_000);
+        assert_eq!(
+            inputs.metrics.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
+            ["rps"],
+            "kept, with its new max age"
+        );
+        assert_eq!(inputs.stale, ["prometheus:lag"], "a new source starts empty");
+        assert_eq!(inputs.signals.len(), 1, "queued signals stay");
+        assert!(matches!(hub.update("c/d", "push", metric("rps"), None, 0), Err(InputError::UnknownWorkload(_))));
+        assert_eq!(hub.collect("e/f", 0).stale.len(), 2);
+        assert_eq!(hub.resolve("f").as_deref(), Some("e/f"), "routes follow");
+        assert_eq!(hub.resolve("d"), None);
+    }
+
+    #[test]
+    fn names_resolve_to_workloads_and_ambiguous_bare_names_do_not() {
+        let (one, two, three) = (
+            super::tests::target("rtc", "socket"),
+            super::tests::target("eu", "socket"),
+            super::tests::target("shop", "web"),
+        );
+        let hub = SignalHub::new(
+            [("rtc/socket", &one, &[][..]), ("eu-socket", &two, &[][..]), ("web", &three, &[][..])],
+            Arc::new(Metrics::new()),
+        );
+        assert_eq!(hub.resolve("rtc/socket").as_deref(), Some("rtc/socket"));
+        assert_eq!(hub.resolve("eu/socket").as_deref(), Some("eu-socket"));
+        assert_eq!(hub.resolve("eu-socket").as_deref(), Some("eu-socket"));
+        assert_eq!(hub.resolve("socket"), None, "two targets are called socket");
+        assert_eq!(hub.resolve("shop/web").as_deref(), Some("web"));
+        assert_eq!(hub.resolve("checkout"), None);
+    }
+}
