@@ -23,6 +23,8 @@ mod call;
 mod pipeline;
 mod record;
 mod state;
+#[cfg(test)]
+mod tests;
 
 pub use record::{DecisionLog, DecisionRecord, PolicyVerdict};
 pub use state::{History, RECOMMENDATION_WINDOW, SCALE_EVENT_WINDOW, WorkloadState};

@@ -26,7 +26,7 @@ fn render(overlay: &str) -> String {
         .args(["kustomize", overlay])
         .current_dir(workspace())
         .output()
-        .expect("kubectl is needed to render deploy/ (scripts/bootstrap.sh checks for it)");
+        .expect("kubectl is needed to render deploy/ (scripts/install-test-tools.sh checks for it)");
     assert!(out.status.success(), "kubectl kustomize {overlay}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
@@ -38,7 +38,7 @@ fn validate(path: &Path) {
         .output()
         .expect("python3");
     let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(!report.contains("No module named"), "kubernetes-validate is missing: run scripts/bootstrap.sh");
+    assert!(!report.contains("No module named"), "kubernetes-validate is missing: run scripts/install-test-tools.sh");
     assert!(out.status.success(), "{} does not validate:\n{report}", path.display());
 }
 

@@ -106,7 +106,7 @@ impl Prometheus {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("prometheus is not installed: run scripts/bootstrap.sh");
+            .expect("prometheus is not installed: run scripts/install-test-tools.sh");
         Prometheus { port, child, _dir: dir }
     }
 
@@ -161,7 +161,7 @@ impl NatsServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("nats-server is not installed: run scripts/bootstrap.sh");
+            .expect("nats-server is not installed: run scripts/install-test-tools.sh");
         let start = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", monitor_port)).is_err()
             || std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
@@ -263,7 +263,7 @@ impl RedisServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("redis-server is not installed: run scripts/bootstrap.sh");
+            .expect("redis-server is not installed: run scripts/install-test-tools.sh");
         let start = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(start.elapsed() < Duration::from_secs(20), "redis-server did not start");
@@ -316,7 +316,7 @@ impl Tansu {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("tansu is not installed: run scripts/bootstrap.sh");
+            .expect("tansu is not installed: run scripts/install-test-tools.sh");
         let start = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(start.elapsed() < Duration::from_secs(20), "tansu did not start");
