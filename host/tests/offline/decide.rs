@@ -24,12 +24,17 @@ struct Rig {
 /// A store holding `files` (name in the store → built policy), a simulated
 /// `shop/web` at 2 replicas under a constant 400 rps, and the workloads of `yaml`.
 fn rig(files: &[(&str, &str)], yaml: &str) -> Rig {
+    rig_under(files, yaml, 400.0)
+}
+
+/// [`rig`] with another constant load (rps).
+fn rig_under(files: &[(&str, &str)], yaml: &str, load: f64) -> Rig {
     let (store, dir) = open_store(files);
     let clock = Arc::new(TokioClock::starting_at(1_700_000_000_000));
     let cluster = Arc::new(SimCluster::new(clock.clone()));
     let mut web = SimWorkload::new("web", 2, 1, 50);
     web.startup_ms = 0;
-    cluster.add("shop", web, Box::new(|_| 400.0));
+    cluster.add("shop", web, Box::new(move |_| load));
     let config = Config::parse(yaml).unwrap();
     let decider = Arc::new(Decider::new(
         cluster.clone(),
@@ -213,4 +218,52 @@ async fn a_trigger_does_not_wait_for_the_staggered_first_evaluation() {
     assert_eq!(rig.decider.decisions("second", 10).unwrap().len(), 1, "a signal is acted on at once");
     shutdown.cancel();
     rig.decider.stopped().await;
+}
+
+/// The HPA controller's rate limit over a long period: with a scaling
+/// policy of 100 pods per 1800 s (and one pod per 15 s), a workload that
+/// wants far more grows by one pod every 15 s until 100 pods were added in
+/// the last 30 minutes, is then held, and grows again exactly when the
+/// first of those scale events is 1800 s old (the controller counts an
+/// event while `timestamp + periodSeconds` is after now). The host must keep
+/// every applied scale event of those 30 minutes — 100 of them here.
+#[tokio::test(start_paused = true)]
+async fn a_long_scaling_period_is_limited_exactly_as_the_controller_limits_it() {
+    let yaml = r#"
+workloads:
+  - target: {namespace: shop, name: web}
+    min_replicas: 1
+    max_replicas: 1000
+    interval: 15s
+    policies:
+      - policy: hpa
+        params:
+          metrics: [{type: External, external: {metric: {name: rps}, target: {type: AverageValue, averageValue: "10"}}}]
+          behavior:
+            scaleUp:
+              stabilizationWindowSeconds: 0
+              selectPolicy: Min
+              policies: [{type: Pods, value: 1, periodSeconds: 15}, {type: Pods, value: 100, periodSeconds: 1800}]
+"#;
+    // 5000 rps at 10 per pod: the HPA wants 500 pods all along
+    let rig = rig_under(&[("hpa.wasm", "hpa.wasm")], yaml, 5000.0);
+    let mut replicas = vec![];
+    for _ in 1..=125 {
+        tokio::time::advance(Duration::from_secs(15)).await;
+        let record = rig.decider.evaluate("shop/web").await.unwrap();
+        assert_eq!(record.policies[0].error, None, "{record:?}");
+        replicas.push(rig.cluster.replicas("shop", "web").unwrap());
+    }
+    // ticks 1..=100: one pod each; 101..=120: held at 102; from 121 on the
+    // oldest events leave the window one per tick
+    let expected: Vec<u32> = (1..=125u32).map(|k| if k <= 100 { 2 + k } else if k <= 120 { 102 } else { 102 + (k - 120) }).collect();
+    assert_eq!(replicas, expected);
+    let writes = rig.cluster.scale_calls();
+    assert_eq!(writes.len(), 105);
+    // in every 1800 s window, at most 100 pods were added
+    for (i, first) in writes.iter().enumerate() {
+        let added: u32 =
+            writes[i..].iter().take_while(|w| w.at_ms < first.at_ms + 1_800_000).map(|w| w.to - w.from).sum();
+        assert!(added <= 100, "{added} pods added in the 1800 s from the write at {}", first.at_ms);
+    }
 }
