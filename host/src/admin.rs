@@ -23,6 +23,7 @@
 
 use crate::clock::Clock;
 use crate::decide::WorkloadView;
+use crate::leadership::Leadership;
 use crate::policy::PolicyRef;
 use crate::policy_store::{InstallError, PolicyStore, StoreError};
 use crate::signals::{InputError, SignalHub};
@@ -41,6 +42,13 @@ use tokio_util::sync::CancellationToken;
 /// Changes the log filter at runtime.
 pub type LogLevelSetter = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
+/// Stores the policy pins (policy name → digest) where a successor finds them.
+pub type PinSaver = Arc<
+    dyn Fn(std::collections::BTreeMap<String, String>) -> futures::future::BoxFuture<'static, Result<(), String>>
+        + Send
+        + Sync,
+>;
+
 /// What the API serves from.
 pub struct AdminState {
     pub store: PolicyStore,
@@ -56,6 +64,11 @@ pub struct AdminState {
     pub inputs: Option<Arc<SignalHub>>,
     /// The loop's clock, to timestamp pushed inputs.
     pub clock: Arc<dyn Clock>,
+    /// Whether this replica leads: mutations that change decisions (pins,
+    /// pushed inputs) are taken only by the leader.
+    pub leadership: Arc<Leadership>,
+    /// Where pins are stored after `activate`/`rollback` (`None`: memory only).
+    pub pins: Option<PinSaver>,
 }
 
 type Reply = Response<Full<Bytes>>;
@@ -142,10 +155,14 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Reply {
     match (&method, segments.as_slice()) {
         (&Method::GET, ["healthz"]) => text(StatusCode::OK, "ok\n".into(), "text/plain"),
         (&Method::GET, ["readyz"]) => {
-            if state.ready.load(Ordering::Relaxed) {
-                text(StatusCode::OK, "ready\n".into(), "text/plain")
+            let leadership = &state.leadership;
+            if !state.ready.load(Ordering::Relaxed) {
+                text(StatusCode::SERVICE_UNAVAILABLE, "not ready: caches not filled yet\n".into(), "text/plain")
+            } else if leadership.is_leader() && !leadership.may_write() {
+                let why = "not ready: leading, but the stored decision state is not taken over yet\n";
+                text(StatusCode::SERVICE_UNAVAILABLE, why.into(), "text/plain")
             } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n".into(), "text/plain")
+                text(StatusCode::OK, "ready\n".into(), "text/plain")
             }
         }
         (&Method::GET, ["metrics"]) => {
@@ -159,11 +176,14 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Reply {
             )
         }
         (&Method::PUT, ["v1", "policies", name]) => upload(state, name, request).await,
+        (&Method::POST, ["v1", "policies", _, "activate" | "rollback"] | ["v1", "signals"])
+            if !state.leadership.is_leader() =>
+        {
+            standby(state)
+        }
         (&Method::POST, ["v1", "policies", name, "activate"]) => activate(state, name, request).await,
         (&Method::POST, ["v1", "policies", name, "rollback"]) => match state.store.rollback(name) {
-            Ok(policy) => {
-                json(StatusCode::OK, &serde_json::json!({ "active": policy.id(), "digest": policy.digest() }))
-            }
+            Ok(policy) => pinned(state, &policy).await,
             Err(e @ StoreError::NotFound(_)) => error(StatusCode::NOT_FOUND, e),
             Err(e) => error(StatusCode::CONFLICT, e),
         },
@@ -295,9 +315,36 @@ async fn activate(state: &AdminState, name: &str, request: Request<Incoming>) ->
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     match state.store.activate(&reference) {
-        Ok(policy) => json(StatusCode::OK, &serde_json::json!({ "active": policy.id(), "digest": policy.digest() })),
+        Ok(policy) => pinned(state, &policy).await,
         Err(e) => error(StatusCode::NOT_FOUND, e),
     }
+}
+
+/// The answer to a pin change, once the pins are stored for a successor.
+async fn pinned(state: &AdminState, policy: &crate::policy::LoadedPolicy) -> Reply {
+    let mut reply = serde_json::json!({ "active": policy.id(), "digest": policy.digest() });
+    if let Some(save) = &state.pins {
+        match save(state.store.pins()).await {
+            Ok(()) => reply["stored"] = true.into(),
+            Err(message) => {
+                tracing::warn!(%message, "policy pins not stored; a successor will not know them");
+                reply["stored"] = false.into();
+                reply["warning"] = format!("applied here, but not stored for a successor: {message}").into();
+            }
+        }
+    }
+    json(StatusCode::OK, &reply)
+}
+
+/// A mutation that only the leader takes, sent to a standby.
+fn standby(state: &AdminState) -> Reply {
+    let leader = state.leadership.holder().map(|holder| format!(" ({holder})")).unwrap_or_default();
+    let mut reply = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("this replica is a standby; send it to the leader{leader}, e.g. through the leader Service"),
+    );
+    reply.headers_mut().insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from_static("1"));
+    reply
 }
 
 async fn evaluate(state: &AdminState, request: Request<Incoming>) -> Reply {

@@ -6,6 +6,10 @@
 //!   [`Observation`] (the signal hub's inputs are added to it afterwards);
 //! - [`Cluster::scale`]: write a new replica count (and record why);
 //! - [`Cluster::set_deletion_costs`]: rank pods for the next scale-in;
+//! - [`Cluster::load_states`] / [`Cluster::save_state`]: the decision state
+//!   of each workload binding (and the policy pins), kept in the cluster so
+//!   that a new leader or a restarted daemon continues where the last
+//!   writer stopped;
 //! - [`Cluster::wait_synced`]: resolves once the caches that observations
 //!   read from are filled (readiness waits for it).
 //!
@@ -89,6 +93,19 @@ impl ClusterError {
     }
 }
 
+/// Decision state kept in the cluster: what the loop (or the daemon, for
+/// policy pins) serialised, under a key unique in its namespace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredState {
+    pub namespace: String,
+    /// The workload binding's name, or [`PINS_KEY`].
+    pub key: String,
+    pub data: serde_json::Value,
+}
+
+/// The key of the policy pins' stored state.
+pub const PINS_KEY: &str = "policy-pins";
+
 /// Reads workload state and writes scale decisions.
 pub trait Cluster: Send + Sync + 'static {
     fn observe(&self, target: &Target) -> impl Future<Output = Result<Observation, ClusterError>> + Send;
@@ -106,6 +123,13 @@ pub trait Cluster: Send + Sync + 'static {
         target: &Target,
         costs: &[PodDeletionCost],
     ) -> impl Future<Output = Result<(), ClusterError>> + Send;
+
+    /// The stored decision states in these namespaces.
+    fn load_states(&self, namespaces: &[String])
+    -> impl Future<Output = Result<Vec<StoredState>, ClusterError>> + Send;
+
+    /// Stores one decision state (creating or replacing it).
+    fn save_state(&self, state: &StoredState) -> impl Future<Output = Result<(), ClusterError>> + Send;
 
     /// Resolves once observations of these namespaces can be served from
     /// filled caches (immediately where there are none).

@@ -3,17 +3,26 @@
 //! hub and sources, decision loop, leader election, admin API, policy store
 //! watcher — and the phased shutdown that takes them down in order.
 //!
+//! A replica writes only once it has taken over what the last writer left
+//! in the cluster (`takeover`): at start-up when it runs alone, at each new
+//! term with leader election.
+//!
 //! Shutdown (SIGTERM, Ctrl-C or the caller's token): not ready → stop
-//! starting evaluations and let the ones in flight finish → stop the watcher
-//! and the sources → flush the decision sinks (the Kafka audit topic) → give
-//! up leadership (release the Lease) → stop the admin server → return; all
-//! within `grace`. What does not finish in time is abandoned and reported.
+//! starting evaluations and let the ones in flight finish → store the
+//! decision states → stop the watcher and the sources → flush the decision
+//! sinks (the Kafka audit topic) → give up leadership (release the Lease) →
+//! stop the admin server → return; all within `grace`. What does not finish
+//! in time is abandoned and reported.
+
+mod takeover;
+
+pub use takeover::{TakeOver, pins_state};
 
 use crate::admin::{self, AdminState, LogLevelSetter};
 use crate::clock::Clock;
-use crate::cluster::{Cluster, ResourceMetrics};
+use crate::cluster::{Cluster, ClusterError, ResourceMetrics};
 use crate::config::Config;
-use crate::decide::{Decider, DeciderConfig};
+use crate::decide::{Decider, DeciderConfig, Persist};
 use crate::k8s::{LeaderElector, LeaseSettings};
 use crate::leadership::Leadership;
 use crate::policy::Runtime;
@@ -45,6 +54,10 @@ pub enum StartError {
     /// The admin API cannot listen (exit 70).
     #[error("cannot listen on {addr}: {message}")]
     Listen { addr: SocketAddr, message: String },
+    /// Decision state is to be kept in the cluster, which does not serve
+    /// the resource for it (exit 64).
+    #[error("decision state: {0}")]
+    State(ClusterError),
 }
 
 impl StartError {
@@ -52,6 +65,16 @@ impl StartError {
     pub fn is_setting(&self) -> bool {
         !matches!(self, StartError::Listen { .. })
     }
+}
+
+/// Where decision state is kept.
+#[derive(Debug, Clone)]
+pub struct StateSettings {
+    /// How often a changed workload state is stored (applied scales are
+    /// stored at once).
+    pub persist: Persist,
+    /// The namespace of the policy pins' stored state (scalegate's own).
+    pub namespace: String,
 }
 
 /// What the daemon runs with besides the cluster.
@@ -66,6 +89,9 @@ pub struct Settings {
     /// The cluster's resource metrics API, for `pod_metrics` inputs
     /// (`None` without a cluster: such inputs are then a setting error).
     pub resource_metrics: Option<Arc<dyn ResourceMetrics>>,
+    /// Keep decision state in the cluster (`None`: memory only; a restart or
+    /// a failover starts afresh).
+    pub state: Option<StateSettings>,
 }
 
 /// A running daemon: where its admin API listens and how to reach its parts.
@@ -121,6 +147,15 @@ pub async fn start<C: Cluster>(
     };
     let mut sources = signals::Running::default();
     sources.apply(&config.sources, config.declared(), &context)?;
+    if let Some(state) = &settings.state {
+        // a cluster that does not serve the state resource is a setting
+        // problem: say so now rather than never writing
+        if let Err(error @ ClusterError::NotFound(_)) =
+            cluster.load_states(std::slice::from_ref(&state.namespace)).await
+        {
+            return Err(StartError::State(error));
+        }
+    }
     let decider = Arc::new(Decider::new(
         cluster.clone(),
         clock.clone(),
@@ -130,9 +165,17 @@ pub async fn start<C: Cluster>(
             metrics: metrics.clone(),
             leadership: leadership.clone(),
             inputs: Some(hub.clone()),
+            persist: settings.state.as_ref().map(|s| s.persist),
             ..DeciderConfig::default()
         },
     ));
+    let takeover = TakeOver {
+        decider: decider.clone(),
+        store: store.clone(),
+        cluster: cluster.clone(),
+        leadership: leadership.clone(),
+        pins_namespace: settings.state.as_ref().map(|s| s.namespace.clone()),
+    };
     decider.set_sinks(sources.sinks());
     let weak = Arc::downgrade(&decider);
     hub.set_trigger(move |workload| {
@@ -143,21 +186,24 @@ pub async fn start<C: Cluster>(
     let mut elector = None;
     match settings.election {
         Some(election) => {
-            let (gauge, loop_, lead) = (metrics.clone(), decider.clone(), leadership.clone());
+            let (gauge, takeover, stop_takeover) = (metrics.clone(), takeover.clone(), shutdown.child_token());
             let campaign =
                 LeaderElector::new(election.client, election.settings, leadership.clone()).on_change(move |leading| {
                     gauge.set_leader(leading);
                     if leading {
-                        lead.ready(lead.term());
-                        // a new leader acts now rather than at each workload's next tick
-                        loop_.trigger_all();
+                        // the new term writes (all workloads at once) after taking over
+                        let term = takeover.leadership.term();
+                        tokio::spawn(takeover.clone().run(term, stop_takeover.clone()));
                     }
                 });
             // stopped only after the decisions in flight are done (see `wait`)
             let stop = CancellationToken::new();
             elector = Some((tokio::spawn(campaign.run(stop.clone())), stop));
         }
-        None => leadership.ready(leadership.term()),
+        None => {
+            let term = leadership.term();
+            tokio::spawn(takeover.clone().run(term, shutdown.child_token()));
+        }
     }
     let listener = tokio::net::TcpListener::bind(settings.admin_listen)
         .await
@@ -166,6 +212,14 @@ pub async fn start<C: Cluster>(
         .local_addr()
         .map_err(|e| StartError::Listen { addr: settings.admin_listen, message: e.to_string() })?;
     let admin_shutdown = CancellationToken::new();
+    let pins: Option<admin::PinSaver> = settings.state.as_ref().map(|state| {
+        let (cluster, namespace) = (cluster.clone(), state.namespace.clone());
+        Arc::new(move |pins: std::collections::BTreeMap<String, String>| {
+            let (cluster, stored) = (cluster.clone(), pins_state(&namespace, &pins));
+            Box::pin(async move { cluster.save_state(&stored).await.map_err(|e| e.to_string()) })
+                as futures::future::BoxFuture<'static, Result<(), String>>
+        }) as admin::PinSaver
+    });
     let state = Arc::new(AdminState {
         store: store.clone(),
         workloads: decider.clone(),
@@ -176,6 +230,8 @@ pub async fn start<C: Cluster>(
         max_upload_bytes: 64 << 20,
         inputs: Some(hub.clone()),
         clock: clock.clone(),
+        leadership: leadership.clone(),
+        pins,
     });
     let admin = tokio::spawn(admin::serve(listener, state, admin_shutdown.clone()));
     let watcher = store.watch(shutdown.child_token());
@@ -220,6 +276,8 @@ impl<C: Cluster> Running<C> {
         let deadline = tokio::time::Instant::now() + self.grace;
         let drained = tokio::time::timeout_at(deadline, async {
             self.decider.stopped().await;
+            // a successor continues exactly from here
+            self.decider.flush_states().await;
             let _ = (&mut self.watcher).await;
         })
         .await;

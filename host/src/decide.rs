@@ -20,17 +20,19 @@
 //!   rebound ones keep what stays valid of their state.
 
 mod call;
+mod persist;
 mod pipeline;
 mod record;
 mod state;
 #[cfg(test)]
 mod tests;
 
+pub use persist::Persist;
 pub use record::{DecisionLog, DecisionRecord, PolicyVerdict};
-pub use state::{History, RECOMMENDATION_WINDOW, SCALE_EVENT_WINDOW, WorkloadState};
+pub use state::{History, RECOMMENDATION_WINDOW, SCALE_EVENT_WINDOW, Stored, WorkloadState};
 
 use crate::clock::Clock;
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, ClusterError};
 use crate::config::Workload as WorkloadSpec;
 use crate::leadership::Leadership;
 use crate::policy::Evaluator;
@@ -64,6 +66,9 @@ pub struct DeciderConfig {
     pub leadership: Arc<Leadership>,
     /// Metrics and signals from the signal sources, added to each observation.
     pub inputs: Option<Arc<SignalHub>>,
+    /// Keep each workload's decision state in the cluster (default: no,
+    /// memory only).
+    pub persist: Option<Persist>,
 }
 
 impl Default for DeciderConfig {
@@ -76,6 +81,7 @@ impl Default for DeciderConfig {
             metrics: Arc::new(Metrics::new()),
             leadership: Arc::new(Leadership::always()),
             inputs: None,
+            persist: None,
         }
     }
 }
@@ -277,6 +283,48 @@ impl<C: Cluster> Decider<C> {
         }
     }
 
+    /// Takes over the decision states stored in the cluster (a new term, or
+    /// a start): each workload with a stored state continues from it.
+    /// Returns how many were taken over.
+    pub async fn load_states(&self) -> Result<usize, ClusterError> {
+        let workloads = self.fleet.read().order.clone();
+        let mut namespaces: Vec<String> = workloads.iter().map(|w| w.spec.load().target.namespace.clone()).collect();
+        namespaces.sort();
+        namespaces.dedup();
+        let states = self.pipeline.cluster.load_states(&namespaces).await?;
+        let mut taken = 0;
+        for workload in workloads {
+            let spec = workload.spec.load_full();
+            if let Some(stored) = persist::find(&spec, &states) {
+                let mut state = workload.state.lock().await;
+                state.follow(&spec);
+                state.restore(&stored);
+                taken += 1;
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Stores every workload's state now (a graceful stop), if this replica
+    /// may write.
+    pub async fn flush_states(&self) {
+        if self.config.persist.is_none() || !self.config.leadership.may_write() {
+            return;
+        }
+        let workloads = self.fleet.read().order.clone();
+        for workload in workloads {
+            let spec = workload.spec.load_full();
+            let state = workload.state.lock().await;
+            let stored = state.to_stored(self.pipeline.clock.now_ms());
+            if state.saved_digest == Some(persist::content_digest(&stored)) {
+                continue;
+            }
+            if let Err(error) = persist::save(self.pipeline.cluster.as_ref(), &spec, &stored).await {
+                tracing::warn!(workload = %spec.name, %error, "decision state not stored on the way out");
+            }
+        }
+    }
+
     /// One evaluation of the named workload, recorded and returned.
     pub async fn evaluate(&self, name: &str) -> Option<DecisionRecord> {
         let workload = self.find(name)?;
@@ -288,6 +336,12 @@ impl<C: Cluster> Decider<C> {
         let spec = workload.spec.load_full();
         state.follow(&spec);
         let record = self.pipeline.evaluate(&spec, &mut state).await;
+        if let Some(persist) = &self.config.persist
+            && self.config.leadership.may_write()
+        {
+            let (cluster, now_ms) = (self.pipeline.cluster.as_ref(), self.pipeline.clock.now_ms());
+            persist.after(cluster, &spec, &mut state, record.applied, now_ms, &self.config.metrics).await;
+        }
         record.count(&self.config.metrics);
         self.decided.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(workload = %spec.name, replicas = record.guardrails.replicas, applied = record.applied, "decision");

@@ -26,12 +26,15 @@ mod lease;
 mod metrics;
 mod pods;
 pub mod quantity;
+mod requests;
 pub mod selector;
+mod state;
 
 pub use lease::{LeaderElector, LeaseSettings};
 pub use pods::DELETION_COST_ANNOTATION;
+pub use requests::KubeSettings;
 
-use crate::cluster::{Cluster, ClusterError, PodUsage, ResourceMetrics, Target};
+use crate::cluster::{Cluster, ClusterError, PodUsage, ResourceMetrics, StoredState, Target};
 use crate::snapshot::{Observation, PodDeletionCost};
 use futures::future::BoxFuture;
 use k8s_openapi::api::autoscaling::v1::{Scale, ScaleSpec};
@@ -39,8 +42,8 @@ use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
+use requests::{CallError, Requests};
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,86 +53,6 @@ use std::time::Duration;
 pub fn client(mut config: kube::Config) -> Result<kube::Client, kube::Error> {
     config.default_retry = false;
     kube::Client::try_from(config)
-}
-
-/// How requests are bounded and retried.
-#[derive(Debug, Clone)]
-pub struct KubeSettings {
-    /// Deadline of one request.
-    pub request_timeout: Duration,
-    /// Attempts for a transient failure (timeout, transport, 429, 5xx).
-    pub attempts: u32,
-    /// First backoff; doubled per attempt up to `max_backoff`.
-    pub backoff: Duration,
-    pub max_backoff: Duration,
-    /// Conflicting writes re-read and retried before giving up.
-    pub conflict_retries: u32,
-    /// `fieldManager` of writes and `reportingInstance` of Events.
-    pub identity: String,
-    /// How long an observation waits for a namespace's pod cache to fill.
-    pub cache_sync_timeout: Duration,
-}
-
-impl Default for KubeSettings {
-    fn default() -> Self {
-        KubeSettings {
-            request_timeout: Duration::from_secs(5),
-            attempts: 4,
-            backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(2),
-            conflict_retries: 3,
-            identity: "scalegate".into(),
-            cache_sync_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-/// Why a request failed, after retries.
-#[derive(Debug)]
-enum CallError {
-    Status(u16, String),
-    Timeout(Duration),
-    Transport(String),
-}
-
-impl CallError {
-    fn from_kube(error: kube::Error) -> CallError {
-        match error {
-            kube::Error::Api(status) => CallError::Status(status.code, status.message),
-            other => CallError::Transport(other.to_string()),
-        }
-    }
-
-    fn transient(&self) -> bool {
-        match self {
-            CallError::Status(code, _) => *code == 429 || *code >= 500,
-            CallError::Timeout(_) | CallError::Transport(_) => true,
-        }
-    }
-
-    /// A message for the decision record, naming the object and the fix.
-    fn describe(&self, verb: &str, object: &str) -> ClusterError {
-        match self {
-            CallError::Status(404, _) => ClusterError::NotFound(format!("{object} not found")),
-            CallError::Status(409, _) => {
-                ClusterError::Conflict(format!("conflict writing {object}: the object changed"))
-            }
-            CallError::Status(403, message) => ClusterError::Forbidden(format!(
-                "forbidden to {verb} {object} (check the RBAC rules of scalegate's service account): {message}"
-            )),
-            CallError::Status(code, message) if *code == 429 || *code >= 500 => {
-                ClusterError::Http(format!("{verb} {object}: HTTP {code}: {message}"))
-            }
-            CallError::Status(code, message) => {
-                ClusterError::Invalid(format!("{verb} {object}: HTTP {code}: {message}"))
-            }
-            CallError::Timeout(after) => ClusterError::Timeout(format!(
-                "{verb} {object}: no answer within {}",
-                humantime::format_duration(*after)
-            )),
-            CallError::Transport(message) => ClusterError::Unavailable(format!("{verb} {object}: {message}")),
-        }
-    }
 }
 
 /// What the last read of a target's `/scale` showed.
@@ -143,19 +66,26 @@ struct ObservedScale {
 /// [`Cluster`] over the Kubernetes API.
 pub struct KubeCluster {
     client: kube::Client,
-    settings: KubeSettings,
+    requests: Requests,
     pods: pods::PodCaches,
     scales: parking_lot::Mutex<HashMap<String, ObservedScale>>,
+    states: state::StateObjects,
 }
 
 impl KubeCluster {
     pub fn new(client: kube::Client, settings: KubeSettings) -> KubeCluster {
+        let requests = Requests { settings };
         KubeCluster {
             pods: pods::PodCaches::new(client.clone()),
+            states: state::StateObjects::new(client.clone(), requests.clone()),
             client,
-            settings,
+            requests,
             scales: parking_lot::Mutex::new(HashMap::new()),
         }
+    }
+
+    fn settings(&self) -> &KubeSettings {
+        &self.requests.settings
     }
 
     /// Starts the pod watches of these namespaces now rather than at the
@@ -172,53 +102,26 @@ impl KubeCluster {
         Api::namespaced_with(self.client.clone(), &target.namespace, &resource)
     }
 
-    /// One request with the request deadline.
-    async fn attempt<T>(&self, call: impl Future<Output = Result<T, kube::Error>>) -> Result<T, CallError> {
-        match tokio::time::timeout(self.settings.request_timeout, call).await {
-            Ok(result) => result.map_err(CallError::from_kube),
-            Err(_) => Err(CallError::Timeout(self.settings.request_timeout)),
-        }
-    }
-
     /// Pods of a namespace once its watch cache holds the first list.
     async fn synced_pods(&self, namespace: &str) -> Result<Arc<pods::PodCache>, ClusterError> {
         let cache = self.pods.get(namespace);
-        if !cache.wait_synced(self.settings.cache_sync_timeout).await {
+        if !cache.wait_synced(self.settings().cache_sync_timeout).await {
             return Err(ClusterError::NotSynced(format!(
                 "pods of namespace {namespace} not listed yet (watch not synced within {})",
-                humantime::format_duration(self.settings.cache_sync_timeout)
+                humantime::format_duration(self.settings().cache_sync_timeout)
             )));
         }
         Ok(cache)
     }
 
-    /// Runs `call` with the request deadline, retrying transient failures
-    /// with exponential backoff.
-    async fn retrying<T, F, Fut>(&self, mut call: F) -> Result<T, CallError>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, kube::Error>>,
-    {
-        let mut delay = self.settings.backoff;
-        let mut attempt = 1;
-        loop {
-            match self.attempt(call()).await {
-                Err(error) if error.transient() && attempt < self.settings.attempts => {
-                    tracing::debug!(?error, attempt, "transient API failure; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(self.settings.max_backoff);
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
-    }
-
     /// Reads the target's scale and remembers its version and selector.
     async fn read_scale(&self, target: &Target) -> Result<(Scale, Option<kube::core::Selector>), ClusterError> {
         let api = self.scalable(target);
-        let scale =
-            self.retrying(|| api.get_scale(&target.name)).await.map_err(|e| e.describe("get", &scale_of(target)))?;
+        let scale = self
+            .requests
+            .retrying(|| api.get_scale(&target.name))
+            .await
+            .map_err(|e| e.describe("get", &scale_of(target)))?;
         let selector = match scale.status.as_ref().and_then(|s| s.selector.as_deref()).filter(|s| !s.is_empty()) {
             Some(text) => Some(
                 selector::parse(text)
@@ -254,12 +157,12 @@ impl KubeCluster {
                 ..ObjectReference::default()
             }),
             reporting_controller: Some("scalegate.dev/scalegate".into()),
-            reporting_instance: Some(self.settings.identity.clone()),
+            reporting_instance: Some(self.settings().identity.clone()),
             ..Event::default()
         };
         let api: Api<Event> = Api::namespaced(self.client.clone(), &target.namespace);
-        let params = PostParams { field_manager: Some(self.settings.identity.clone()), ..PostParams::default() };
-        if let Err(error) = self.retrying(|| api.create(&params, &event)).await {
+        let params = PostParams { field_manager: Some(self.settings().identity.clone()), ..PostParams::default() };
+        if let Err(error) = self.requests.retrying(|| api.create(&params, &event)).await {
             let error = error.describe("create an Event for", &scale_of(target));
             tracing::warn!(target = %scale_of(target), %error, "scaled, but the Event was not recorded");
         }
@@ -306,7 +209,7 @@ impl Cluster for KubeCluster {
     async fn scale(&self, target: &Target, from: u32, to: u32, reason: &str) -> Result<(), ClusterError> {
         let api = self.scalable(target);
         let object = scale_of(target);
-        let params = PostParams { field_manager: Some(self.settings.identity.clone()), ..PostParams::default() };
+        let params = PostParams { field_manager: Some(self.settings().identity.clone()), ..PostParams::default() };
         let mut version = self.scales.lock().get(&key(target)).and_then(|s| s.resource_version.clone());
         let mut conflicts = 0;
         loop {
@@ -338,7 +241,7 @@ impl Cluster for KubeCluster {
                 spec: Some(ScaleSpec { replicas: Some(to as i32) }),
                 status: None,
             };
-            match self.retrying(|| api.replace_scale(&target.name, &params, &body)).await {
+            match self.requests.retrying(|| api.replace_scale(&target.name, &params, &body)).await {
                 Ok(written) => {
                     if let Some(observed) = self.scales.lock().get_mut(&key(target)) {
                         observed.resource_version = written.metadata.resource_version;
@@ -346,10 +249,10 @@ impl Cluster for KubeCluster {
                     self.record_event(target, from, to, reason).await;
                     return Ok(());
                 }
-                Err(CallError::Status(409, _)) if conflicts < self.settings.conflict_retries => {
+                Err(CallError::Status(409, _)) if conflicts < self.settings().conflict_retries => {
                     conflicts += 1;
                     tracing::debug!(target = %object, conflicts, "scale changed since it was read; reading again");
-                    tokio::time::sleep(self.settings.backoff * conflicts).await;
+                    tokio::time::sleep(self.settings().backoff * conflicts).await;
                 }
                 Err(error) => return Err(error.describe("update", &object)),
             }
@@ -366,7 +269,7 @@ impl Cluster for KubeCluster {
             None => Default::default(),
         };
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &target.namespace);
-        let params = PatchParams { field_manager: Some(self.settings.identity.clone()), ..PatchParams::default() };
+        let params = PatchParams { field_manager: Some(self.settings().identity.clone()), ..PatchParams::default() };
         let results: Vec<Result<(), ClusterError>> = futures::stream::iter(costs.iter().cloned())
             .map(|cost: PodDeletionCost| {
                 let (api, params, own) = (&api, &params, &own);
@@ -378,7 +281,7 @@ impl Cluster for KubeCluster {
                     let patch = Patch::Merge(serde_json::json!({
                         "metadata": {"annotations": {DELETION_COST_ANNOTATION: cost.cost.to_string()}}
                     }));
-                    self.retrying(|| api.patch(&cost.pod, params, &patch))
+                    self.requests.retrying(|| api.patch(&cost.pod, params, &patch))
                         .await
                         .map(|_| ())
                         .map_err(|e| e.describe("patch", &format!("pod {}/{}", target.namespace, cost.pod)))
@@ -388,6 +291,14 @@ impl Cluster for KubeCluster {
             .collect()
             .await;
         results.into_iter().collect()
+    }
+
+    async fn load_states(&self, namespaces: &[String]) -> Result<Vec<StoredState>, ClusterError> {
+        self.states.load(namespaces).await
+    }
+
+    async fn save_state(&self, state: &StoredState) -> Result<(), ClusterError> {
+        self.states.save(state).await
     }
 
     async fn wait_synced(&self, namespaces: &[String]) {
@@ -413,15 +324,16 @@ impl ResourceMetrics for KubeCluster {
             let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, &resource);
             // one attempt: the next poll is the retry
             let what = format!("pod metrics of namespace {namespace}");
-            let listed = self.attempt(api.list(&ListParams::default())).await.map_err(|error| match error {
-                CallError::Status(404, _) => ClusterError::NotFound(format!(
-                    "{what}: metrics.k8s.io is not served (is metrics-server installed?)"
-                )),
-                CallError::Status(403, message) => ClusterError::Forbidden(format!(
-                    "{what}: forbidden (scalegate's role needs list on metrics.k8s.io pods): {message}"
-                )),
-                other => other.describe("list", &what),
-            })?;
+            let listed =
+                self.requests.attempt(api.list(&ListParams::default())).await.map_err(|error| match error {
+                    CallError::Status(404, _) => ClusterError::NotFound(format!(
+                        "{what}: metrics.k8s.io is not served (is metrics-server installed?)"
+                    )),
+                    CallError::Status(403, message) => ClusterError::Forbidden(format!(
+                        "{what}: forbidden (scalegate's role needs list on metrics.k8s.io pods): {message}"
+                    )),
+                    other => other.describe("list", &what),
+                })?;
             listed
                 .items
                 .iter()

@@ -15,6 +15,8 @@ use std::time::Instant;
 
 #[derive(Debug)]
 pub struct Leadership {
+    /// Who holds the lease, as last seen (for messages to clients).
+    holder: parking_lot::Mutex<Option<String>>,
     epoch: Instant,
     /// Nanoseconds after `epoch` until which this replica leads (0: never).
     valid_until_ns: AtomicU64,
@@ -29,6 +31,7 @@ impl Leadership {
     /// and writes only once a term it began is ready.
     pub fn elected() -> Leadership {
         Leadership {
+            holder: parking_lot::Mutex::new(None),
             epoch: Instant::now(),
             valid_until_ns: AtomicU64::new(0),
             term: AtomicU64::new(1),
@@ -40,6 +43,7 @@ impl Leadership {
     /// state is loaded).
     pub fn sole() -> Leadership {
         Leadership {
+            holder: parking_lot::Mutex::new(None),
             epoch: Instant::now(),
             valid_until_ns: AtomicU64::new(u64::MAX),
             term: AtomicU64::new(1),
@@ -80,6 +84,15 @@ impl Leadership {
     /// newer term began meanwhile.
     pub fn ready(&self, term: u64) {
         self.ready_term.fetch_max(term, Ordering::AcqRel);
+    }
+
+    /// Who holds the lease as last seen (`None`: unknown or nobody).
+    pub fn holder(&self) -> Option<String> {
+        self.holder.lock().clone()
+    }
+
+    pub fn set_holder(&self, holder: Option<String>) {
+        *self.holder.lock() = holder;
     }
 
     /// Leads until `deadline` (a renewal succeeded).

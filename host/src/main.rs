@@ -17,7 +17,9 @@ fn main() -> ExitCode {
     });
     let (filter, handle) = reload::Layer::new(filter);
     let registry = tracing_subscriber::registry().with(filter);
-    let format = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // colours only for a person at a terminal, not in `kubectl logs`
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let format = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
     match cli.global.log_format {
         LogFormat::Text => registry.with(format).init(),
         LogFormat::Json => registry.with(format.json()).init(),

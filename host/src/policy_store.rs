@@ -444,6 +444,31 @@ impl PolicyStore {
         Ok(policy)
     }
 
+    /// The pins made by `activate`/`rollback`: policy name → digest.
+    pub fn pins(&self) -> BTreeMap<String, String> {
+        self.catalog().pinned.clone()
+    }
+
+    /// Takes over pins made elsewhere (a previous leader): each pin to a
+    /// loaded version applies; pins to versions this store does not hold
+    /// are reported and left out.
+    pub fn restore_pins(&self, pins: &BTreeMap<String, String>) -> Vec<String> {
+        let _guard = self.inner.reload.lock();
+        let mut next = (*self.inner.catalog.load_full()).clone();
+        let mut missing = Vec::new();
+        next.pinned.clear();
+        for (name, digest) in pins {
+            if next.versions.get(name).is_some_and(|v| v.iter().any(|e| e.policy.digest() == digest)) {
+                next.pinned.insert(name.clone(), digest.clone());
+            } else {
+                missing.push(format!("{name}@sha256:{digest}"));
+            }
+        }
+        next.generation += 1;
+        self.inner.catalog.store(Arc::new(next));
+        missing
+    }
+
     /// Pins `name` to the version just below the active one.
     pub fn rollback(&self, name: &str) -> Result<LoadedPolicy, StoreError> {
         let catalog = self.catalog();

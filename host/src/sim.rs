@@ -5,7 +5,7 @@
 //! the daemon can be watched (and benchmarked) without one.
 
 use crate::clock::Clock;
-use crate::cluster::{Cluster, ClusterError, Target};
+use crate::cluster::{Cluster, ClusterError, StoredState, Target};
 use crate::snapshot::{
     Metric, Observation, Past, Pod, PodDeletionCost, PodPhase, PodSample, ScaleEvent, Snapshot, Subject,
 };
@@ -215,6 +215,8 @@ pub struct SimCluster<K: Clock> {
     scale_calls: Mutex<Vec<ScaleCall>>,
     /// Scale calls to refuse with a conflict (fault injection).
     failing_scales: AtomicU32,
+    /// Stored decision states by (namespace, key).
+    states: Mutex<HashMap<(String, String), serde_json::Value>>,
 }
 
 fn key(target: &Target) -> String {
@@ -234,6 +236,7 @@ impl<K: Clock> SimCluster<K> {
             entries: Mutex::new(HashMap::new()),
             scale_calls: Mutex::new(Vec::new()),
             failing_scales: AtomicU32::new(0),
+            states: Mutex::new(HashMap::new()),
         }
     }
 
@@ -252,6 +255,11 @@ impl<K: Clock> SimCluster<K> {
 
     pub fn scale_calls(&self) -> Vec<ScaleCall> {
         self.scale_calls.lock().clone()
+    }
+
+    /// A stored decision state, if any.
+    pub fn stored_state(&self, namespace: &str, key: &str) -> Option<serde_json::Value> {
+        self.states.lock().get(&(namespace.to_string(), key.to_string())).cloned()
     }
 
     /// Makes the next `count` scale calls fail with a conflict.
@@ -296,6 +304,24 @@ impl<K: Clock> Cluster for SimCluster<K> {
         let mut entries = self.entries.lock();
         let entry = entries.get_mut(&key(target)).ok_or_else(|| not_found(target))?;
         entry.workload.set_deletion_costs(costs);
+        Ok(())
+    }
+
+    async fn load_states(&self, namespaces: &[String]) -> Result<Vec<StoredState>, ClusterError> {
+        let states = self.states.lock();
+        Ok(states
+            .iter()
+            .filter(|((namespace, _), _)| namespaces.contains(namespace))
+            .map(|((namespace, key), data)| StoredState {
+                namespace: namespace.clone(),
+                key: key.clone(),
+                data: data.clone(),
+            })
+            .collect())
+    }
+
+    async fn save_state(&self, state: &StoredState) -> Result<(), ClusterError> {
+        self.states.lock().insert((state.namespace.clone(), state.key.clone()), state.data.clone());
         Ok(())
     }
 

@@ -52,6 +52,8 @@ pub struct Metrics {
     pub signals: Family<SourceLabel, Counter>,
     /// Signals dropped because a workload's queue was full (oldest first).
     pub signals_dropped: Family<SourceLabel, Counter>,
+    /// Decision states stored in the cluster (`written`) or not (the error kind).
+    pub state_writes: Family<KindLabel, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -108,8 +110,15 @@ impl Metrics {
             "Signals dropped from a full workload queue (the oldest), by source",
             signals_dropped.clone(),
         );
+        let state_writes = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "state_writes",
+            "Decision states stored in the cluster (written) or not (error kind)",
+            state_writes.clone(),
+        );
         Metrics {
             registry,
+            state_writes,
             decisions,
             clamps,
             policy_faults,

@@ -11,6 +11,8 @@
 //! | GET         | `/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods` (list)    |
 //! | POST        | `/apis/coordination.k8s.io/v1/namespaces/{ns}/leases`         |
 //! | GET, PUT    | `/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}`  |
+//! | GET (list), POST | `/apis/scalegate.dev/v1alpha1/namespaces/{ns}/scalegatestates` |
+//! | GET, PUT    | `/apis/scalegate.dev/v1alpha1/namespaces/{ns}/scalegatestates/{name}` |
 //!
 //! Strict: any other path, method, query parameter or content type is
 //! answered with an error *and* recorded as a violation, which tests assert
@@ -93,7 +95,10 @@ struct State {
     history_floor: u64,
     watchers: Vec<(String, mpsc::UnboundedSender<Bytes>)>,
     events: Vec<Value>,
-    leases: BTreeMap<(String, String), Value>,
+    /// Leases and ScalegateStates by (plural, namespace, name).
+    objects: BTreeMap<(String, String, String), Value>,
+    /// The ScalegateState resource is not served (its CRD is not installed).
+    no_state_resource: bool,
     /// `PodMetrics` by (namespace, pod), as metrics-server would serve them.
     pod_metrics: BTreeMap<(String, String), Value>,
     faults: Vec<FaultRule>,
@@ -281,7 +286,39 @@ impl FakeApiServer {
     }
 
     pub fn lease(&self, namespace: &str, name: &str) -> Option<Value> {
-        self.state.lock().leases.get(&(namespace.to_string(), name.to_string())).cloned()
+        self.object("leases", namespace, name)
+    }
+
+    /// A stored object (`leases`, `scalegatestates`).
+    pub fn object(&self, plural: &str, namespace: &str, name: &str) -> Option<Value> {
+        self.state.lock().objects.get(&(plural.to_string(), namespace.to_string(), name.to_string())).cloned()
+    }
+
+    /// Every stored object of a kind in a namespace, by name.
+    pub fn objects(&self, plural: &str, namespace: &str) -> Vec<Value> {
+        self.state
+            .lock()
+            .objects
+            .iter()
+            .filter(|((p, n, _), _)| p == plural && n == namespace)
+            .map(|(_, object)| object.clone())
+            .collect()
+    }
+
+    /// Another writer changes a stored object (its `resourceVersion` moves
+    /// on), so the next replacement based on the old version conflicts.
+    pub fn touch_object(&self, plural: &str, namespace: &str, name: &str) {
+        let mut state = self.state.lock();
+        let version = state.next_version();
+        let key = (plural.to_string(), namespace.to_string(), name.to_string());
+        let object = state.objects.get_mut(&key).expect("no such object");
+        object["metadata"]["resourceVersion"] = json!(version.to_string());
+    }
+
+    /// Serves the ScalegateState resource as if its CRD were not installed
+    /// (every request to it is a 404).
+    pub fn without_state_resource(&self) {
+        self.state.lock().no_state_resource = true;
     }
 
     /// Sets a pod's usage as metrics-server reports it, stamped now with a
@@ -505,7 +542,13 @@ fn route(state: &Arc<Mutex<State>>, line: &str, parsed: Parsed) -> Response<Body
             pod_metrics(state, line, &parsed, ns)
         }
         (m, ["apis", "coordination.k8s.io", "v1", "namespaces", ns, "leases", rest @ ..]) => {
-            lease(state, line, &parsed, m, ns, rest.first().copied())
+            object(state, line, &parsed, m, &LEASES, ns, rest.first().copied())
+        }
+        (m, ["apis", "scalegate.dev", "v1alpha1", "namespaces", ns, "scalegatestates", rest @ ..]) => {
+            if state.lock().no_state_resource {
+                return status(404, "NotFound", "the server could not find the requested resource");
+            }
+            object(state, line, &parsed, m, &STATES, ns, rest.first().copied())
         }
         _ => violation(state, 404, format!("{line}: not an endpoint scalegate uses")),
     }
@@ -747,15 +790,33 @@ fn create_event(state: &Mutex<State>, line: &str, parsed: &Parsed, ns: &str) -> 
     respond(201, &stored)
 }
 
-fn lease(
+/// A kind of plain object the fake stores: get, create, replace, and
+/// (when `listable`) list by an equality label selector.
+struct Kind {
+    api_version: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+    listable: bool,
+}
+
+const LEASES: Kind = Kind { api_version: "coordination.k8s.io/v1", kind: "Lease", plural: "leases", listable: false };
+const STATES: Kind =
+    Kind { api_version: "scalegate.dev/v1alpha1", kind: "ScalegateState", plural: "scalegatestates", listable: true };
+
+fn object(
     state: &Mutex<State>,
     line: &str,
     parsed: &Parsed,
     method: &Method,
+    kind: &Kind,
     ns: &str,
     name: Option<&str>,
 ) -> Response<Body> {
-    let allowed: &[&str] = if *method == Method::GET { &[] } else { &["fieldManager"] };
+    let allowed: &[&str] = match (method, name) {
+        (&Method::GET, Some(_)) => &[],
+        (&Method::GET, None) => &["labelSelector"],
+        _ => &["fieldManager"],
+    };
     if let Some(refused) = check_query(state, line, parsed, allowed) {
         return refused;
     }
@@ -765,54 +826,84 @@ fn lease(
         return refused;
     }
     let body = &parsed.body;
+    let plural = kind.plural;
+    let key = |name: &str| (plural.to_string(), ns.to_string(), name.to_string());
+    let not_found = |name: &str| status(404, "NotFound", format!("{plural} \"{name}\" not found"));
     match (method, name) {
-        (&Method::GET, Some(name)) => match state.lock().leases.get(&(ns.to_string(), name.to_string())) {
-            Some(lease) => respond(200, lease),
-            None => status(404, "NotFound", format!("leases.coordination.k8s.io \"{name}\" not found")),
+        (&Method::GET, Some(name)) => match state.lock().objects.get(&key(name)) {
+            Some(object) => respond(200, object),
+            None => not_found(name),
         },
+        (&Method::GET, None) if kind.listable => {
+            let wanted = match parsed.query.get("labelSelector").map(|s| s.split_once('=')) {
+                Some(Some((label, value))) if !label.contains(['!', ',']) => {
+                    Some((label.to_string(), value.to_string()))
+                }
+                Some(_) => return violation(state, 400, format!("{line}: the fake serves equality selectors only")),
+                None => None,
+            };
+            let guard = state.lock();
+            let items: Vec<&Value> = guard
+                .objects
+                .iter()
+                .filter(|((p, n, _), _)| p == plural && n == ns)
+                .map(|(_, object)| object)
+                .filter(|object| {
+                    wanted.as_ref().is_none_or(|(label, value)| object["metadata"]["labels"][label] == value.as_str())
+                })
+                .collect();
+            respond(
+                200,
+                &json!({"kind": format!("{}List", kind.kind), "apiVersion": kind.api_version,
+                        "metadata": {"resourceVersion": guard.resource_version.to_string()}, "items": items}),
+            )
+        }
         (&Method::POST, None) => {
             let Some(name) = body["metadata"]["name"].as_str().map(str::to_string) else {
                 return violation(state, 422, format!("{line}: metadata.name is required"));
             };
-            if body["apiVersion"] != "coordination.k8s.io/v1" || body["kind"] != "Lease" {
-                return violation(state, 422, format!("{line}: must be a coordination.k8s.io/v1 Lease"));
+            if body["apiVersion"] != kind.api_version || body["kind"] != kind.kind {
+                return violation(state, 422, format!("{line}: must be a {} {}", kind.api_version, kind.kind));
             }
             let mut guard = state.lock();
-            if guard.leases.contains_key(&(ns.to_string(), name.clone())) {
-                return status(409, "AlreadyExists", format!("leases.coordination.k8s.io \"{name}\" already exists"));
+            if guard.objects.contains_key(&key(&name)) {
+                return status(409, "AlreadyExists", format!("{plural} \"{name}\" already exists"));
             }
-            let mut lease = body.clone();
+            let mut object = body.clone();
             let version = guard.next_version();
-            lease["metadata"]["resourceVersion"] = json!(version.to_string());
-            lease["metadata"]["namespace"] = json!(ns);
-            guard.leases.insert((ns.into(), name), lease.clone());
-            respond(201, &lease)
+            object["metadata"]["resourceVersion"] = json!(version.to_string());
+            object["metadata"]["namespace"] = json!(ns);
+            guard.objects.insert(key(&name), object.clone());
+            respond(201, &object)
         }
         (&Method::PUT, Some(name)) => {
             if body["metadata"]["name"] != name {
                 return violation(state, 422, format!("{line}: metadata.name must be {name:?}"));
             }
+            if body["apiVersion"] != kind.api_version || body["kind"] != kind.kind {
+                return violation(state, 422, format!("{line}: must be a {} {}", kind.api_version, kind.kind));
+            }
             let Some(version) = body["metadata"]["resourceVersion"].as_str().map(str::to_string) else {
-                return violation(state, 422, format!("{line}: a lease update without resourceVersion would be blind"));
+                return violation(state, 422, format!("{line}: an update without resourceVersion would be blind"));
             };
             let mut guard = state.lock();
-            let key = (ns.to_string(), name.to_string());
-            let Some(current) = guard.leases.get(&key) else {
-                return status(404, "NotFound", format!("leases.coordination.k8s.io \"{name}\" not found"));
+            let Some(current) = guard.objects.get(&key(name)) else {
+                return not_found(name);
             };
             if current["metadata"]["resourceVersion"] != version.as_str() {
                 return status(
                     409,
                     "Conflict",
-                    format!("Operation cannot be fulfilled on leases \"{name}\": the object has been modified"),
+                    format!("Operation cannot be fulfilled on {plural} \"{name}\": the object has been modified"),
                 );
             }
-            let mut lease = body.clone();
+            let mut object = body.clone();
             let new_version = guard.next_version();
-            lease["metadata"]["resourceVersion"] = json!(new_version.to_string());
-            guard.leases.insert(key, lease.clone());
-            respond(200, &lease)
+            object["metadata"]["resourceVersion"] = json!(new_version.to_string());
+            object["metadata"]["namespace"] = json!(ns);
+            guard.objects.insert(key(name), object.clone());
+            respond(200, &object)
         }
-        _ => violation(state, 405, format!("{line}: not a lease operation scalegate uses")),
+        _ => violation(state, 405, format!("{line}: not a {plural} operation scalegate uses")),
     }
 }

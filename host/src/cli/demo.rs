@@ -8,7 +8,8 @@ use super::common::{Failure, admin_token, tokio_runtime};
 use crate::admin::LogLevelSetter;
 use crate::clock::SystemClock;
 use crate::config::Config;
-use crate::daemon::{self, Settings};
+use crate::daemon::{self, Settings, StateSettings};
+use crate::decide::Persist;
 use crate::decide::{DecisionRecord, WorkloadView};
 use crate::policy::{Runtime, RuntimeConfig};
 use crate::sim::{SimCluster, SimWorkload, daily_load};
@@ -97,6 +98,11 @@ pub fn run(args: &DemoArgs, cache_dir: Option<PathBuf>, log_level: Option<LogLev
             log_level,
             election: None,
             resource_metrics: None,
+            // kept by the simulated cluster, like a real one would
+            state: Some(StateSettings {
+                persist: Persist { every: Duration::from_secs(10) },
+                namespace: "scalegate".into(),
+            }),
         };
         let store =
             daemon::open_store(runtime, args.policies.clone()).await.map_err(|e| Failure::usage(e.to_string()))?;

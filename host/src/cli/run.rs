@@ -11,7 +11,8 @@ use super::common::{Failure, admin_token, tokio_runtime};
 use crate::admin::LogLevelSetter;
 use crate::clock::SystemClock;
 use crate::config::Config;
-use crate::daemon::{self, Election, Settings};
+use crate::daemon::{self, Election, Settings, StateSettings};
+use crate::decide::Persist;
 use crate::k8s::{KubeCluster, KubeSettings, LeaseSettings};
 use crate::policy::{PolicyRef, Runtime, RuntimeConfig};
 use crate::policy_store::Catalog;
@@ -44,7 +45,7 @@ pub struct RunArgs {
     /// Elect a leader through a Lease; only the leader writes (run several replicas with this).
     #[arg(long)]
     pub leader_election: bool,
-    /// Namespace of the Lease [default: $POD_NAMESPACE, else "default"].
+    /// scalegate's own namespace: its Lease and its stored policy pins [default: $POD_NAMESPACE, else "default"].
     #[arg(long, env = "POD_NAMESPACE")]
     pub lease_namespace: Option<String>,
     /// Name of the Lease.
@@ -59,6 +60,18 @@ pub struct RunArgs {
     /// Time allowed to finish decisions in flight on SIGTERM.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "20s")]
     pub grace: Duration,
+    /// Where decision state (policy state, recommendations, scale events, cooldown clocks, pins) is kept: in the cluster (ScalegateState objects, deploy/base/crd.yaml), so a new leader or a restarted daemon continues from it, or in memory only.
+    #[arg(long, value_enum, default_value_t = DecisionState::Cluster)]
+    pub decision_state: DecisionState,
+    /// Longest time a changed decision state waits to be stored in the cluster (applied scales are stored at once).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    pub state_sync_interval: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DecisionState {
+    Cluster,
+    Memory,
 }
 
 fn usage(message: String) -> Failure {
@@ -142,12 +155,14 @@ pub fn run(args: &RunArgs, cache_dir: Option<PathBuf>, log_level: Option<LogLeve
             },
         ));
         cluster.watch_namespaces(config.workloads.iter().map(|w| w.target.namespace.as_str()));
-        let election = args.leader_election.then(|| {
-            let namespace = args.lease_namespace.clone().unwrap_or_else(|| "default".into());
-            Election {
-                client: client.clone(),
-                settings: LeaseSettings::new(&namespace, &args.lease_name, &identity, args.lease_duration),
-            }
+        let own_namespace = args.lease_namespace.clone().unwrap_or_else(|| "default".into());
+        let election = args.leader_election.then(|| Election {
+            client: client.clone(),
+            settings: LeaseSettings::new(&own_namespace, &args.lease_name, &identity, args.lease_duration),
+        });
+        let state = (args.decision_state == DecisionState::Cluster).then(|| StateSettings {
+            persist: Persist { every: args.state_sync_interval },
+            namespace: own_namespace.clone(),
         });
         let shutdown = CancellationToken::new();
         daemon::cancel_on_signals(shutdown.clone());
@@ -160,6 +175,7 @@ pub fn run(args: &RunArgs, cache_dir: Option<PathBuf>, log_level: Option<LogLeve
             log_level,
             election,
             resource_metrics: Some(cluster.clone()),
+            state,
         };
         let running = daemon::start(settings, store, cluster, Arc::new(SystemClock), shutdown.clone())
             .await

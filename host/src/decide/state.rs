@@ -2,10 +2,16 @@
 //! each bound policy's `state` and health (for per-workload rollback), the
 //! recommendations made and the scale events applied (kept by time, not by
 //! count), and when the host last scaled (cooldowns).
+//!
+//! All of it but the health is also kept in the cluster ([`Stored`]), so a
+//! new leader or a restarted daemon continues where the last writer stopped.
 
 use crate::config::Workload as WorkloadSpec;
 use crate::policy::{Policy, PolicyRef};
 use crate::snapshot::{Recommendation, ScaleEvent};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,6 +109,60 @@ pub struct WorkloadState {
     pub history: History,
     /// When the host last changed the replica count.
     pub last_scale_ms: Option<u64>,
+    /// When the state was last stored in the cluster (host clock).
+    pub saved_ms: Option<u64>,
+    /// What was stored then (a hash), to skip storing the same again.
+    pub saved_digest: Option<u64>,
+}
+
+/// The stored form of a workload's state (the `status` of its
+/// `ScalegateState`): readable with `kubectl get scalegatestates -o yaml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stored {
+    /// Format version (1).
+    pub version: u32,
+    /// When it was written (ms since the epoch).
+    pub saved_at_ms: u64,
+    #[serde(default)]
+    pub last_scale_ms: Option<u64>,
+    /// `[timestamp_ms, from, to]`, oldest first.
+    #[serde(default)]
+    pub scale_events: Vec<(u64, u32, u32)>,
+    /// `[timestamp_ms, replicas]`, oldest first.
+    #[serde(default)]
+    pub recommendations: Vec<(u64, u32)>,
+    /// One per bound policy, in order.
+    #[serde(default)]
+    pub bindings: Vec<StoredBinding>,
+    #[serde(default)]
+    pub shadow: Option<StoredBinding>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredBinding {
+    /// The policy's name (a state is only restored to the same policy).
+    pub policy: String,
+    /// The policy's `decision.state`, base64.
+    pub state: String,
+}
+
+impl StoredBinding {
+    fn of(health: &BindingHealth) -> Option<StoredBinding> {
+        let policy = health.policy.as_ref()?;
+        Some(StoredBinding { policy: policy.name().to_string(), state: STANDARD.encode(&health.state) })
+    }
+
+    /// Puts the stored state into `health` when it is for the same policy.
+    fn restore(&self, health: &mut BindingHealth) -> bool {
+        let same = health.policy.as_ref().is_some_and(|p| p.name() == self.policy);
+        match STANDARD.decode(&self.state) {
+            Ok(state) if same => {
+                health.state = state;
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 impl WorkloadState {
@@ -155,6 +215,56 @@ impl WorkloadState {
     }
 }
 
+impl WorkloadState {
+    /// The stored form at `now_ms`.
+    pub fn to_stored(&self, now_ms: u64) -> Stored {
+        Stored {
+            version: 1,
+            saved_at_ms: now_ms,
+            last_scale_ms: self.last_scale_ms,
+            scale_events: self
+                .history
+                .scale_events()
+                .iter()
+                .map(|e| (e.timestamp_ms, e.from_replicas, e.to_replicas))
+                .collect(),
+            recommendations: self.history.recommendations().iter().map(|r| (r.timestamp_ms, r.replicas)).collect(),
+            bindings: self.bindings.iter().filter_map(StoredBinding::of).collect(),
+            shadow: StoredBinding::of(&self.shadow),
+        }
+    }
+
+    /// Takes over a stored state: history, last scale, and each binding's
+    /// policy state where the same policy is bound at the same place (a
+    /// rebinding since then starts that binding afresh). Health stays.
+    pub fn restore(&mut self, stored: &Stored) {
+        self.last_scale_ms = stored.last_scale_ms;
+        self.history = History::from_parts(
+            stored
+                .recommendations
+                .iter()
+                .map(|&(timestamp_ms, replicas)| Recommendation { timestamp_ms, replicas })
+                .collect(),
+            stored
+                .scale_events
+                .iter()
+                .map(|&(timestamp_ms, from_replicas, to_replicas)| ScaleEvent {
+                    timestamp_ms,
+                    from_replicas,
+                    to_replicas,
+                })
+                .collect(),
+        );
+        for (health, stored) in self.bindings.iter_mut().zip(&stored.bindings) {
+            stored.restore(health);
+        }
+        if let Some(shadow) = &stored.shadow {
+            shadow.restore(&mut self.shadow);
+        }
+        self.saved_ms = Some(stored.saved_at_ms);
+    }
+}
+
 fn references(spec: &WorkloadSpec) -> (Vec<PolicyRef>, Option<PolicyRef>) {
     (spec.policies.iter().map(|b| b.policy.clone()).collect(), spec.shadow.as_ref().map(|b| b.policy.clone()))
 }
@@ -194,6 +304,32 @@ mod tests {
             history.recommend(Recommendation { timestamp_ms: 1_000_000 + i, replicas: 1 });
         }
         assert_eq!(history.recommendations().len(), HISTORY_CAP);
+    }
+
+    #[test]
+    fn the_stored_form_round_trips_and_restores_only_to_the_same_policy() {
+        let hpa: PolicyRef = "hpa".parse().unwrap();
+        let fixed: PolicyRef = "fixed".parse().unwrap();
+        let mut state = WorkloadState::new(&[hpa.clone(), fixed.clone()], None);
+        state.bindings[0].state = b"hpa-state".to_vec();
+        state.bindings[1].state = b"fixed-state".to_vec();
+        state.last_scale_ms = Some(1_000);
+        state.history.scaled(ScaleEvent { timestamp_ms: 1_000, from_replicas: 2, to_replicas: 5 });
+        state.history.recommend(Recommendation { timestamp_ms: 1_000, replicas: 5 });
+        let stored = state.to_stored(2_000);
+        let json = serde_json::to_value(&stored).unwrap();
+        assert_eq!(json["scale_events"], serde_json::json!([[1000, 2, 5]]));
+        let back: Stored = serde_json::from_value(json).unwrap();
+        assert_eq!(back, stored);
+
+        // a replica bound to hpa and another policy in the second place
+        let mut other = WorkloadState::new(&[hpa, "thresholds".parse().unwrap()], None);
+        other.restore(&back);
+        assert_eq!(other.bindings[0].state, b"hpa-state");
+        assert!(other.bindings[1].state.is_empty(), "another policy's state is not taken");
+        assert_eq!(other.last_scale_ms, Some(1_000));
+        assert_eq!(other.history, state.history);
+        assert_eq!(other.saved_ms, Some(2_000));
     }
 
     #[test]

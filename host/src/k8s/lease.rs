@@ -105,10 +105,12 @@ impl LeaderElector {
                         self.leadership.begin_term();
                     }
                     self.leadership.lead_until(sent + self.settings.renew_deadline);
+                    self.leadership.set_holder(Some(self.settings.identity.clone()));
                     self.set_leading(true, None);
                 }
                 Ok(Step::Following(holder)) => {
                     self.leadership.revoke();
+                    self.leadership.set_holder(holder.clone());
                     self.set_leading(false, holder.as_deref());
                 }
                 // the deadline of the last renewal still stands

@@ -10,7 +10,7 @@
 use crate::support::*;
 use clap::Parser;
 use fake_apiserver::FakeApiServer;
-use scalegate::cluster::{Cluster, ResourceMetrics, Target};
+use scalegate::cluster::{Cluster, PINS_KEY, ResourceMetrics, StoredState, Target};
 use scalegate::config::Config;
 use scalegate::k8s::{KubeCluster, KubeSettings, LeaderElector, LeaseSettings};
 use scalegate::leadership::Leadership;
@@ -174,8 +174,8 @@ async fn rbac_allows_exactly_what_the_daemon_does() {
     }
     assert_eq!(of_kind(&docs, "ClusterRoleBinding").count(), 0, "the actuator is bound per namespace");
     let cluster_role = of_kind(&docs, "ClusterRole").next().unwrap()["rules"].clone();
-    let lease_role = of_kind(&docs, "Role").next().unwrap();
-    assert_eq!(lease_role["metadata"]["namespace"], "scalegate");
+    let own_role = of_kind(&docs, "Role").next().unwrap();
+    assert_eq!(own_role["metadata"]["namespace"], "scalegate");
     let bound_namespaces: Vec<String> = of_kind(&docs, "RoleBinding")
         .filter(|b| b["roleRef"]["kind"] == "ClusterRole")
         .map(|b| b["metadata"]["namespace"].as_str().unwrap().to_string())
@@ -199,6 +199,19 @@ async fn rbac_allows_exactly_what_the_daemon_does() {
     fake.put_pod_metrics("shop", "checkout-0", &[("app", "50m", "64Mi")]);
     assert_eq!(cluster.list_pod_usage("shop").await.unwrap().len(), 1);
     assert_eq!(cluster.pods_of(&target).await.unwrap().len(), 1);
+    // decision state: a workload's in its namespace, the pins in scalegate's own
+    for (namespace, key) in [("shop", "shop/checkout"), ("scalegate", PINS_KEY)] {
+        let stored =
+            |n: u32| StoredState { namespace: namespace.into(), key: key.into(), data: serde_json::json!({"n": n}) };
+        assert!(cluster.load_states(&[namespace.to_string()]).await.unwrap().is_empty());
+        cluster.save_state(&stored(1)).await.unwrap(); // create
+        cluster.save_state(&stored(2)).await.unwrap(); // replace
+        let object = fake.objects("scalegatestates", namespace).pop().unwrap();
+        fake.touch_object("scalegatestates", namespace, object["metadata"]["name"].as_str().unwrap());
+        cluster.save_state(&stored(3)).await.unwrap(); // conflict: read again, replace
+        let loaded = cluster.load_states(&[namespace.to_string()]).await.unwrap();
+        assert_eq!(loaded, [stored(3)]);
+    }
     let leadership = Arc::new(Leadership::elected());
     let settings = LeaseSettings::new("scalegate", "scalegate-leader", "a", Duration::from_secs(1));
     let stop = tokio_util::sync::CancellationToken::new();
@@ -214,8 +227,8 @@ async fn rbac_allows_exactly_what_the_daemon_does() {
     let mut seen = std::collections::BTreeSet::new();
     for line in fake.requests() {
         let request = rbac_request(&line);
-        let allowed = if request.1 == "leases" {
-            request.3 == "scalegate" && allows(&lease_role["rules"], &request)
+        let allowed = if request.3 == "scalegate" {
+            allows(&own_role["rules"], &request)
         } else {
             bound_namespaces.contains(&request.3) && allows(&cluster_role, &request)
         };
@@ -223,7 +236,7 @@ async fn rbac_allows_exactly_what_the_daemon_does() {
         seen.insert((request.0, request.1, request.2));
     }
     // and each rule's verbs are used (nothing granted "just in case")
-    for rule in cluster_role.as_array().unwrap().iter().chain(lease_role["rules"].as_array().unwrap()) {
+    for rule in cluster_role.as_array().unwrap().iter().chain(own_role["rules"].as_array().unwrap()) {
         for group in rule["apiGroups"].as_array().unwrap() {
             for resource in rule["resources"].as_array().unwrap() {
                 for verb in rule["verbs"].as_array().unwrap() {

@@ -133,6 +133,55 @@ async fn run_scales_through_the_api_serves_its_decisions_and_stops_on_sigterm() 
     assert!(status.success(), "{status:?}: {}", daemon.stderr.lock().unwrap());
     assert!(stopping.elapsed() < Duration::from_secs(10));
     assert_eq!(fake.violations(), Vec::<String>::new());
+
+    // the decision state is in the cluster: both scales, the last one last
+    let stored = fake.objects("scalegatestates", "shop");
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0]["spec"]["key"], "shop/web");
+    let events = stored[0]["status"]["scale_events"].as_array().unwrap();
+    let changes: Vec<(u64, u64)> = events.iter().map(|e| (e[1].as_u64().unwrap(), e[2].as_u64().unwrap())).collect();
+    assert_eq!(changes, [(2, 5), (1, 5)]);
+    assert_eq!(stored[0]["status"]["last_scale_ms"], events[1][0]);
+    assert_eq!(stored[0]["status"]["bindings"][0]["policy"], "fixed");
+
+    // a restart takes it over before its first write
+    let mut again = Daemon::start(dir.path(), &[]);
+    eventually("the take-over", Duration::from_secs(10), || {
+        again.stderr.lock().unwrap().contains("took over the stored decision state workloads=1")
+    })
+    .await;
+    again.signal("-TERM");
+    again.wait(Duration::from_secs(15));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_without_the_state_resource_is_a_setting_error_unless_state_stays_in_memory() {
+    let fake = fake_web().await;
+    fake.without_state_resource();
+    let dir = setup(&fake, CONFIG);
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_scalegate"))
+            .args(["run", "--config"])
+            .arg(dir.path().join("config.yaml"))
+            .arg("--kubeconfig")
+            .arg(dir.path().join("kubeconfig"))
+            .args(["--admin-listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("SCALEGATE_CACHE_DIR", shared_cache())
+            .env_remove("POD_NAMESPACE")
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("deploy/base/crd.yaml") && stderr.contains("--decision-state=memory"), "{stderr}");
+    assert_eq!(fake.scale_writes().len(), 0);
+    let mut daemon = Daemon::start(dir.path(), &["--decision-state", "memory"]);
+    eventually("the scale to be written", Duration::from_secs(20), || fake.replicas("shop", "web") == Some(5)).await;
+    daemon.signal("-TERM");
+    assert!(daemon.wait(Duration::from_secs(15)).success());
+    assert!(fake.requests().iter().all(|r| !r.contains("scalegatestates") || r.starts_with("GET")), "memory only");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -58,6 +58,8 @@ async fn start(token: Option<&str>, max_upload_bytes: usize) -> Api {
         max_upload_bytes,
         inputs: None,
         clock: Arc::new(TokioClock::starting_at(1_700_000_000_000)),
+        leadership: Arc::new(scalegate::leadership::Leadership::always()),
+        pins: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -256,7 +256,17 @@ workloads:
     }
     // ticks 1..=100: one pod each; 101..=120: held at 102; from 121 on the
     // oldest events leave the window one per tick
-    let expected: Vec<u32> = (1..=125u32).map(|k| if k <= 100 { 2 + k } else if k <= 120 { 102 } else { 102 + (k - 120) }).collect();
+    let expected: Vec<u32> = (1..=125u32)
+        .map(|k| {
+            if k <= 100 {
+                2 + k
+            } else if k <= 120 {
+                102
+            } else {
+                102 + (k - 120)
+            }
+        })
+        .collect();
     assert_eq!(replicas, expected);
     let writes = rig.cluster.scale_calls();
     assert_eq!(writes.len(), 105);

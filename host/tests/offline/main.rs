@@ -11,3 +11,4 @@ mod decide;
 mod policies;
 mod policy_store;
 mod sandbox;
+mod takeover;

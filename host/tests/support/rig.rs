@@ -49,6 +49,7 @@ impl Rig {
             log_level: None,
             election: None,
             resource_metrics: Some(cluster.clone()),
+            state: None,
         };
         let shutdown = tokio_util::sync::CancellationToken::new();
         let running = daemon::start(settings, store, cluster, Arc::new(SystemClock), shutdown.clone()).await.unwrap();

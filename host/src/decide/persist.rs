@@ -1,0 +1,90 @@
+//! Keeping each workload's decision state in the cluster (the cluster
+//! port's `save_state`/`load_states`): written through after every applied
+//! scale — scale events, the last scale time and policy state never lag a
+//! write to `/scale` — and otherwise at most once per `every` when it
+//! changed; read back when a replica takes over. Only a replica that may
+//! write stores anything.
+
+use super::state::{Stored, WorkloadState};
+use crate::cluster::{Cluster, ClusterError, StoredState};
+use crate::config::Workload as WorkloadSpec;
+use crate::telemetry::Metrics;
+use std::hash::{Hash, Hasher};
+use std::time::Duration;
+
+/// When workload states are stored.
+#[derive(Debug, Clone, Copy)]
+pub struct Persist {
+    /// Longest time a changed state waits to be stored (a crash loses at
+    /// most this much of policy state and recommendations; scale events are
+    /// written through).
+    pub every: Duration,
+}
+
+impl Persist {
+    /// After an evaluation at `now_ms`: stores the state if a scale was
+    /// applied, or if `every` has passed since the last store and it changed.
+    pub async fn after<C: Cluster>(
+        &self,
+        cluster: &C,
+        spec: &WorkloadSpec,
+        state: &mut WorkloadState,
+        applied: bool,
+        now_ms: u64,
+        metrics: &Metrics,
+    ) {
+        let due = applied || state.saved_ms.is_none_or(|at| now_ms >= at + self.every.as_millis() as u64);
+        if !due {
+            return;
+        }
+        let stored = state.to_stored(now_ms);
+        let digest = content_digest(&stored);
+        if !applied && state.saved_digest == Some(digest) {
+            state.saved_ms = Some(now_ms);
+            return;
+        }
+        match save(cluster, spec, &stored).await {
+            Ok(()) => {
+                state.saved_ms = Some(now_ms);
+                state.saved_digest = Some(digest);
+                Metrics::count(&metrics.state_writes, "written");
+            }
+            Err(error) => {
+                // stays due: the next evaluation tries again
+                Metrics::count(&metrics.state_writes, error.kind());
+                tracing::warn!(workload = %spec.name, %error, "decision state not stored");
+            }
+        }
+    }
+}
+
+/// Stores `stored` as the state of `spec`'s binding.
+pub async fn save<C: Cluster>(cluster: &C, spec: &WorkloadSpec, stored: &Stored) -> Result<(), ClusterError> {
+    let data =
+        serde_json::to_value(stored).map_err(|e| ClusterError::Invalid(format!("state of {}: {e}", spec.name)))?;
+    cluster.save_state(&StoredState { namespace: spec.target.namespace.clone(), key: spec.name.clone(), data }).await
+}
+
+/// The stored state of `spec`'s binding among `states`, if one is there
+/// and readable.
+pub fn find(spec: &WorkloadSpec, states: &[StoredState]) -> Option<Stored> {
+    let found = states.iter().find(|s| s.key == spec.name && s.namespace == spec.target.namespace)?;
+    match serde_json::from_value::<Stored>(found.data.clone()) {
+        Ok(stored) if stored.version == 1 => Some(stored),
+        Ok(stored) => {
+            tracing::warn!(workload = %spec.name, version = stored.version, "stored decision state of an unknown format version ignored");
+            None
+        }
+        Err(error) => {
+            tracing::warn!(workload = %spec.name, %error, "unreadable stored decision state ignored");
+            None
+        }
+    }
+}
+
+/// What a stored state says, without when it was written.
+pub fn content_digest(stored: &Stored) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_vec(&Stored { saved_at_ms: 0, ..stored.clone() }).unwrap_or_default().hash(&mut hasher);
+    hasher.finish()
+}
