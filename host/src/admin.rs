@@ -4,29 +4,32 @@
 //! | method | path | auth | what |
 //! |---|---|---|---|
 //! | GET | `/healthz` | – | the process is up |
-//! | GET | `/readyz` | – | 200 once policies are loaded and the loop runs, else 503 |
+//! | GET | `/readyz` | – | 200 once the caches are filled and, when leading, the stored decision state is taken over; else 503 saying which |
 //! | GET | `/metrics` | – | Prometheus text: decisions, clamps, faults, evaluation latency, reloads, leader, signal sources |
 //! | GET | `/v1/policies` | – | every loaded version (name, version, digest, source, active) and rejected files |
 //! | PUT | `/v1/policies/{name}` | bearer | upload a component (body: the `.wasm`, ≤ `max_upload_bytes`); validated, written atomically to the store directory, loaded |
-//! | POST | `/v1/policies/{name}/activate` | bearer | pin a version: `{"version": "1.2.0"}` or `{"digest": "<sha256>"}`; `{}` unpins |
-//! | POST | `/v1/policies/{name}/rollback` | bearer | pin the version below the active one |
+//! | POST | `/v1/policies/{name}/activate` | bearer, leader | pin a version: `{"version": "1.2.0"}` or `{"digest": "<sha256>"}`; `{}` unpins; stored for a successor (`stored`) |
+//! | POST | `/v1/policies/{name}/rollback` | bearer, leader | pin the version below the active one; stored likewise |
 //! | GET | `/v1/workloads` | – | workloads and their latest decision |
 //! | GET | `/v1/workloads/{ns}/{name}/decisions?limit=N` | – | recent decisions, newest first (default 20) |
 //! | GET | `/v1/workloads/{ns}/{name}/inputs` | – | each declared metric: source, value, age, freshness, last error; queued signals |
 //! | POST | `/v1/evaluate` | – | `{"policy": "hpa@0.1.0", "snapshot": {…}}` → the decision, nothing actuated |
-//! | POST | `/v1/signals` | bearer | push inputs: `{"workload": "ns/name", "metrics": [{"name", "value", "timestamp_ms"?, "pods"?}], "signals": [{"kind", "action"?, "target_replicas"?, "urgency"?, "reason"?, "attributes"?}]}`; metrics must be declared with `push: {}`; all or nothing; signals trigger an evaluation |
+//! | POST | `/v1/signals` | bearer, leader | push inputs: `{"workload": "ns/name", "metrics": [{"name", "value", "timestamp_ms"?, "pods"?}], "signals": [{"kind", "action"?, "target_replicas"?, "urgency"?, "reason"?, "attributes"?}]}`; metrics must be declared with `push: {}`; all or nothing. Metrics only: 202. Signals trigger an evaluation and the answer waits for it: 200 with `decision` (`replicas`, `applied`) once it is written, 503 + `Retry-After` when it was not acted on (send it again) |
 //! | PUT | `/log-level` | bearer | body: a tracing filter such as `info,scalegate=debug` |
 //!
 //! Mutations need `Authorization: Bearer <token>`; without a configured
 //! token they are refused (403), so a daemon never runs with an open admin
-//! API by accident.
+//! API by accident. Those marked "leader" change decisions and are taken
+//! only by the replica that leads: a standby answers 503 with
+//! `Retry-After: 1` and the leader's name (`deploy/` routes them to the
+//! leader through the `scalegate-leader` Service).
 
 use crate::clock::Clock;
 use crate::decide::WorkloadView;
 use crate::leadership::Leadership;
 use crate::policy::PolicyRef;
 use crate::policy_store::{InstallError, PolicyStore, StoreError};
-use crate::signals::{InputError, SignalHub};
+use crate::signals::{Handled, InputError, Receipt, SignalHub};
 use crate::snapshot::Snapshot;
 use crate::snapshot::{Metric, Signal};
 use crate::telemetry::Metrics;
@@ -69,6 +72,9 @@ pub struct AdminState {
     pub leadership: Arc<Leadership>,
     /// Where pins are stored after `activate`/`rollback` (`None`: memory only).
     pub pins: Option<PinSaver>,
+    /// How long a push of signals waits for the decision they trigger
+    /// before it is answered 503 (default 10 s).
+    pub push_timeout: std::time::Duration,
 }
 
 type Reply = Response<Full<Bytes>>;
@@ -339,12 +345,7 @@ async fn pinned(state: &AdminState, policy: &crate::policy::LoadedPolicy) -> Rep
 /// A mutation that only the leader takes, sent to a standby.
 fn standby(state: &AdminState) -> Reply {
     let leader = state.leadership.holder().map(|holder| format!(" ({holder})")).unwrap_or_default();
-    let mut reply = error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!("this replica is a standby; send it to the leader{leader}, e.g. through the leader Service"),
-    );
-    reply.headers_mut().insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from_static("1"));
-    reply
+    retry_later(&format!("this replica is a standby; send it to the leader{leader}, e.g. through the leader Service"))
 }
 
 async fn evaluate(state: &AdminState, request: Request<Incoming>) -> Reply {
@@ -444,7 +445,7 @@ async fn push(state: &AdminState, request: Request<Incoming>) -> Reply {
             pods: m.pods,
         })
         .collect();
-    let signals = parsed
+    let signals: Vec<Signal> = parsed
         .signals
         .into_iter()
         .map(|s| Signal {
@@ -458,11 +459,45 @@ async fn push(state: &AdminState, request: Request<Incoming>) -> Reply {
             attributes: s.attributes.into_iter().collect(),
         })
         .collect();
-    match hub.push(&parsed.workload, metrics, signals, now) {
-        Ok((metrics, signals)) => {
-            json(StatusCode::ACCEPTED, &serde_json::json!({ "metrics": metrics, "signals": signals }))
+    let (receipt, decided) = if signals.is_empty() {
+        (None, None)
+    } else {
+        let (sender, decided) = tokio::sync::oneshot::channel::<Handled>();
+        let receipt = Receipt::new(None, move |handled| {
+            let _ = sender.send(handled.clone());
+        });
+        (Some(receipt), Some(decided))
+    };
+    let (metrics, signals) = match hub.push(&parsed.workload, metrics, signals, receipt, now) {
+        Ok(counts) => counts,
+        Err(e @ InputError::UnknownWorkload(_)) => return error(StatusCode::NOT_FOUND, e),
+        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e),
+    };
+    let mut reply = serde_json::json!({ "metrics": metrics, "signals": signals });
+    // metrics are levels: the next push refreshes them (accepted, 202);
+    // signals are events: answered once acted on, so none is lost
+    let Some(decided) = decided else { return json(StatusCode::ACCEPTED, &reply) };
+    match tokio::time::timeout(state.push_timeout, decided).await {
+        Ok(Ok(Handled::Decided { replicas, applied, at_ms })) => {
+            reply["decision"] = serde_json::json!({ "replicas": replicas, "applied": applied, "at_ms": at_ms });
+            json(StatusCode::OK, &reply)
         }
-        Err(e @ InputError::UnknownWorkload(_)) => error(StatusCode::NOT_FOUND, e),
-        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
+        Ok(Ok(Handled::Superseded)) => {
+            reply["superseded"] = true.into();
+            json(StatusCode::OK, &reply)
+        }
+        // dropped unsettled: this replica stopped leading before acting on it
+        Ok(Err(_)) => retry_later("not acted on: this replica stopped leading; send it again (to the leader)"),
+        Err(_) => retry_later(&format!(
+            "not acted on within {:?} (is writing the workload failing? see its decisions); send it again",
+            state.push_timeout
+        )),
     }
+}
+
+/// 503 with `Retry-After: 1`.
+fn retry_later(message: &str) -> Reply {
+    let mut reply = error(StatusCode::SERVICE_UNAVAILABLE, message);
+    reply.headers_mut().insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from_static("1"));
+    reply
 }

@@ -232,6 +232,7 @@ pub async fn start<C: Cluster>(
         clock: clock.clone(),
         leadership: leadership.clone(),
         pins,
+        push_timeout: Duration::from_secs(10),
     });
     let admin = tokio::spawn(admin::serve(listener, state, admin_shutdown.clone()));
     let watcher = store.watch(shutdown.child_token());

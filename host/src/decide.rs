@@ -36,12 +36,12 @@ use crate::cluster::{Cluster, ClusterError};
 use crate::config::Workload as WorkloadSpec;
 use crate::leadership::Leadership;
 use crate::policy::Evaluator;
-use crate::signals::SignalHub;
+use crate::signals::{Handled, SignalHub};
 use crate::sink::DecisionSink;
 use crate::telemetry::Metrics;
 use arc_swap::ArcSwap;
 use parking_lot::{Mutex, RwLock};
-use pipeline::Pipeline;
+use pipeline::{Evaluated, Pipeline, Settlement};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -283,6 +283,27 @@ impl<C: Cluster> Decider<C> {
         }
     }
 
+    /// Settles the signals of an evaluation once its decision (and the
+    /// state that records it) is written.
+    fn settle(&self, workload: &str, record: &DecisionRecord, settlement: Settlement) {
+        match settlement {
+            Settlement::Handled(deliveries) => {
+                let handled =
+                    Handled::Decided { replicas: record.guardrails.replicas, applied: record.applied, at_ms: record.at_ms };
+                for receipt in deliveries.into_iter().filter_map(|d| d.receipt) {
+                    receipt.settle(&handled);
+                }
+            }
+            Settlement::Retry(deliveries) => {
+                if let Some(hub) = &self.config.inputs {
+                    hub.requeue(workload, deliveries);
+                }
+            }
+            // unsettled: the leader reads them again (Kafka) or the client retries (push)
+            Settlement::Abandon(deliveries) => drop(deliveries),
+        }
+    }
+
     /// Takes over the decision states stored in the cluster (a new term, or
     /// a start): each workload with a stored state continues from it.
     /// Returns how many were taken over.
@@ -335,13 +356,18 @@ impl<C: Cluster> Decider<C> {
         let mut state = workload.state.lock().await;
         let spec = workload.spec.load_full();
         state.follow(&spec);
-        let record = self.pipeline.evaluate(&spec, &mut state).await;
+        let Evaluated { record, settlement } = self.pipeline.evaluate(&spec, &mut state).await;
+        let handled = matches!(&settlement, Settlement::Handled(deliveries) if !deliveries.is_empty());
         if let Some(persist) = &self.config.persist
             && self.config.leadership.may_write()
         {
             let (cluster, now_ms) = (self.pipeline.cluster.as_ref(), self.pipeline.clock.now_ms());
-            persist.after(cluster, &spec, &mut state, record.applied, now_ms, &self.config.metrics).await;
+            // handled directives are stored at once, like an applied scale
+            let now = record.applied || handled;
+            persist.after(cluster, &spec, &mut state, now, now_ms, &self.config.metrics).await;
         }
+        drop(state);
+        self.settle(&spec.name, &record, settlement);
         record.count(&self.config.metrics);
         self.decided.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(workload = %spec.name, replicas = record.guardrails.replicas, applied = record.applied, "decision");

@@ -6,6 +6,8 @@
 //!   settings, the errors of settings and reads.
 //! - [`hub`]: the latest value of every declared metric, freshness, the
 //!   signal queues.
+//! - [`delivery`]: how a signal is acknowledged once it was acted on
+//!   (receipts: Kafka offsets, push answers) and recognised when read twice.
 //! - [`source`]: what a source is ([`source::Source`]), what it starts with,
 //!   and the shared pieces (endpoints, bursts of log lines).
 //! - [`poll`]: the loop every polling source runs.
@@ -16,6 +18,7 @@
 //! reload ([`Running`]) go through it. Adding a source is its file plus one
 //! line in [`REGISTRY`].
 
+pub mod delivery;
 pub mod forecast;
 pub mod hub;
 pub mod input;
@@ -28,6 +31,7 @@ pub mod push;
 pub mod redis;
 pub mod source;
 
+pub use delivery::{Delivery, Handled, Origin, Receipt};
 pub use hub::{Declared, InputError, Inputs, SIGNAL_QUEUE, SignalHub};
 pub use source::{Context, FieldError, MetricSpec, SourceError};
 

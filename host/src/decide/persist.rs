@@ -22,24 +22,25 @@ pub struct Persist {
 }
 
 impl Persist {
-    /// After an evaluation at `now_ms`: stores the state if a scale was
-    /// applied, or if `every` has passed since the last store and it changed.
+    /// After an evaluation at `now_ms`: stores the state at once (`now`: a
+    /// scale was applied, or directives handled), or when `every` has
+    /// passed since the last store and it changed.
     pub async fn after<C: Cluster>(
         &self,
         cluster: &C,
         spec: &WorkloadSpec,
         state: &mut WorkloadState,
-        applied: bool,
+        now: bool,
         now_ms: u64,
         metrics: &Metrics,
     ) {
-        let due = applied || state.saved_ms.is_none_or(|at| now_ms >= at + self.every.as_millis() as u64);
+        let due = now || state.saved_ms.is_none_or(|at| now_ms >= at + self.every.as_millis() as u64);
         if !due {
             return;
         }
         let stored = state.to_stored(now_ms);
         let digest = content_digest(&stored);
-        if !applied && state.saved_digest == Some(digest) {
+        if state.saved_digest == Some(digest) {
             state.saved_ms = Some(now_ms);
             return;
         }

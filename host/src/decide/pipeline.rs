@@ -12,7 +12,7 @@ use crate::config::Workload as WorkloadSpec;
 use crate::guardrails::{self, Proposal, Situation};
 use crate::leadership::Leadership;
 use crate::policy::Evaluator;
-use crate::signals::SignalHub;
+use crate::signals::{Delivery, Handled, SignalHub};
 use crate::snapshot::{Observation, Past, PodDeletionCost, Recommendation, ScaleEvent, Snapshot, Subject};
 use crate::telemetry::Metrics;
 use sha2::{Digest, Sha256};
@@ -33,13 +33,34 @@ pub struct Pipeline<C: Cluster> {
     pub rollback_after: u32,
 }
 
+/// What became of the signals an evaluation took (see `signals::delivery`).
+pub enum Settlement {
+    /// The decision is written or needed no write: settle them once the
+    /// state is stored.
+    Handled(Vec<Delivery>),
+    /// Writing failed: hand them back for the next evaluation.
+    Retry(Vec<Delivery>),
+    /// This replica may not write: leave them unsettled for the leader.
+    Abandon(Vec<Delivery>),
+}
+
+/// An evaluation's record and its signals.
+pub struct Evaluated {
+    pub record: DecisionRecord,
+    pub settlement: Settlement,
+}
+
 impl<C: Cluster> Pipeline<C> {
     /// One evaluation of `spec`, updating its `state`.
-    pub async fn evaluate(&self, spec: &WorkloadSpec, state: &mut WorkloadState) -> DecisionRecord {
+    pub async fn evaluate(&self, spec: &WorkloadSpec, state: &mut WorkloadState) -> Evaluated {
         let now_ms = self.clock.now_ms();
         match self.cluster.observe(&spec.target).await {
             Ok(observation) => self.decide(spec, state, observation, now_ms).await,
-            Err(error) => self.unobserved(spec, state, now_ms, error),
+            // the signals stay queued for the next evaluation
+            Err(error) => Evaluated {
+                record: self.unobserved(spec, state, now_ms, error),
+                settlement: Settlement::Handled(vec![]),
+            },
         }
     }
 
@@ -85,13 +106,24 @@ impl<C: Cluster> Pipeline<C> {
         state: &mut WorkloadState,
         mut observation: Observation,
         now_ms: u64,
-    ) -> DecisionRecord {
+    ) -> Evaluated {
+        let mut deliveries = Vec::new();
         if let Some(hub) = &self.inputs {
             let inputs = hub.collect(&spec.name, now_ms);
             observation.metrics.extend(inputs.metrics);
-            observation.signals.extend(inputs.signals);
             observation.forecasts.extend(inputs.forecasts);
             observation.stale_inputs.extend(inputs.stale);
+            for delivery in inputs.signals {
+                if state.handled(&delivery) {
+                    // read again from its stream after a failover: already acted on
+                    if let Some(receipt) = delivery.receipt {
+                        receipt.settle(&Handled::Superseded);
+                    }
+                    continue;
+                }
+                observation.signals.push(delivery.signal.clone());
+                deliveries.push(delivery);
+            }
         }
         let current = observation.spec_replicas;
         let stale_inputs = std::mem::take(&mut observation.stale_inputs);
@@ -160,7 +192,18 @@ impl<C: Cluster> Pipeline<C> {
             Proposal::Desired(desired) => s.verdict.desired != Some(desired),
             _ => s.verdict.desired.is_some(),
         });
-        DecisionRecord {
+        let standby = outcome.clamps.iter().any(|c| matches!(c, guardrails::Clamp::Standby { .. })) || !self.may_write();
+        let settlement = if apply_error.is_some() {
+            Settlement::Retry(deliveries)
+        } else if standby {
+            Settlement::Abandon(deliveries)
+        } else {
+            for delivery in &deliveries {
+                state.mark_handled(delivery);
+            }
+            Settlement::Handled(deliveries)
+        };
+        let record = DecisionRecord {
             at_ms: now_ms,
             workload: spec.name.clone(),
             inputs_digest,
@@ -172,7 +215,8 @@ impl<C: Cluster> Pipeline<C> {
             guardrails: outcome,
             applied,
             apply_error,
-        }
+        };
+        Evaluated { record, settlement }
     }
 
     /// Writes `to`: deletion costs first when scaling in, then `/scale`.

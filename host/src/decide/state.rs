@@ -11,8 +11,9 @@ use crate::policy::{Policy, PolicyRef};
 use crate::snapshot::{Recommendation, ScaleEvent};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use crate::signals::Delivery;
 use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -113,6 +114,9 @@ pub struct WorkloadState {
     pub saved_ms: Option<u64>,
     /// What was stored then (a hash), to skip storing the same again.
     pub saved_digest: Option<u64>,
+    /// The last handled offset of each replayable stream of signals
+    /// (`kafka:topic/partition`), to recognise a signal read again.
+    pub handled: BTreeMap<String, i64>,
 }
 
 /// The stored form of a workload's state (the `status` of its
@@ -136,6 +140,10 @@ pub struct Stored {
     pub bindings: Vec<StoredBinding>,
     #[serde(default)]
     pub shadow: Option<StoredBinding>,
+    /// The last handled offset of each stream of directives, e.g.
+    /// `{"kafka:rtc.control.scale/3": 1742}`.
+    #[serde(default)]
+    pub handled: BTreeMap<String, i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -231,6 +239,22 @@ impl WorkloadState {
             recommendations: self.history.recommendations().iter().map(|r| (r.timestamp_ms, r.replicas)).collect(),
             bindings: self.bindings.iter().filter_map(StoredBinding::of).collect(),
             shadow: StoredBinding::of(&self.shadow),
+            handled: self.handled.clone(),
+        }
+    }
+
+    /// Whether a signal from a stream was handled already (its offset is at
+    /// or below the last handled one of its stream).
+    pub fn handled(&self, delivery: &Delivery) -> bool {
+        let origin = delivery.receipt.as_ref().and_then(|r| r.origin.as_ref());
+        origin.is_some_and(|o| self.handled.get(&o.stream).is_some_and(|last| o.offset <= *last))
+    }
+
+    /// Records a signal as handled.
+    pub fn mark_handled(&mut self, delivery: &Delivery) {
+        if let Some(origin) = delivery.receipt.as_ref().and_then(|r| r.origin.as_ref()) {
+            let last = self.handled.entry(origin.stream.clone()).or_insert(origin.offset);
+            *last = (*last).max(origin.offset);
         }
     }
 
@@ -261,6 +285,7 @@ impl WorkloadState {
         if let Some(shadow) = &stored.shadow {
             shadow.restore(&mut self.shadow);
         }
+        self.handled = stored.handled.clone();
         self.saved_ms = Some(stored.saved_at_ms);
     }
 }

@@ -16,6 +16,7 @@
 //!   metrics that stay declared (same name and source) and queued signals of
 //!   workloads that stay are kept.
 
+use super::delivery::{Delivery, Handled, Receipt};
 use super::input::{MetricSpec, SourceError};
 use crate::cluster::Target;
 use crate::snapshot::{Forecast, Metric, Signal};
@@ -28,10 +29,11 @@ use std::sync::{Arc, OnceLock};
 pub const SIGNAL_QUEUE: usize = 256;
 
 /// What the hub gives one evaluation.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct Inputs {
     pub metrics: Vec<Metric>,
-    pub signals: Vec<Signal>,
+    /// The signals queued since the last evaluation, oldest first.
+    pub signals: Vec<Delivery>,
     pub forecasts: Vec<Forecast>,
     /// `source:name` of required inputs that are stale or missing.
     pub stale: Vec<String>,
@@ -55,7 +57,7 @@ struct Slot {
 #[derive(Debug, Default)]
 struct WorkloadInputs {
     slots: BTreeMap<String, Slot>,
-    signals: VecDeque<Signal>,
+    signals: VecDeque<Delivery>,
     dropped_signals: u64,
 }
 
@@ -190,12 +192,14 @@ impl SignalHub {
 
     /// Pushed inputs (`POST /v1/signals`), all or nothing: every metric must
     /// be declared with `push` and finite, every signal must have a kind.
+    /// `receipt` goes with the last signal (they are handled together).
     /// Returns how many metrics and signals were taken.
     pub fn push(
         &self,
         workload: &str,
         metrics: Vec<Metric>,
         signals: Vec<Signal>,
+        receipt: Option<Receipt>,
         now_ms: u64,
     ) -> Result<(usize, usize), InputError> {
         let counts = (metrics.len(), signals.len());
@@ -219,8 +223,11 @@ impl SignalHub {
                 let slot = inputs.slots.get_mut(&metric.name).expect("checked above");
                 slot.store(workload, metric, None, now_ms);
             }
-            for signal in signals {
-                inputs.enqueue(signal, &self.metrics);
+            let last = signals.len().saturating_sub(1);
+            let mut receipt = receipt;
+            for (index, signal) in signals.into_iter().enumerate() {
+                let receipt = if index == last { receipt.take() } else { None };
+                inputs.enqueue(Delivery { signal, receipt }, &self.metrics);
             }
         }
         if counts.1 > 0 {
@@ -249,11 +256,36 @@ impl SignalHub {
         slot.failing = Some(error.to_string());
     }
 
-    /// A discrete signal for a workload; triggers an evaluation.
-    pub fn signal(&self, workload: &str, signal: Signal) -> Result<(), InputError> {
-        self.workload(workload)?.lock().enqueue(signal, &self.metrics);
+    /// A discrete signal for a workload; triggers an evaluation. The
+    /// receipt, if any, is settled when the loop has handled the signal
+    /// (see `signals::delivery`); an unknown workload hands it back.
+    pub fn signal(&self, workload: &str, signal: Signal, receipt: Option<Receipt>) -> Result<(), (InputError, Option<Receipt>)> {
+        let entry = match self.workload(workload) {
+            Ok(entry) => entry,
+            Err(error) => return Err((error, receipt)),
+        };
+        entry.lock().enqueue(Delivery { signal, receipt }, &self.metrics);
         self.fire(workload);
         Ok(())
+    }
+
+    /// Puts back signals an evaluation could not handle (its write failed),
+    /// ahead of any that arrived meanwhile; they are delivered again at the
+    /// workload's next evaluation.
+    pub fn requeue(&self, workload: &str, deliveries: Vec<Delivery>) {
+        let Ok(entry) = self.workload(workload) else { return };
+        let mut inputs = entry.lock();
+        for delivery in deliveries.into_iter().rev() {
+            inputs.signals.push_front(delivery);
+        }
+        while inputs.signals.len() > SIGNAL_QUEUE {
+            if let Some(dropped) = inputs.signals.pop_front() {
+                inputs.dropped_signals += 1;
+                if let Some(receipt) = dropped.receipt {
+                    receipt.settle(&Handled::Superseded);
+                }
+            }
+        }
     }
 
     fn fire(&self, workload: &str) {
@@ -348,15 +380,19 @@ impl Slot {
 }
 
 impl WorkloadInputs {
-    /// Queues a signal, dropping (and counting) the oldest when full.
-    fn enqueue(&mut self, signal: Signal, metrics: &Metrics) {
+    /// Queues a signal, dropping (and counting) the oldest when full: a
+    /// newer signal for the workload supersedes it.
+    fn enqueue(&mut self, delivery: Delivery, metrics: &Metrics) {
         let mut dropped = None;
         if self.signals.len() >= SIGNAL_QUEUE {
             dropped = self.signals.pop_front();
             self.dropped_signals += 1;
         }
-        metrics.count_signal(&signal.source, dropped.as_ref().map(|d| d.source.as_str()));
-        self.signals.push_back(signal);
+        metrics.count_signal(&delivery.signal.source, dropped.as_ref().map(|d| d.signal.source.as_str()));
+        if let Some(receipt) = dropped.and_then(|d| d.receipt) {
+            receipt.settle(&Handled::Superseded);
+        }
+        self.signals.push_back(delivery);
     }
 }
 
@@ -447,7 +483,7 @@ mod tests {
             attributes: vec![],
         };
         for _ in 0..SIGNAL_QUEUE + 3 {
-            hub.signal("a/b", signal.clone()).unwrap();
+            hub.signal("a/b", signal.clone(), None).unwrap();
         }
         assert_eq!(triggered.lock().len(), SIGNAL_QUEUE + 3);
         assert_eq!(hub.status("a/b", 0).unwrap()["dropped_signals"], 3);
@@ -459,6 +495,41 @@ mod tests {
         assert!(exposed.contains("scalegate_signals_dropped_total{source=\"push\"} 3"), "{exposed}");
         assert_eq!(hub.collect("a/b", 0).signals.len(), SIGNAL_QUEUE);
         assert!(hub.collect("a/b", 0).signals.is_empty());
+    }
+
+    #[test]
+    fn receipts_of_superseded_signals_are_settled_and_requeued_ones_come_first() {
+        let hub = hub();
+        let settled = Arc::new(Mutex::new(Vec::new()));
+        let receipt = |n: i64| {
+            let settled = settled.clone();
+            let origin = Some(crate::signals::delivery::Origin { stream: "kafka:t/0".into(), offset: n });
+            Receipt::new(origin, move |handled| settled.lock().push((n, handled.clone())))
+        };
+        let signal = |n: u32| Signal {
+            kind: "scale-signal".into(),
+            source: "kafka:t".into(),
+            timestamp_ms: u64::from(n),
+            action: None,
+            target_replicas: Some(n),
+            urgency: None,
+            reason: String::new(),
+            attributes: vec![],
+        };
+        for n in 0..SIGNAL_QUEUE as u32 + 1 {
+            hub.signal("a/b", signal(n), Some(receipt(i64::from(n)))).unwrap();
+        }
+        assert_eq!(*settled.lock(), [(0, Handled::Superseded)], "the oldest gave way to a newer one");
+        let taken = hub.collect("a/b", 0).signals;
+        assert_eq!(taken.len(), SIGNAL_QUEUE);
+        hub.signal("a/b", signal(999), None).unwrap();
+        hub.requeue("a/b", taken);
+        let again = hub.collect("a/b", 0).signals;
+        let order: Vec<u32> = again.iter().map(|d| d.signal.target_replicas.unwrap()).collect();
+        assert_eq!(order.len(), SIGNAL_QUEUE, "bounded: the oldest gave way again");
+        assert_eq!((order[0], *order.last().unwrap()), (2, 999), "requeued first, the newer one last");
+        let (error, back) = hub.signal("x/y", signal(1), Some(receipt(7))).unwrap_err();
+        assert!(matches!(error, InputError::UnknownWorkload(_)) && back.is_some(), "the receipt comes back");
     }
 }
 
@@ -502,6 +573,7 @@ mod reconfigure_tests {
                 reason: String::new(),
                 attributes: vec![],
             }],
+            None,
             1_000,
         )
         .unwrap();

@@ -135,12 +135,15 @@ workloads:
     assert_eq!(response.status(), 202);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(rig.replicas(), Some(2));
-    // … a signal evaluates now: 95 / 10 → 10 replicas
+    // … a signal evaluates now: 95 / 10 → 10 replicas, answered once written
     let started = Instant::now();
     let signal = serde_json::json!({"workload": "shop/web", "signals": [{"kind": "scale", "action": "scale_out", "urgency": 3, "reason": "traffic spike"}]});
-    assert_eq!(push(signal, Some(TOKEN)).await.unwrap().status(), 202);
-    eventually("the triggered scale", Duration::from_secs(5), || rig.replicas() == Some(10)).await;
-    println!("signal → /scale written in {:?}", started.elapsed());
+    let response = push(signal, Some(TOKEN)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let answer: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(answer["decision"], serde_json::json!({"replicas": 10, "applied": true, "at_ms": answer["decision"]["at_ms"]}));
+    assert_eq!(rig.replicas(), Some(10), "written before the answer");
+    println!("signal → /scale written and answered in {:?}", started.elapsed());
     let decisions = rig.get("/v1/workloads/shop/web/decisions?limit=1").await;
     assert!(decisions["decisions"][0]["inputs"].as_str().unwrap().contains("1 signals"), "{decisions}");
     rig.stop().await;
@@ -179,8 +182,8 @@ workloads:
     };
     tokio::time::sleep(Duration::from_secs(1)).await;
     let started = Instant::now();
-    assert_eq!(push(95.0).await.unwrap().status(), 202);
-    eventually("the pushed queue to scale up", Duration::from_secs(3), || rig.replicas() == Some(10)).await;
+    assert_eq!(push(95.0).await.unwrap().status(), 200, "answered once the decision is written");
+    assert_eq!(rig.replicas(), Some(10));
     println!("scaled up {:?} after the push, with two sources hung", started.elapsed());
     let inputs = rig.get("/v1/workloads/shop/web/inputs").await;
     assert_eq!(inputs["metrics"]["queue"]["fresh"], true, "{inputs}");
@@ -188,8 +191,9 @@ workloads:
         assert_eq!(inputs["metrics"][hung]["fresh"], false, "{inputs}");
     }
     // the hung inputs are required: a lower queue scales nothing down
-    assert_eq!(push(5.0).await.unwrap().status(), 202);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let held: serde_json::Value = push(5.0).await.unwrap().json().await.unwrap();
+    assert_eq!(held["decision"]["applied"], false, "{held}");
+    assert_eq!(held["decision"]["replicas"], 10, "{held}");
     assert_eq!(rig.writes(), [(2, 10)]);
     let decisions = rig.get("/v1/workloads/shop/web/decisions?limit=1").await;
     assert_eq!(decisions["decisions"][0]["applied"], false, "{decisions}");

@@ -5,14 +5,34 @@
 //! in its snapshot and triggers an evaluation at once. Malformed messages
 //! are counted (`scalegate_source_errors_total{source="kafka"}`), logged
 //! once per burst and skipped.
+//!
+//! **Delivery.** Only a replica that may write consumes: it joins the
+//! group when its term is ready and leaves it when it stops leading, so no
+//! directive goes to a standby. Offsets are committed only for directives
+//! whose decision has been written (or that a newer directive for the same
+//! workload superseded): each signal carries a receipt, and per partition
+//! the committed offset is the oldest directive not yet settled. After a
+//! failover the new leader reads from there; directives already acted on
+//! are recognised by the offsets the workload's decision state keeps. That
+//! is at-least-once delivery with exactly-once effect per workload: the
+//! newest directive of each workload wins.
 
 use super::client::{ClientWatch, CloseAside, Route, Settings, set_default};
+use crate::leadership::Leadership;
+use crate::signals::delivery::{Origin, Receipt};
+use crate::signals::hub::SignalHub;
 use crate::signals::source::{BurstLog, Context, FieldError, SourceError, SourceTask};
 use crate::snapshot::{ScaleAction, Signal};
+use crate::telemetry::Metrics;
+use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::Message;
-use std::collections::HashMap;
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// A `ScaleSignal` message as a signal for one workload: (workload, signal)
 /// or (error kind, why).
@@ -123,10 +143,16 @@ pub fn parse_directive(
     Ok((workload, signal))
 }
 
-/// Consumes the directive topics until the context's shutdown.
+/// The directive consumer's task: consumes while this replica may write,
+/// until the context's shutdown.
 pub fn consumer(settings: &Settings, context: &Context) -> Result<SourceTask, FieldError> {
     let mut config = settings.client_config()?;
-    config.set("group.id", &settings.group_id).set("enable.auto.commit", "true");
+    config
+        .set("group.id", &settings.group_id)
+        // stored offsets only (see the module doc), committed every second
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false");
+    set_default(&mut config, "auto.commit.interval.ms", "1000");
     // a group's first start skips old directives unless options say otherwise
     set_default(&mut config, "auto.offset.reset", "latest");
     set_default(&mut config, "session.timeout.ms", "10000");
@@ -136,63 +162,220 @@ pub fn consumer(settings: &Settings, context: &Context) -> Result<SourceTask, Fi
     // after an outage, try the brokers again at least every second instead
     // of librdkafka's backoff of up to 10 s: directives are waiting
     set_default(&mut config, "reconnect.backoff.max.ms", "1000");
-    let metrics = context.metrics.clone();
-    let consumer: CloseAside<StreamConsumer<ClientWatch>> = CloseAside::new(
-        config
-            .create_with_context(ClientWatch::counting(metrics.clone()))
-            .map_err(|e| FieldError::new("", format!("cannot create the consumer: {e}")))?,
-    );
-    let topics: Vec<&str> = settings.directives.iter().map(|d| d.topic.as_str()).collect();
-    consumer.subscribe(&topics).map_err(|e| FieldError::new("directives", e.to_string()))?;
-    let by_topic: HashMap<String, Route> =
-        settings.directives.iter().map(|d| (d.topic.clone(), d.route.clone())).collect();
-    let (hub, clock, shutdown) = (context.hub.clone(), context.clock.clone(), context.shutdown.clone());
-    Ok(Box::pin(async move {
-        let mut bad = BurstLog::new("kafka directive skipped");
-        let mut broken = BurstLog::new("kafka consumer error");
+    // a bad option fails start-up, not the first term
+    let probe: StreamConsumer<ClientWatch> = config
+        .create_with_context(ClientWatch::quiet())
+        .map_err(|e| FieldError::new("", format!("cannot create the consumer: {e}")))?;
+    drop(CloseAside::new(probe));
+    let directives = Directives {
+        config,
+        topics: settings.directives.iter().map(|d| d.topic.clone()).collect(),
+        routes: settings.directives.iter().map(|d| (d.topic.clone(), d.route.clone())).collect(),
+        hub: context.hub.clone(),
+        metrics: context.metrics.clone(),
+        clock: context.clock.clone(),
+        leadership: context.leadership.clone(),
+    };
+    let shutdown = context.shutdown.clone();
+    Ok(Box::pin(async move { directives.run(shutdown).await }))
+}
+
+struct Directives {
+    config: ClientConfig,
+    topics: Vec<String>,
+    routes: HashMap<String, Route>,
+    hub: Arc<SignalHub>,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn crate::clock::Clock>,
+    leadership: Arc<Leadership>,
+}
+
+/// A directive whose decision is written: (topic, partition, offset).
+type Settled = (String, i32, i64);
+
+/// Per partition: directives received and not yet settled, and the next
+/// offset after the last one received.
+#[derive(Default)]
+struct Progress {
+    partitions: HashMap<(String, i32), (BTreeSet<i64>, i64)>,
+}
+
+impl Progress {
+    fn received(&mut self, topic: &str, partition: i32, offset: i64) {
+        let (pending, next) = self.partitions.entry((topic.to_string(), partition)).or_default();
+        pending.insert(offset);
+        *next = (*next).max(offset + 1);
+    }
+
+    /// Settles a directive; returns the partition's new commit point (the
+    /// oldest directive still pending, else the next offset to read).
+    fn settled(&mut self, topic: &str, partition: i32, offset: i64) -> Option<i64> {
+        let (pending, next) = self.partitions.get_mut(&(topic.to_string(), partition))?;
+        pending.remove(&offset);
+        Some(pending.first().copied().unwrap_or(*next))
+    }
+
+    /// Partitions taken away by a rebalance are no longer ours to commit.
+    fn retain(&mut self, assigned: &TopicPartitionList) {
+        self.partitions.retain(|(topic, partition), _| assigned.find_partition(topic, *partition).is_some());
+    }
+}
+
+impl Directives {
+    async fn run(self, shutdown: CancellationToken) {
         loop {
-            let message = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                message = consumer.recv() => message,
-            };
-            let message = match message {
-                Ok(message) => message,
-                Err(error) => {
-                    metrics.count_source_error("kafka", "consumer");
-                    broken.note(&error.to_string());
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-            };
-            let route = by_topic.get(message.topic()).cloned().unwrap_or_default();
-            let record_ms = message.timestamp().to_millis().and_then(|t| u64::try_from(t).ok());
-            match parse_directive(
-                message.topic(),
-                &route,
-                |name| hub.resolve(name),
-                message.key(),
-                message.payload(),
-                record_ms,
-                clock.now_ms(),
-            ) {
-                Ok((workload, signal)) => {
-                    metrics.mark_source_success("kafka");
-                    if let Err(error) = hub.signal(&workload, signal) {
-                        bad.note(&error.to_string());
-                    }
-                }
-                Err(error) => {
-                    metrics.count_source_error("kafka", error.kind());
-                    bad.note(&format!("{}[{}]@{}: {error}", message.topic(), message.partition(), message.offset()));
+            // wait for a term that may write
+            while !self.leadership.may_write() {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
                 }
             }
+            if !self.lead(&shutdown).await {
+                return;
+            }
         }
-    }))
+    }
+
+    /// Consumes while this replica may write. Returns false at shutdown.
+    async fn lead(&self, shutdown: &CancellationToken) -> bool {
+        let consumer: CloseAside<StreamConsumer<ClientWatch>> =
+            match self.config.create_with_context(ClientWatch::counting(self.metrics.clone())) {
+                Ok(consumer) => CloseAside::new(consumer),
+                Err(error) => {
+                    tracing::error!(%error, "cannot create the directive consumer");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    return !shutdown.is_cancelled();
+                }
+            };
+        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        if let Err(error) = consumer.subscribe(&topics) {
+            tracing::error!(%error, "cannot subscribe to the directive topics");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            return !shutdown.is_cancelled();
+        }
+        tracing::info!(topics = ?self.topics, "consuming directives (this replica leads)");
+        let (settled, mut settlements) = mpsc::unbounded_channel::<Settled>();
+        let mut progress = Progress::default();
+        let mut bad = BurstLog::new("kafka directive skipped");
+        let mut broken = BurstLog::new("kafka consumer error");
+        let mut check = tokio::time::interval(Duration::from_millis(100));
+        // leaving the group (on drop, aside) commits what was stored
+        let keep_going = loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break false,
+                _ = check.tick() => {
+                    if !self.leadership.may_write() {
+                        tracing::info!("not leading any more: leaving the directive consumer group");
+                        break true;
+                    }
+                    if let Ok(assigned) = consumer.assignment() {
+                        progress.retain(&assigned);
+                    }
+                }
+                Some((topic, partition, offset)) = settlements.recv() => {
+                    if let Some(commit) = progress.settled(&topic, partition, offset) {
+                        store(&consumer, &topic, partition, commit);
+                    }
+                }
+                message = consumer.recv() => match message {
+                    Ok(message) => self.take(&message, &mut progress, &settled, &consumer, &mut bad),
+                    Err(error) => {
+                        self.metrics.count_source_error("kafka", "consumer");
+                        broken.note(&error.to_string());
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                },
+            }
+        };
+        // settle what is already known before the consumer leaves
+        while let Ok((topic, partition, offset)) = settlements.try_recv() {
+            if let Some(commit) = progress.settled(&topic, partition, offset) {
+                store(&consumer, &topic, partition, commit);
+            }
+        }
+        keep_going
+    }
+
+    /// One message: routed to its workload with a receipt, or skipped.
+    fn take(
+        &self,
+        message: &BorrowedMessage<'_>,
+        progress: &mut Progress,
+        settled: &mpsc::UnboundedSender<Settled>,
+        consumer: &StreamConsumer<ClientWatch>,
+        bad: &mut BurstLog,
+    ) {
+        let (topic, partition, offset) = (message.topic().to_string(), message.partition(), message.offset());
+        progress.received(&topic, partition, offset);
+        let route = self.routes.get(&topic).cloned().unwrap_or_default();
+        let record_ms = message.timestamp().to_millis().and_then(|t| u64::try_from(t).ok());
+        let parsed = parse_directive(
+            &topic,
+            &route,
+            |name| self.hub.resolve(name),
+            message.key(),
+            message.payload(),
+            record_ms,
+            self.clock.now_ms(),
+        );
+        let skip = |progress: &mut Progress| {
+            if let Some(commit) = progress.settled(&topic, partition, offset) {
+                store(consumer, &topic, partition, commit);
+            }
+        };
+        match parsed {
+            Ok((workload, signal)) => {
+                self.metrics.mark_source_success("kafka");
+                let origin = Origin { stream: format!("kafka:{topic}/{partition}"), offset };
+                let (sender, done) = (settled.clone(), (topic.clone(), partition, offset));
+                let receipt = Receipt::new(Some(origin), move |_| {
+                    let _ = sender.send(done);
+                });
+                if let Err((error, _unsettled)) = self.hub.signal(&workload, signal, Some(receipt)) {
+                    bad.note(&error.to_string());
+                    skip(progress);
+                }
+            }
+            Err(error) => {
+                self.metrics.count_source_error("kafka", error.kind());
+                bad.note(&format!("{topic}[{partition}]@{offset}: {error}"));
+                skip(progress);
+            }
+        }
+    }
+}
+
+/// Marks `commit` (the next offset to read) as the partition's offset to
+/// commit; librdkafka commits stored offsets every `auto.commit.interval.ms`
+/// and when the consumer leaves the group.
+fn store(consumer: &StreamConsumer<ClientWatch>, topic: &str, partition: i32, commit: i64) {
+    let mut list = TopicPartitionList::new();
+    if list.add_partition_offset(topic, partition, Offset::Offset(commit)).is_ok()
+        && let Err(error) = consumer.store_offsets(&list)
+    {
+        // a partition taken away by a rebalance: its new owner reads it again
+        tracing::debug!(%error, topic, partition, commit, "offset not stored");
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_commit_point_is_the_oldest_directive_not_yet_settled() {
+        let mut progress = Progress::default();
+        for offset in [5, 6, 7] {
+            progress.received("t", 0, offset);
+        }
+        progress.received("t", 1, 40);
+        assert_eq!(progress.settled("t", 0, 6), Some(5), "5 is still pending");
+        assert_eq!(progress.settled("t", 0, 5), Some(7));
+        assert_eq!(progress.settled("t", 0, 7), Some(8), "all settled: the next offset to read");
+        assert_eq!(progress.settled("t", 1, 40), Some(41));
+        assert_eq!(progress.settled("t", 2, 1), None, "a partition never received");
+    }
 
     fn routes() -> HashMap<String, String> {
         [("rtc/socket", "rtc/socket"), ("socket", "rtc/socket")]
