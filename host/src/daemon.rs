@@ -40,6 +40,8 @@ use tokio_util::sync::CancellationToken;
 pub struct Election {
     pub client: kube::Client,
     pub settings: LeaseSettings,
+    /// This replica's pod, to carry the leader label while it leads.
+    pub label_pod: Option<String>,
 }
 
 /// Why the daemon could not start.
@@ -187,15 +189,18 @@ pub async fn start<C: Cluster>(
     match settings.election {
         Some(election) => {
             let (gauge, takeover, stop_takeover) = (metrics.clone(), takeover.clone(), shutdown.child_token());
-            let campaign =
-                LeaderElector::new(election.client, election.settings, leadership.clone()).on_change(move |leading| {
-                    gauge.set_leader(leading);
-                    if leading {
-                        // the new term writes (all workloads at once) after taking over
-                        let term = takeover.leadership.term();
-                        tokio::spawn(takeover.clone().run(term, stop_takeover.clone()));
-                    }
-                });
+            let mut campaign = LeaderElector::new(election.client.clone(), election.settings, leadership.clone());
+            if let Some(pod) = &election.label_pod {
+                campaign = campaign.labelling(election.client, pod);
+            }
+            let campaign = campaign.on_change(move |leading| {
+                gauge.set_leader(leading);
+                if leading {
+                    // the new term writes (all workloads at once) after taking over
+                    let term = takeover.leadership.term();
+                    tokio::spawn(takeover.clone().run(term, stop_takeover.clone()));
+                }
+            });
             // stopped only after the decisions in flight are done (see `wait`)
             let stop = CancellationToken::new();
             elector = Some((tokio::spawn(campaign.run(stop.clone())), stop));

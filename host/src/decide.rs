@@ -288,8 +288,11 @@ impl<C: Cluster> Decider<C> {
     fn settle(&self, workload: &str, record: &DecisionRecord, settlement: Settlement) {
         match settlement {
             Settlement::Handled(deliveries) => {
-                let handled =
-                    Handled::Decided { replicas: record.guardrails.replicas, applied: record.applied, at_ms: record.at_ms };
+                let handled = Handled::Decided {
+                    replicas: record.guardrails.replicas,
+                    applied: record.applied,
+                    at_ms: record.at_ms,
+                };
                 for receipt in deliveries.into_iter().filter_map(|d| d.receipt) {
                     receipt.settle(&handled);
                 }

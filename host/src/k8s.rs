@@ -12,6 +12,8 @@
 //! | patch | `pods`                                    | `controller.kubernetes.io/pod-deletion-cost` |
 //! | create| `events.k8s.io/events`                    | one Event per scale                   |
 //! | get, create, update | `coordination.k8s.io/leases` | leader election                     |
+//! | patch | `pods` (scalegate's own namespace)        | the leader label on its own pod       |
+//! | get, list, create, update | `scalegate.dev/scalegatestates` | decision state (`state`)     |
 //!
 //! Writes are optimistic: the `/scale` update carries the `resourceVersion`
 //! the decision was based on. On a conflict the scale is read again: already
@@ -30,7 +32,7 @@ mod requests;
 pub mod selector;
 mod state;
 
-pub use lease::{LeaderElector, LeaseSettings};
+pub use lease::{LEADER_LABEL, LeaderElector, LeaseSettings};
 pub use pods::DELETION_COST_ANNOTATION;
 pub use requests::KubeSettings;
 

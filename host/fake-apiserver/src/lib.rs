@@ -729,11 +729,19 @@ fn patch_pod(state: &Mutex<State>, line: &str, parsed: &Parsed, ns: &str, name: 
     if let Some(refused) = check_content_type(state, line, parsed, "application/merge-patch+json") {
         return refused;
     }
+    // deletion-cost annotations, and the leader label on scalegate's own pod
     let touched: Vec<&String> = parsed.body.as_object().map(|o| o.keys().collect()).unwrap_or_default();
-    if touched != ["metadata"]
-        || parsed.body["metadata"].as_object().is_none_or(|m| m.keys().any(|k| k != "annotations"))
-    {
-        return violation(state, 422, format!("{line}: scalegate may only patch pod annotations, got {}", parsed.body));
+    let metadata = parsed.body["metadata"].as_object();
+    let fields_ok = metadata.is_some_and(|m| m.keys().all(|k| k == "annotations" || k == "labels"));
+    let labels_ok = parsed.body["metadata"]["labels"]
+        .as_object()
+        .is_none_or(|labels| labels.keys().all(|k| k == "scalegate.dev/leader"));
+    if touched != ["metadata"] || !fields_ok || !labels_ok {
+        return violation(
+            state,
+            422,
+            format!("{line}: scalegate may only patch pod annotations and its leader label, got {}", parsed.body),
+        );
     }
     let mut guard = state.lock();
     let Some(mut pod) = guard.pods.get(&(ns.to_string(), name.to_string())).cloned() else {

@@ -60,6 +60,9 @@ pub struct RunArgs {
     /// Time allowed to finish decisions in flight on SIGTERM.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "20s")]
     pub grace: Duration,
+    /// With --leader-election: label this replica's pod (named by --identity, $POD_NAME in a cluster) `scalegate.dev/leader=true` while it leads, so a Service can route pushes and pins to the leader.
+    #[arg(long, requires = "leader_election")]
+    pub label_leader_pod: bool,
     /// Where decision state (policy state, recommendations, scale events, cooldown clocks, pins) is kept: in the cluster (ScalegateState objects, deploy/base/crd.yaml), so a new leader or a restarted daemon continues from it, or in memory only.
     #[arg(long, value_enum, default_value_t = DecisionState::Cluster)]
     pub decision_state: DecisionState,
@@ -159,6 +162,7 @@ pub fn run(args: &RunArgs, cache_dir: Option<PathBuf>, log_level: Option<LogLeve
         let election = args.leader_election.then(|| Election {
             client: client.clone(),
             settings: LeaseSettings::new(&own_namespace, &args.lease_name, &identity, args.lease_duration),
+            label_pod: args.label_leader_pod.then(|| identity.clone()),
         });
         let state = (args.decision_state == DecisionState::Cluster).then(|| StateSettings {
             persist: Persist { every: args.state_sync_interval },

@@ -192,7 +192,8 @@ impl<C: Cluster> Pipeline<C> {
             Proposal::Desired(desired) => s.verdict.desired != Some(desired),
             _ => s.verdict.desired.is_some(),
         });
-        let standby = outcome.clamps.iter().any(|c| matches!(c, guardrails::Clamp::Standby { .. })) || !self.may_write();
+        let standby =
+            outcome.clamps.iter().any(|c| matches!(c, guardrails::Clamp::Standby { .. })) || !self.may_write();
         let settlement = if apply_error.is_some() {
             Settlement::Retry(deliveries)
         } else if standby {

@@ -8,10 +8,10 @@
 
 use crate::config::Workload as WorkloadSpec;
 use crate::policy::{Policy, PolicyRef};
+use crate::signals::Delivery;
 use crate::snapshot::{Recommendation, ScaleEvent};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use crate::signals::Delivery;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;

@@ -17,11 +17,16 @@
 //! between nodes does not matter. On shutdown the leader stops writing
 //! first, then releases the Lease (empty holder) so a standby takes over at
 //! its next read instead of after a full lease duration.
+//!
+//! With [`LeaderElector::labelling`], the leader labels its own pod
+//! [`LEADER_LABEL`]` = "true"` and every other replica keeps the label off
+//! its pod, so a Service selecting the label reaches the leader only.
 
 use crate::leadership::Leadership;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -55,11 +60,19 @@ impl LeaseSettings {
     }
 }
 
+/// The label the leader keeps on its own pod (`"true"`), so that a Service
+/// can send leader-only requests (pushes, pins) to it.
+pub const LEADER_LABEL: &str = "scalegate.dev/leader";
+
 /// Runs the election and keeps a [`Leadership`] up to date.
 pub struct LeaderElector {
     api: Api<Lease>,
     settings: LeaseSettings,
     leadership: Arc<Leadership>,
+    /// This replica's pod, labelled [`LEADER_LABEL`] while it leads.
+    own_pod: Option<(Api<Pod>, String)>,
+    /// The label value last written (`None`: not written yet).
+    labelled: Option<bool>,
     /// The holder's last seen resourceVersion and when it was first seen.
     observed: Option<(String, Instant)>,
     leading: bool,
@@ -80,6 +93,38 @@ impl LeaderElector {
             observed: None,
             leading: false,
             on_change: None,
+            own_pod: None,
+            labelled: None,
+        }
+    }
+
+    /// Keeps [`LEADER_LABEL`] on this replica's pod `name` in the Lease's
+    /// namespace while it leads, and off it otherwise (also after a crash:
+    /// a restarted replica removes a label it no longer deserves).
+    pub fn labelling(mut self, client: kube::Client, name: &str) -> LeaderElector {
+        self.own_pod = Some((Api::namespaced(client, &self.settings.namespace), name.to_string()));
+        self
+    }
+
+    /// Puts the pod label in line with `leading`; retried at the next step
+    /// when it fails.
+    async fn label(&mut self, leading: bool) {
+        let Some((pods, name)) = &self.own_pod else { return };
+        if self.labelled == Some(leading) {
+            return;
+        }
+        let value = if leading { serde_json::json!("true") } else { serde_json::Value::Null };
+        let patch = Patch::Merge(serde_json::json!({"metadata": {"labels": {LEADER_LABEL: value}}}));
+        let params = PatchParams { field_manager: Some(self.settings.identity.clone()), ..PatchParams::default() };
+        match tokio::time::timeout(
+            self.settings.retry_period.max(Duration::from_millis(100)),
+            pods.patch(name, &params, &patch),
+        )
+        .await
+        {
+            Ok(Ok(_)) => self.labelled = Some(leading),
+            Ok(Err(error)) => tracing::warn!(pod = %name, %error, "cannot set the leader label on this pod"),
+            Err(_) => tracing::warn!(pod = %name, "setting the leader label on this pod timed out"),
         }
     }
 
@@ -119,6 +164,7 @@ impl LeaderElector {
             if self.leading && !self.leadership.is_leader() {
                 self.set_leading(false, None);
             }
+            self.label(self.leading).await;
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(self.settings.retry_period) => {}
@@ -129,6 +175,7 @@ impl LeaderElector {
             self.release().await;
             self.set_leading(false, None);
         }
+        self.label(false).await;
     }
 
     fn set_leading(&mut self, leading: bool, holder: Option<&str>) {

@@ -259,7 +259,12 @@ impl SignalHub {
     /// A discrete signal for a workload; triggers an evaluation. The
     /// receipt, if any, is settled when the loop has handled the signal
     /// (see `signals::delivery`); an unknown workload hands it back.
-    pub fn signal(&self, workload: &str, signal: Signal, receipt: Option<Receipt>) -> Result<(), (InputError, Option<Receipt>)> {
+    pub fn signal(
+        &self,
+        workload: &str,
+        signal: Signal,
+        receipt: Option<Receipt>,
+    ) -> Result<(), (InputError, Option<Receipt>)> {
         let entry = match self.workload(workload) {
             Ok(entry) => entry,
             Err(error) => return Err((error, receipt)),

@@ -213,15 +213,22 @@ async fn rbac_allows_exactly_what_the_daemon_does() {
         assert_eq!(loaded, [stored(3)]);
     }
     let leadership = Arc::new(Leadership::elected());
-    let settings = LeaseSettings::new("scalegate", "scalegate-leader", "a", Duration::from_secs(1));
+    fake.put_running_pod("scalegate", "scalegate", "scalegate-7d9f-a", true, "100m");
+    let settings = LeaseSettings::new("scalegate", "scalegate-leader", "scalegate-7d9f-a", Duration::from_secs(1));
     let stop = tokio_util::sync::CancellationToken::new();
-    let elector = tokio::spawn(LeaderElector::new(client, settings, leadership.clone()).run(stop.clone()));
+    let elector =
+        LeaderElector::new(client.clone(), settings, leadership.clone()).labelling(client, "scalegate-7d9f-a");
+    let elector = tokio::spawn(elector.run(stop.clone()));
     while !leadership.is_leader() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await; // a renewal
+    let label =
+        || fake.pod("scalegate", "scalegate-7d9f-a").unwrap()["metadata"]["labels"]["scalegate.dev/leader"].clone();
+    assert_eq!(label(), "true", "the leader labels its pod");
     stop.cancel();
     elector.await.unwrap();
+    assert!(label().is_null(), "and takes the label off when it stops leading");
     assert_eq!(fake.violations(), Vec::<String>::new());
 
     let mut seen = std::collections::BTreeSet::new();

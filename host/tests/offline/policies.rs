@@ -251,6 +251,39 @@ fn directive_ranks_pods_for_scale_in_by_a_per_pod_metric() {
     assert!(matches!(directive.evaluate(&wrong).outcome, Err(Error::Declined(Declined::InvalidParams(_)))));
 }
 
+/// Directives of one workload may arrive out of order (two partitions, a
+/// redelivery): the policy follows the newest it has seen, whatever the order.
+#[test]
+fn directive_ignores_a_directive_older_than_the_one_it_followed() {
+    let runtime = runtime();
+    let (directive, _) = runtime.load_file(&policy("directive.wasm")).unwrap();
+    let snapshot = |target: u32, sent_ms: u64, state: &[u8]| -> Snapshot {
+        let mut snapshot: Snapshot = serde_json::from_value(serde_json::json!({
+            "now_ms": 1_700_000_100_000u64,
+            "workload": {"name": "web", "current_replicas": 3, "max_replicas": 50},
+            "signals": [{"kind": "scale-signal", "source": "kafka:scale", "timestamp_ms": sent_ms, "target_replicas": target}],
+        }))
+        .unwrap();
+        snapshot.state = state.to_vec();
+        snapshot
+    };
+    let newer = directive.evaluate(&snapshot(9, 2_000, b"")).outcome.unwrap();
+    assert_eq!(newer.desired_replicas, Some(9));
+    assert_eq!(newer.state, br#"{"followed_ms":2000}"#);
+    let older = directive.evaluate(&snapshot(4, 1_000, &newer.state)).outcome.unwrap();
+    assert_eq!(older.desired_replicas, None, "{}", older.reason);
+    assert_eq!(older.state, newer.state, "still following the newer one");
+    let same_time = directive.evaluate(&snapshot(5, 2_000, &newer.state)).outcome.unwrap();
+    assert_eq!(same_time.desired_replicas, Some(5), "as new as the followed one: followed");
+    let quiet: Snapshot = serde_json::from_value(serde_json::json!({
+        "now_ms": 1, "workload": {"name": "web", "current_replicas": 3, "max_replicas": 50}
+    }))
+    .unwrap();
+    let mut quiet = quiet;
+    quiet.state = newer.state.clone();
+    assert_eq!(directive.evaluate(&quiet).outcome.unwrap().state, newer.state, "kept without directives");
+}
+
 #[test]
 fn the_worked_examples_decide_as_their_readme_says() {
     let runtime = runtime();

@@ -141,7 +141,10 @@ workloads:
     let response = push(signal, Some(TOKEN)).await.unwrap();
     assert_eq!(response.status(), 200);
     let answer: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(answer["decision"], serde_json::json!({"replicas": 10, "applied": true, "at_ms": answer["decision"]["at_ms"]}));
+    assert_eq!(
+        answer["decision"],
+        serde_json::json!({"replicas": 10, "applied": true, "at_ms": answer["decision"]["at_ms"]})
+    );
     assert_eq!(rig.replicas(), Some(10), "written before the answer");
     println!("signal → /scale written and answered in {:?}", started.elapsed());
     let decisions = rig.get("/v1/workloads/shop/web/decisions?limit=1").await;

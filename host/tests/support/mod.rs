@@ -61,5 +61,6 @@ pub fn example(name: &str) -> Snapshot {
     serde_json::from_str(&std::fs::read_to_string(&path).expect("read example")).expect("parse example")
 }
 
+pub mod daemon;
 pub mod rig;
 pub mod servers;

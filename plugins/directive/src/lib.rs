@@ -12,6 +12,11 @@
 //! With no signal in this evaluation it has no opinion: the count stays
 //! where the last directive put it (the host's guardrails still apply).
 //!
+//! The timestamp of the newest directive followed is kept in `state`: a
+//! directive older than that is ignored (no opinion). Directives of one
+//! workload that travel on different Kafka partitions, or are sent again,
+//! may arrive out of order; the newest one wins whatever the order.
+//!
 //! `params.deletion_cost_metric` names a per-pod metric (e.g. the
 //! `connections` of Redis heartbeats): each pod with a sample gets that
 //! value, rounded, as its deletion cost, so a scale-in removes the
@@ -79,7 +84,8 @@ impl Guest for Directive {
 
     fn evaluate(snapshot: Snapshot) -> Result<Decision, PolicyError> {
         let params = params(&snapshot.params)?;
-        let mut decision = decide(&snapshot, &params)?;
+        let followed = followed_ms(&snapshot.state);
+        let mut decision = decide(&snapshot, &params, followed)?;
         if let Some(metric) = params.deletion_cost_metric.as_deref().and_then(|name| snapshot.metric(name)) {
             decision.deletion_costs = metric
                 .pods
@@ -95,8 +101,22 @@ impl Guest for Directive {
     }
 }
 
-/// The decision of the newest directive.
-fn decide(snapshot: &Snapshot, params: &Params) -> Result<Decision, PolicyError> {
+/// The state: `{"followed_ms": <timestamp of the newest directive followed>}`.
+fn followed_ms(state: &[u8]) -> Option<u64> {
+    let value: serde_json::Value = serde_json::from_slice(state).ok()?;
+    value["followed_ms"].as_u64()
+}
+
+fn keeping(mut decision: Decision, followed: Option<u64>) -> Decision {
+    if let Some(followed) = followed {
+        decision.state = serde_json::json!({ "followed_ms": followed }).to_string().into_bytes();
+    }
+    decision
+}
+
+/// The decision of the newest directive, if it is not older than the one
+/// followed before.
+fn decide(snapshot: &Snapshot, params: &Params, followed: Option<u64>) -> Result<Decision, PolicyError> {
     let current = snapshot.workload.current_replicas;
     let newest = snapshot
         .signals
@@ -104,11 +124,26 @@ fn decide(snapshot: &Snapshot, params: &Params) -> Result<Decision, PolicyError>
         .filter(|s| params.kinds.is_empty() || params.kinds.contains(&s.kind))
         .max_by_key(|s| s.timestamp_ms);
     let Some(signal) = newest else {
-        return Ok(Decision::no_opinion("no directive in this evaluation"));
+        return Ok(keeping(Decision::no_opinion("no directive in this evaluation"), followed));
     };
+    if followed.is_some_and(|followed| signal.timestamp_ms < followed) {
+        let why = format!("the newest directive here ({} ms) is older than the one followed", signal.timestamp_ms);
+        return Ok(keeping(Decision::no_opinion(why), followed));
+    }
+    let followed = Some(signal.timestamp_ms);
     let why = |what: String| {
         if signal.reason.is_empty() { what } else { format!("{what} ({})", signal.reason) }
     };
+    let decision = follow(signal, current, params, why)?;
+    Ok(keeping(decision, followed))
+}
+
+fn follow(
+    signal: &scalegate_policy_sdk::types::Signal,
+    current: u32,
+    params: &Params,
+    why: impl Fn(String) -> String,
+) -> Result<Decision, PolicyError> {
     if let Some(target) = signal.target_replicas {
         return Ok(Decision::replicas(target, why(format!("{} asks for {target} replicas", signal.source))));
     }

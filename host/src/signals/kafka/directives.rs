@@ -6,9 +6,15 @@
 //! are counted (`scalegate_source_errors_total{source="kafka"}`), logged
 //! once per burst and skipped.
 //!
-//! **Delivery.** Only a replica that may write consumes: it joins the
-//! group when its term is ready and leaves it when it stops leading, so no
-//! directive goes to a standby. Offsets are committed only for directives
+//! **Delivery.** Only a replica that may write consumes: when its term is
+//! ready it assigns itself every partition of the directive topics (the
+//! Lease already makes it the only consumer, so it does not wait for a
+//! consumer-group rebalance, nor for a killed predecessor's group session to
+//! expire) and it stops when it stops leading; no directive goes to a
+//! standby. The group (`group_id`) holds the committed offsets. A partition
+//! the group never committed starts at its end (`auto.offset.reset:
+//! latest`, the default) or its beginning (`earliest`), and that start is
+//! committed at once, so a successor starts there too. Offsets are committed only for directives
 //! whose decision has been written (or that a newer directive for the same
 //! workload superseded): each signal carries a receipt, and per partition
 //! the committed offset is the oldest directive not yet settled. After a
@@ -25,7 +31,8 @@ use crate::signals::source::{BurstLog, Context, FieldError, SourceError, SourceT
 use crate::snapshot::{ScaleAction, Signal};
 use crate::telemetry::Metrics;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeSet, HashMap};
@@ -167,6 +174,7 @@ pub fn consumer(settings: &Settings, context: &Context) -> Result<SourceTask, Fi
         .create_with_context(ClientWatch::quiet())
         .map_err(|e| FieldError::new("", format!("cannot create the consumer: {e}")))?;
     drop(CloseAside::new(probe));
+    let start_at_end = config.get("auto.offset.reset").is_some_and(|reset| reset == "latest" || reset == "end");
     let directives = Directives {
         config,
         topics: settings.directives.iter().map(|d| d.topic.clone()).collect(),
@@ -175,6 +183,8 @@ pub fn consumer(settings: &Settings, context: &Context) -> Result<SourceTask, Fi
         metrics: context.metrics.clone(),
         clock: context.clock.clone(),
         leadership: context.leadership.clone(),
+        start_at_end,
+        timeout: settings.timeout,
     };
     let shutdown = context.shutdown.clone();
     Ok(Box::pin(async move { directives.run(shutdown).await }))
@@ -188,6 +198,9 @@ struct Directives {
     metrics: Arc<Metrics>,
     clock: Arc<dyn crate::clock::Clock>,
     leadership: Arc<Leadership>,
+    /// A partition the group never committed starts at its end (`latest`).
+    start_at_end: bool,
+    timeout: Duration,
 }
 
 /// A directive whose decision is written: (topic, partition, offset).
@@ -213,11 +226,6 @@ impl Progress {
         let (pending, next) = self.partitions.get_mut(&(topic.to_string(), partition))?;
         pending.remove(&offset);
         Some(pending.first().copied().unwrap_or(*next))
-    }
-
-    /// Partitions taken away by a rebalance are no longer ours to commit.
-    fn retain(&mut self, assigned: &TopicPartitionList) {
-        self.partitions.retain(|(topic, partition), _| assigned.find_partition(topic, *partition).is_some());
     }
 }
 
@@ -248,13 +256,23 @@ impl Directives {
                     return !shutdown.is_cancelled();
                 }
             };
-        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
-        if let Err(error) = consumer.subscribe(&topics) {
-            tracing::error!(%error, "cannot subscribe to the directive topics");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            return !shutdown.is_cancelled();
+        let mut assigned = TopicPartitionList::new();
+        // the first assignment, then new partitions every 30 s
+        let mut refresh = tokio::time::interval(Duration::from_secs(30));
+        refresh.tick().await;
+        match tokio::task::block_in_place(|| self.assign_new(&consumer, &mut assigned)) {
+            Ok(()) => {
+                tracing::info!(topics = ?self.topics, partitions = assigned.count(), "consuming directives (this replica leads)")
+            }
+            Err(error) => {
+                self.metrics.count_source_error("kafka", "connect");
+                tracing::error!(%error, "cannot assign the directive partitions; trying again");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return false,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => return true,
+                }
+            }
         }
-        tracing::info!(topics = ?self.topics, "consuming directives (this replica leads)");
         let (settled, mut settlements) = mpsc::unbounded_channel::<Settled>();
         let mut progress = Progress::default();
         let mut bad = BurstLog::new("kafka directive skipped");
@@ -266,11 +284,13 @@ impl Directives {
                 _ = shutdown.cancelled() => break false,
                 _ = check.tick() => {
                     if !self.leadership.may_write() {
-                        tracing::info!("not leading any more: leaving the directive consumer group");
+                        tracing::info!("not leading any more: the directive consumer stops");
                         break true;
                     }
-                    if let Ok(assigned) = consumer.assignment() {
-                        progress.retain(&assigned);
+                }
+                _ = refresh.tick() => {
+                    if let Err(error) = tokio::task::block_in_place(|| self.assign_new(&consumer, &mut assigned)) {
+                        tracing::warn!(%error, "cannot look for new directive partitions");
                     }
                 }
                 Some((topic, partition, offset)) = settlements.recv() => {
@@ -295,6 +315,55 @@ impl Directives {
             }
         }
         keep_going
+    }
+
+    /// Assigns the partitions of the directive topics not assigned yet, each
+    /// at the group's committed offset, or — never committed — at its end
+    /// (`latest`) or beginning, committing that start at once. Blocking.
+    fn assign_new(
+        &self,
+        consumer: &StreamConsumer<ClientWatch>,
+        assigned: &mut TopicPartitionList,
+    ) -> Result<(), KafkaError> {
+        let mut wanted = TopicPartitionList::new();
+        for topic in &self.topics {
+            let metadata = consumer.fetch_metadata(Some(topic), self.timeout)?;
+            for partition in metadata.topics().iter().filter(|t| t.name() == topic).flat_map(|t| t.partitions()) {
+                if assigned.find_partition(topic, partition.id()).is_none() {
+                    wanted.add_partition(topic, partition.id());
+                }
+            }
+        }
+        if wanted.count() == 0 {
+            return Ok(());
+        }
+        let committed = consumer.committed_offsets(wanted.clone(), self.timeout)?;
+        let (mut start, mut first) = (TopicPartitionList::new(), TopicPartitionList::new());
+        for element in wanted.elements() {
+            let (topic, partition) = (element.topic(), element.partition());
+            let offset = match committed.find_partition(topic, partition).map(|e| e.offset()) {
+                Some(Offset::Offset(offset)) => offset,
+                _ => {
+                    let (low, high) = consumer.fetch_watermarks(topic, partition, self.timeout)?;
+                    let offset = if self.start_at_end { high } else { low };
+                    first.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+                    offset
+                }
+            };
+            start.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+        }
+        if first.count() > 0 {
+            consumer.commit(&first, CommitMode::Sync)?;
+            tracing::info!(
+                partitions = first.count(),
+                "directive partitions the group never committed start where they are now"
+            );
+        }
+        consumer.incremental_assign(&start)?;
+        for element in start.elements() {
+            assigned.add_partition_offset(element.topic(), element.partition(), element.offset())?;
+        }
+        Ok(())
     }
 
     /// One message: routed to its workload with a receipt, or skipped.
@@ -348,13 +417,12 @@ impl Directives {
 
 /// Marks `commit` (the next offset to read) as the partition's offset to
 /// commit; librdkafka commits stored offsets every `auto.commit.interval.ms`
-/// and when the consumer leaves the group.
+/// and when the consumer is closed.
 fn store(consumer: &StreamConsumer<ClientWatch>, topic: &str, partition: i32, commit: i64) {
     let mut list = TopicPartitionList::new();
     if list.add_partition_offset(topic, partition, Offset::Offset(commit)).is_ok()
         && let Err(error) = consumer.store_offsets(&list)
     {
-        // a partition taken away by a rebalance: its new owner reads it again
         tracing::debug!(%error, topic, partition, commit, "offset not stored");
     }
 }
