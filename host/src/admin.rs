@@ -6,6 +6,7 @@
 //! | GET | `/healthz` | – | the process is up |
 //! | GET | `/readyz` | – | 200 once the caches are filled and, when leading, the stored decision state is taken over; else 503 saying which |
 //! | GET | `/metrics` | – | Prometheus text: decisions, clamps, faults, evaluation latency, reloads, leader, signal sources |
+//! | GET | `/v1/config` | – | the configuration running (file, generation, sha256, when applied) and the last refused change (kind, field path, message) |
 //! | GET | `/v1/policies` | – | every loaded version (name, version, digest, source, active) and rejected files |
 //! | PUT | `/v1/policies/{name}` | bearer | upload a component (body: the `.wasm`, ≤ `max_upload_bytes`); validated, written atomically to the store directory, loaded |
 //! | POST | `/v1/policies/{name}/activate` | bearer, leader | pin a version: `{"version": "1.2.0"}` or `{"digest": "<sha256>"}`; `{}` unpins; stored for a successor (`stored`) |
@@ -75,6 +76,8 @@ pub struct AdminState {
     /// How long a push of signals waits for the decision they trigger
     /// before it is answered 503 (default 10 s).
     pub push_timeout: std::time::Duration,
+    /// The configuration running and the last refused change.
+    pub config: Option<Arc<parking_lot::Mutex<crate::config::Status>>>,
 }
 
 type Reply = Response<Full<Bytes>>;
@@ -174,6 +177,10 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Reply {
         (&Method::GET, ["metrics"]) => {
             text(StatusCode::OK, state.metrics.render(), "application/openmetrics-text; version=1.0.0; charset=utf-8")
         }
+        (&Method::GET, ["v1", "config"]) => match &state.config {
+            Some(status) => json(StatusCode::OK, &serde_json::to_value(&*status.lock()).unwrap_or_default()),
+            None => error(StatusCode::NOT_FOUND, "this process follows no configuration file"),
+        },
         (&Method::GET, ["v1", "policies"]) => {
             let catalog = state.store.catalog();
             json(

@@ -54,6 +54,35 @@ impl Error {
     }
 }
 
+/// Which configuration runs, and what became of the last attempt to change
+/// it (`GET /v1/config`).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Status {
+    /// The file followed (`None`: a configuration given at start-up only).
+    pub file: Option<PathBuf>,
+    /// Incremented by every configuration applied (1 at start-up).
+    pub generation: u64,
+    /// sha256 of the file applied, lowercase hex.
+    pub digest: String,
+    /// When it was applied (ms since the epoch).
+    pub applied_at_ms: u64,
+    /// The last change refused since then, if any.
+    pub refused: Option<Refused>,
+}
+
+/// A configuration change that was refused; the running one stayed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Refused {
+    /// `read`, `syntax`, `invalid`, `reference` or `source`.
+    pub kind: String,
+    /// The offending field, e.g. `workloads[2].max_replicas`.
+    pub path: String,
+    pub message: String,
+    /// sha256 of the refused file.
+    pub digest: String,
+    pub at_ms: u64,
+}
+
 fn error(path: impl Into<String>, message: impl Into<String>) -> Error {
     Error { kind: ErrorKind::Invalid, path: path.into(), message: message.into() }
 }

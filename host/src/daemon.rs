@@ -14,14 +14,16 @@
 //! stop the admin server → return; all within `grace`. What does not finish
 //! in time is abandoned and reported.
 
+mod reload;
 mod takeover;
 
+pub use reload::{Reloader, check_references};
 pub use takeover::{TakeOver, pins_state};
 
 use crate::admin::{self, AdminState, LogLevelSetter};
 use crate::clock::Clock;
 use crate::cluster::{Cluster, ClusterError, ResourceMetrics};
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::decide::{Decider, DeciderConfig, Persist};
 use crate::k8s::{LeaderElector, LeaseSettings};
 use crate::leadership::Leadership;
@@ -83,6 +85,8 @@ pub struct StateSettings {
 pub struct Settings {
     /// The validated configuration (workloads, sources).
     pub config: Config,
+    /// The file it came from, followed for changes (`None`: not reloaded).
+    pub config_file: Option<PathBuf>,
     pub admin_listen: SocketAddr,
     pub admin_token: Option<String>,
     pub grace: Duration,
@@ -110,6 +114,7 @@ pub struct Running<C: Cluster> {
     admin_shutdown: CancellationToken,
     elector: Option<(tokio::task::JoinHandle<()>, CancellationToken)>,
     sources: Arc<Mutex<signals::Running>>,
+    reloader: Option<tokio::task::JoinHandle<()>>,
     grace: Duration,
 }
 
@@ -149,6 +154,7 @@ pub async fn start<C: Cluster>(
     };
     let mut sources = signals::Running::default();
     sources.apply(&config.sources, config.declared(), &context)?;
+    let sources = Arc::new(Mutex::new(sources));
     if let Some(state) = &settings.state {
         // a cluster that does not serve the state resource is a setting
         // problem: say so now rather than never writing
@@ -178,7 +184,7 @@ pub async fn start<C: Cluster>(
         leadership: leadership.clone(),
         pins_namespace: settings.state.as_ref().map(|s| s.namespace.clone()),
     };
-    decider.set_sinks(sources.sinks());
+    decider.set_sinks(sources.lock().sinks());
     let weak = Arc::downgrade(&decider);
     hub.set_trigger(move |workload| {
         if let Some(decider) = weak.upgrade() {
@@ -225,6 +231,16 @@ pub async fn start<C: Cluster>(
                 as futures::future::BoxFuture<'static, Result<(), String>>
         }) as admin::PinSaver
     });
+    let status = Arc::new(Mutex::new(config::Status {
+        file: settings.config_file.clone(),
+        generation: 1,
+        digest: settings.config_file.as_ref().and_then(|f| std::fs::read(f).ok()).map_or_else(String::new, |bytes| {
+            use sha2::Digest as _;
+            hex::encode(sha2::Sha256::digest(bytes))
+        }),
+        applied_at_ms: clock.now_ms(),
+        refused: None,
+    }));
     let state = Arc::new(AdminState {
         store: store.clone(),
         workloads: decider.clone(),
@@ -238,9 +254,27 @@ pub async fn start<C: Cluster>(
         leadership: leadership.clone(),
         pins,
         push_timeout: Duration::from_secs(10),
+        config: Some(status.clone()),
     });
     let admin = tokio::spawn(admin::serve(listener, state, admin_shutdown.clone()));
     let watcher = store.watch(shutdown.child_token());
+    let reloader = settings.config_file.map(|file| {
+        let seen = status.lock().digest.clone();
+        let reloader = Reloader {
+            file,
+            decider: decider.clone(),
+            hub: hub.clone(),
+            sources: sources.clone(),
+            context: context.clone(),
+            store: store.clone(),
+            metrics: store.metrics(),
+            clock: clock.clone(),
+            status,
+            current: config.clone(),
+            seen,
+        };
+        reloader.spawn(shutdown.child_token())
+    });
     decider.run(shutdown.child_token());
     let namespaces = namespaces(&config);
     let (synced, flag) = (cluster.clone(), ready.clone());
@@ -260,7 +294,8 @@ pub async fn start<C: Cluster>(
         admin,
         admin_shutdown,
         elector,
-        sources: Arc::new(Mutex::new(sources)),
+        sources,
+        reloader,
         grace: settings.grace,
     })
 }
@@ -288,6 +323,9 @@ impl<C: Cluster> Running<C> {
         })
         .await;
         // they stop at the shutdown token; a fetch in flight is abandoned
+        if let Some(reloader) = self.reloader.take() {
+            reloader.abort();
+        }
         self.sources.lock().stop();
         if drained.is_err() {
             tracing::warn!(grace = ?self.grace, "grace period over; abandoning unfinished decisions");

@@ -242,45 +242,68 @@ impl<C: Cluster> Decider<C> {
     }
 
     /// Follows a new configuration: workloads not there before start
-    /// (evaluated at once), workloads gone stop, workloads whose target
-    /// changed start afresh, and the others take their new spec, keeping the
-    /// state of every binding whose policy stays.
-    pub fn reconfigure(self: &Arc<Self>, specs: Vec<WorkloadSpec>) {
+    /// (from their stored state, if there is one; evaluated at once),
+    /// workloads gone stop, workloads whose target changed start afresh, and
+    /// the others take their new spec, keeping the state of every binding
+    /// whose policy stays. Returns (added, changed, removed) counts.
+    pub async fn reconfigure(self: &Arc<Self>, specs: Vec<WorkloadSpec>) -> (usize, usize, usize) {
+        // new runtimes, with their stored state, before anything changes
+        let mut fresh: HashMap<String, Arc<WorkloadRuntime>> = HashMap::new();
+        {
+            let fleet = self.fleet.read();
+            for (slot, spec) in specs.iter().enumerate() {
+                let kept = fleet.by_name.get(&spec.name).is_some_and(|w| w.spec.load().target == spec.target);
+                if !kept {
+                    fresh.insert(spec.name.clone(), runtime(spec.clone(), slot, &self.config));
+                }
+            }
+        }
+        if self.config.persist.is_some() && !fresh.is_empty() {
+            let added: Vec<Arc<WorkloadRuntime>> = fresh.values().cloned().collect();
+            if let Err(error) = self.restore(&added).await {
+                tracing::warn!(%error, "stored decision state of added workloads not read; they start afresh");
+            }
+        }
+        let (mut changed, mut removed) = (0, 0);
         let mut fleet = self.fleet.write();
         let mut old = std::mem::take(&mut fleet.by_name);
         let mut next = Vec::with_capacity(specs.len());
         let mut started = Vec::new();
-        for (slot, spec) in specs.into_iter().enumerate() {
-            match old.remove(&spec.name) {
-                Some(workload) if workload.spec.load().target == spec.target => {
+        for spec in specs {
+            match (fresh.remove(&spec.name), old.remove(&spec.name)) {
+                (None, Some(workload)) => {
                     // the bindings' state follows at the next evaluation
                     if **workload.spec.load() != spec {
                         workload.spec.store(Arc::new(spec));
                         workload.trigger.notify_one();
+                        changed += 1;
                     }
                     next.push(workload);
                 }
-                replaced => {
+                (Some(workload), replaced) => {
                     if let Some(gone) = replaced {
                         gone.stop.cancel();
                     }
-                    let workload = runtime(spec, slot, &self.config);
                     workload.trigger.notify_one();
                     started.push(workload.clone());
                     next.push(workload);
                 }
+                (None, None) => unreachable!("every spec is either kept or fresh"),
             }
         }
         for (name, gone) in old {
             tracing::info!(workload = %name, "workload removed from the configuration");
             gone.stop.cancel();
+            removed += 1;
         }
         *fleet = Fleet::new(next);
         drop(fleet);
+        let added = started.len();
         for workload in started {
             tracing::info!(workload = %workload.spec.load().name, "workload added");
             self.spawn(workload);
         }
+        (added, changed, removed)
     }
 
     /// Settles the signals of an evaluation once its decision (and the
@@ -312,6 +335,11 @@ impl<C: Cluster> Decider<C> {
     /// Returns how many were taken over.
     pub async fn load_states(&self) -> Result<usize, ClusterError> {
         let workloads = self.fleet.read().order.clone();
+        self.restore(&workloads).await
+    }
+
+    /// Continues `workloads` from their stored states; returns how many had one.
+    async fn restore(&self, workloads: &[Arc<WorkloadRuntime>]) -> Result<usize, ClusterError> {
         let mut namespaces: Vec<String> = workloads.iter().map(|w| w.spec.load().target.namespace.clone()).collect();
         namespaces.sort();
         namespaces.dedup();

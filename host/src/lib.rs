@@ -21,6 +21,7 @@
 //! - [`policy`] — the wasmtime runtime: loading, validating, caching and
 //!   calling policy components on a budget; `PolicyRef` and the `Evaluator`
 //!   port.
+//! - [`watch`] — following a directory that may be a mounted ConfigMap.
 //! - [`policy_store`] — the directory of versioned policies: validation before
 //!   activation, hot reload (ConfigMap symlink swaps), pinning and rollback.
 //! - [`config`] — the YAML configuration, validated into typed workload
@@ -54,3 +55,4 @@ pub mod sim;
 pub mod sink;
 pub mod snapshot;
 pub mod telemetry;
+pub mod watch;

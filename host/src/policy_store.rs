@@ -21,6 +21,7 @@
 use crate::policy::{self, Evaluator, LoadedPolicy, Policy, PolicyRef, Runtime};
 use crate::snapshot::{Observation, Past, Pod, Snapshot, Subject};
 use crate::telemetry::Metrics;
+use crate::watch::Follow;
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -486,34 +487,21 @@ impl PolicyStore {
     /// and a periodic rescan trigger reloads on the blocking pool.
     pub fn watch(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
         let store = self.clone();
-        tokio::spawn(async move {
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-            let mut watcher = start_watcher(&store.inner.config.dir, tx.clone());
-            let mut ticker = tokio::time::interval(store.inner.config.rescan_interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            ticker.tick().await;
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    Some(()) = rx.recv() => {
-                        // debounce: wait for quiet, then drain
-                        tokio::time::sleep(store.inner.config.debounce).await;
-                        while rx.try_recv().is_ok() {}
-                    }
-                    _ = ticker.tick() => {
-                        if watcher.is_none() {
-                            watcher = start_watcher(&store.inner.config.dir, tx.clone());
-                        }
-                    }
-                }
-                let reloader = store.clone();
+        let follow = Follow {
+            dir: self.inner.config.dir.clone(),
+            debounce: self.inner.config.debounce,
+            rescan: self.inner.config.rescan_interval,
+            what: "policy directory",
+        };
+        tokio::spawn(follow.run(shutdown, move || {
+            let reloader = store.clone();
+            async move {
                 match tokio::task::spawn_blocking(move || reloader.rescan()).await {
                     Ok(report) => log_report(&report),
                     Err(error) => tracing::error!(%error, "policy reload task failed"),
                 }
             }
-            drop(watcher);
-        })
+        }))
     }
 }
 
@@ -526,24 +514,6 @@ fn log_report(report: &ReloadReport) {
     }
     for problem in &report.failed {
         tracing::warn!(path = %problem.path.display(), kind = %problem.kind, message = %problem.message, "policy rejected; previous versions stay active");
-    }
-}
-
-fn start_watcher(dir: &Path, tx: tokio::sync::mpsc::UnboundedSender<()>) -> Option<notify::RecommendedWatcher> {
-    use notify::Watcher;
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
-            let _ = tx.send(());
-        }
-    })
-    .map_err(|error| tracing::warn!(%error, "cannot create a policy directory watcher; relying on periodic rescans"))
-    .ok()?;
-    match watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
-        Ok(()) => Some(watcher),
-        Err(error) => {
-            tracing::warn!(dir = %dir.display(), %error, "cannot watch the policy directory; relying on periodic rescans");
-            None
-        }
     }
 }
 

@@ -54,6 +54,8 @@ pub struct Metrics {
     pub signals_dropped: Family<SourceLabel, Counter>,
     /// Decision states stored in the cluster (`written`) or not (the error kind).
     pub state_writes: Family<KindLabel, Counter>,
+    /// Configuration changes applied (`applied`) or refused (the kind of problem).
+    pub config_reloads: Family<KindLabel, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -116,9 +118,16 @@ impl Metrics {
             "Decision states stored in the cluster (written) or not (error kind)",
             state_writes.clone(),
         );
+        let config_reloads = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Configuration changes applied (applied) or refused (kind of problem)",
+            config_reloads.clone(),
+        );
         Metrics {
             registry,
             state_writes,
+            config_reloads,
             decisions,
             clamps,
             policy_faults,

@@ -92,6 +92,7 @@ pub fn run(args: &DemoArgs, cache_dir: Option<PathBuf>, log_level: Option<LogLev
         }
         let settings = Settings {
             config,
+            config_file: None,
             admin_listen: args.admin_listen,
             admin_token: token.clone(),
             grace: Duration::from_secs(10),

@@ -14,8 +14,7 @@ use crate::config::Config;
 use crate::daemon::{self, Election, Settings, StateSettings};
 use crate::decide::Persist;
 use crate::k8s::{KubeCluster, KubeSettings, LeaseSettings};
-use crate::policy::{PolicyRef, Runtime, RuntimeConfig};
-use crate::policy_store::Catalog;
+use crate::policy::{Runtime, RuntimeConfig};
 use clap::Args;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -81,33 +80,6 @@ fn usage(message: String) -> Failure {
     Failure::usage(message)
 }
 
-/// Every binding's reference must name something loaded.
-pub fn check_references(config: &Config, catalog: &Catalog) -> Result<(), Failure> {
-    let loaded = || {
-        let mut names: Vec<String> = catalog.status().iter().map(|s| format!("{}@{}", s.name, s.version)).collect();
-        names.dedup();
-        if names.is_empty() { "none".to_string() } else { names.join(", ") }
-    };
-    for (index, workload) in config.workloads.iter().enumerate() {
-        let bindings = workload
-            .policies
-            .iter()
-            .enumerate()
-            .map(|(i, b)| (format!("workloads[{index}].policies[{i}].policy"), &b.policy))
-            .chain(workload.shadow.iter().map(|b| (format!("workloads[{index}].shadow.policy"), &b.policy)));
-        for (path, reference) in bindings {
-            if catalog.resolve(reference).is_none() {
-                let hint = match reference {
-                    PolicyRef::Latest(_) => "no valid version of it is in the store".to_string(),
-                    _ => "that version is not in the store".to_string(),
-                };
-                return Err(usage(format!("{path}: policy {reference} not found: {hint} (loaded: {})", loaded())));
-            }
-        }
-    }
-    Ok(())
-}
-
 fn identity(args: &RunArgs) -> String {
     args.identity
         .clone()
@@ -146,7 +118,7 @@ pub fn run(args: &RunArgs, cache_dir: Option<PathBuf>, log_level: Option<LogLeve
     let tokio = tokio_runtime()?;
     let result = tokio.block_on(async {
         let store = daemon::open_store(runtime, policy_dir).await.map_err(|e| Failure::internal(e.to_string()))?;
-        check_references(&config, &store.catalog())?;
+        daemon::check_references(&config, &store.catalog()).map_err(|e| usage(e.to_string()))?;
         let client = kube_client(args).await?;
         let identity = identity(args);
         let cluster = Arc::new(KubeCluster::new(
@@ -173,6 +145,7 @@ pub fn run(args: &RunArgs, cache_dir: Option<PathBuf>, log_level: Option<LogLeve
         let workloads = config.workloads.len();
         let settings = Settings {
             config,
+            config_file: Some(args.config.clone()),
             admin_listen: args.admin_listen,
             admin_token: token,
             grace: args.grace,

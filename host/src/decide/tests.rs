@@ -127,7 +127,7 @@ async fn reconfiguring_adds_removes_and_rebinds_keeping_what_stays() {
 
     // web: fixed rebound to 6 (same policies, new params); api added
     let next = "workloads:\n  - target: {namespace: shop, name: web}\n    max_replicas: 20\n    policies:\n      - {policy: fixed, params: {replicas: 6}}\n      - {policy: counter}\n  - target: {namespace: shop, name: api}\n    max_replicas: 20\n    policies: [{policy: fixed, params: {replicas: 5}}]\n";
-    rig.decider.reconfigure(Config::parse(next).unwrap().workloads);
+    rig.decider.reconfigure(Config::parse(next).unwrap().workloads).await;
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(rig.cluster.replicas("shop", "web"), Some(6), "the new params apply at once");
     assert_eq!(rig.cluster.replicas("shop", "api"), Some(5), "a new workload is evaluated at once");
@@ -137,7 +137,7 @@ async fn reconfiguring_adds_removes_and_rebinds_keeping_what_stays() {
 
     // web's counter replaced by another policy: its state starts afresh; api removed
     let last = "workloads:\n  - target: {namespace: shop, name: web}\n    max_replicas: 20\n    policies:\n      - {policy: fixed, params: {replicas: 6}}\n      - {policy: fixed, params: {replicas: 1}}\n";
-    rig.decider.reconfigure(Config::parse(last).unwrap().workloads);
+    rig.decider.reconfigure(Config::parse(last).unwrap().workloads).await;
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(web_state().await, [0, 0]);
     assert_eq!(rig.decider.workload_names(), ["shop/web"]);

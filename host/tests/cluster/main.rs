@@ -8,4 +8,5 @@ mod support;
 
 mod deploy;
 mod kube;
+mod reload;
 mod run;

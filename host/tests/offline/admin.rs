@@ -61,6 +61,7 @@ async fn start(token: Option<&str>, max_upload_bytes: usize) -> Api {
         leadership: Arc::new(scalegate::leadership::Leadership::always()),
         pins: None,
         push_timeout: std::time::Duration::from_secs(10),
+        config: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -43,6 +43,7 @@ impl Rig {
         let cluster = Arc::new(KubeCluster::new(client, KubeSettings::default()));
         let settings = Settings {
             config,
+            config_file: None,
             admin_listen: "127.0.0.1:0".parse().unwrap(),
             admin_token: token.map(str::to_string),
             grace: Duration::from_secs(5),
