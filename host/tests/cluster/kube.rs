@@ -373,3 +373,28 @@ async fn one_leader_at_a_time_and_a_standby_takes_over_after_a_crash() {
     assert!(released.elapsed() < lease / 2, "release let c in after {:?}", released.elapsed());
     assert_strict(&fake);
 }
+
+/// Readiness waits for the pod caches: with the pod list answered only
+/// after 2 s, `/readyz` says why it is not ready until then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_waits_for_the_pod_caches() {
+    let fake = fake_with_web().await;
+    fake.inject(Method::GET, "/api/v1/namespaces/shop/pods", Fault::Delay(Duration::from_secs(2)), 1);
+    let started = Instant::now();
+    let rig =
+        crate::support::rig::Rig::start(fake, ("shop", "web"), &[("fixed.wasm", "fixed.wasm")], PIN_WEB_TO_5, None)
+            .await;
+    let readyz = || async {
+        let response = reqwest::get(format!("{}/readyz", rig.admin())).await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    };
+    let (status, text) = readyz().await;
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("caches not filled"), "{text}");
+    while readyz().await.0 != 200 {
+        assert!(started.elapsed() < Duration::from_secs(10), "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(started.elapsed() >= Duration::from_secs(2), "ready only once the pods were listed");
+    rig.stop().await;
+}

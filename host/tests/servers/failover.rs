@@ -7,7 +7,7 @@
 
 use crate::support::daemon::Daemon;
 use crate::support::rig::eventually;
-use crate::support::servers::{Tansu, free_port};
+use crate::support::servers::{ONE_BROKER_AT_A_TIME, Tansu, free_port};
 use crate::support::*;
 use fake_apiserver::FakeApiServer;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -86,6 +86,7 @@ fn now_ms() -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_kafka_directive_is_lost_when_the_leader_is_killed_mid_stream() {
+    let _one = ONE_BROKER_AT_A_TIME.lock().await;
     let broker = Tansu::start(free_port());
     broker.create_topic("scale", 4);
     let fake = fake_fleet().await;

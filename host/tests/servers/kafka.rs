@@ -14,9 +14,7 @@ use rdkafka::producer::FutureRecord;
 use scalegate::signals::kafka::CloseAside;
 use std::time::{Duration, Instant};
 
-/// The two tests each run a broker; one at a time keeps them (and their
-/// ports and consumer groups) apart.
-static ONE_BROKER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use crate::support::servers::ONE_BROKER_AT_A_TIME;
 
 /// The daemon with directive and target-tracking, against a fake API server
 /// holding the StatefulSet `rtc/socket` at 3 replicas.
@@ -68,7 +66,10 @@ sources:
 
 /// The first `count` audit records (JSON) read by a consumer of `client`.
 async fn audit_records(mut client: ClientConfig, count: usize) -> Vec<serde_json::Value> {
-    client.set("group.id", "audit-reader").set("auto.offset.reset", "earliest");
+    if client.get("group.id").is_none() {
+        client.set("group.id", "audit-reader");
+    }
+    client.set("auto.offset.reset", "earliest");
     // closed aside: dropping a consumer after its broker is gone never returns
     let audit: CloseAside<StreamConsumer> = CloseAside::new(client.create().unwrap());
     audit.subscribe(&["scalegate.decisions"]).unwrap();
@@ -80,6 +81,45 @@ async fn audit_records(mut client: ClientConfig, count: usize) -> Vec<serde_json
         records.push(serde_json::from_slice(message.payload().unwrap()).unwrap());
     }
     records
+}
+
+/// The audit producer holds records for `linger.ms` (2 s here, 5 ms by
+/// default) to batch them; a stop right after an applied decision must
+/// still deliver its record: the daemon flushes its sinks within the grace
+/// period (dropping a producer purges what it holds, queued or in flight).
+/// The first decision's record warms the producer's connection and topic
+/// metadata; the second one is followed by the stop at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_record_of_an_applied_decision_survives_an_immediate_stop() {
+    let _one = ONE_BROKER_AT_A_TIME.lock().await;
+    let broker = Tansu::start(free_port());
+    broker.create_topic("rtc.control.scale", 1);
+    broker.create_topic("scalegate.decisions", 1);
+    let brokers = broker.brokers();
+    let kafka =
+        "    group_id: scalegate-flush\n    audit: {topic: scalegate.decisions}\n    options: {linger.ms: \"2000\"}\n";
+    let rig = socket_rig(&directive_config(&brokers, kafka, "")).await;
+    let producer = broker.producer();
+    let start = Instant::now();
+    while !rig.metrics().await.contains("scalegate_source_errors_total{source=\"kafka\",kind=\"parse\"}") {
+        send(&producer, "rtc.control.scale", "probe").await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(start.elapsed() < Duration::from_secs(30), "the directive consumer never read a message");
+    }
+    let reader = ClientConfig::new().set("bootstrap.servers", &brokers).clone();
+    send(&producer, "rtc.control.scale", r#"{"target": "socket", "targetReplicas": 9}"#).await;
+    eventually("the first directive to be applied", Duration::from_secs(10), || rig.replicas() == Some(9)).await;
+    let first = audit_records(reader.clone(), 1).await;
+    assert_eq!(first[0]["guardrails"]["replicas"], 9);
+    send(&producer, "rtc.control.scale", r#"{"target": "socket", "targetReplicas": 11}"#).await;
+    eventually("the second directive to be applied", Duration::from_secs(10), || rig.replicas() == Some(11)).await;
+    let stopping = Instant::now();
+    rig.stop().await;
+    println!("stopped {:?} after the second scale", stopping.elapsed());
+    let records = audit_records(reader.clone().set("group.id", "audit-reader-after").clone(), 2).await;
+    let replicas: Vec<_> = records.iter().map(|r| r["guardrails"]["replicas"].as_u64().unwrap()).collect();
+    assert_eq!(replicas, [9, 11], "the record of the decision just before the stop is there");
+    broker.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
