@@ -23,7 +23,15 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::servers::{Tansu, free_port};
 
-const WORKLOADS: usize = 100;
+/// Workloads the directives are spread over (`-- --workloads N`, default 10,000).
+static WORKLOADS: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == "--workloads")
+        .and_then(|i| args.get(i + 1))
+        .map(|n| n.parse().expect("--workloads takes a number"))
+        .unwrap_or(10_000)
+});
 const MESSAGES: usize = 1_500_000;
 const TOPIC: &str = "rtc.control.scale";
 
@@ -34,7 +42,7 @@ fn main() {
 
 /// The replica count the `i`-th message asks of its workload.
 fn replicas(i: usize) -> usize {
-    2 + (i / WORKLOADS) % 40
+    2 + (i / *WORKLOADS) % 40
 }
 
 fn produce(brokers: &str) -> Duration {
@@ -48,7 +56,7 @@ fn produce(brokers: &str) -> Duration {
         .unwrap();
     let started = Instant::now();
     for i in 0..MESSAGES {
-        let workload = i % WORKLOADS;
+        let workload = i % *WORKLOADS;
         let payload = format!(
             r#"{{"target": "w-{workload}", "action": "scale_out", "targetReplicas": {}, "urgency": 1, "reason": "lb load", "region": "eu-{}"}}"#,
             replicas(i),
@@ -119,14 +127,15 @@ async fn run() {
     .await
     .unwrap();
     println!(
-        "# backlog: {MESSAGES} ScaleSignals for {WORKLOADS} workloads produced in {:.1} s ({:.0} msg/s into tansu)",
+        "# backlog: {MESSAGES} ScaleSignals for {} workloads produced in {:.1} s ({:.0} msg/s into tansu)",
+        *WORKLOADS,
         produced.as_secs_f64(),
         MESSAGES as f64 / produced.as_secs_f64()
     );
 
     let fake = FakeApiServer::start().await;
     let mut workloads = String::new();
-    for w in 0..WORKLOADS {
+    for w in 0..*WORKLOADS {
         fake.add_scalable("apps/v1", "statefulsets", "rtc", &format!("w-{w}"), 1, &format!("app=w-{w}"));
         workloads.push_str(&format!(
             "  - {{target: {{kind: StatefulSet, namespace: rtc, name: w-{w}}}, interval: 1h, max_replicas: 100, policies: [{{policy: directive}}]}}\n"
@@ -195,15 +204,16 @@ async fn run() {
     let hwm = proc_field(pid, "status", "VmHWM:");
 
     // every workload ends at its last directive: the messages reached the snapshots
-    let expected: Vec<u32> = (0..WORKLOADS).map(|w| replicas(MESSAGES - WORKLOADS + w) as u32).collect();
+    let workloads = *WORKLOADS;
+    let expected: Vec<u32> = (0..workloads).map(|w| replicas(MESSAGES - workloads + w) as u32).collect();
     let settle = Instant::now();
     loop {
-        let at: Vec<u32> = (0..WORKLOADS).map(|w| fake.replicas("rtc", &format!("w-{w}")).unwrap()).collect();
+        let at: Vec<u32> = (0..workloads).map(|w| fake.replicas("rtc", &format!("w-{w}")).unwrap()).collect();
         if at == expected {
             break;
         }
         if settle.elapsed() > Duration::from_secs(30) {
-            let wrong: Vec<usize> = (0..WORKLOADS).filter(|w| at[*w] != expected[*w]).collect();
+            let wrong: Vec<usize> = (0..workloads).filter(|w| at[*w] != expected[*w]).collect();
             let w = wrong[0];
             panic!(
                 "workloads {wrong:?} did not settle on their last directives: w-{w} at {}, expected {}: {}",
@@ -219,14 +229,16 @@ async fn run() {
     let scaled = counter(&metrics, "scalegate_decisions_total{kind=\"scaled\"}");
     let total_cpu = cpu_seconds(pid) - cpu_start;
 
-    println!("# sustained ingest of ScaleSignals (tansu on loopback, 4 partitions, one consumer, 2 cores shared)");
+    println!(
+        "# sustained ingest of ScaleSignals for {workloads} workloads (tansu on loopback, 4 partitions, one consumer, 2 cores shared)"
+    );
     println!("| | value |");
     println!("|---|---:|");
     println!("| messages consumed | {} |", last.signals);
     println!("| ingest rate (first → last message) | {rate:.0} msg/s over {window:.1} s |");
     println!("| daemon CPU while ingesting | {:.0} % of one core |", cpu / window * 100.0);
     println!("| daemon RSS idle → peak (VmHWM) | {} → {} MiB ({} MiB) |", idle_rss / 1024, peak / 1024, hwm / 1024);
-    println!("| signals dropped from full queues (256 per workload) | {dropped} |");
+    println!("| signals superseded in full queues (QUEUED_SIGNALS / workloads, 16–256 each) | {dropped} |");
     println!("| scales written meanwhile | {scaled} |");
     println!("| daemon CPU in total | {total_cpu:.1} s |");
     println!("# RSS over the run (MiB), every ~10 % of the messages:");

@@ -20,6 +20,7 @@
 //!   rebound ones keep what stays valid of their state.
 
 mod call;
+mod pacer;
 mod persist;
 mod pipeline;
 mod record;
@@ -69,6 +70,10 @@ pub struct DeciderConfig {
     /// Keep each workload's decision state in the cluster (default: no,
     /// memory only).
     pub persist: Option<Persist>,
+    /// Evaluations per second across all workloads, beyond which they wait
+    /// their turn and signals queued meanwhile are decided together
+    /// (default 1,000: a fleet of 10,000 on a 15 s interval needs 667).
+    pub max_evaluations_per_second: u32,
 }
 
 impl Default for DeciderConfig {
@@ -82,6 +87,7 @@ impl Default for DeciderConfig {
             leadership: Arc::new(Leadership::always()),
             inputs: None,
             persist: None,
+            max_evaluations_per_second: 1_000,
         }
     }
 }
@@ -122,6 +128,7 @@ impl Fleet {
 /// The loop over all configured workloads.
 pub struct Decider<C: Cluster> {
     pipeline: Pipeline<C>,
+    pacer: pacer::Pacer,
     config: DeciderConfig,
     fleet: RwLock<Fleet>,
     sinks: ArcSwap<Vec<Arc<dyn DecisionSink>>>,
@@ -152,6 +159,7 @@ impl<C: Cluster> Decider<C> {
         };
         Decider {
             pipeline,
+            pacer: pacer::Pacer::new(config.max_evaluations_per_second),
             config,
             fleet: RwLock::new(Fleet::new(runtimes)),
             sinks: ArcSwap::from_pointee(Vec::new()),
@@ -229,6 +237,7 @@ impl<C: Cluster> Decider<C> {
                 _ = workload.trigger.notified() => {}
             }
             loop {
+                decider.pacer.turn().await;
                 decider.evaluate_workload(&workload).await;
                 let interval = workload.spec.load().interval;
                 tokio::select! {
@@ -388,14 +397,13 @@ impl<C: Cluster> Decider<C> {
         let spec = workload.spec.load_full();
         state.follow(&spec);
         let Evaluated { record, settlement } = self.pipeline.evaluate(&spec, &mut state).await;
-        let handled = matches!(&settlement, Settlement::Handled(deliveries) if !deliveries.is_empty());
         if let Some(persist) = &self.config.persist
             && self.config.leadership.may_write()
         {
+            // an applied scale is stored at once, with the directives it acted
+            // on; a directive that changed nothing is harmless to act on again
             let (cluster, now_ms) = (self.pipeline.cluster.as_ref(), self.pipeline.clock.now_ms());
-            // handled directives are stored at once, like an applied scale
-            let now = record.applied || handled;
-            persist.after(cluster, &spec, &mut state, now, now_ms, &self.config.metrics).await;
+            persist.after(cluster, &spec, &mut state, record.applied, now_ms, &self.config.metrics).await;
         }
         drop(state);
         self.settle(&spec.name, &record, settlement);

@@ -23,8 +23,8 @@ pub struct Persist {
 
 impl Persist {
     /// After an evaluation at `now_ms`: stores the state at once (`now`: a
-    /// scale was applied, or directives handled), or when `every` has
-    /// passed since the last store and it changed.
+    /// scale was applied), or when `every` has passed since the last store
+    /// and it changed.
     pub async fn after<C: Cluster>(
         &self,
         cluster: &C,

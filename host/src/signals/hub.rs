@@ -8,7 +8,8 @@
 //!   scale-down (guardrails). A failing source therefore never makes a
 //!   workload shrink on old data, and never blocks other sources.
 //! - Signals (events such as a `ScaleSignal`) are queued per workload (at
-//!   most [`SIGNAL_QUEUE`], oldest dropped), trigger an immediate
+//!   most [`SIGNAL_QUEUE`], fewer with many workloads — [`QUEUED_SIGNALS`]
+//!   in all — oldest dropped), trigger an immediate
 //!   evaluation, and are delivered to the next evaluation once.
 //! - Failures are counted by source and kind and logged when a metric goes
 //!   from working to failing (and when it recovers), not on every attempt.
@@ -25,8 +26,13 @@ use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, OnceLock};
 
-/// Signals kept per workload between evaluations.
+/// Signals kept per workload between evaluations, at most.
 pub const SIGNAL_QUEUE: usize = 256;
+
+/// Signals kept across all workloads, about: each workload's queue holds
+/// `QUEUED_SIGNALS / workloads`, between 16 and [`SIGNAL_QUEUE`] (10,000
+/// workloads under a flood of directives keep ~100 MB of them, not 2.5 GB).
+pub const QUEUED_SIGNALS: usize = 100_000;
 
 /// What the hub gives one evaluation.
 #[derive(Debug, Default)]
@@ -66,6 +72,8 @@ type Trigger = Arc<dyn Fn(&str) + Send + Sync>;
 /// Latest inputs of every workload.
 pub struct SignalHub {
     workloads: RwLock<HashMap<String, Arc<Mutex<WorkloadInputs>>>>,
+    /// Signals each workload's queue holds (see [`QUEUED_SIGNALS`]).
+    queue: std::sync::atomic::AtomicUsize,
     /// Every name a message may use for a workload → the workload's name.
     routes: RwLock<HashMap<String, String>>,
     trigger: OnceLock<Trigger>,
@@ -109,6 +117,7 @@ impl SignalHub {
     pub fn new<'a>(workloads: impl IntoIterator<Item = Declared<'a>>, metrics: Arc<Metrics>) -> SignalHub {
         let hub = SignalHub {
             workloads: RwLock::new(HashMap::new()),
+            queue: std::sync::atomic::AtomicUsize::new(SIGNAL_QUEUE),
             routes: RwLock::new(HashMap::new()),
             trigger: OnceLock::new(),
             metrics,
@@ -151,7 +160,14 @@ impl SignalHub {
             }
             next.insert(name.to_string(), entry);
         }
+        let queue = (QUEUED_SIGNALS / next.len().max(1)).clamp(16, SIGNAL_QUEUE);
+        self.queue.store(queue, std::sync::atomic::Ordering::Relaxed);
         *table = next;
+    }
+
+    /// Signals each workload's queue holds.
+    fn queue(&self) -> usize {
+        self.queue.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The workload a message means by `routing`: its name, its target's
@@ -227,7 +243,7 @@ impl SignalHub {
             let mut receipt = receipt;
             for (index, signal) in signals.into_iter().enumerate() {
                 let receipt = if index == last { receipt.take() } else { None };
-                inputs.enqueue(Delivery { signal, receipt }, &self.metrics);
+                inputs.enqueue(Delivery { signal, receipt }, self.queue(), &self.metrics);
             }
         }
         if counts.1 > 0 {
@@ -269,7 +285,7 @@ impl SignalHub {
             Ok(entry) => entry,
             Err(error) => return Err((error, receipt)),
         };
-        entry.lock().enqueue(Delivery { signal, receipt }, &self.metrics);
+        entry.lock().enqueue(Delivery { signal, receipt }, self.queue(), &self.metrics);
         self.fire(workload);
         Ok(())
     }
@@ -283,7 +299,7 @@ impl SignalHub {
         for delivery in deliveries.into_iter().rev() {
             inputs.signals.push_front(delivery);
         }
-        while inputs.signals.len() > SIGNAL_QUEUE {
+        while inputs.signals.len() > self.queue() {
             if let Some(dropped) = inputs.signals.pop_front() {
                 inputs.dropped_signals += 1;
                 if let Some(receipt) = dropped.receipt {
@@ -385,11 +401,11 @@ impl Slot {
 }
 
 impl WorkloadInputs {
-    /// Queues a signal, dropping (and counting) the oldest when full: a
-    /// newer signal for the workload supersedes it.
-    fn enqueue(&mut self, delivery: Delivery, metrics: &Metrics) {
+    /// Queues a signal, dropping (and counting) the oldest when `capacity`
+    /// is reached: a newer signal for the workload supersedes it.
+    fn enqueue(&mut self, delivery: Delivery, capacity: usize, metrics: &Metrics) {
         let mut dropped = None;
-        if self.signals.len() >= SIGNAL_QUEUE {
+        if self.signals.len() >= capacity {
             dropped = self.signals.pop_front();
             self.dropped_signals += 1;
         }
