@@ -137,9 +137,13 @@ impl KubeCluster {
         Ok((scale, selector))
     }
 
-    async fn record_event(&self, target: &Target, from: u32, to: u32, reason: &str) {
+    /// Records one Event for a scale, in the background: the decision does
+    /// not wait for it (client-go's event recorder is asynchronous too), and
+    /// a failed Event does not fail the scale.
+    fn record_event(&self, target: &Target, from: u32, to: u32, reason: &str) {
         let now = k8s_openapi::jiff::Timestamp::now();
         let note: String = format!("{from} → {to}: {reason}").chars().take(1000).collect();
+        let identity = self.settings().identity.clone();
         let event = Event {
             metadata: ObjectMeta {
                 name: Some(format!("{}.{:x}", target.name, now.as_nanosecond())),
@@ -159,15 +163,18 @@ impl KubeCluster {
                 ..ObjectReference::default()
             }),
             reporting_controller: Some("scalegate.dev/scalegate".into()),
-            reporting_instance: Some(self.settings().identity.clone()),
+            reporting_instance: Some(identity.clone()),
             ..Event::default()
         };
         let api: Api<Event> = Api::namespaced(self.client.clone(), &target.namespace);
-        let params = PostParams { field_manager: Some(self.settings().identity.clone()), ..PostParams::default() };
-        if let Err(error) = self.requests.retrying(|| api.create(&params, &event)).await {
-            let error = error.describe("create an Event for", &scale_of(target));
-            tracing::warn!(target = %scale_of(target), %error, "scaled, but the Event was not recorded");
-        }
+        let (requests, object) = (self.requests.clone(), scale_of(target));
+        tokio::spawn(async move {
+            let params = PostParams { field_manager: Some(identity), ..PostParams::default() };
+            if let Err(error) = requests.retrying(|| api.create(&params, &event)).await {
+                let error = error.describe("create an Event for", &object);
+                tracing::warn!(target = %object, %error, "scaled, but the Event was not recorded");
+            }
+        });
     }
 }
 
@@ -248,7 +255,7 @@ impl Cluster for KubeCluster {
                     if let Some(observed) = self.scales.lock().get_mut(&key(target)) {
                         observed.resource_version = written.metadata.resource_version;
                     }
-                    self.record_event(target, from, to, reason).await;
+                    self.record_event(target, from, to, reason);
                     return Ok(());
                 }
                 Err(CallError::Status(409, _)) if conflicts < self.settings().conflict_retries => {

@@ -4,7 +4,7 @@
 //! return the record. The loop (`decide`) decides when; this decides what.
 
 use super::call::{Called, Caller, combine};
-use super::record::DecisionRecord;
+use super::record::{DecisionRecord, Timing};
 use super::state::WorkloadState;
 use crate::clock::Clock;
 use crate::cluster::{Cluster, ClusterError};
@@ -17,6 +17,7 @@ use crate::snapshot::{Observation, Past, PodDeletionCost, Recommendation, ScaleE
 use crate::telemetry::Metrics;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 /// What one evaluation needs: the ports, the budget, the inputs.
@@ -54,8 +55,12 @@ impl<C: Cluster> Pipeline<C> {
     /// One evaluation of `spec`, updating its `state`.
     pub async fn evaluate(&self, spec: &WorkloadSpec, state: &mut WorkloadState) -> Evaluated {
         let now_ms = self.clock.now_ms();
+        let started = Instant::now();
         match self.cluster.observe(&spec.target).await {
-            Ok(observation) => self.decide(spec, state, observation, now_ms).await,
+            Ok(observation) => {
+                let timing = Timing { observe_us: micros(started.elapsed()), ..Timing::default() };
+                self.decide(spec, state, observation, now_ms, started, timing).await
+            }
             // the signals stay queued for the next evaluation
             Err(error) => Evaluated {
                 record: self.unobserved(spec, state, now_ms, error),
@@ -97,6 +102,7 @@ impl<C: Cluster> Pipeline<C> {
             guardrails: outcome,
             applied: false,
             apply_error: Some(error.to_string()),
+            timing: Timing::default(),
         }
     }
 
@@ -106,6 +112,8 @@ impl<C: Cluster> Pipeline<C> {
         state: &mut WorkloadState,
         mut observation: Observation,
         now_ms: u64,
+        started: Instant,
+        mut timing: Timing,
     ) -> Evaluated {
         let mut deliveries = Vec::new();
         if let Some(hub) = &self.inputs {
@@ -122,6 +130,8 @@ impl<C: Cluster> Pipeline<C> {
                     continue;
                 }
                 observation.signals.push(delivery.signal.clone());
+                let waited = started.saturating_duration_since(delivery.received);
+                timing.signal_wait_us = timing.signal_wait_us.max(micros(waited));
                 deliveries.push(delivery);
             }
         }
@@ -142,6 +152,7 @@ impl<C: Cluster> Pipeline<C> {
         let inputs_digest = hex::encode(Sha256::digest(serde_json::to_vec(&base).unwrap_or_default()));
         let inputs = summarize(&base);
 
+        let calling = Instant::now();
         let caller = Caller {
             evaluator: self.evaluator.as_ref(),
             evaluations: &self.evaluations,
@@ -157,6 +168,7 @@ impl<C: Cluster> Pipeline<C> {
             None => None,
         };
 
+        timing.policies_us = micros(calling.elapsed());
         let proposal = combine(&called);
         if let Proposal::Desired(desired) = proposal {
             state.history.recommend(Recommendation { timestamp_ms: now_ms, replicas: desired });
@@ -177,7 +189,10 @@ impl<C: Cluster> Pipeline<C> {
 
         let (mut applied, mut apply_error) = (false, None);
         if outcome.actuate {
-            match self.actuate(spec, &called, current, outcome.replicas).await {
+            let writing = Instant::now();
+            let written = self.actuate(spec, &called, current, outcome.replicas).await;
+            timing.write_us = micros(writing.elapsed());
+            match written {
                 Ok(()) => {
                     applied = true;
                     state.last_scale_ms = Some(now_ms);
@@ -216,6 +231,7 @@ impl<C: Cluster> Pipeline<C> {
             guardrails: outcome,
             applied,
             apply_error,
+            timing,
         };
         Evaluated { record, settlement }
     }
@@ -249,4 +265,8 @@ fn summarize(snapshot: &Snapshot) -> String {
         text.push_str(&format!(", {} signals", snapshot.signals.len()));
     }
     text
+}
+
+fn micros(duration: Duration) -> u64 {
+    duration.as_micros().min(u128::from(u64::MAX)) as u64
 }

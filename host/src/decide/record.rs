@@ -43,6 +43,22 @@ pub struct DecisionRecord {
     pub applied: bool,
     /// Why writing failed, if it did.
     pub apply_error: Option<String>,
+    /// Where the time of this evaluation went.
+    pub timing: Timing,
+}
+
+/// Where the time of one evaluation went, in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Timing {
+    /// From the arrival of the oldest signal it acted on to the start of the
+    /// evaluation (0 without signals).
+    pub signal_wait_us: u64,
+    /// Reading the target through the cluster port.
+    pub observe_us: u64,
+    /// The policy calls (and the shadow), waiting for a slot included.
+    pub policies_us: u64,
+    /// Deletion costs and the `/scale` write (0 without a write).
+    pub write_us: u64,
 }
 
 impl DecisionRecord {

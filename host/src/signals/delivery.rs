@@ -56,4 +56,6 @@ impl std::fmt::Debug for Receipt {
 pub struct Delivery {
     pub signal: crate::snapshot::Signal,
     pub receipt: Option<Receipt>,
+    /// When it reached the hub.
+    pub received: std::time::Instant,
 }

@@ -243,7 +243,8 @@ impl SignalHub {
             let mut receipt = receipt;
             for (index, signal) in signals.into_iter().enumerate() {
                 let receipt = if index == last { receipt.take() } else { None };
-                inputs.enqueue(Delivery { signal, receipt }, self.queue(), &self.metrics);
+                let received = std::time::Instant::now();
+                inputs.enqueue(Delivery { signal, receipt, received }, self.queue(), &self.metrics);
             }
         }
         if counts.1 > 0 {
@@ -285,7 +286,8 @@ impl SignalHub {
             Ok(entry) => entry,
             Err(error) => return Err((error, receipt)),
         };
-        entry.lock().enqueue(Delivery { signal, receipt }, self.queue(), &self.metrics);
+        let received = std::time::Instant::now();
+        entry.lock().enqueue(Delivery { signal, receipt, received }, self.queue(), &self.metrics);
         self.fire(workload);
         Ok(())
     }

@@ -81,8 +81,9 @@ async fn a_scale_is_written_with_its_resource_version_and_recorded_as_an_event()
     assert_eq!(writes.len(), 1);
     assert_eq!((writes[0].from, writes[0].to), (3, 5));
     assert_eq!(writes[0].field_manager.as_deref(), Some("scalegate-test"));
+    // the Event is recorded in the background
+    eventually("the Event", Duration::from_secs(5), || fake.events().len() == 1).await;
     let events = fake.events();
-    assert_eq!(events.len(), 1);
     assert_eq!(events[0]["reason"], "ScaledUp");
     assert_eq!(events[0]["regarding"]["kind"], "Deployment");
     assert!(events[0]["note"].as_str().unwrap().starts_with("3 → 5: fixed@0.1.0"), "{}", events[0]);
@@ -280,7 +281,9 @@ async fn the_decision_loop_scales_through_the_api_and_holds_on_failures() {
     let record = decider.evaluate("shop/web").await.unwrap();
     assert!(!record.applied && record.apply_error.is_none(), "already at 5: nothing to write");
     assert_eq!(fake.scale_writes().len(), 1);
-    assert_eq!(fake.events().len(), 1);
+    eventually("the Event", Duration::from_secs(5), || fake.events().len() == 1).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(fake.events().len(), 1, "one Event for one scale");
     assert_strict(&fake);
 }
 

@@ -42,7 +42,7 @@ async fn run_scales_through_the_api_serves_its_decisions_and_stops_on_sigterm() 
     let writes = fake.scale_writes();
     assert_eq!((writes[0].from, writes[0].to), (2, 5));
     assert!(writes[0].field_manager.as_deref().is_some_and(|m| !m.is_empty()));
-    assert_eq!(fake.events().len(), 1);
+    eventually("the Event", Duration::from_secs(5), || fake.events().len() == 1).await;
 
     let decisions = daemon.get("/v1/workloads/shop/web/decisions?limit=5");
     assert!(decisions.contains("\"applied\":true") && decisions.contains("fixed@"), "{decisions}");

@@ -333,6 +333,11 @@ impl Tansu {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The broker process, for CPU measurements.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// A producer that sends each message at once and fails a send after
     /// 10 s when the broker went away (instead of librdkafka's 5 minutes).
     pub fn producer(&self) -> rdkafka::producer::FutureProducer {

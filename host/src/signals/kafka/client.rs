@@ -38,6 +38,16 @@ pub struct Settings {
     /// Deadline of metadata and offset requests (default 5 s).
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    /// How long the broker may hold the directive consumer's fetch while no
+    /// message is there (librdkafka's `fetch.wait.max.ms`). A broker that
+    /// holds a fetch for the whole wait even when a directive arrives
+    /// (tansu does) adds up to this much to every directive; one that
+    /// answers at once (Apache Kafka, per the protocol's `min_bytes`) does
+    /// not, and then a longer wait only saves idle fetches. Default 0 ms:
+    /// the lowest reaction time anywhere, at the highest idle cost (see
+    /// docs/BENCHMARKS.md for both, per setting).
+    #[serde(default = "default_fetch_wait", with = "humantime_serde")]
+    pub fetch_wait: Duration,
 }
 
 fn default_group() -> String {
@@ -50,6 +60,10 @@ fn default_lag_interval() -> Duration {
 
 fn default_timeout() -> Duration {
     Duration::from_secs(5)
+}
+
+fn default_fetch_wait() -> Duration {
+    Duration::ZERO
 }
 
 /// A topic of `ScaleSignal` messages.
@@ -115,6 +129,9 @@ impl Settings {
         }
         if self.directives.iter().any(|d| d.topic.is_empty()) {
             return Err(FieldError::new("directives", "every directive needs a topic"));
+        }
+        if self.fetch_wait > Duration::from_secs(5) {
+            return Err(FieldError::new("fetch_wait", "must be at most 5s (directives wait that long)"));
         }
         Ok(())
     }

@@ -163,9 +163,9 @@ pub fn consumer(settings: &Settings, context: &Context) -> Result<SourceTask, Fi
     // a group's first start skips old directives unless options say otherwise
     set_default(&mut config, "auto.offset.reset", "latest");
     set_default(&mut config, "session.timeout.ms", "10000");
-    // directives are few and urgent: do not let a fetch idle on the broker
-    // for librdkafka's default 500 ms when a message may arrive meanwhile
-    set_default(&mut config, "fetch.wait.max.ms", "10");
+    // directives are few and urgent: a fetch may idle on the broker only
+    // `fetch_wait`, not librdkafka's default 500 ms
+    set_default(&mut config, "fetch.wait.max.ms", &settings.fetch_wait.as_millis().to_string());
     // after an outage, try the brokers again at least every second instead
     // of librdkafka's backoff of up to 10 s: directives are waiting
     set_default(&mut config, "reconnect.backoff.max.ms", "1000");
