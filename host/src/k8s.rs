@@ -62,7 +62,7 @@ pub fn client(mut config: kube::Config) -> Result<kube::Client, kube::Error> {
 struct ObservedScale {
     resource_version: Option<String>,
     /// `status.selector`, parsed; `None` when the target reports none.
-    selector: Option<kube::core::Selector>,
+    selector: Option<selector::PodSelector>,
 }
 
 /// [`Cluster`] over the Kubernetes API.
@@ -117,7 +117,7 @@ impl KubeCluster {
     }
 
     /// Reads the target's scale and remembers its version and selector.
-    async fn read_scale(&self, target: &Target) -> Result<(Scale, Option<kube::core::Selector>), ClusterError> {
+    async fn read_scale(&self, target: &Target) -> Result<(Scale, Option<selector::PodSelector>), ClusterError> {
         let api = self.scalable(target);
         let scale = self
             .requests

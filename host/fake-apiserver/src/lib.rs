@@ -22,6 +22,9 @@
 //! replay events newer than the requested version, then stream; they can
 //! be dropped, and history can be forgotten (410 Gone), on demand.
 //!
+//! `GET /fake/stats` answers the requests received by kind (for a fake run
+//! as its own process, `src/main.rs`).
+//!
 //! Faults are injected per request by method and path fragment: an HTTP
 //! status, a delay, or "apply, then fail" (the write lands but the client
 //! sees an error — the case that tempts a client to write twice).
@@ -103,6 +106,10 @@ struct State {
     pod_metrics: BTreeMap<(String, String), Value>,
     faults: Vec<FaultRule>,
     requests: Vec<String>,
+    /// Keep every request line (tests read them); off for long benchmarks.
+    forget_requests: bool,
+    /// Requests by kind: `GET scale`, `LIST pods`, `PUT scalegatestates`, …
+    counts: BTreeMap<String, u64>,
     violations: Vec<String>,
     scale_writes: Vec<ScaleWrite>,
 }
@@ -144,7 +151,10 @@ impl Drop for FakeApiServer {
 impl FakeApiServer {
     /// Listens on a free loopback port.
     pub async fn start() -> FakeApiServer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        FakeApiServer::serve(tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback"))
+    }
+
+    fn serve(listener: tokio::net::TcpListener) -> FakeApiServer {
         let addr = listener.local_addr().expect("local address");
         let state = Arc::new(Mutex::new(State::default()));
         let shared = state.clone();
@@ -383,6 +393,22 @@ impl FakeApiServer {
         self.state.lock().requests.clone()
     }
 
+    /// Requests by kind (`GET scale`, `LIST pods`, …) since the start; also
+    /// served at `GET /fake/stats` for a process that is not in the test.
+    pub fn request_counts(&self) -> BTreeMap<String, u64> {
+        self.state.lock().counts.clone()
+    }
+
+    /// Stops keeping every request line (only the counts), for long runs.
+    pub fn forget_requests(&self) {
+        self.state.lock().forget_requests = true;
+    }
+
+    /// Listens on `addr` (e.g. a fixed port for a process of its own).
+    pub async fn start_on(addr: SocketAddr) -> FakeApiServer {
+        FakeApiServer::serve(tokio::net::TcpListener::bind(addr).await.expect("bind"))
+    }
+
     /// Requests the fake did not understand or that broke the API's rules.
     pub fn violations(&self) -> Vec<String> {
         self.state.lock().violations.clone()
@@ -438,9 +464,17 @@ async fn handle(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Result<
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let line = format!("{method} {}", request.uri().path_and_query().map_or(path.as_str(), |p| p.as_str()));
+    if method == Method::GET && path == "/fake/stats" {
+        let counts = state.lock().counts.clone();
+        return Ok(respond(200, &json!({ "requests": counts })));
+    }
     let fault = {
         let mut state = state.lock();
-        state.requests.push(line.clone());
+        if !state.forget_requests {
+            state.requests.push(line.clone());
+        }
+        let kind = request_kind(&method, &path, request.uri().query().unwrap_or(""));
+        *state.counts.entry(kind).or_default() += 1;
         let rule =
             state.faults.iter_mut().find(|r| r.remaining > 0 && r.method == method && path.contains(&r.path_contains));
         rule.map(|rule| {
@@ -486,6 +520,25 @@ async fn handle(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Result<
         }
         _ => response,
     })
+}
+
+/// `VERB resource` of a request, as RBAC and API server metrics name them
+/// (`GET`/`LIST`/`WATCH`, `PUT`, `POST`, `PATCH`; `scale` for `/scale`).
+fn request_kind(method: &Method, path: &str, query: &str) -> String {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let namespaced = segments.iter().position(|s| *s == "namespaces").map_or(&segments[..0], |i| &segments[i + 2..]);
+    let resource = match namespaced {
+        [_, _, "scale"] => "scale".to_string(),
+        [resource, ..] => resource.to_string(),
+        [] => path.to_string(),
+    };
+    let resource = if path.starts_with("/apis/metrics.k8s.io") { "podmetrics".to_string() } else { resource };
+    let verb = match (method.as_str(), namespaced.len()) {
+        ("GET", 1) if query.contains("watch=true") => "WATCH",
+        ("GET", 1) => "LIST",
+        (verb, _) => verb,
+    };
+    format!("{verb} {resource}")
 }
 
 fn percent_decode(text: &str) -> String {
@@ -633,7 +686,18 @@ fn pod_metrics(state: &Mutex<State>, line: &str, parsed: &Parsed, ns: &str) -> R
         return refused;
     }
     let guard = state.lock();
-    let items: Vec<&Value> = guard.pod_metrics.iter().filter(|((n, _), _)| n == ns).map(|(_, m)| m).collect();
+    // as metrics-server serves them: scraped moments ago
+    let now = jiff::Timestamp::now().round(jiff::Unit::Second).expect("rounds").to_string();
+    let items: Vec<Value> = guard
+        .pod_metrics
+        .iter()
+        .filter(|((n, _), _)| n == ns)
+        .map(|(_, metrics)| {
+            let mut metrics = metrics.clone();
+            metrics["timestamp"] = json!(now);
+            metrics
+        })
+        .collect();
     respond(
         200,
         &json!({"kind": "PodMetricsList", "apiVersion": "metrics.k8s.io/v1beta1", "metadata": {}, "items": items}),

@@ -1,29 +1,97 @@
-//! Pod watch caches, one per namespace that has workloads: a kube reflector
-//! fed by a watcher (list, then watch from the list's resourceVersion,
-//! re-watching after dropped connections and re-listing after `410 Gone`,
-//! with backoff on errors). Pods are stored without their managed fields,
-//! volumes and environment, and converted to snapshot pods on read.
+//! Pod watch caches, one per namespace that has workloads: a kube watcher
+//! (list, then watch from the list's resourceVersion, re-watching after
+//! dropped connections and re-listing after `410 Gone`, with backoff on
+//! errors) kept in a store of its own: each pod converted once, when it
+//! changes, to what a snapshot shows, and indexed by its labels — a
+//! selector's `key=value` terms find its pods without testing every pod of
+//! the namespace (10,000 workloads in 10 namespaces: 667 observations per
+//! second over 4,000 pods each, otherwise most of the daemon's CPU).
 
 use super::quantity;
+use super::selector::PodSelector;
 use crate::snapshot::{self, PodPhase, ResourceRequest};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
-use kube::core::{Selector, SelectorExt};
-use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use std::collections::{BTreeMap, HashMap};
+use parking_lot::RwLock;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio_util::task::AbortOnDropHandle;
 
-/// One namespace's cache.
 /// The annotation the ReplicaSet controller reads to pick scale-in victims.
 pub const DELETION_COST_ANNOTATION: &str = "controller.kubernetes.io/pod-deletion-cost";
 
+/// A pod as the cache keeps it.
+struct Cached {
+    labels: BTreeMap<String, String>,
+    pod: snapshot::Pod,
+}
+
+/// One namespace's pods, by name and by label.
+#[derive(Default)]
+struct Indexed {
+    by_name: HashMap<String, Cached>,
+    by_label: HashMap<(String, String), BTreeSet<String>>,
+}
+
+impl Indexed {
+    fn apply(&mut self, pod: &Pod) {
+        let Some(name) = pod.metadata.name.clone() else { return };
+        self.delete(&name);
+        let labels = pod.metadata.labels.clone().unwrap_or_default();
+        for (key, value) in &labels {
+            self.by_label.entry((key.clone(), value.clone())).or_default().insert(name.clone());
+        }
+        self.by_name.insert(name, Cached { labels, pod: convert(pod) });
+    }
+
+    fn delete(&mut self, name: &str) {
+        let Some(gone) = self.by_name.remove(name) else { return };
+        for (key, value) in gone.labels {
+            let slot = (key, value);
+            if let Some(names) = self.by_label.get_mut(&slot) {
+                names.remove(name);
+                if names.is_empty() {
+                    self.by_label.remove(&slot);
+                }
+            }
+        }
+    }
+
+    /// Pods matching `selector`, sorted by name.
+    fn matching(&self, selector: &PodSelector) -> Vec<snapshot::Pod> {
+        let candidates: Vec<&Cached> = if selector.required.is_empty() {
+            let mut all: Vec<&Cached> = self.by_name.values().collect();
+            all.sort_by(|a, b| a.pod.name.cmp(&b.pod.name));
+            all
+        } else {
+            // the rarest required label narrows the most
+            let smallest = selector
+                .required
+                .iter()
+                .map(|pair| self.by_label.get(pair))
+                .min_by_key(|names| names.map_or(0, BTreeSet::len));
+            match smallest.flatten() {
+                Some(names) => names.iter().filter_map(|name| self.by_name.get(name)).collect(),
+                None => return Vec::new(),
+            }
+        };
+        candidates
+            .into_iter()
+            .filter(|cached| selector.matches(&cached.labels))
+            .map(|cached| cached.pod.clone())
+            .collect()
+    }
+}
+
+/// One namespace's cache.
 pub struct PodCache {
-    store: Store<Pod>,
+    pods: Arc<RwLock<Indexed>>,
+    /// True once the first list has been applied.
+    synced: tokio::sync::watch::Receiver<bool>,
     /// False from a watch error until the next successful event.
     healthy: Arc<AtomicBool>,
     _task: AbortOnDropHandle<()>,
@@ -32,15 +100,32 @@ pub struct PodCache {
 impl PodCache {
     fn start(client: kube::Client, namespace: &str) -> PodCache {
         let api: Api<Pod> = Api::namespaced(client, namespace);
-        let (store, writer) = reflector::store();
+        let pods = Arc::new(RwLock::new(Indexed::default()));
+        let (synced_tx, synced) = tokio::sync::watch::channel(false);
         let healthy = Arc::new(AtomicBool::new(true));
-        let stream = watcher(api, watcher::Config::default()).default_backoff().modify(slim).reflect(writer);
-        let (flag, namespace) = (healthy.clone(), namespace.to_string());
+        let stream = watcher(api, watcher::Config::default()).default_backoff();
+        let (flag, namespace, store) = (healthy.clone(), namespace.to_string(), pods.clone());
         let task = tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
+            // a re-list fills a new index, swapped in when complete
+            let mut listing: Option<Indexed> = None;
             while let Some(event) = stream.next().await {
                 match event {
-                    Ok(_) => {
+                    Ok(event) => {
+                        match event {
+                            watcher::Event::Init => listing = Some(Indexed::default()),
+                            watcher::Event::InitApply(pod) => listing.get_or_insert_with(Indexed::default).apply(&pod),
+                            watcher::Event::InitDone => {
+                                *store.write() = listing.take().unwrap_or_default();
+                                let _ = synced_tx.send(true);
+                            }
+                            watcher::Event::Apply(pod) => store.write().apply(&pod),
+                            watcher::Event::Delete(pod) => {
+                                if let Some(name) = &pod.metadata.name {
+                                    store.write().delete(name);
+                                }
+                            }
+                        }
                         if !flag.swap(true, Ordering::Relaxed) {
                             tracing::info!(%namespace, "pod watch recovered");
                         }
@@ -53,12 +138,13 @@ impl PodCache {
                 }
             }
         });
-        PodCache { store, healthy, _task: AbortOnDropHandle::new(task) }
+        PodCache { pods, synced, healthy, _task: AbortOnDropHandle::new(task) }
     }
 
     /// Waits until the first list has been applied; false on timeout.
     pub async fn wait_synced(&self, timeout: Duration) -> bool {
-        tokio::time::timeout(timeout, self.store.wait_until_ready()).await.is_ok_and(|r| r.is_ok())
+        let mut synced = self.synced.clone();
+        tokio::time::timeout(timeout, synced.wait_for(|synced| *synced)).await.is_ok_and(|r| r.is_ok())
     }
 
     pub fn healthy(&self) -> bool {
@@ -66,17 +152,8 @@ impl PodCache {
     }
 
     /// Pods matching `selector`, as the snapshot shows them, sorted by name.
-    pub fn matching(&self, selector: &Selector) -> Vec<snapshot::Pod> {
-        let empty = BTreeMap::new();
-        let mut pods: Vec<snapshot::Pod> = self
-            .store
-            .state()
-            .iter()
-            .filter(|pod| selector.matches(pod.metadata.labels.as_ref().unwrap_or(&empty)))
-            .map(|pod| convert(pod))
-            .collect();
-        pods.sort_by(|a, b| a.name.cmp(&b.name));
-        pods
+    pub fn matching(&self, selector: &PodSelector) -> Vec<snapshot::Pod> {
+        self.pods.read().matching(selector)
     }
 }
 
@@ -97,32 +174,6 @@ impl PodCaches {
             .entry(namespace.to_string())
             .or_insert_with(|| Arc::new(PodCache::start(self.client.clone(), namespace)))
             .clone()
-    }
-}
-
-/// Drops what the snapshot never reads, to keep the cache small.
-fn slim(pod: &mut Pod) {
-    pod.metadata.managed_fields = None;
-    if let Some(annotations) = pod.metadata.annotations.as_mut() {
-        annotations.retain(|key, _| key == DELETION_COST_ANNOTATION);
-    }
-    if let Some(spec) = pod.spec.as_mut() {
-        spec.volumes = None;
-        // sidecars (restartable init containers) count towards requests
-        if let Some(init) = spec.init_containers.as_mut() {
-            init.retain(|c| c.restart_policy.as_deref() == Some("Always"));
-        }
-        for container in spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten()) {
-            container.env = None;
-            container.env_from = None;
-            container.volume_mounts = None;
-            container.command = None;
-            container.args = None;
-        }
-    }
-    if let Some(status) = pod.status.as_mut() {
-        status.container_statuses = None;
-        status.init_container_statuses = None;
     }
 }
 
@@ -250,7 +301,6 @@ mod tests {
                 "containers": [{"name": "app", "resources": {"requests": {"cpu": "400m", "memory": "1Gi"}}}]
             }
         }));
-        slim(&mut pod);
         let converted = convert(&pod);
         assert!((converted.cpu_request.unwrap() - 0.5).abs() < 1e-9, "app + mesh, not the one-shot setup");
         assert_eq!(converted.memory_request, Some((1024.0 + 64.0) * 1024.0 * 1024.0));
@@ -277,5 +327,38 @@ mod tests {
         assert_eq!(converted.ready, None);
         assert!(converted.terminating);
         assert_eq!(converted.phase, PodPhase::Pending);
+    }
+
+    fn labelled(name: &str, labels: serde_json::Value) -> Pod {
+        pod(serde_json::json!({"metadata": {"name": name, "labels": labels}, "spec": {"containers": []}}))
+    }
+
+    fn names(pods: Vec<snapshot::Pod>) -> Vec<String> {
+        pods.into_iter().map(|p| p.name).collect()
+    }
+
+    #[test]
+    fn the_label_index_finds_what_a_full_scan_would() {
+        let mut index = Indexed::default();
+        index.apply(&labelled("web-b", serde_json::json!({"app": "web", "tier": "front"})));
+        index.apply(&labelled("web-a", serde_json::json!({"app": "web", "tier": "back"})));
+        index.apply(&labelled("db-0", serde_json::json!({"app": "db"})));
+        let select = |index: &Indexed, text: &str| names(index.matching(&super::super::selector::parse(text).unwrap()));
+        let select_now = |text: &str| select(&index, text);
+        assert_eq!(select_now("app=web"), ["web-a", "web-b"], "sorted by name");
+        assert_eq!(select_now("app=web,tier in (front)"), ["web-b"]);
+        assert_eq!(select_now("app=web,tier!=front"), ["web-a"]);
+        assert_eq!(select_now("tier in (front,back)"), ["web-a", "web-b"], "set term: no index pair, still matched");
+        assert_eq!(select_now(""), ["db-0", "web-a", "web-b"]);
+        assert!(select_now("app=cache").is_empty());
+
+        // relabelled: the old pair no longer finds it
+        index.apply(&labelled("web-b", serde_json::json!({"app": "canary"})));
+        assert_eq!(select(&index, "app=web"), ["web-a"]);
+        assert_eq!(select(&index, "app=canary"), ["web-b"]);
+        index.delete("web-a");
+        assert!(select(&index, "app=web").is_empty());
+        assert!(!index.by_label.contains_key(&("app".to_string(), "web".to_string())), "empty slots are dropped");
+        assert_eq!(index.by_name.len(), 2);
     }
 }

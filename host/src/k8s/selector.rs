@@ -1,14 +1,37 @@
 //! Label selectors in their string form, as the `/scale` subresource reports
 //! them in `status.selector` (`app=web,tier in (a,b),!canary`), parsed into
-//! kube's [`Selector`] so pods can be matched from the watch cache.
+//! kube's [`Selector`] so pods can be matched from the watch cache — with
+//! the `key=value` pairs every matching pod must carry, which the cache's
+//! label index looks up instead of testing every pod of the namespace.
 
-use kube::core::{Expression, Selector};
-use std::collections::BTreeSet;
+use kube::core::{Expression, Selector, SelectorExt};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A parsed selector and the labels it requires.
+#[derive(Debug, Clone)]
+pub struct PodSelector {
+    pub selector: Selector,
+    /// `(key, value)` pairs a matching pod certainly carries (from `k=v` and
+    /// `k in (v)`); empty when the selector has none.
+    pub required: Vec<(String, String)>,
+}
+
+impl PodSelector {
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.selector.matches(labels)
+    }
+}
+
+impl std::fmt::Display for PodSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.selector.fmt(f)
+    }
+}
 
 /// Parses the label-selector string syntax of the Kubernetes API:
 /// `k=v`, `k==v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`, `k`, `!k`,
 /// separated by commas. The empty string selects everything.
-pub fn parse(text: &str) -> Result<Selector, String> {
+pub fn parse(text: &str) -> Result<PodSelector, String> {
     let mut expressions = Vec::new();
     for term in split_terms(text)? {
         let term = term.trim();
@@ -20,7 +43,17 @@ pub fn parse(text: &str) -> Result<Selector, String> {
         }
         expressions.push(parse_term(term).map_err(|e| format!("{e} in selector {text:?}"))?);
     }
-    Ok(expressions.into_iter().collect())
+    let required = expressions
+        .iter()
+        .filter_map(|expression| match expression {
+            Expression::Equal(key, value) => Some((key.clone(), value.clone())),
+            Expression::In(key, values) if values.len() == 1 => {
+                values.first().map(|value| (key.clone(), value.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    Ok(PodSelector { selector: expressions.into_iter().collect(), required })
 }
 
 /// Splits on commas outside parentheses.
@@ -92,8 +125,6 @@ fn value(text: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kube::core::SelectorExt;
-    use std::collections::BTreeMap;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
@@ -117,6 +148,8 @@ mod tests {
         assert!(!notin.matches(&labels(&[("zone", "a")])));
         assert!(parse("app==web").unwrap().matches(&labels(&[("app", "web")])));
         assert!(parse("").unwrap().matches(&labels(&[("anything", "x")])));
+        assert_eq!(selector.required, [("app".to_string(), "web".to_string())]);
+        assert_eq!(parse("a in (x), b=y, c in (p,q)").unwrap().required.len(), 2);
     }
 
     #[test]
