@@ -18,6 +18,7 @@ use crate::signals::{Declared, MetricSpec, Sources};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What kind of problem a configuration has (the `kind` label of
@@ -190,7 +191,8 @@ pub enum Actuator {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Binding {
     pub policy: PolicyRef,
-    pub params: serde_json::Value,
+    /// Shared: a fleet's specs are copied (running, reloaded) but not its params.
+    pub params: Arc<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -282,7 +284,7 @@ impl RawConfig {
             }
             let binding = |raw: &RawBinding, path: String| -> Result<Binding, Error> {
                 let policy = raw.policy.parse().map_err(|m| error(format!("{path}.policy"), m))?;
-                Ok(Binding { policy, params: raw.params.clone() })
+                Ok(Binding { policy, params: Arc::new(raw.params.clone()) })
             };
             let policies = raw
                 .policies
@@ -424,7 +426,7 @@ workloads:
         assert_eq!(checkout.limits.min_replicas, 1);
         assert_eq!(checkout.interval, Duration::from_secs(5));
         assert!(checkout.limits.dry_run);
-        assert_eq!(checkout.policies[0].params, serde_json::json!({"replicas": 3}));
+        assert_eq!(*checkout.policies[0].params, serde_json::json!({"replicas": 3}));
     }
 
     fn error_of(yaml: &str) -> Error {

@@ -20,6 +20,7 @@
 //!   rebound ones keep what stays valid of their state.
 
 mod call;
+mod fleet;
 mod pacer;
 mod persist;
 mod pipeline;
@@ -33,7 +34,7 @@ pub use record::{DecisionLog, DecisionRecord, PolicyVerdict, Timing};
 pub use state::{History, RECOMMENDATION_WINDOW, SCALE_EVENT_WINDOW, Stored, WorkloadState};
 
 use crate::clock::Clock;
-use crate::cluster::{Cluster, ClusterError};
+use crate::cluster::Cluster;
 use crate::config::Workload as WorkloadSpec;
 use crate::leadership::Leadership;
 use crate::policy::Evaluator;
@@ -41,12 +42,12 @@ use crate::signals::{Handled, SignalHub};
 use crate::sink::DecisionSink;
 use crate::telemetry::Metrics;
 use arc_swap::ArcSwap;
+use fleet::{Fleet, WorkloadRuntime, runtime, stagger_fraction};
 use parking_lot::{Mutex, RwLock};
 use pipeline::{Evaluated, Pipeline, Settlement};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -89,39 +90,6 @@ impl Default for DeciderConfig {
             persist: None,
             max_evaluations_per_second: 1_000,
         }
-    }
-}
-
-struct WorkloadRuntime {
-    spec: ArcSwap<WorkloadSpec>,
-    /// Held for a whole evaluation: one evaluation per workload at a time.
-    state: tokio::sync::Mutex<WorkloadState>,
-    log: Mutex<DecisionLog>,
-    trigger: Notify,
-    /// Stops this workload's task (it was removed from the configuration).
-    stop: CancellationToken,
-    /// Spreads first evaluations over the interval.
-    stagger_slot: usize,
-}
-
-/// The workloads, by name and by target path, in configuration order.
-#[derive(Default)]
-struct Fleet {
-    order: Vec<Arc<WorkloadRuntime>>,
-    by_name: HashMap<String, Arc<WorkloadRuntime>>,
-    by_target: HashMap<String, Arc<WorkloadRuntime>>,
-}
-
-impl Fleet {
-    fn new(workloads: Vec<Arc<WorkloadRuntime>>) -> Fleet {
-        let mut fleet = Fleet::default();
-        for workload in workloads {
-            let spec = workload.spec.load();
-            fleet.by_name.insert(spec.name.clone(), workload.clone());
-            fleet.by_target.entry(spec.target.path()).or_insert_with(|| workload.clone());
-            fleet.order.push(workload.clone());
-        }
-        fleet
     }
 }
 
@@ -229,7 +197,7 @@ impl<C: Cluster> Decider<C> {
             // spread first evaluations over the interval instead of all at
             // once; a trigger (a signal) does not wait for its turn
             let interval = workload.spec.load().interval;
-            let stagger = interval.mul_f64((workload.stagger_slot % 97) as f64 / 97.0);
+            let stagger = interval.mul_f64(stagger_fraction(workload.stagger_slot));
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = stop.cancelled() => return,
@@ -238,7 +206,9 @@ impl<C: Cluster> Decider<C> {
             }
             loop {
                 decider.pacer.turn().await;
-                decider.evaluate_workload(&workload).await;
+                // boxed: the evaluation's state lives only while it runs,
+                // not in every idle workload's task
+                Box::pin(decider.evaluate_workload(&workload)).await;
                 let interval = workload.spec.load().interval;
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
@@ -248,71 +218,6 @@ impl<C: Cluster> Decider<C> {
                 }
             }
         });
-    }
-
-    /// Follows a new configuration: workloads not there before start
-    /// (from their stored state, if there is one; evaluated at once),
-    /// workloads gone stop, workloads whose target changed start afresh, and
-    /// the others take their new spec, keeping the state of every binding
-    /// whose policy stays. Returns (added, changed, removed) counts.
-    pub async fn reconfigure(self: &Arc<Self>, specs: Vec<WorkloadSpec>) -> (usize, usize, usize) {
-        // new runtimes, with their stored state, before anything changes
-        let mut fresh: HashMap<String, Arc<WorkloadRuntime>> = HashMap::new();
-        {
-            let fleet = self.fleet.read();
-            for (slot, spec) in specs.iter().enumerate() {
-                let kept = fleet.by_name.get(&spec.name).is_some_and(|w| w.spec.load().target == spec.target);
-                if !kept {
-                    fresh.insert(spec.name.clone(), runtime(spec.clone(), slot, &self.config));
-                }
-            }
-        }
-        if self.config.persist.is_some() && !fresh.is_empty() {
-            let added: Vec<Arc<WorkloadRuntime>> = fresh.values().cloned().collect();
-            if let Err(error) = self.restore(&added).await {
-                tracing::warn!(%error, "stored decision state of added workloads not read; they start afresh");
-            }
-        }
-        let (mut changed, mut removed) = (0, 0);
-        let mut fleet = self.fleet.write();
-        let mut old = std::mem::take(&mut fleet.by_name);
-        let mut next = Vec::with_capacity(specs.len());
-        let mut started = Vec::new();
-        for spec in specs {
-            match (fresh.remove(&spec.name), old.remove(&spec.name)) {
-                (None, Some(workload)) => {
-                    // the bindings' state follows at the next evaluation
-                    if **workload.spec.load() != spec {
-                        workload.spec.store(Arc::new(spec));
-                        workload.trigger.notify_one();
-                        changed += 1;
-                    }
-                    next.push(workload);
-                }
-                (Some(workload), replaced) => {
-                    if let Some(gone) = replaced {
-                        gone.stop.cancel();
-                    }
-                    workload.trigger.notify_one();
-                    started.push(workload.clone());
-                    next.push(workload);
-                }
-                (None, None) => unreachable!("every spec is either kept or fresh"),
-            }
-        }
-        for (name, gone) in old {
-            tracing::info!(workload = %name, "workload removed from the configuration");
-            gone.stop.cancel();
-            removed += 1;
-        }
-        *fleet = Fleet::new(next);
-        drop(fleet);
-        let added = started.len();
-        for workload in started {
-            tracing::info!(workload = %workload.spec.load().name, "workload added");
-            self.spawn(workload);
-        }
-        (added, changed, removed)
     }
 
     /// Settles the signals of an evaluation once its decision (and the
@@ -336,53 +241,6 @@ impl<C: Cluster> Decider<C> {
             }
             // unsettled: the leader reads them again (Kafka) or the client retries (push)
             Settlement::Abandon(deliveries) => drop(deliveries),
-        }
-    }
-
-    /// Takes over the decision states stored in the cluster (a new term, or
-    /// a start): each workload with a stored state continues from it.
-    /// Returns how many were taken over.
-    pub async fn load_states(&self) -> Result<usize, ClusterError> {
-        let workloads = self.fleet.read().order.clone();
-        self.restore(&workloads).await
-    }
-
-    /// Continues `workloads` from their stored states; returns how many had one.
-    async fn restore(&self, workloads: &[Arc<WorkloadRuntime>]) -> Result<usize, ClusterError> {
-        let mut namespaces: Vec<String> = workloads.iter().map(|w| w.spec.load().target.namespace.clone()).collect();
-        namespaces.sort();
-        namespaces.dedup();
-        let states = self.pipeline.cluster.load_states(&namespaces).await?;
-        let mut taken = 0;
-        for workload in workloads {
-            let spec = workload.spec.load_full();
-            if let Some(stored) = persist::find(&spec, &states) {
-                let mut state = workload.state.lock().await;
-                state.follow(&spec);
-                state.restore(&stored);
-                taken += 1;
-            }
-        }
-        Ok(taken)
-    }
-
-    /// Stores every workload's state now (a graceful stop), if this replica
-    /// may write.
-    pub async fn flush_states(&self) {
-        if self.config.persist.is_none() || !self.config.leadership.may_write() {
-            return;
-        }
-        let workloads = self.fleet.read().order.clone();
-        for workload in workloads {
-            let spec = workload.spec.load_full();
-            let state = workload.state.lock().await;
-            let stored = state.to_stored(self.pipeline.clock.now_ms());
-            if state.saved_digest == Some(persist::content_digest(&stored)) {
-                continue;
-            }
-            if let Err(error) = persist::save(self.pipeline.cluster.as_ref(), &spec, &stored).await {
-                tracing::warn!(workload = %spec.name, %error, "decision state not stored on the way out");
-            }
         }
     }
 
@@ -423,18 +281,6 @@ impl<C: Cluster> Decider<C> {
         workload.log.lock().push(record.clone());
         record
     }
-}
-
-fn runtime(spec: WorkloadSpec, stagger_slot: usize, config: &DeciderConfig) -> Arc<WorkloadRuntime> {
-    let state = WorkloadState::for_spec(&spec);
-    Arc::new(WorkloadRuntime {
-        spec: ArcSwap::from_pointee(spec),
-        state: tokio::sync::Mutex::new(state),
-        log: Mutex::new(DecisionLog::new(config.decision_log)),
-        trigger: Notify::new(),
-        stop: CancellationToken::new(),
-        stagger_slot,
-    })
 }
 
 /// The loop as the admin API sees it, without its type parameter.

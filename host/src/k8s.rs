@@ -76,7 +76,7 @@ pub struct KubeCluster {
 
 impl KubeCluster {
     pub fn new(client: kube::Client, settings: KubeSettings) -> KubeCluster {
-        let requests = Requests { settings };
+        let requests = Requests::new(settings);
         KubeCluster {
             pods: pods::PodCaches::new(client.clone()),
             states: state::StateObjects::new(client.clone(), requests.clone()),
@@ -364,7 +364,7 @@ impl ResourceMetrics for KubeCluster {
             let selector = selector
                 .ok_or_else(|| ClusterError::Invalid(format!("{} reports no pod selector", scale_of(target))))?;
             let cache = self.synced_pods(&target.namespace).await?;
-            Ok(cache.matching(&selector).into_iter().map(|p| p.name).collect())
+            Ok(cache.names_matching(&selector))
         })
     }
 }

@@ -41,6 +41,9 @@ pub struct RunArgs {
     /// Deadline of one Kubernetes API request.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
     pub request_timeout: Duration,
+    /// Kubernetes API requests in flight at once; more wait their turn (watches and the Lease not counted).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub kube_max_in_flight: u32,
     /// Elect a leader through a Lease; only the leader writes (run several replicas with this).
     #[arg(long)]
     pub leader_election: bool,
@@ -125,6 +128,7 @@ pub fn run(args: &RunArgs, cache_dir: Option<PathBuf>, log_level: Option<LogLeve
             client.clone(),
             KubeSettings {
                 request_timeout: args.request_timeout,
+                max_in_flight: args.kube_max_in_flight as usize,
                 identity: identity.clone(),
                 ..KubeSettings::default()
             },

@@ -57,7 +57,7 @@ impl Caller<'_> {
             }
         };
         let mut snapshot = base.clone();
-        snapshot.params = binding.params.clone();
+        snapshot.params = (*binding.params).clone();
         snapshot.state = health.state.clone();
         let permit = self.evaluations.clone().acquire_owned().await.expect("semaphore never closed");
         let callee = policy.clone();

@@ -5,11 +5,13 @@
 //! changed; read back when a replica takes over. Only a replica that may
 //! write stores anything.
 
+use super::fleet::WorkloadRuntime;
 use super::state::{Stored, WorkloadState};
 use crate::cluster::{Cluster, ClusterError, StoredState};
 use crate::config::Workload as WorkloadSpec;
 use crate::telemetry::Metrics;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// When workload states are stored.
@@ -95,4 +97,53 @@ pub fn content_digest(stored: &Stored) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     serde_json::to_vec(&Stored { saved_at_ms: 0, ..stored.clone() }).unwrap_or_default().hash(&mut hasher);
     hasher.finish()
+}
+
+impl<C: Cluster> super::Decider<C> {
+    /// Takes over the decision states stored in the cluster (a new term, or
+    /// a start): each workload with a stored state continues from it.
+    /// Returns how many were taken over.
+    pub async fn load_states(&self) -> Result<usize, ClusterError> {
+        let workloads = self.fleet.read().order.clone();
+        self.restore(&workloads).await
+    }
+
+    /// Continues `workloads` from their stored states; returns how many had one.
+    pub(super) async fn restore(&self, workloads: &[Arc<WorkloadRuntime>]) -> Result<usize, ClusterError> {
+        let mut namespaces: Vec<String> = workloads.iter().map(|w| w.spec.load().target.namespace.clone()).collect();
+        namespaces.sort();
+        namespaces.dedup();
+        let states = self.pipeline.cluster.load_states(&namespaces).await?;
+        let mut taken = 0;
+        for workload in workloads {
+            let spec = workload.spec.load_full();
+            if let Some(stored) = find(&spec, &states) {
+                let mut state = workload.state.lock().await;
+                state.follow(&spec);
+                state.restore(&stored);
+                taken += 1;
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Stores every workload's state now (a graceful stop), if this replica
+    /// may write.
+    pub async fn flush_states(&self) {
+        if self.config.persist.is_none() || !self.config.leadership.may_write() {
+            return;
+        }
+        let workloads = self.fleet.read().order.clone();
+        for workload in workloads {
+            let spec = workload.spec.load_full();
+            let state = workload.state.lock().await;
+            let stored = state.to_stored(self.pipeline.clock.now_ms());
+            if state.saved_digest == Some(content_digest(&stored)) {
+                continue;
+            }
+            if let Err(error) = save(self.pipeline.cluster.as_ref(), &spec, &stored).await {
+                tracing::warn!(workload = %spec.name, %error, "decision state not stored on the way out");
+            }
+        }
+    }
 }

@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::policy::{Evaluation, Policy, PolicyRef};
 use crate::sim::{SimCluster, SimWorkload};
 use crate::snapshot::{Decision, Snapshot};
+use std::collections::HashMap;
 use std::time::Duration;
 
 type Answer = dyn Fn(&Snapshot) -> Decision + Send + Sync;
@@ -151,4 +152,23 @@ async fn reconfiguring_adds_removes_and_rebinds_keeping_what_stays() {
     );
     shutdown.cancel();
     rig.decider.stopped().await;
+}
+
+#[test]
+fn first_evaluations_spread_evenly_over_the_interval() {
+    for workloads in [7usize, 100, 10_000] {
+        let buckets = 50;
+        let mut counts = vec![0usize; buckets];
+        for slot in 0..workloads {
+            let fraction = stagger_fraction(slot);
+            assert!((0.0..1.0).contains(&fraction));
+            counts[(fraction * buckets as f64) as usize] += 1;
+        }
+        let even = workloads.div_ceil(buckets);
+        let busiest = *counts.iter().max().unwrap();
+        assert!(
+            busiest <= even + 2,
+            "{workloads} workloads: {busiest} start together in one 50th, {even} would be even"
+        );
+    }
 }

@@ -63,6 +63,10 @@ impl Indexed {
 
     /// Pods matching `selector`, sorted by name.
     fn matching(&self, selector: &PodSelector) -> Vec<snapshot::Pod> {
+        self.selected(selector).map(|cached| cached.pod.clone()).collect()
+    }
+
+    fn selected<'a>(&'a self, selector: &'a PodSelector) -> impl Iterator<Item = &'a Cached> + 'a {
         let candidates: Vec<&Cached> = if selector.required.is_empty() {
             let mut all: Vec<&Cached> = self.by_name.values().collect();
             all.sort_by(|a, b| a.pod.name.cmp(&b.pod.name));
@@ -76,14 +80,10 @@ impl Indexed {
                 .min_by_key(|names| names.map_or(0, BTreeSet::len));
             match smallest.flatten() {
                 Some(names) => names.iter().filter_map(|name| self.by_name.get(name)).collect(),
-                None => return Vec::new(),
+                None => Vec::new(),
             }
         };
-        candidates
-            .into_iter()
-            .filter(|cached| selector.matches(&cached.labels))
-            .map(|cached| cached.pod.clone())
-            .collect()
+        candidates.into_iter().filter(|cached| selector.matches(&cached.labels))
     }
 }
 
@@ -154,6 +154,11 @@ impl PodCache {
     /// Pods matching `selector`, as the snapshot shows them, sorted by name.
     pub fn matching(&self, selector: &PodSelector) -> Vec<snapshot::Pod> {
         self.pods.read().matching(selector)
+    }
+
+    /// Names of the pods matching `selector`.
+    pub fn names_matching(&self, selector: &PodSelector) -> std::collections::HashSet<String> {
+        self.pods.read().selected(selector).map(|cached| cached.pod.name.clone()).collect()
     }
 }
 

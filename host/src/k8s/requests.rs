@@ -1,11 +1,15 @@
-//! How scalegate's requests to the API are bounded and retried: a deadline
-//! per request, exponential backoff for transient failures (timeouts,
+//! How scalegate's requests to the API are bounded and retried: at most
+//! `max_in_flight` at once (the rest wait their turn, so a burst of
+//! evaluations never opens thousands of connections), a deadline per
+//! request, exponential backoff for transient failures (timeouts,
 //! transport errors, 429, 5xx), and failures turned into [`ClusterError`]s
 //! that name the object and, where there is one, the fix.
 
 use crate::cluster::ClusterError;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Semaphore;
 
 /// How requests are bounded and retried.
 #[derive(Debug, Clone)]
@@ -23,6 +27,8 @@ pub struct KubeSettings {
     pub identity: String,
     /// How long an observation waits for a namespace's pod cache to fill.
     pub cache_sync_timeout: Duration,
+    /// Requests in flight at once (watches and the Lease not counted).
+    pub max_in_flight: usize,
 }
 
 impl Default for KubeSettings {
@@ -35,6 +41,7 @@ impl Default for KubeSettings {
             conflict_retries: 3,
             identity: "scalegate".into(),
             cache_sync_timeout: Duration::from_secs(10),
+            max_in_flight: 64,
         }
     }
 }
@@ -91,11 +98,19 @@ impl CallError {
 #[derive(Debug, Clone)]
 pub struct Requests {
     pub settings: KubeSettings,
+    in_flight: Arc<Semaphore>,
 }
 
 impl Requests {
-    /// One request with the request deadline.
+    pub fn new(settings: KubeSettings) -> Requests {
+        let in_flight = Arc::new(Semaphore::new(settings.max_in_flight.max(1)));
+        Requests { settings, in_flight }
+    }
+
+    /// One request with the request deadline, once a slot is free (the wait
+    /// for the slot is not part of the deadline).
     pub async fn attempt<T>(&self, call: impl Future<Output = Result<T, kube::Error>>) -> Result<T, CallError> {
+        let _slot = self.in_flight.acquire().await.expect("the semaphore is never closed");
         match tokio::time::timeout(self.settings.request_timeout, call).await {
             Ok(result) => result.map_err(CallError::from_kube),
             Err(_) => Err(CallError::Timeout(self.settings.request_timeout)),

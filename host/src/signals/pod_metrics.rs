@@ -18,7 +18,7 @@ use crate::cluster::{ClusterError, PodUsage, ResourceMetrics};
 use crate::snapshot::{Metric, PodSample};
 use futures::future::BoxFuture;
 use serde::Deserialize;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -163,18 +163,17 @@ impl Fetcher for PodMetrics {
 
     fn fetch_all<'a>(&'a self, jobs: &'a [Job<Usage>], clock: &'a dyn Clock) -> BoxFuture<'a, Vec<Outcome>> {
         Box::pin(async move {
-            let namespaces: HashSet<&str> = jobs.iter().map(|j| j.target.namespace.as_str()).collect();
-            let lists = futures::future::join_all(
-                namespaces
-                    .into_iter()
-                    .map(|namespace| async move { (namespace, self.api.list_pod_usage(namespace).await) }),
-            )
-            .await;
-            let lists: HashMap<&str, Result<Vec<PodUsage>, ClusterError>> = lists.into_iter().collect();
-            let now_ms = clock.now_ms();
-            super::poll::fetch_each(jobs, |job| {
-                let listed = &lists[job.target.namespace.as_str()];
-                async move {
+            // one namespace's list in memory at a time (thousands of pods each)
+            let mut by_namespace: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+            for (i, job) in jobs.iter().enumerate() {
+                by_namespace.entry(job.target.namespace.as_str()).or_default().push(i);
+            }
+            let mut outcomes: Vec<Option<Outcome>> = jobs.iter().map(|_| None).collect();
+            for (namespace, indices) in by_namespace {
+                let listed = self.api.list_pod_usage(namespace).await;
+                let now_ms = clock.now_ms();
+                let listed = &listed;
+                let results = super::poll::fetch_each(indices.iter().map(|&i| &jobs[i]), |job| async move {
                     let listed = match listed {
                         Ok(listed) => listed,
                         Err(error) => return Outcome::Failed(source_error(error.clone())),
@@ -183,9 +182,13 @@ impl Fetcher for PodMetrics {
                         Ok(own) => metric(&job.metric, &job.spec, listed, &own, now_ms),
                         Err(error) => Outcome::Failed(SourceError::Target(error.to_string())),
                     }
+                })
+                .await;
+                for (i, outcome) in indices.into_iter().zip(results) {
+                    outcomes[i] = Some(outcome);
                 }
-            })
-            .await
+            }
+            outcomes.into_iter().map(|o| o.expect("every job is in its namespace's group")).collect()
         })
     }
 }

@@ -36,14 +36,14 @@ pub trait Fetcher: Send + Sync + 'static {
 }
 
 /// Runs `fetch` for every job, 16 at a time, keeping the order.
-pub async fn fetch_each<'a, S, F, Fut>(jobs: &'a [Job<S>], fetch: F) -> Vec<Outcome>
+pub async fn fetch_each<'a, S: 'a, F, Fut>(jobs: impl IntoIterator<Item = &'a Job<S>>, fetch: F) -> Vec<Outcome>
 where
     F: Fn(&'a Job<S>) -> Fut,
     Fut: std::future::Future<Output = Outcome> + 'a,
 {
     let limit = tokio::sync::Semaphore::new(16);
     let calls: Vec<_> = jobs
-        .iter()
+        .into_iter()
         .map(|job| {
             let (call, limit) = (fetch(job), &limit);
             async move {

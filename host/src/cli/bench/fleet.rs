@@ -66,7 +66,7 @@ pub fn run(
             specs.push(Workload {
                 name: format!("fleet/{name}"),
                 target: Target { api_version: "apps/v1".into(), kind: "Deployment".into(), namespace: "fleet".into(), name },
-                policies: vec![Binding { policy: PolicyRef::Latest("hpa".into()), params: params.clone() }],
+                policies: vec![Binding { policy: PolicyRef::Latest("hpa".into()), params: Arc::new(params.clone()) }],
                 shadow: None,
                 interval,
                 limits: Limits::bounds(1, 50),
