@@ -1,9 +1,9 @@
 //! Sustained ingest: how many Kafka `ScaleSignal` messages per second
 //! `scalegate run` takes into its workloads' snapshots, and what that costs
-//! in memory and CPU. A backlog of 1.5 million directives for 100 workloads
-//! is produced to tansu first; the daemon (its own process, against the
-//! fake API server, `directive` policy) then consumes it from the earliest
-//! offset as fast as it can while every workload keeps evaluating and
+//! in memory and CPU. A backlog of 1.5 million directives spread over
+//! 10,000 workloads (`-- --workloads N`) is produced to tansu first; the
+//! daemon (its own process, against the fake API server, `directive`
+//! policy) then consumes it from the earliest offset as fast as it can while every workload keeps evaluating and
 //! scaling. Sampled every 250 ms from outside: the daemon's
 //! `scalegate_signals_total` and its RSS (`/proc`). At the end every
 //! workload must stand at the count of the last directive sent to it, so

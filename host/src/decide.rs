@@ -30,7 +30,7 @@ mod state;
 mod tests;
 
 pub use persist::Persist;
-pub use record::{DecisionLog, DecisionRecord, PolicyVerdict, Timing};
+pub use record::{DecisionLog, DecisionRecord, InputsDigest, PolicyVerdict, Timing};
 pub use state::{History, RECOMMENDATION_WINDOW, SCALE_EVENT_WINDOW, Stored, WorkloadState};
 
 use crate::clock::Clock;

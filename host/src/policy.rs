@@ -45,9 +45,9 @@ use std::time::Duration;
 /// One callable version of a policy.
 pub trait Policy: Send + Sync + 'static {
     /// `name@version`.
-    fn id(&self) -> String;
+    fn id(&self) -> Arc<str>;
     /// sha256 of the component, lowercase hex.
-    fn digest(&self) -> &str;
+    fn digest(&self) -> Arc<str>;
     /// One call (blocking: run it on the blocking pool, see [`LoadedPolicy::evaluate`]).
     fn evaluate(&self, snapshot: &Snapshot) -> Evaluation;
 }
@@ -59,11 +59,11 @@ pub trait Evaluator: Send + Sync + 'static {
 }
 
 impl Policy for LoadedPolicy {
-    fn id(&self) -> String {
-        LoadedPolicy::id(self)
+    fn id(&self) -> Arc<str> {
+        self.shared_names().0
     }
-    fn digest(&self) -> &str {
-        LoadedPolicy::digest(self)
+    fn digest(&self) -> Arc<str> {
+        self.shared_names().1
     }
     fn evaluate(&self, snapshot: &Snapshot) -> Evaluation {
         LoadedPolicy::evaluate(self, snapshot)

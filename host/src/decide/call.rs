@@ -35,8 +35,8 @@ impl Caller<'_> {
     pub async fn call(&self, binding: &Binding, health: &mut BindingHealth, base: &Snapshot) -> Called {
         let Some(latest) = self.evaluator.resolve(&binding.policy) else {
             let verdict = PolicyVerdict {
-                policy: binding.policy.to_string(),
-                digest: String::new(),
+                policy: binding.policy.to_string().into(),
+                digest: "".into(),
                 desired: None,
                 reason: format!("policy {} is not loaded", binding.policy),
                 error: Some("not_loaded".into()),
@@ -47,7 +47,7 @@ impl Caller<'_> {
         };
         let mut rolled_back = false;
         let policy: Arc<dyn Policy> = match (&health.avoid_digest, &health.last_good) {
-            (Some(avoid), Some(good)) if avoid == latest.digest() => {
+            (Some(avoid), Some(good)) if **avoid == *latest.digest() => {
                 rolled_back = true;
                 good.clone()
             }
@@ -81,7 +81,7 @@ impl Caller<'_> {
             let has_alternative = health.last_good.as_ref().is_some_and(|g| g.digest() != policy.digest());
             if health.consecutive_faults >= self.rollback_after && has_alternative && !rolled_back {
                 tracing::warn!(policy = %policy.id(), faults = health.consecutive_faults, "repeated faults: rolling this workload back to its last good version");
-                health.avoid_digest = Some(policy.digest().to_string());
+                health.avoid_digest = Some(policy.digest());
             }
         } else {
             health.consecutive_faults = 0;
@@ -89,7 +89,7 @@ impl Caller<'_> {
         }
         let verdict = |desired, reason: String, error: Option<String>| PolicyVerdict {
             policy: policy.id(),
-            digest: policy.digest().to_string(),
+            digest: policy.digest(),
             desired,
             reason,
             error,

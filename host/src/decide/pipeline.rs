@@ -4,7 +4,7 @@
 //! return the record. The loop (`decide`) decides when; this decides what.
 
 use super::call::{Called, Caller, combine};
-use super::record::{DecisionRecord, Timing};
+use super::record::{DecisionRecord, InputsDigest, Timing};
 use super::state::WorkloadState;
 use crate::clock::Clock;
 use crate::cluster::{Cluster, ClusterError};
@@ -93,7 +93,7 @@ impl<C: Cluster> Pipeline<C> {
         DecisionRecord {
             at_ms: now_ms,
             workload: spec.name.clone(),
-            inputs_digest: String::new(),
+            inputs_digest: InputsDigest::default(),
             inputs: String::new(),
             current_replicas: 0,
             policies: vec![],
@@ -149,7 +149,7 @@ impl<C: Cluster> Pipeline<C> {
             scale_events: state.history.scale_events().iter().copied().collect(),
         };
         let base = Snapshot::assemble(now_ms, subject, observation, past);
-        let inputs_digest = hex::encode(Sha256::digest(serde_json::to_vec(&base).unwrap_or_default()));
+        let inputs_digest = InputsDigest(Some(Sha256::digest(serde_json::to_vec(&base).unwrap_or_default()).into()));
         let inputs = summarize(&base);
 
         let calling = Instant::now();
@@ -226,7 +226,7 @@ impl<C: Cluster> Pipeline<C> {
             inputs,
             current_replicas: current,
             policies: called.into_iter().map(|c| c.verdict).collect(),
-            shadow: shadow.map(|s| s.verdict),
+            shadow: shadow.map(|s| Box::new(s.verdict)),
             shadow_diverged,
             guardrails: outcome,
             applied,
@@ -264,6 +264,7 @@ fn summarize(snapshot: &Snapshot) -> String {
     if !snapshot.signals.is_empty() {
         text.push_str(&format!(", {} signals", snapshot.signals.len()));
     }
+    text.shrink_to_fit();
     text
 }
 

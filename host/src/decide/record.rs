@@ -4,15 +4,16 @@
 
 use crate::guardrails::{Clamp, Outcome};
 use crate::telemetry::Metrics;
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 /// What one policy said in one evaluation.
 #[derive(Debug, Clone, Serialize)]
 pub struct PolicyVerdict {
-    /// `name@version`.
-    pub policy: String,
-    pub digest: String,
+    /// `name@version` (shared with the loaded policy, as is the digest).
+    pub policy: Arc<str>,
+    pub digest: Arc<str>,
     /// Desired replicas, when the policy gave one.
     pub desired: Option<u32>,
     pub reason: String,
@@ -29,13 +30,13 @@ pub struct DecisionRecord {
     pub at_ms: u64,
     pub workload: String,
     /// sha256 of the snapshot JSON the policies saw (without their state).
-    pub inputs_digest: String,
+    pub inputs_digest: InputsDigest,
     /// Short summary of the inputs: replicas, pods, metric values.
     pub inputs: String,
     pub current_replicas: u32,
     pub policies: Vec<PolicyVerdict>,
     /// Evaluated beside the active policies, never actuated.
-    pub shadow: Option<PolicyVerdict>,
+    pub shadow: Option<Box<PolicyVerdict>>,
     /// Whether the shadow would have chosen differently.
     pub shadow_diverged: bool,
     pub guardrails: Outcome,
@@ -45,6 +46,17 @@ pub struct DecisionRecord {
     pub apply_error: Option<String>,
     /// Where the time of this evaluation went.
     pub timing: Timing,
+}
+
+/// A sha256, kept as bytes (a fleet keeps hundreds of thousands of
+/// records) and shown as lowercase hex; empty when nothing was observed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InputsDigest(pub Option<[u8; 32]>);
+
+impl Serialize for InputsDigest {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0.map(hex::encode).unwrap_or_default())
+    }
 }
 
 /// Where the time of one evaluation went, in microseconds.
@@ -85,7 +97,7 @@ impl DecisionRecord {
         for clamp in &self.guardrails.clamps {
             Metrics::count(&metrics.clamps, clamp.metric_label());
         }
-        for verdict in self.policies.iter().chain(&self.shadow) {
+        for verdict in self.policies.iter().chain(self.shadow.as_deref()) {
             metrics.evaluation_seconds.observe(verdict.duration_us as f64 / 1e6);
         }
     }

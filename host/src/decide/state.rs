@@ -41,7 +41,7 @@ pub struct BindingHealth {
     pub last_good: Option<Arc<dyn Policy>>,
     pub consecutive_faults: u32,
     /// A version set aside after repeated faults.
-    pub avoid_digest: Option<String>,
+    pub avoid_digest: Option<Arc<str>>,
 }
 
 impl BindingHealth {

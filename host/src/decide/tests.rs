@@ -19,11 +19,11 @@ struct Native {
 }
 
 impl Policy for Native {
-    fn id(&self) -> String {
-        format!("{}@1.0.0", self.name)
+    fn id(&self) -> Arc<str> {
+        format!("{}@1.0.0", self.name).into()
     }
-    fn digest(&self) -> &str {
-        self.name
+    fn digest(&self) -> Arc<str> {
+        self.name.into()
     }
     fn evaluate(&self, snapshot: &Snapshot) -> Evaluation {
         let outcome = Ok((self.answer)(snapshot));

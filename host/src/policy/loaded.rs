@@ -41,7 +41,10 @@ pub struct LoadedPolicy {
 
 struct Inner {
     info: PolicyInfo,
-    digest: String,
+    /// `name@version` and the digest, shared with every decision record
+    /// that names this version.
+    id: Arc<str>,
+    digest: Arc<str>,
     size_bytes: usize,
     pre: PolicyBindingsPre<HostState>,
     engine: Engine,
@@ -74,9 +77,18 @@ impl LoadedPolicy {
             .call_metadata(&mut warm.store)
             .map(bindings::info_from_wit)
             .map_err(|e| classify(e, &warm.store, config.load_deadline))?;
-        let build = move |info| {
+        let build = move |info: PolicyInfo| {
             let policy = LoadedPolicy {
-                inner: Arc::new(Inner { info, digest, size_bytes, pre, engine, config, idle: Mutex::new(Vec::new()) }),
+                inner: Arc::new(Inner {
+                    id: format!("{}@{}", info.name, info.version).into(),
+                    info,
+                    digest: digest.into(),
+                    size_bytes,
+                    pre,
+                    engine,
+                    config,
+                    idle: Mutex::new(Vec::new()),
+                }),
             };
             policy.release(warm);
             policy
@@ -99,7 +111,12 @@ impl LoadedPolicy {
 
     /// `name@version`.
     pub fn id(&self) -> String {
-        format!("{}@{}", self.inner.info.name, self.inner.info.version)
+        self.inner.id.to_string()
+    }
+
+    /// [`Self::id`] and [`Self::digest`], shared rather than copied.
+    pub fn shared_names(&self) -> (Arc<str>, Arc<str>) {
+        (self.inner.id.clone(), self.inner.digest.clone())
     }
 
     fn acquire(&self) -> Result<Warm, Error> {

@@ -8,6 +8,7 @@ mod support;
 mod admin;
 mod cli;
 mod decide;
+mod layering;
 mod policies;
 mod policy_store;
 mod sandbox;
