@@ -43,9 +43,13 @@ bench: plugins build
 bench-signals: plugins test-tools
     cargo bench -p scalegate --bench signal_latency
 
-# Sustained Kafka ingest: 1.5 million ScaleSignals through `scalegate run` (rate, CPU, memory)
+# Sustained Kafka ingest: 1.5 million ScaleSignals for 10,000 workloads through `scalegate run` (rate, CPU, memory)
 bench-ingest: plugins test-tools
     cargo bench -p scalegate --bench kafka_ingest
+
+# 10,000 workloads through the Kubernetes path (fake API server in its own process): CPU, RSS, API requests by verb
+bench-fleet: plugins
+    cargo bench -p scalegate --bench fleet_kube
 
 # Lints: formatting and clippy (host and policies), warnings are errors
 lint:

@@ -12,7 +12,7 @@
 //!
 //! Needs tansu (scripts/install-test-tools.sh) and the built policies
 //! (`just plugins`). Run: `cargo bench --bench signal_latency` (or
-//! `just bench-signals`); `-- --fetch-wait 1,10` picks the settings.
+//! `just bench-signals`); `-- --fetch-wait 0,10` picks the settings (default 0, 1, 10 and 100 ms).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -36,7 +36,7 @@ fn main() {
         .position(|a| a == "--fetch-wait")
         .and_then(|i| args.get(i + 1))
         .map(|list| list.split(',').map(|ms| ms.trim().parse().expect("--fetch-wait takes ms, e.g. 1,10")).collect())
-        .unwrap_or_else(|| vec![1, 5, 10, 100]);
+        .unwrap_or_else(|| vec![0, 1, 10, 100]);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let mut rows = Vec::new();
     for wait in waits {

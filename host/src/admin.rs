@@ -12,7 +12,7 @@
 //! | POST | `/v1/policies/{name}/activate` | bearer, leader | pin a version: `{"version": "1.2.0"}` or `{"digest": "<sha256>"}`; `{}` unpins; stored for a successor (`stored`) |
 //! | POST | `/v1/policies/{name}/rollback` | bearer, leader | pin the version below the active one; stored likewise |
 //! | GET | `/v1/workloads` | – | workloads and their latest decision |
-//! | GET | `/v1/workloads/{ns}/{name}/decisions?limit=N` | – | recent decisions, newest first (default 20) |
+//! | GET | `/v1/workloads/{ns}/{name}/decisions?limit=N` | – | recent decisions, newest first (default 20; each workload keeps its last 16, fewer — at least 4 — in fleets above 6,250 workloads: 100,000 records in all) |
 //! | GET | `/v1/workloads/{ns}/{name}/inputs` | – | each declared metric: source, value, age, freshness, last error; queued signals |
 //! | POST | `/v1/evaluate` | – | `{"policy": "hpa@0.1.0", "snapshot": {…}}` → the decision, nothing actuated |
 //! | POST | `/v1/signals` | bearer, leader | push inputs: `{"workload": "ns/name", "metrics": [{"name", "value", "timestamp_ms"?, "pods"?}], "signals": [{"kind", "action"?, "target_replicas"?, "urgency"?, "reason"?, "attributes"?}]}`; metrics must be declared with `push: {}`; all or nothing. Metrics only: 202. Signals trigger an evaluation and the answer waits for it: 200 with `decision` (`replicas`, `applied`) once it is written, 503 + `Retry-After` when it was not acted on (send it again) |

@@ -224,7 +224,9 @@ pub struct Config {
     pub policy_dir: Option<PathBuf>,
     /// Connections to signal sources, shared by every workload.
     pub sources: Sources,
-    pub workloads: Vec<Workload>,
+    /// Shared with the decision loop (and kept by a reload to compare):
+    /// one copy of each spec, however many hold it.
+    pub workloads: Vec<Arc<Workload>>,
 }
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
@@ -259,7 +261,7 @@ impl Config {
 
     /// Every workload as the signal hub and the sources see it.
     pub fn declared(&self) -> impl Iterator<Item = Declared<'_>> + Clone {
-        self.workloads.iter().map(Workload::declared)
+        self.workloads.iter().map(|w| w.declared())
     }
 }
 
@@ -328,7 +330,7 @@ impl RawConfig {
                 dry_run: actuator == Actuator::DryRun,
             };
             let metrics = metrics(&sources, raw.metrics, interval, &|field| at(field))?;
-            workloads.push(Workload {
+            workloads.push(Arc::new(Workload {
                 name,
                 target: raw.target,
                 policies,
@@ -337,7 +339,7 @@ impl RawConfig {
                 limits,
                 actuator,
                 metrics,
-            });
+            }));
         }
         Ok(Config { policy_dir: self.policies.directory, sources, workloads })
     }

@@ -30,7 +30,7 @@ mod state;
 mod tests;
 
 pub use persist::Persist;
-pub use record::{DecisionLog, DecisionRecord, InputsDigest, PolicyVerdict, Timing};
+pub use record::{DECISION_RECORDS, DecisionLog, DecisionRecord, InputsDigest, PolicyVerdict, Timing};
 pub use state::{History, RECOMMENDATION_WINDOW, SCALE_EVENT_WINDOW, Stored, WorkloadState};
 
 use crate::clock::Clock;
@@ -56,8 +56,8 @@ use tokio_util::task::TaskTracker;
 pub struct DeciderConfig {
     /// Policy calls running at once across all workloads (default: 2 × cores).
     pub max_concurrent_evaluations: usize,
-    /// Decision records kept per workload (default 16: ~700 B each, so ~110 MB
-    /// for 10,000 workloads).
+    /// Decision records kept per workload (default 16), within
+    /// [`DECISION_RECORDS`] in all.
     pub decision_log: usize,
     /// Consecutive faults of a version before a workload rolls back (default 3).
     pub fault_rollback_after: u32,
@@ -111,10 +111,11 @@ impl<C: Cluster> Decider<C> {
         cluster: Arc<C>,
         clock: Arc<dyn Clock>,
         evaluator: Arc<dyn Evaluator>,
-        workloads: Vec<WorkloadSpec>,
+        workloads: Vec<Arc<WorkloadSpec>>,
         config: DeciderConfig,
     ) -> Self {
         let runtimes = workloads.into_iter().enumerate().map(|(i, spec)| runtime(spec, i, &config)).collect();
+        let fleet = RwLock::new(Fleet::new(runtimes, config.decision_log));
         let pipeline = Pipeline {
             cluster,
             clock,
@@ -129,7 +130,7 @@ impl<C: Cluster> Decider<C> {
             pipeline,
             pacer: pacer::Pacer::new(config.max_evaluations_per_second),
             config,
-            fleet: RwLock::new(Fleet::new(runtimes)),
+            fleet,
             sinks: ArcSwap::from_pointee(Vec::new()),
             tasks: TaskTracker::new(),
             running: Mutex::new(None),

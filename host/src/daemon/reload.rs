@@ -56,8 +56,27 @@ pub fn check_references(config: &Config, catalog: &Catalog) -> Result<(), Config
     Ok(())
 }
 
-/// Why a change was refused: (kind label, path, message).
-type Refusal = (&'static str, String, String);
+/// Why a change was refused: the kind (the metric label: `read`,
+/// `syntax`, `invalid`, `reference` or `source`) and the field at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+struct Refusal {
+    kind: &'static str,
+    path: String,
+    message: String,
+}
+
+impl Refusal {
+    fn new(kind: &'static str, path: String, message: String) -> Refusal {
+        Refusal { kind, path, message }
+    }
+}
+
+impl From<ConfigError> for Refusal {
+    fn from(error: ConfigError) -> Refusal {
+        Refusal::new(error.kind(), error.path, error.message)
+    }
+}
 
 pub struct Reloader<C: Cluster> {
     pub file: PathBuf,
@@ -119,7 +138,7 @@ impl<C: Cluster> Reloader<C> {
                 status.refused = None;
                 Metrics::count(&self.metrics.config_reloads, "applied");
             }
-            Err((kind, path, message)) => {
+            Err(Refusal { kind, path, message }) => {
                 tracing::error!(file = %self.file.display(), kind, %path, %message, "configuration change refused; the running configuration stays");
                 Metrics::count(&self.metrics.config_reloads, kind);
                 self.status.lock().refused =
@@ -130,18 +149,18 @@ impl<C: Cluster> Reloader<C> {
 
     async fn apply(&mut self, bytes: &[u8]) -> Result<(), Refusal> {
         let text = String::from_utf8_lossy(bytes);
-        let config = Config::parse(&text).map_err(|e| (e.kind(), e.path, e.message))?;
+        let config = Config::parse(&text)?;
         if config == self.current {
             return Ok(());
         }
         if config.policy_dir != self.current.policy_dir {
             tracing::warn!("policies.directory changed: that takes a restart; the store keeps following the old one");
         }
-        check_references(&config, &self.store.catalog()).map_err(|e| ("reference", e.path, e.message))?;
+        check_references(&config, &self.store.catalog()).map_err(|e| Refusal::new("reference", e.path, e.message))?;
         self.sources
             .lock()
             .apply(&config.sources, config.declared(), &self.context)
-            .map_err(|e| ("source", e.path, e.message))?;
+            .map_err(|e| Refusal::new("source", e.path, e.message))?;
         self.hub.reconfigure(config.declared());
         let (added, changed, removed) = self.decider.reconfigure(config.workloads.clone()).await;
         self.decider.set_sinks(self.sources.lock().sinks());

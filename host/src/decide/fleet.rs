@@ -33,9 +33,13 @@ pub(super) struct Fleet {
 }
 
 impl Fleet {
-    pub(super) fn new(workloads: Vec<Arc<WorkloadRuntime>>) -> Fleet {
+    /// The fleet of `workloads`, each keeping at most `per_workload`
+    /// decision records, fewer in a fleet too large for that.
+    pub(super) fn new(workloads: Vec<Arc<WorkloadRuntime>>, per_workload: usize) -> Fleet {
         let mut fleet = Fleet::default();
+        let records = DecisionLog::capacity_for(per_workload, workloads.len());
         for workload in workloads {
+            workload.log.lock().set_capacity(records);
             let spec = workload.spec.load();
             fleet.by_name.insert(spec.name.clone(), workload.clone());
             fleet.by_target.entry(spec.target.path()).or_insert_with(|| workload.clone());
@@ -51,7 +55,7 @@ impl<C: Cluster> Decider<C> {
     /// workloads gone stop, workloads whose target changed start afresh, and
     /// the others take their new spec, keeping the state of every binding
     /// whose policy stays. Returns (added, changed, removed) counts.
-    pub async fn reconfigure(self: &Arc<Self>, specs: Vec<WorkloadSpec>) -> (usize, usize, usize) {
+    pub async fn reconfigure(self: &Arc<Self>, specs: Vec<Arc<WorkloadSpec>>) -> (usize, usize, usize) {
         // new runtimes, with their stored state, before anything changes
         let mut fresh: HashMap<String, Arc<WorkloadRuntime>> = HashMap::new();
         {
@@ -77,9 +81,12 @@ impl<C: Cluster> Decider<C> {
         for spec in specs {
             match (fresh.remove(&spec.name), old.remove(&spec.name)) {
                 (None, Some(workload)) => {
-                    // the bindings' state follows at the next evaluation
-                    if **workload.spec.load() != spec {
-                        workload.spec.store(Arc::new(spec));
+                    // the bindings' state follows at the next evaluation; an
+                    // equal spec is swapped too, so the configuration and the
+                    // loop keep sharing one copy
+                    let differs = **workload.spec.load() != *spec;
+                    workload.spec.store(spec);
+                    if differs {
                         workload.trigger.notify_one();
                         changed += 1;
                     }
@@ -101,7 +108,7 @@ impl<C: Cluster> Decider<C> {
             gone.stop.cancel();
             removed += 1;
         }
-        *fleet = Fleet::new(next);
+        *fleet = Fleet::new(next, self.config.decision_log);
         drop(fleet);
         let added = started.len();
         for workload in started {
@@ -119,10 +126,10 @@ pub(super) fn stagger_fraction(slot: usize) -> f64 {
     (slot as f64 * 0.618_033_988_749_895).fract()
 }
 
-pub(super) fn runtime(spec: WorkloadSpec, stagger_slot: usize, config: &DeciderConfig) -> Arc<WorkloadRuntime> {
+pub(super) fn runtime(spec: Arc<WorkloadSpec>, stagger_slot: usize, config: &DeciderConfig) -> Arc<WorkloadRuntime> {
     let state = WorkloadState::for_spec(&spec);
     Arc::new(WorkloadRuntime {
-        spec: ArcSwap::from_pointee(spec),
+        spec: ArcSwap::new(spec),
         state: tokio::sync::Mutex::new(state),
         log: Mutex::new(DecisionLog::new(config.decision_log)),
         trigger: Notify::new(),

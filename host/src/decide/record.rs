@@ -111,6 +111,13 @@ fn push_bounded<T>(queue: &mut VecDeque<T>, item: T, capacity: usize) {
     queue.push_back(item);
 }
 
+/// Decision records kept in memory across all workloads, about: each
+/// workload keeps its configured number (16) while the fleet has room, and
+/// fewer, at least 4, beyond 100,000 in all — a record takes ~500 B, so
+/// 10,000 workloads keep ~50 MB of them rather than ~80 MB. Every applied
+/// decision also goes to the sinks (the Kafka audit topic).
+pub const DECISION_RECORDS: usize = 100_000;
+
 /// A fixed-capacity log, oldest dropped first.
 #[derive(Debug, Clone)]
 pub struct DecisionLog {
@@ -120,10 +127,29 @@ pub struct DecisionLog {
 
 impl DecisionLog {
     pub fn new(capacity: usize) -> DecisionLog {
-        DecisionLog { records: VecDeque::with_capacity(capacity.min(64)), capacity: capacity.max(1) }
+        DecisionLog { records: VecDeque::new(), capacity: capacity.max(1) }
+    }
+
+    /// Records each of `workloads` keeps when each may keep `per_workload`.
+    pub fn capacity_for(per_workload: usize, workloads: usize) -> usize {
+        let per_workload = per_workload.max(1);
+        (DECISION_RECORDS / workloads.max(1)).clamp(per_workload.min(4), per_workload)
+    }
+
+    /// Keeps at most `capacity` records from now on (the oldest go first).
+    pub fn set_capacity(&mut self, capacity: usize) {
+        self.capacity = capacity.max(1);
+        while self.records.len() > self.capacity {
+            self.records.pop_front();
+        }
+        self.records.shrink_to(self.capacity);
     }
 
     pub fn push(&mut self, record: DecisionRecord) {
+        if self.records.capacity() == 0 {
+            // room for exactly the records kept, on first use
+            self.records.reserve_exact(self.capacity);
+        }
         push_bounded(&mut self.records, record, self.capacity);
     }
 
@@ -138,5 +164,58 @@ impl DecisionLog {
 
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(at_ms: u64) -> DecisionRecord {
+        DecisionRecord {
+            at_ms,
+            workload: "shop/web".into(),
+            inputs_digest: InputsDigest::default(),
+            inputs: String::new(),
+            current_replicas: 1,
+            policies: vec![],
+            shadow: None,
+            shadow_diverged: false,
+            guardrails: Outcome { replicas: 1, actuate: false, clamps: vec![] },
+            applied: false,
+            apply_error: None,
+            timing: Timing::default(),
+        }
+    }
+
+    #[test]
+    fn a_large_fleet_keeps_fewer_records_each_but_never_fewer_than_four() {
+        assert_eq!(DecisionLog::capacity_for(16, 1), 16);
+        assert_eq!(DecisionLog::capacity_for(16, 6_250), 16);
+        assert_eq!(DecisionLog::capacity_for(16, 10_000), 10);
+        assert_eq!(DecisionLog::capacity_for(16, 1_000_000), 4);
+        // a smaller configured log is not raised to the floor
+        assert_eq!(DecisionLog::capacity_for(2, 1_000_000), 2);
+    }
+
+    #[test]
+    fn lowering_the_capacity_drops_the_oldest_records() {
+        let mut log = DecisionLog::new(16);
+        for at in 0..16 {
+            log.push(record(at));
+        }
+        log.set_capacity(10);
+        assert_eq!(log.len(), 10);
+        let kept: Vec<u64> = log.recent(100).iter().map(|r| r.at_ms).collect();
+        assert_eq!(kept, (6..16).rev().collect::<Vec<_>>());
+        log.push(record(16));
+        assert_eq!(log.len(), 10);
+        assert_eq!(log.recent(1)[0].at_ms, 16);
+    }
+
+    #[test]
+    fn the_inputs_digest_reads_as_hex_or_empty() {
+        assert_eq!(serde_json::to_value(InputsDigest(Some([0xab; 32]))).unwrap(), "ab".repeat(32));
+        assert_eq!(serde_json::to_value(InputsDigest(None)).unwrap(), "");
     }
 }

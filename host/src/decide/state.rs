@@ -62,8 +62,19 @@ impl History {
         History { recommendations: recommendations.into(), scale_events: scale_events.into() }
     }
 
+    /// Adds a recommendation. One equal to the newest kept moves that one's
+    /// time forward instead of adding another: "the largest (or smallest)
+    /// recommendation of the last W seconds" stays exact for every W, and a
+    /// workload whose recommendation holds keeps one entry, not one per
+    /// evaluation (10,000 workloads at 15 s would otherwise keep 2.4 million
+    /// for the hour).
     pub fn recommend(&mut self, recommendation: Recommendation) {
-        self.recommendations.push_back(recommendation);
+        match self.recommendations.back_mut() {
+            Some(newest) if newest.replicas == recommendation.replicas => {
+                newest.timestamp_ms = newest.timestamp_ms.max(recommendation.timestamp_ms);
+            }
+            _ => self.recommendations.push_back(recommendation),
+        }
         self.prune(recommendation.timestamp_ms);
     }
 
@@ -311,7 +322,7 @@ mod tests {
         for i in 0..160u64 {
             let at = i * 15_000;
             history.scaled(ScaleEvent { timestamp_ms: at, from_replicas: 1, to_replicas: 2 });
-            history.recommend(Recommendation { timestamp_ms: at, replicas: 2 });
+            history.recommend(Recommendation { timestamp_ms: at, replicas: 2 + (i % 2) as u32 });
         }
         let now = 159 * 15_000;
         let events = history.scale_events();
@@ -326,9 +337,26 @@ mod tests {
     fn history_is_capped_whatever_the_windows_say() {
         let mut history = History::default();
         for i in 0..(HISTORY_CAP as u64 + 10) {
-            history.recommend(Recommendation { timestamp_ms: 1_000_000 + i, replicas: 1 });
+            history.recommend(Recommendation { timestamp_ms: 1_000_000 + i, replicas: 1 + (i % 2) as u32 });
         }
         assert_eq!(history.recommendations().len(), HISTORY_CAP);
+    }
+
+    #[test]
+    fn a_held_recommendation_is_one_entry_and_window_maxima_stay_exact() {
+        let mut history = History::default();
+        let steps = [5, 5, 5, 3, 3, 4, 4, 4, 4, 2];
+        for (i, replicas) in steps.iter().enumerate() {
+            history.recommend(Recommendation { timestamp_ms: i as u64 * 15_000, replicas: *replicas });
+        }
+        let kept: Vec<(u64, u32)> = history.recommendations().iter().map(|r| (r.timestamp_ms, r.replicas)).collect();
+        assert_eq!(kept, [(30_000, 5), (60_000, 3), (120_000, 4), (135_000, 2)]);
+        // the largest recommendation since any cutoff, from every step and from what is kept
+        for cutoff in (0..=150_000).step_by(5_000) {
+            let every = steps.iter().enumerate().filter(|(i, _)| *i as u64 * 15_000 >= cutoff).map(|(_, r)| *r).max();
+            let from_kept = kept.iter().filter(|(at, _)| *at >= cutoff).map(|(_, r)| *r).max();
+            assert_eq!(from_kept, every, "since {cutoff} ms");
+        }
     }
 
     #[test]

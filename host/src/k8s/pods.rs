@@ -24,9 +24,10 @@ use tokio_util::task::AbortOnDropHandle;
 /// The annotation the ReplicaSet controller reads to pick scale-in victims.
 pub const DELETION_COST_ANNOTATION: &str = "controller.kubernetes.io/pod-deletion-cost";
 
-/// A pod as the cache keeps it.
+/// A pod as the cache keeps it: its labels sorted by key in a slice (a
+/// map's node would take ~0.5 KB per pod: 17 MB for 33,000 pods).
 struct Cached {
-    labels: BTreeMap<String, String>,
+    labels: Box<[(String, String)]>,
     pod: snapshot::Pod,
 }
 
@@ -41,7 +42,7 @@ impl Indexed {
     fn apply(&mut self, pod: &Pod) {
         let Some(name) = pod.metadata.name.clone() else { return };
         self.delete(&name);
-        let labels = pod.metadata.labels.clone().unwrap_or_default();
+        let labels: Box<[(String, String)]> = pod.metadata.labels.clone().unwrap_or_default().into_iter().collect();
         for (key, value) in &labels {
             self.by_label.entry((key.clone(), value.clone())).or_default().insert(name.clone());
         }
@@ -50,7 +51,7 @@ impl Indexed {
 
     fn delete(&mut self, name: &str) {
         let Some(gone) = self.by_name.remove(name) else { return };
-        for (key, value) in gone.labels {
+        for (key, value) in gone.labels.into_vec() {
             let slot = (key, value);
             if let Some(names) = self.by_label.get_mut(&slot) {
                 names.remove(name);
@@ -83,7 +84,7 @@ impl Indexed {
                 None => Vec::new(),
             }
         };
-        candidates.into_iter().filter(|cached| selector.matches(&cached.labels))
+        candidates.into_iter().filter(|cached| selector.matches_sorted(&cached.labels))
     }
 }
 

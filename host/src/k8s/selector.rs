@@ -14,11 +14,26 @@ pub struct PodSelector {
     /// `(key, value)` pairs a matching pod certainly carries (from `k=v` and
     /// `k in (v)`); empty when the selector has none.
     pub required: Vec<(String, String)>,
+    /// True when `required` is the whole selector (only `k=v` terms, as a
+    /// Deployment's `matchLabels` gives).
+    pub only_required: bool,
 }
 
 impl PodSelector {
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         self.selector.matches(labels)
+    }
+
+    /// [`Self::matches`] on labels kept as a slice sorted by key (as the pod
+    /// cache keeps them): the `k=v`-only selectors by binary search, the
+    /// others through kube's matcher.
+    pub fn matches_sorted(&self, labels: &[(String, String)]) -> bool {
+        if self.only_required {
+            return self.required.iter().all(|(key, value)| {
+                labels.binary_search_by(|(k, _)| k.as_str().cmp(key)).is_ok_and(|at| labels[at].1 == *value)
+            });
+        }
+        self.matches(&labels.iter().cloned().collect())
     }
 }
 
@@ -52,8 +67,9 @@ pub fn parse(text: &str) -> Result<PodSelector, String> {
             }
             _ => None,
         })
-        .collect();
-    Ok(PodSelector { selector: expressions.into_iter().collect(), required })
+        .collect::<Vec<_>>();
+    let only_required = required.len() == expressions.len();
+    Ok(PodSelector { selector: expressions.into_iter().collect(), required, only_required })
 }
 
 /// Splits on commas outside parentheses.
@@ -150,6 +166,28 @@ mod tests {
         assert!(parse("").unwrap().matches(&labels(&[("anything", "x")])));
         assert_eq!(selector.required, [("app".to_string(), "web".to_string())]);
         assert_eq!(parse("a in (x), b=y, c in (p,q)").unwrap().required.len(), 2);
+    }
+
+    #[test]
+    fn sorted_labels_match_as_the_map_does() {
+        let pods = [
+            labels(&[("app", "web"), ("tier", "edge")]),
+            labels(&[("app", "web")]),
+            labels(&[("app", "api"), ("tier", "edge")]),
+            labels(&[("zone", "a")]),
+            labels(&[]),
+        ];
+        for text in
+            ["app=web", "app=web,tier=edge", "app in (web)", "tier!=edge", "app in (web,api)", "!tier", "zone", ""]
+        {
+            let selector = parse(text).unwrap();
+            for pod in &pods {
+                let sorted: Vec<(String, String)> = pod.clone().into_iter().collect();
+                assert_eq!(selector.matches_sorted(&sorted), selector.matches(pod), "{text:?} on {pod:?}");
+            }
+        }
+        assert!(parse("app=web,tier=edge").unwrap().only_required);
+        assert!(!parse("app=web,!canary").unwrap().only_required);
     }
 
     #[test]

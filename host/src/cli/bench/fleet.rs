@@ -63,7 +63,7 @@ pub fn run(
             // each workload its own phase of the daily curve, 2-6 pods
             let offset = (i as u64 * 7919) % 600_000;
             cluster.add("fleet", SimWorkload::new(&name, 2 + (i % 5) as u32, 1, 50), Box::new(move |t| 0.3 * daily_load(t + offset, 600_000)));
-            specs.push(Workload {
+            specs.push(Arc::new(Workload {
                 name: format!("fleet/{name}"),
                 target: Target { api_version: "apps/v1".into(), kind: "Deployment".into(), namespace: "fleet".into(), name },
                 policies: vec![Binding { policy: PolicyRef::Latest("hpa".into()), params: Arc::new(params.clone()) }],
@@ -72,7 +72,7 @@ pub fn run(
                 limits: Limits::bounds(1, 50),
                 actuator: Actuator::Kubernetes,
                 metrics: vec![],
-            });
+            }));
         }
         let decider =
             Arc::new(Decider::new(cluster.clone(), clock, Arc::new(store), specs, DeciderConfig::default()));
