@@ -16,6 +16,7 @@
 mod support;
 
 use fake_apiserver::FakeApiServer;
+use scalegate::cli::bench::usage::{cpu_seconds, rss_mib};
 use std::collections::BTreeMap;
 use std::io::{BufRead, Read, Write};
 use std::process::{Command, Stdio};
@@ -65,28 +66,6 @@ fn serve_fake(workloads: usize) {
         std::io::stdout().flush().unwrap();
         std::future::pending::<()>().await;
     });
-}
-
-/// utime + stime of a process, seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
-}
-
-fn rss_mib(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib = |key: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (kib("VmRSS:") / 1024.0, kib("VmHWM:") / 1024.0)
 }
 
 fn http_get(addr: &str, path: &str) -> String {

@@ -18,6 +18,7 @@ mod support;
 use fake_apiserver::FakeApiServer;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use scalegate::cli::bench::usage::{cpu_seconds, rss_mib};
 use std::io::{BufRead, Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -82,26 +83,7 @@ fn produce(brokers: &str) -> Duration {
 struct Sample {
     at: Duration,
     signals: u64,
-    rss_kib: u64,
-}
-
-fn proc_field(pid: u32, file: &str, key: &str) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-/// utime + stime of a process, seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
+    rss_mib: f64,
 }
 
 fn get(admin: &str, path: &str) -> String {
@@ -173,7 +155,7 @@ async fn run() {
         }
     };
     std::thread::spawn(move || for _ in lines {});
-    let idle_rss = proc_field(pid, "status", "VmRSS:");
+    let idle_rss = rss_mib(pid).0;
 
     let started = Instant::now();
     let cpu_start = cpu_seconds(pid);
@@ -183,7 +165,7 @@ async fn run() {
     loop {
         let metrics = get(&admin, "/metrics");
         let signals = counter(&metrics, &name);
-        let sample = Sample { at: started.elapsed(), signals, rss_kib: proc_field(pid, "status", "VmRSS:") };
+        let sample = Sample { at: started.elapsed(), signals, rss_mib: rss_mib(pid).0 };
         if first.is_none() && signals > 0 {
             first = Some((sample.at, signals, cpu_seconds(pid)));
         }
@@ -200,8 +182,8 @@ async fn run() {
     let cpu = cpu_seconds(pid) - first_cpu;
     let window = (last.at - first_at).as_secs_f64();
     let rate = (last.signals - first_count) as f64 / window;
-    let peak = samples.iter().map(|s| s.rss_kib).max().unwrap();
-    let hwm = proc_field(pid, "status", "VmHWM:");
+    let peak = samples.iter().map(|s| s.rss_mib).fold(0.0, f64::max);
+    let hwm = rss_mib(pid).1;
 
     // every workload ends at its last directive: the messages reached the snapshots
     let workloads = *WORKLOADS;
@@ -237,7 +219,7 @@ async fn run() {
     println!("| messages consumed | {} |", last.signals);
     println!("| ingest rate (first → last message) | {rate:.0} msg/s over {window:.1} s |");
     println!("| daemon CPU while ingesting | {:.0} % of one core |", cpu / window * 100.0);
-    println!("| daemon RSS idle → peak (VmHWM) | {} → {} MiB ({} MiB) |", idle_rss / 1024, peak / 1024, hwm / 1024);
+    println!("| daemon RSS idle → peak (VmHWM) | {idle_rss:.0} → {peak:.0} MiB ({hwm:.0} MiB) |");
     println!("| signals superseded in full queues (QUEUED_SIGNALS / workloads, 16–256 each) | {dropped} |");
     println!("| scales written meanwhile | {scaled} |");
     println!("| daemon CPU in total | {total_cpu:.1} s |");
@@ -246,11 +228,7 @@ async fn run() {
     let mut line = String::new();
     for sample in &samples {
         if sample.signals >= next {
-            line.push_str(&format!(
-                " {:.0}%:{}",
-                sample.signals as f64 * 100.0 / MESSAGES as f64,
-                sample.rss_kib / 1024
-            ));
+            line.push_str(&format!(" {:.0}%:{:.0}", sample.signals as f64 * 100.0 / MESSAGES as f64, sample.rss_mib));
             next = sample.signals + MESSAGES as u64 / 10;
         }
     }

@@ -18,6 +18,7 @@
 mod support;
 
 use fake_apiserver::FakeApiServer;
+use scalegate::cli::bench::usage::cpu_seconds;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -115,16 +116,6 @@ async fn counting_proxy(port: u16, upstream: u16) -> Requests {
         }
     });
     counts
-}
-
-/// utime + stime of a process, seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
 }
 
 fn percentile(values: &mut [f64], q: f64) -> f64 {

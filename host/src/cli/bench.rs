@@ -9,6 +9,7 @@
 //! recorded in `docs/BENCHMARKS.md`.
 
 mod fleet;
+pub mod usage;
 
 use super::common::Failure;
 use crate::policy::{LoadedPolicy, Runtime, RuntimeConfig};

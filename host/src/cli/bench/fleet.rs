@@ -3,6 +3,7 @@
 //! process's CPU share and resident memory once the staggered first round is
 //! over. Linux only (reads `/proc/self`).
 
+use super::usage::{cpu_seconds, rss_mib};
 use crate::clock::SystemClock;
 use crate::cluster::Target;
 use crate::config::{Actuator, Binding, Workload};
@@ -14,29 +15,6 @@ use crate::sim::{SimCluster, SimWorkload, daily_load};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// CPU seconds (user + system) this process has used.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // fields after the command name (which may contain spaces) start after ") "
-    let fields: Vec<&str> = stat.rsplit_once(") ").map(|(_, rest)| rest.split(' ').collect()).unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12 after the name; 100 ticks/s
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-/// (current, peak) resident set size in MiB.
-fn rss_mib() -> (f64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib = |key: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (kib("VmRSS:") / 1024.0, kib("VmHWM:") / 1024.0)
-}
 
 pub fn run(
     policies: &Path,
@@ -81,12 +59,12 @@ pub fn run(
         println!("# scalegate bench --fleet: {workloads} workloads bound to hpa, 15 s interval, simulated cluster");
         // the first round is staggered over one interval; measure steady state after it
         tokio::time::sleep(interval + Duration::from_secs(2)).await;
-        let (cpu0, wall0) = (cpu_seconds(), Instant::now());
+        let (cpu0, wall0) = (cpu_seconds("self"), Instant::now());
         let decided0 = decider.total_decisions();
         tokio::time::sleep(measure).await;
-        let (cpu, wall) = (cpu_seconds() - cpu0, wall0.elapsed().as_secs_f64());
+        let (cpu, wall) = (cpu_seconds("self") - cpu0, wall0.elapsed().as_secs_f64());
         let decided = decider.total_decisions() - decided0;
-        let (rss, peak) = rss_mib();
+        let (rss, peak) = rss_mib("self");
         shutdown.cancel();
         decider.stopped().await;
         let scales = cluster.scale_calls().len();
