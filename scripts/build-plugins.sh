@@ -9,7 +9,7 @@ out=target/policies
 mkdir -p "$out/testdata"
 
 rust_policies=(hpa fixed target-tracking directive forecast thresholds)
-testdata=(infinite-loop memory-bomb panic huge-output bad-metadata wrong-world sneaky versioned)
+testdata=(infinite-loop memory-bomb panic huge-output bad-metadata wrong-world sneaky versioned hostile)
 packages=()
 for p in "${rust_policies[@]}"; do packages+=(-p "policy-$p"); done
 for t in "${testdata[@]}"; do packages+=(-p "testdata-$t"); done
@@ -22,6 +22,11 @@ for t in "${testdata[@]}"; do cp "$built/testdata_${t//-/_}.wasm" "$out/testdata
 SCALEGATE_POLICY_VERSION=0.2.0 cargo build --quiet --target wasm32-wasip2 --profile release-wasm -p policy-fixed -p testdata-versioned --target-dir target/wasm-variants
 cp target/wasm-variants/wasm32-wasip2/release-wasm/policy_fixed.wasm "$out/testdata/fixed_v2.wasm"
 cp target/wasm-variants/wasm32-wasip2/release-wasm/testdata_versioned.wasm "$out/testdata/versioned_v2.wasm"
+# `hostile` attacking in metadata() (HOSTILE_METADATA is read at compile time)
+for attack in sleep-3s sleep-hour pollable-forever huge-version huge-description; do
+    HOSTILE_METADATA=$attack cargo build --quiet --target wasm32-wasip2 --profile release-wasm -p testdata-hostile --target-dir target/wasm-variants
+    cp target/wasm-variants/wasm32-wasip2/release-wasm/testdata_hostile.wasm "$out/testdata/hostile_metadata_${attack//-/_}.wasm"
+done
 
 # newer_than TARGET SOURCES...: true when TARGET is missing or older than a source
 stale() {

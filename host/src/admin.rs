@@ -7,20 +7,21 @@
 //! | GET | `/readyz` | – | 200 once the caches are filled and, when leading, the stored decision state is taken over; else 503 saying which |
 //! | GET | `/metrics` | – | Prometheus text: decisions, clamps, faults, evaluation latency, reloads, leader, signal sources |
 //! | GET | `/v1/config` | – | the configuration running (file, generation, sha256, when applied) and the last refused change (kind, field path, message) |
-//! | GET | `/v1/policies` | – | every loaded version (name, version, digest, source, active) and rejected files |
-//! | PUT | `/v1/policies/{name}` | bearer | upload a component (body: the `.wasm`, ≤ `max_upload_bytes`); validated, written atomically to the store directory, loaded |
+//! | GET | `/v1/policies` | – | every loaded version (name, version, digest, source, active), rejected files, and admissions running or waiting |
+//! | PUT | `/v1/policies/{name}` | bearer | upload a component (body: the `.wasm`, ≤ `max_upload_bytes`); admitted in the queue (compiled in a budgeted child, `metadata()`, smoke evaluation), written atomically to the store directory, loaded; 503 + `Retry-After` when the admission queue is full |
 //! | POST | `/v1/policies/{name}/activate` | bearer, leader | pin a version: `{"version": "1.2.0"}` or `{"digest": "<sha256>"}`; `{}` unpins; stored for a successor (`stored`) |
 //! | POST | `/v1/policies/{name}/rollback` | bearer, leader | pin the version below the active one; stored likewise |
 //! | GET | `/v1/workloads` | – | workloads and their latest decision |
 //! | GET | `/v1/workloads/{ns}/{name}/decisions?limit=N` | – | recent decisions, newest first (default 20; each workload keeps its last 16, fewer — at least 4 — in fleets above 6,250 workloads: 100,000 records in all) |
 //! | GET | `/v1/workloads/{ns}/{name}/inputs` | – | each declared metric: source, value, age, freshness, last error; queued signals |
-//! | POST | `/v1/evaluate` | – | `{"policy": "hpa@0.1.0", "snapshot": {…}}` → the decision, nothing actuated |
+//! | POST | `/v1/evaluate` | bearer | `{"policy": "hpa@0.1.0", "snapshot": {…}}` → the decision, nothing actuated; runs in the loop's call pool within the on-demand share (half the slots), 503 + `Retry-After` when too many wait |
 //! | POST | `/v1/signals` | bearer, leader | push inputs: `{"workload": "ns/name", "metrics": [{"name", "value", "timestamp_ms"?, "pods"?}], "signals": [{"kind", "action"?, "target_replicas"?, "urgency"?, "reason"?, "attributes"?}]}`; metrics must be declared with `push: {}`; all or nothing. Metrics only: 202. Signals trigger an evaluation and the answer waits for it: 200 with `decision` (`replicas`, `applied`) once it is written, 503 + `Retry-After` when it was not acted on (send it again) |
 //! | PUT | `/log-level` | bearer | body: a tracing filter such as `info,scalegate=debug` |
 //!
-//! Mutations need `Authorization: Bearer <token>`; without a configured
-//! token they are refused (403), so a daemon never runs with an open admin
-//! API by accident. Those marked "leader" change decisions and are taken
+//! Mutations, and `POST /v1/evaluate` (it spends the daemon's CPU on a
+//! caller's input), need `Authorization: Bearer <token>`; without a
+//! configured token they are refused (403), so a daemon never runs with an
+//! open admin API by accident. Those marked "leader" change decisions and are taken
 //! only by the replica that leads: a standby answers 503 with
 //! `Retry-After: 1` and the leader's name (`deploy/` routes them to the
 //! leader through the `scalegate-leader` Service).
@@ -28,7 +29,7 @@
 use crate::clock::Clock;
 use crate::decide::WorkloadView;
 use crate::leadership::Leadership;
-use crate::policy::PolicyRef;
+use crate::policy::{CallPool, Policy, PolicyRef};
 use crate::policy_store::{InstallError, PolicyStore, StoreError};
 use crate::signals::{Handled, InputError, Receipt, SignalHub};
 use crate::snapshot::Snapshot;
@@ -62,8 +63,11 @@ pub struct AdminState {
     pub token: Option<String>,
     pub ready: Arc<AtomicBool>,
     pub log_level: Option<LogLevelSetter>,
-    /// Largest accepted policy upload (default 64 MiB).
+    /// Largest accepted policy upload (default 64 MiB; the daemon sets the
+    /// runtime's component size limit).
     pub max_upload_bytes: usize,
+    /// The policy call pool, shared with the decision loop (`POST /v1/evaluate`).
+    pub calls: CallPool,
     /// Where `POST /v1/signals` delivers (absent: the route answers 501).
     pub inputs: Option<Arc<SignalHub>>,
     /// The loop's clock, to timestamp pushed inputs.
@@ -157,8 +161,8 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Reply {
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or("").to_string();
     let segments: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
-    let mutation = !matches!((&method, segments.as_slice()), (&Method::GET, _) | (&Method::POST, ["v1", "evaluate"]));
-    if mutation && let Err(rejection) = authorize(state, &request) {
+    let reads = method == Method::GET;
+    if !reads && let Err(rejection) = authorize(state, &request) {
         return rejection.reply();
     }
     match (&method, segments.as_slice()) {
@@ -185,7 +189,12 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Reply {
             let catalog = state.store.catalog();
             json(
                 StatusCode::OK,
-                &serde_json::json!({ "generation": catalog.generation, "policies": catalog.status(), "problems": catalog.problems }),
+                &serde_json::json!({
+                    "generation": catalog.generation,
+                    "policies": catalog.status(),
+                    "problems": catalog.problems,
+                    "admissions": state.store.admissions(),
+                }),
             )
         }
         (&Method::PUT, ["v1", "policies", name]) => upload(state, name, request).await,
@@ -298,6 +307,7 @@ async fn upload(state: &AdminState, name: &str, request: Request<Incoming>) -> R
         Ok(Err(e @ InstallError::Invalid(_))) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
         Ok(Err(e @ InstallError::Conflict(_))) => error(StatusCode::CONFLICT, e),
         Ok(Err(e @ InstallError::Storage(_))) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Ok(Err(InstallError::Busy(message))) => retry_later(&message),
         Err(join) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("upload task failed: {join}")),
     }
 }
@@ -377,10 +387,11 @@ async fn evaluate(state: &AdminState, request: Request<Incoming>) -> Reply {
     let Some(policy) = state.store.catalog().resolve(&reference) else {
         return error(StatusCode::NOT_FOUND, format!("no policy matches {reference}"));
     };
-    let callee = policy.clone();
-    let evaluation = match tokio::task::spawn_blocking(move || callee.evaluate(&parsed.snapshot)).await {
-        Ok(evaluation) => evaluation,
-        Err(join) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("evaluation task failed: {join}")),
+    let callee: Arc<dyn Policy> = Arc::new(policy.clone());
+    let evaluation = match state.calls.evaluate_on_demand(callee, parsed.snapshot).await {
+        Ok(Some(evaluation)) => evaluation,
+        Ok(None) => return error(StatusCode::INTERNAL_SERVER_ERROR, "the evaluation's thread panicked"),
+        Err(busy) => return retry_later(&busy.to_string()),
     };
     let mut reply = serde_json::json!({
         "policy": { "name": policy.info().name, "version": policy.info().version, "digest": policy.digest() },

@@ -67,6 +67,9 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Replay a synthetic day of load through the bundled policies and print each decision.
     Simulate(simulate::SimulateArgs),
+    /// Compile a component under a CPU and memory budget (the host runs this as a child process).
+    #[command(hide = true)]
+    CompilePolicy(policy::CompileArgs),
 }
 
 /// The cache directory the flags ask for, if any.
@@ -94,5 +97,6 @@ pub fn run(cli: Cli, log_level: Option<crate::admin::LogLevelSetter>) -> Result<
         Command::Bench(args) => bench::run(&args, cache_dir),
         Command::Demo(args) => demo::run(&args, cache_dir, log_level),
         Command::Simulate(args) => simulate::run(&args, cache_dir),
+        Command::CompilePolicy(args) => policy::compile(&args),
     }
 }

@@ -164,6 +164,7 @@ pub async fn start<C: Cluster>(
             return Err(StartError::State(error));
         }
     }
+    let calls = DeciderConfig::default().calls;
     let decider = Arc::new(Decider::new(
         cluster.clone(),
         clock.clone(),
@@ -174,6 +175,7 @@ pub async fn start<C: Cluster>(
             leadership: leadership.clone(),
             inputs: Some(hub.clone()),
             persist: settings.state.as_ref().map(|s| s.persist),
+            calls: calls.clone(),
             ..DeciderConfig::default()
         },
     ));
@@ -248,7 +250,8 @@ pub async fn start<C: Cluster>(
         token: settings.admin_token,
         ready: ready.clone(),
         log_level: settings.log_level,
-        max_upload_bytes: 64 << 20,
+        max_upload_bytes: store.max_component_bytes(),
+        calls,
         inputs: Some(hub.clone()),
         clock: clock.clone(),
         leadership: leadership.clone(),

@@ -37,7 +37,7 @@ use crate::clock::Clock;
 use crate::cluster::Cluster;
 use crate::config::Workload as WorkloadSpec;
 use crate::leadership::Leadership;
-use crate::policy::Evaluator;
+use crate::policy::{CallPool, Evaluator};
 use crate::signals::{Handled, SignalHub};
 use crate::sink::DecisionSink;
 use crate::telemetry::Metrics;
@@ -47,15 +47,15 @@ use parking_lot::{Mutex, RwLock};
 use pipeline::{Evaluated, Pipeline, Settlement};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// Settings of the loop.
 #[derive(Clone)]
 pub struct DeciderConfig {
-    /// Policy calls running at once across all workloads (default: 2 × cores).
-    pub max_concurrent_evaluations: usize,
+    /// The bounded pool policy calls run in, shared with the admin API's
+    /// on-demand evaluations (default: 2 × cores slots).
+    pub calls: CallPool,
     /// Decision records kept per workload (default 16), within
     /// [`DECISION_RECORDS`] in all.
     pub decision_log: usize,
@@ -81,7 +81,7 @@ impl Default for DeciderConfig {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         DeciderConfig {
-            max_concurrent_evaluations: cores * 2,
+            calls: CallPool::new(cores * 2),
             decision_log: 16,
             fault_rollback_after: 3,
             metrics: Arc::new(Metrics::new()),
@@ -120,7 +120,7 @@ impl<C: Cluster> Decider<C> {
             cluster,
             clock,
             evaluator,
-            evaluations: Arc::new(Semaphore::new(config.max_concurrent_evaluations.max(1))),
+            calls: config.calls.clone(),
             metrics: config.metrics.clone(),
             leadership: config.leadership.clone(),
             inputs: config.inputs.clone(),

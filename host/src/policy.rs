@@ -26,12 +26,17 @@
 
 mod bindings;
 mod cache;
+mod compiler;
+mod driver;
 mod loaded;
+mod pool;
 mod reference;
 mod runtime;
 mod sandbox;
 
+pub use compiler::{CompileBudget, compile_here};
 pub use loaded::{Evaluation, LoadedPolicy, LogLine};
+pub use pool::{Busy, CallPool};
 pub use reference::PolicyRef;
 pub use runtime::{LoadStats, Runtime};
 pub use sandbox::LogLevel;
@@ -70,6 +75,19 @@ impl Policy for LoadedPolicy {
     }
 }
 
+/// `text` cut to at most `max` bytes (on a character boundary), with the
+/// size it had when cut: for quoting what a policy returned in a message.
+pub fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}… ({} bytes)", &text[..cut], text.len())
+}
+
 /// What a policy says about itself (`metadata()`), validated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyInfo {
@@ -106,6 +124,8 @@ pub struct RuntimeConfig {
     pub max_idle_instances: usize,
     /// Concurrent instances across all policies, the pooling allocator's size (default 1000).
     pub max_instances: u32,
+    /// Size limit and compile budget of a component.
+    pub compile: CompileBudget,
 }
 
 impl Default for RuntimeConfig {
@@ -122,6 +142,7 @@ impl Default for RuntimeConfig {
             recycle_instances: true,
             max_idle_instances: 8,
             max_instances: 1000,
+            compile: CompileBudget::default(),
         }
     }
 }
@@ -168,6 +189,8 @@ pub enum Error {
     Declined(Declined),
     #[error("cannot instantiate policy: {0}")]
     Instantiate(String),
+    #[error("over budget: {0}")]
+    OverBudget(String),
 }
 
 impl Error {
@@ -184,6 +207,7 @@ impl Error {
             Error::InvalidOutput(_) => "invalid_output",
             Error::Declined(_) => "declined",
             Error::Instantiate(_) => "instantiate",
+            Error::OverBudget(_) => "over_budget",
         }
     }
 

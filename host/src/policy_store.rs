@@ -17,8 +17,17 @@
 //!   directory itself is watched), debounces bursts, and rescans
 //!   periodically as a backstop. Unchanged files are recognised by size and
 //!   mtime, then by digest, and never recompiled.
+//! - **Admission never stalls the daemon**: compiling (in a budgeted child
+//!   process), `metadata()` and the smoke evaluation run in the bounded
+//!   [`Admissions`] queue, outside every lock the daemon needs; only the
+//!   final catalog swap is serialized (microseconds), so readers, `activate`
+//!   and `rollback` never wait for an admission.
 
-use crate::policy::{self, Evaluator, LoadedPolicy, Policy, PolicyRef, Runtime};
+mod admission;
+
+pub use admission::{AdmissionStatus, Admissions, QueueError};
+
+use crate::policy::{Evaluator, LoadedPolicy, Policy, PolicyRef, Runtime};
 use crate::snapshot::{Observation, Past, Pod, Snapshot, Subject};
 use crate::telemetry::Metrics;
 use crate::watch::Follow;
@@ -44,6 +53,10 @@ pub struct StoreConfig {
     pub retained_versions: usize,
     /// Where admissions and rejections are counted (`policy_reloads`).
     pub metrics: Arc<Metrics>,
+    /// Admissions (compile, `metadata()`, smoke evaluation) running at once (default 1).
+    pub admissions_at_once: usize,
+    /// Admissions waiting at most; further uploads are refused as busy (default 16).
+    pub admissions_waiting: usize,
 }
 
 impl StoreConfig {
@@ -54,6 +67,8 @@ impl StoreConfig {
             debounce: Duration::from_millis(150),
             retained_versions: 3,
             metrics: Arc::new(Metrics::new()),
+            admissions_at_once: 1,
+            admissions_waiting: 16,
         }
     }
 }
@@ -81,6 +96,9 @@ pub enum InstallError {
     /// The store directory could not be written.
     #[error("{0}")]
     Storage(String),
+    /// The admission queue is full; try again later.
+    #[error("{0}")]
+    Busy(String),
 }
 
 impl InstallError {
@@ -90,6 +108,7 @@ impl InstallError {
             InstallError::Invalid(_) => "invalid",
             InstallError::Conflict(_) => "conflict",
             InstallError::Storage(_) => "storage",
+            InstallError::Busy(_) => "busy",
         }
     }
 }
@@ -112,7 +131,7 @@ pub struct VersionEntry {
 pub struct Problem {
     pub path: PathBuf,
     pub digest: Option<String>,
-    /// `policy::Error::metric_label()` or `conflict` / `io`.
+    /// `policy::Error::metric_label()` or `conflict` / `io` / `busy`.
     pub kind: String,
     pub message: String,
 }
@@ -226,8 +245,13 @@ struct Inner {
     runtime: Arc<Runtime>,
     config: StoreConfig,
     catalog: ArcSwap<Catalog>,
-    /// Serializes reloads and pin changes; readers never take it.
-    reload: Mutex<ReloadMemo>,
+    /// Serializes changes of the catalog (read, modify, swap); held for the
+    /// swap only, never while a policy compiles or runs. Readers never take it.
+    swap: Mutex<()>,
+    /// Serializes directory scans (held while a scan's files are admitted;
+    /// only scans take it) and keeps what the last scan learned.
+    scan: Mutex<ReloadMemo>,
+    admissions: Admissions,
 }
 
 impl PolicyStore {
@@ -239,12 +263,15 @@ impl PolicyStore {
     /// async worker (see [`LoadedPolicy::evaluate`]).
     pub fn open(runtime: Arc<Runtime>, config: StoreConfig) -> Result<PolicyStore, StoreError> {
         list_policy_files(&config.dir)?;
+        let admissions = Admissions::new(config.admissions_at_once, config.admissions_waiting);
         let store = PolicyStore {
             inner: Arc::new(Inner {
                 runtime,
                 config,
                 catalog: ArcSwap::from_pointee(Catalog::default()),
-                reload: Mutex::new(ReloadMemo::default()),
+                swap: Mutex::new(()),
+                scan: Mutex::new(ReloadMemo::default()),
+                admissions,
             }),
         };
         store.rescan();
@@ -260,40 +287,61 @@ impl PolicyStore {
         self.inner.config.metrics.clone()
     }
 
+    /// The largest component the runtime accepts.
+    pub fn max_component_bytes(&self) -> usize {
+        self.inner.runtime.config().compile.max_component_bytes
+    }
+
     pub fn dir(&self) -> &Path {
         &self.inner.config.dir
     }
 
-    /// Reads the directory and admits new or changed files. Never makes
-    /// things worse: on any failure the previous versions stay.
-    pub fn rescan(&self) -> ReloadReport {
-        let mut memo = self.inner.reload.lock();
-        let old = self.inner.catalog.load_full();
-        let mut next = (*old).clone();
+    /// Admissions running and waiting (uploads and new files), oldest first.
+    pub fn admissions(&self) -> Vec<AdmissionStatus> {
+        self.inner.admissions.status()
+    }
+
+    /// Changes the catalog: `change` gets a copy of the current one (with
+    /// the generation already bumped), and the result replaces it. The only
+    /// place the catalog is written; never call it with a policy running.
+    fn commit<R>(&self, change: impl FnOnce(&mut Catalog) -> R) -> R {
+        let _swap = self.inner.swap.lock();
+        let mut next = (*self.inner.catalog.load_full()).clone();
         next.generation += 1;
-        next.problems.clear();
-        let mut report = ReloadReport { generation: next.generation, ..ReloadReport::default() };
-        let files = match list_policy_files(&self.inner.config.dir) {
+        let result = change(&mut next);
+        self.inner.catalog.store(Arc::new(next));
+        result
+    }
+
+    /// Reads the directory and admits new or changed files. Never makes
+    /// things worse: on any failure the previous versions stay. Blocking
+    /// (admissions compile and run policies): call it from a blocking thread.
+    pub fn rescan(&self) -> ReloadReport {
+        let mut memo = self.inner.scan.lock();
+        let started = SystemTime::now();
+        let dir = &self.inner.config.dir;
+        let files = match list_policy_files(dir) {
             Ok(files) => files,
             Err(error) => {
                 // keep everything as it was; report the directory itself
-                next.problems.push(Problem {
-                    path: self.inner.config.dir.clone(),
-                    digest: None,
-                    kind: "io".into(),
-                    message: error.to_string(),
+                let problem =
+                    Problem { path: dir.clone(), digest: None, kind: "io".into(), message: error.to_string() };
+                return self.commit(|next| {
+                    next.problems = vec![problem];
+                    ReloadReport {
+                        generation: next.generation,
+                        failed: next.problems.clone(),
+                        ..ReloadReport::default()
+                    }
                 });
-                report.failed = next.problems.clone();
-                self.inner.catalog.store(Arc::new(next));
-                return report;
             }
         };
-        let was_present: Vec<String> =
-            next.versions.values().flatten().filter(|v| v.present).map(|v| v.policy.id()).collect();
-        for v in next.versions.values_mut().flatten() {
-            v.present = false;
-        }
+        let limit = self.inner.runtime.config().compile.max_component_bytes;
         let mut seen = ReloadMemo::default();
+        let mut problems = Vec::new();
+        // digest → file, for every file whose policy is (or now gets) loaded
+        let mut present: HashMap<String, PathBuf> = HashMap::new();
+        let mut admitted: Vec<(PathBuf, LoadedPolicy)> = Vec::new();
         for path in files {
             let problem = |kind: &str, digest: Option<String>, message: String| Problem {
                 path: path.clone(),
@@ -301,80 +349,93 @@ impl PolicyStore {
                 kind: kind.into(),
                 message,
             };
-            let (stamp, bytes) = match identify(&path, memo.stamps.get(&path)) {
+            let (stamp, bytes) = match identify(&path, memo.stamps.get(&path), limit) {
                 Ok(identity) => identity,
-                Err(message) => {
-                    next.problems.push(problem("io", None, message));
+                Err((kind, message)) => {
+                    problems.push(problem(kind, None, message));
                     continue;
                 }
             };
             let digest = stamp.digest.clone();
             seen.stamps.insert(path.clone(), stamp);
-            if let Some(entry) = next.versions.values_mut().flatten().find(|v| v.policy.digest() == digest) {
-                entry.present = true;
-                entry.source = path.clone();
+            if present.contains_key(&digest) || self.catalog().find_digest(&digest).is_some() {
+                present.insert(digest, path.clone());
                 continue;
             }
             if let Some((kind, message)) = memo.rejected.get(&digest) {
                 seen.rejected.insert(digest.clone(), (kind.clone(), message.clone()));
-                next.problems.push(problem(kind, Some(digest), message.clone()));
+                problems.push(problem(kind, Some(digest), message.clone()));
                 continue;
             }
             let bytes = match bytes.map_or_else(|| std::fs::read(&path).map_err(|e| e.to_string()), Ok) {
                 Ok(bytes) => bytes,
                 Err(message) => {
-                    next.problems.push(problem("io", Some(digest), message));
+                    problems.push(problem("io", Some(digest), message));
                     continue;
                 }
             };
-            let policy = match admit(&self.inner.runtime, &bytes) {
-                Ok(policy) => policy,
-                Err(error) => {
+            let runtime = &self.inner.runtime;
+            match self.inner.admissions.admit(runtime, path.display().to_string(), &digest, &bytes) {
+                Ok(Ok(policy)) => {
+                    present.insert(digest, path.clone());
+                    admitted.push((path.clone(), policy));
+                }
+                Ok(Err(error)) => {
                     let (kind, message) = (error.metric_label().to_string(), error.to_string());
                     Metrics::count(&self.inner.config.metrics.reloads, "rejected");
                     seen.rejected.insert(digest.clone(), (kind.clone(), message.clone()));
-                    next.problems.push(problem(&kind, Some(digest), message));
-                    continue;
+                    problems.push(problem(&kind, Some(digest), message));
                 }
-            };
-            let name = policy.info().name.clone();
-            let versions = next.versions.entry(name).or_default();
-            if let Some(clash) = versions.iter().find(|v| v.policy.info().version == policy.info().version) {
-                Metrics::count(&self.inner.config.metrics.reloads, "rejected");
-                next.problems.push(problem(
-                    "conflict",
-                    Some(digest),
-                    format!(
-                        "{} is already loaded with digest sha256:{} from {}; a version is immutable, bump it",
-                        policy.id(),
-                        clash.policy.digest(),
-                        clash.source.display()
-                    ),
-                ));
-                continue;
+                // not remembered: the next scan tries again
+                Err(busy) => problems.push(problem("busy", Some(digest), busy.to_string())),
             }
-            report.loaded.push(policy.id());
-            Metrics::count(&self.inner.config.metrics.reloads, "loaded");
-            // metadata validation guarantees a semantic version
-            let version = semver::Version::parse(&policy.info().version).unwrap_or(semver::Version::new(0, 0, 0));
-            versions.push(VersionEntry {
-                policy,
-                version,
-                source: path.clone(),
-                present: true,
-                loaded_at: SystemTime::now(),
-            });
-            versions.sort_by(|a, b| a.version.cmp(&b.version));
         }
         *memo = seen;
-        report.removed = was_present
-            .into_iter()
-            .filter(|id| !next.versions.values().flatten().any(|v| v.present && &v.policy.id() == id))
-            .collect();
-        trim_retained(&mut next, self.inner.config.retained_versions);
-        report.failed = next.problems.clone();
-        self.inner.catalog.store(Arc::new(next));
-        report
+        let (keep, metrics) = (self.inner.config.retained_versions, &self.inner.config.metrics);
+        self.commit(|next| {
+            let mut report = ReloadReport { generation: next.generation, ..ReloadReport::default() };
+            let was_present: Vec<String> =
+                next.versions.values().flatten().filter(|v| v.present).map(|v| v.policy.id()).collect();
+            for v in next.versions.values_mut().flatten() {
+                match present.get(v.policy.digest()) {
+                    Some(path) => (v.present, v.source) = (true, path.clone()),
+                    // an upload committed while this scan ran keeps its file
+                    None => v.present &= v.loaded_at >= started,
+                }
+            }
+            for (path, policy) in admitted {
+                if next.find_digest(policy.digest()).is_some() {
+                    continue;
+                }
+                let versions = next.versions.entry(policy.info().name.clone()).or_default();
+                if let Some(clash) = versions.iter().find(|v| v.policy.info().version == policy.info().version) {
+                    Metrics::count(&metrics.reloads, "rejected");
+                    problems.push(Problem {
+                        path,
+                        digest: Some(policy.digest().to_string()),
+                        kind: "conflict".into(),
+                        message: format!(
+                            "{} is already loaded with digest sha256:{} from {}; a version is immutable, bump it",
+                            policy.id(),
+                            clash.policy.digest(),
+                            clash.source.display()
+                        ),
+                    });
+                    continue;
+                }
+                report.loaded.push(policy.id());
+                Metrics::count(&metrics.reloads, "loaded");
+                insert_version(versions, policy, path);
+            }
+            report.removed = was_present
+                .into_iter()
+                .filter(|id| !next.versions.values().flatten().any(|v| v.present && &v.policy.id() == id))
+                .collect();
+            trim_retained(next, keep);
+            next.problems = problems;
+            report.failed = next.problems.clone();
+            report
+        })
     }
 
     /// Validates an uploaded component, checks that it calls itself `name`,
@@ -389,7 +450,16 @@ impl PolicyStore {
     }
 
     fn install_checked(&self, name: &str, bytes: &[u8]) -> Result<VersionStatus, InstallError> {
-        let policy = admit(&self.inner.runtime, bytes).map_err(|e| InstallError::Invalid(e.to_string()))?;
+        let runtime = &self.inner.runtime;
+        runtime.config().compile.check_size(bytes.len()).map_err(|e| InstallError::Invalid(e.to_string()))?;
+        let digest = hex::encode(Sha256::digest(bytes));
+        let policy = match self.catalog().find_digest(&digest) {
+            Some(loaded) => loaded.policy.clone(),
+            None => match self.inner.admissions.admit(runtime, format!("upload:{name}"), &digest, bytes) {
+                Ok(admitted) => admitted.map_err(|e| InstallError::Invalid(e.to_string()))?,
+                Err(busy) => return Err(InstallError::Busy(busy.to_string())),
+            },
+        };
         let info = policy.info();
         if info.name != name {
             return Err(InstallError::Invalid(format!(
@@ -397,17 +467,21 @@ impl PolicyStore {
                 info.name
             )));
         }
-        if let Some(existing) =
-            self.catalog().versions.get(name).and_then(|v| v.iter().find(|v| v.policy.info().version == info.version))
-            && existing.policy.digest() != policy.digest()
-        {
-            return Err(InstallError::Conflict(format!(
-                "{} is already loaded with digest sha256:{}; a version is immutable, bump it",
-                policy.id(),
-                existing.policy.digest()
-            )));
+        let conflict = |catalog: &Catalog| {
+            let existing = catalog.versions.get(name)?.iter().find(|v| v.policy.info().version == info.version)?;
+            (existing.policy.digest() != policy.digest()).then(|| {
+                InstallError::Conflict(format!(
+                    "{} is already loaded with digest sha256:{}; a version is immutable, bump it",
+                    policy.id(),
+                    existing.policy.digest()
+                ))
+            })
+        };
+        if let Some(conflict) = conflict(&self.catalog()) {
+            return Err(conflict);
         }
-        let target = self.inner.config.dir.join(format!("{name}-{}.wasm", info.version));
+        // metadata validation allows only [0-9A-Za-z.+-] in a version; the name is [a-z0-9-]
+        let target = self.inner.config.dir.join(format!("{name}-{}.wasm", safe_file_part(&info.version)));
         let write = || -> std::io::Result<()> {
             let mut file = tempfile::NamedTempFile::new_in(&self.inner.config.dir)?;
             std::io::Write::write_all(&mut file, bytes)?;
@@ -416,17 +490,27 @@ impl PolicyStore {
             Ok(())
         };
         write().map_err(|e| InstallError::Storage(format!("cannot write {}: {e}", target.display())))?;
-        log_report(&self.rescan());
+        self.commit(|next| {
+            if let Some(conflict) = conflict(next) {
+                return Err(conflict);
+            }
+            if next.find_digest(policy.digest()).is_none() {
+                tracing::info!(policy = %policy.id(), generation = next.generation, "policy loaded (upload)");
+                Metrics::count(&self.inner.config.metrics.reloads, "loaded");
+                insert_version(next.versions.entry(name.to_string()).or_default(), policy.clone(), target.clone());
+            }
+            Ok(())
+        })?;
         self.catalog()
             .status()
             .into_iter()
             .find(|s| s.digest == policy.digest())
-            .ok_or_else(|| InstallError::Storage("the written file was not picked up by the reload".into()))
+            .ok_or_else(|| InstallError::Storage("the uploaded version is not in the catalog".into()))
     }
 
     /// Pins `name` to a loaded version (by version or digest).
     pub fn activate(&self, reference: &PolicyRef) -> Result<LoadedPolicy, StoreError> {
-        let _guard = self.inner.reload.lock();
+        let _swap = self.inner.swap.lock();
         let mut next = (*self.inner.catalog.load_full()).clone();
         let policy = match reference {
             PolicyRef::Latest(name) => {
@@ -454,20 +538,18 @@ impl PolicyStore {
     /// loaded version applies; pins to versions this store does not hold
     /// are reported and left out.
     pub fn restore_pins(&self, pins: &BTreeMap<String, String>) -> Vec<String> {
-        let _guard = self.inner.reload.lock();
-        let mut next = (*self.inner.catalog.load_full()).clone();
-        let mut missing = Vec::new();
-        next.pinned.clear();
-        for (name, digest) in pins {
-            if next.versions.get(name).is_some_and(|v| v.iter().any(|e| e.policy.digest() == digest)) {
-                next.pinned.insert(name.clone(), digest.clone());
-            } else {
-                missing.push(format!("{name}@sha256:{digest}"));
+        self.commit(|next| {
+            let mut missing = Vec::new();
+            next.pinned.clear();
+            for (name, digest) in pins {
+                if next.versions.get(name).is_some_and(|v| v.iter().any(|e| e.policy.digest() == digest)) {
+                    next.pinned.insert(name.clone(), digest.clone());
+                } else {
+                    missing.push(format!("{name}@sha256:{digest}"));
+                }
             }
-        }
-        next.generation += 1;
-        self.inner.catalog.store(Arc::new(next));
-        missing
+            missing
+        })
     }
 
     /// Pins `name` to the version just below the active one.
@@ -536,9 +618,20 @@ fn list_policy_files(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
 
 /// The file's identity, reusing the cached digest when size and mtime are
 /// unchanged; the bytes too when they had to be read.
-fn identify(path: &Path, cached: Option<&FileStamp>) -> Result<(FileStamp, Option<Vec<u8>>), String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot stat: {e}"))?;
+/// Why a file could not be identified: problem kind and message.
+type Unidentified = (&'static str, String);
+
+/// A file over `limit` bytes is refused without being read.
+fn identify(
+    path: &Path,
+    cached: Option<&FileStamp>,
+    limit: usize,
+) -> Result<(FileStamp, Option<Vec<u8>>), Unidentified> {
+    let meta = std::fs::metadata(path).map_err(|e| ("io", format!("cannot stat: {e}")))?;
     let (len, modified) = (meta.len(), meta.modified().ok());
+    if len > limit as u64 {
+        return Err(("over_budget", format!("the file is {len} bytes, the limit is {limit} (--max-policy-bytes)")));
+    }
     if let Some(cached) = cached
         && cached.len == len
         && cached.modified.is_some()
@@ -546,21 +639,23 @@ fn identify(path: &Path, cached: Option<&FileStamp>) -> Result<(FileStamp, Optio
     {
         return Ok((cached.clone(), None));
     }
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    let bytes = std::fs::read(path).map_err(|e| ("io", format!("cannot read: {e}")))?;
     let digest = hex::encode(Sha256::digest(&bytes));
     Ok((FileStamp { len, modified, digest }, Some(bytes)))
 }
 
-/// Load and validate, including the smoke evaluation.
-fn admit(runtime: &Runtime, bytes: &[u8]) -> Result<LoadedPolicy, policy::Error> {
-    let (policy, _) = runtime.load(bytes)?;
-    match policy.evaluate(&smoke_snapshot()).outcome {
-        Ok(_) | Err(policy::Error::Declined(_)) => Ok(policy),
-        Err(error) => Err(match error {
-            policy::Error::Trap(m) => policy::Error::Trap(format!("in the smoke evaluation: {m}")),
-            other => other,
-        }),
-    }
+/// Adds an admitted version, keeping the versions ascending.
+fn insert_version(versions: &mut Vec<VersionEntry>, policy: LoadedPolicy, source: PathBuf) {
+    // metadata validation guarantees a semantic version
+    let version = semver::Version::parse(&policy.info().version).unwrap_or(semver::Version::new(0, 0, 0));
+    versions.push(VersionEntry { policy, version, source, present: true, loaded_at: SystemTime::now() });
+    versions.sort_by(|a, b| a.version.cmp(&b.version));
+}
+
+/// `text` with anything but ASCII letters, digits, `.`, `+` and `-` replaced,
+/// for a file name (metadata validation already allows no more).
+fn safe_file_part(text: &str) -> String {
+    text.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '-') { c } else { '_' }).collect()
 }
 
 /// A small, plausible snapshot every policy must survive (deciding or

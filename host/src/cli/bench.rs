@@ -11,7 +11,7 @@
 mod fleet;
 pub mod usage;
 
-use super::common::Failure;
+use super::common::{Failure, runtime_config};
 use crate::policy::{LoadedPolicy, Runtime, RuntimeConfig};
 use crate::snapshot::{Metric, Observation, Past, Pod, PodPhase, PodSample, Snapshot, Subject};
 use anyhow::Context;
@@ -243,8 +243,7 @@ fn hpa_and_loading(args: &BenchArgs, cache_dir: Option<PathBuf>) -> anyhow::Resu
     });
     row("native scalegate-hpa (same input, same work)", native);
 
-    let recycled_runtime =
-        Runtime::new(RuntimeConfig { cache_dir: cache_dir.clone(), max_instances: 16, ..RuntimeConfig::default() })?;
+    let recycled_runtime = Runtime::new(runtime_config(cache_dir.clone(), 16))?;
     let (hpa, _) = recycled_runtime.load_file(&hpa_path).with_context(|| format!("loading {}", hpa_path.display()))?;
     anyhow::ensure!(evaluate_ok(&hpa, &snapshot) == native_desired, "wasm and native hpa disagree");
     let recycled = time_runs(args.iterations, || {
@@ -261,12 +260,8 @@ fn hpa_and_loading(args: &BenchArgs, cache_dir: Option<PathBuf>) -> anyhow::Resu
     });
     row("wasm fixed, same snapshot (call-path floor)", floor);
 
-    let fresh_runtime = Runtime::new(RuntimeConfig {
-        cache_dir: cache_dir.clone(),
-        recycle_instances: false,
-        max_instances: 16,
-        ..RuntimeConfig::default()
-    })?;
+    let fresh_runtime =
+        Runtime::new(RuntimeConfig { recycle_instances: false, ..runtime_config(cache_dir.clone(), 16) })?;
     let (hpa_fresh, _) = fresh_runtime.load_file(&hpa_path)?;
     let fresh = time_runs((args.iterations / 4).max(100), || {
         std::hint::black_box(evaluate_ok(&hpa_fresh, &snapshot));
@@ -317,8 +312,7 @@ fn hpa_and_loading(args: &BenchArgs, cache_dir: Option<PathBuf>) -> anyhow::Resu
 /// median of five loads from that cache by a fresh runtime (a restart).
 fn load_row(path: &Path) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let config =
-        || RuntimeConfig { cache_dir: Some(dir.path().to_path_buf()), max_instances: 8, ..RuntimeConfig::default() };
+    let config = || runtime_config(Some(dir.path().to_path_buf()), 8);
     let (_, cold) = Runtime::new(config())?.load_file(path)?;
     anyhow::ensure!(!cold.cache_hit, "cold load hit the cache");
     let mut cached = Vec::new();

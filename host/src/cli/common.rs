@@ -1,7 +1,7 @@
 //! What the commands share: failures and their exit codes, the admin
 //! token, reading snapshots and policy directories.
 
-use crate::policy::{Error as PolicyError, LoadedPolicy, Runtime};
+use crate::policy::{CompileBudget, Error as PolicyError, LoadedPolicy, Runtime, RuntimeConfig};
 use crate::snapshot::Snapshot;
 use std::path::{Path, PathBuf};
 
@@ -44,6 +44,12 @@ impl From<PolicyError> for Failure {
 }
 
 /// A multi-threaded tokio runtime for a command.
+/// The policy runtime's settings for a command: defaults, precompiled
+/// components in `cache_dir`, compilation in a budgeted child process.
+pub fn runtime_config(cache_dir: Option<PathBuf>, max_instances: u32) -> RuntimeConfig {
+    RuntimeConfig { cache_dir, max_instances, compile: CompileBudget::in_child_process(), ..RuntimeConfig::default() }
+}
+
 pub fn tokio_runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -4,14 +4,14 @@
 //! needed. Decisions are printed as they happen; the admin API is up for
 //! `curl`.
 
-use super::common::{Failure, admin_token, tokio_runtime};
+use super::common::{Failure, admin_token, runtime_config, tokio_runtime};
 use crate::admin::LogLevelSetter;
 use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::daemon::{self, Settings, StateSettings};
 use crate::decide::Persist;
 use crate::decide::{DecisionRecord, WorkloadView};
-use crate::policy::{Runtime, RuntimeConfig};
+use crate::policy::Runtime;
 use crate::sim::{SimCluster, SimWorkload, daily_load};
 use clap::Args;
 use std::collections::HashMap;
@@ -68,7 +68,7 @@ workloads:
 pub fn run(args: &DemoArgs, cache_dir: Option<PathBuf>, log_level: Option<LogLevelSetter>) -> Result<(), Failure> {
     let token = admin_token(args.admin_token_file.as_deref())?;
     let config = Config::parse(DEMO_CONFIG).map_err(|e| Failure::internal(format!("demo config: {e}")))?;
-    let runtime = Arc::new(Runtime::new(RuntimeConfig { cache_dir, max_instances: 64, ..RuntimeConfig::default() })?);
+    let runtime = Arc::new(Runtime::new(runtime_config(cache_dir, 64))?);
     let tokio = tokio_runtime()?;
     tokio.block_on(async {
         let clock = Arc::new(SystemClock);

@@ -2,7 +2,7 @@
 //! printed as JSON (the decision, or the fault or refusal with its kind,
 //! and what the policy logged). Exit 1 when the policy did not decide.
 
-use super::common::{EX_POLICY, Failure, read_snapshot};
+use super::common::{EX_POLICY, Failure, read_snapshot, runtime_config};
 use crate::policy::{Runtime, RuntimeConfig};
 use clap::Args;
 use std::path::PathBuf;
@@ -27,11 +27,9 @@ pub struct EvalArgs {
 pub fn run(args: &EvalArgs, cache_dir: Option<PathBuf>) -> Result<(), Failure> {
     let snapshot = read_snapshot(&args.snapshot)?;
     let config = RuntimeConfig {
-        cache_dir,
         deadline: Duration::from_millis(args.deadline_ms),
         memory_limit_bytes: args.memory_limit_mib << 20,
-        max_instances: 8,
-        ..RuntimeConfig::default()
+        ..runtime_config(cache_dir, 8)
     };
     let runtime = Runtime::new(config)?;
     let (policy, _) = runtime.load_file(&args.policy).map_err(Failure::bad_policy)?;

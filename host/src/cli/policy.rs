@@ -2,8 +2,8 @@
 //! and print what it is — name, version, digest, world, exports, parameter
 //! schema — and how loading went.
 
-use super::common::Failure;
-use crate::policy::{Runtime, RuntimeConfig};
+use super::common::{EX_DATAERR, Failure, runtime_config};
+use crate::policy::Runtime;
 use clap::Subcommand;
 use std::path::{Path, PathBuf};
 
@@ -16,6 +16,29 @@ pub enum PolicyCommand {
     },
 }
 
+/// `scalegate compile-policy` (hidden): the child the host compiles in, see
+/// `policy::CompileBudget`.
+#[derive(Debug, clap::Args)]
+pub struct CompileArgs {
+    /// The component to compile.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Where to write the precompiled artifact (atomically).
+    #[arg(long)]
+    pub output: PathBuf,
+    /// CPU-time limit of this process, in seconds.
+    #[arg(long)]
+    pub cpu_seconds: u64,
+    /// Address-space limit of this process, in bytes.
+    #[arg(long)]
+    pub memory_bytes: u64,
+}
+
+pub fn compile(args: &CompileArgs) -> Result<(), Failure> {
+    crate::policy::compile_here(&args.input, &args.output, args.cpu_seconds, args.memory_bytes)
+        .map_err(|message| Failure { code: EX_DATAERR, message })
+}
+
 pub fn run(command: PolicyCommand, cache_dir: Option<PathBuf>) -> Result<(), Failure> {
     match command {
         PolicyCommand::Inspect { file } => inspect(&file, cache_dir),
@@ -23,7 +46,7 @@ pub fn run(command: PolicyCommand, cache_dir: Option<PathBuf>) -> Result<(), Fai
 }
 
 fn inspect(file: &Path, cache_dir: Option<PathBuf>) -> Result<(), Failure> {
-    let runtime = Runtime::new(RuntimeConfig { cache_dir, max_instances: 8, ..RuntimeConfig::default() })?;
+    let runtime = Runtime::new(runtime_config(cache_dir, 8))?;
     let (policy, stats) = runtime.load_file(file).map_err(Failure::bad_policy)?;
     let report = serde_json::json!({
         "file": file,

@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::daemon::{self, Election, Settings, StateSettings};
 use crate::decide::Persist;
 use crate::k8s::{KubeCluster, KubeSettings, LeaseSettings};
-use crate::policy::{Runtime, RuntimeConfig};
+use crate::policy::{CompileBudget, Runtime, RuntimeConfig};
 use clap::Args;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -71,6 +71,28 @@ pub struct RunArgs {
     /// Longest time a changed decision state waits to be stored in the cluster (applied scales are stored at once) [default: 30s, or 10 ms per workload when longer, so a fleet makes at most ~100 such writes per second].
     #[arg(long, value_parser = humantime::parse_duration)]
     pub state_sync_interval: Option<Duration>,
+    /// Largest policy component accepted, from the directory or an upload, in bytes.
+    #[arg(long, default_value_t = 64 << 20)]
+    pub max_policy_bytes: usize,
+    /// Wall-clock budget of compiling one policy (in a child process, killed when it runs out; CPU budget: twice this).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    pub compile_timeout: Duration,
+    /// Address-space budget of the compiling child process, in MiB.
+    #[arg(long, default_value_t = 1024)]
+    pub compile_memory_mib: u64,
+}
+
+impl RunArgs {
+    /// The compile budget the flags set.
+    pub fn compile_budget(&self) -> CompileBudget {
+        CompileBudget {
+            max_component_bytes: self.max_policy_bytes,
+            timeout: self.compile_timeout,
+            cpu_seconds: (self.compile_timeout.as_secs() * 2).max(1),
+            memory_bytes: self.compile_memory_mib << 20,
+            ..CompileBudget::in_child_process()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -117,7 +139,11 @@ pub fn run(args: &RunArgs, cache_dir: Option<PathBuf>, log_level: Option<LogLeve
         return Err(usage(format!("policy directory {} does not exist", policy_dir.display())));
     }
     let token = admin_token(args.admin_token_file.as_deref())?;
-    let runtime = Arc::new(Runtime::new(RuntimeConfig { cache_dir, ..RuntimeConfig::default() })?);
+    let runtime = Arc::new(Runtime::new(RuntimeConfig {
+        cache_dir,
+        compile: args.compile_budget(),
+        ..RuntimeConfig::default()
+    })?);
     let tokio = tokio_runtime()?;
     let result = tokio.block_on(async {
         let store = daemon::open_store(runtime, policy_dir).await.map_err(|e| Failure::internal(e.to_string()))?;

@@ -3,8 +3,8 @@
 //! opinion beside it, as fast as the policies run, and prints a table.
 //! Deterministic: the same inputs give the same table.
 
-use super::common::{Failure, load_dir};
-use crate::policy::{Runtime, RuntimeConfig};
+use super::common::{Failure, load_dir, runtime_config};
+use crate::policy::Runtime;
 use crate::sim::{SimWorkload, daily_load};
 use clap::Args;
 use std::path::PathBuf;
@@ -22,7 +22,7 @@ pub struct SimulateArgs {
 /// Replays `steps` steps of 15 s and prints one line per decision.
 pub fn run(args: &SimulateArgs, cache_dir: Option<PathBuf>) -> Result<(), Failure> {
     let (policies, steps) = (args.policies.as_path(), args.steps);
-    let runtime = Runtime::new(RuntimeConfig { cache_dir, max_instances: 16, ..RuntimeConfig::default() })?;
+    let runtime = Runtime::new(runtime_config(cache_dir, 16))?;
     let loaded = load_dir(&runtime, policies)?;
     let find = |name: &str| {
         loaded.iter().find(|p| p.info().name == name).cloned().ok_or_else(|| {

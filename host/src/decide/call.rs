@@ -7,11 +7,10 @@ use super::record::PolicyVerdict;
 use super::state::BindingHealth;
 use crate::config::Binding;
 use crate::guardrails::Proposal;
-use crate::policy::{self, Evaluator, Policy};
+use crate::policy::{self, CallPool, Evaluator, Policy};
 use crate::snapshot::{Decision, Snapshot};
 use crate::telemetry::Metrics;
 use std::sync::Arc;
-use tokio::sync::Semaphore;
 
 /// A policy call's result as the loop sees it.
 pub struct Called {
@@ -23,7 +22,7 @@ pub struct Called {
 /// What calling needs from the loop.
 pub struct Caller<'a> {
     pub evaluator: &'a dyn Evaluator,
-    pub evaluations: &'a Arc<Semaphore>,
+    pub calls: &'a CallPool,
     pub metrics: &'a Metrics,
     /// Consecutive faults of a version before a workload rolls back.
     pub rollback_after: u32,
@@ -59,16 +58,9 @@ impl Caller<'_> {
         let mut snapshot = base.clone();
         snapshot.params = (*binding.params).clone();
         snapshot.state = health.state.clone();
-        let permit = self.evaluations.clone().acquire_owned().await.expect("semaphore never closed");
-        let callee = policy.clone();
-        let evaluation = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            callee.evaluate(&snapshot)
-        })
-        .await;
-        let (outcome, duration_us) = match evaluation {
-            Ok(evaluation) => (evaluation.outcome, evaluation.duration.as_micros() as u64),
-            Err(error) => (Err(policy::Error::Trap(format!("evaluation task failed: {error}"))), 0),
+        let (outcome, duration_us) = match self.calls.evaluate(policy.clone(), snapshot).await {
+            Some(evaluation) => (evaluation.outcome, evaluation.duration.as_micros() as u64),
+            None => (Err(policy::Error::Trap("the evaluation's thread panicked".into())), 0),
         };
         let fault = outcome.as_ref().err().is_some_and(policy::Error::is_fault);
         if let Err(error) = &outcome
@@ -114,13 +106,21 @@ impl Caller<'_> {
     }
 }
 
+/// Longest summary of the policies' reasons in a guardrail clamp; the
+/// verdicts beside it in the record keep the whole text.
+const CLAMP_REASON_BYTES: usize = 512;
+
 /// Max of the desired counts; any fault keeps the current count.
 pub fn combine(called: &[Called]) -> Proposal {
     if let Some(faulty) = called.iter().find(|c| c.fault) {
-        return Proposal::Fault(format!("{}: {}", faulty.verdict.policy, faulty.verdict.reason));
+        let reason = format!("{}: {}", faulty.verdict.policy, faulty.verdict.reason);
+        return Proposal::Fault(policy::clip(&reason, CLAMP_REASON_BYTES));
     }
     match called.iter().filter_map(|c| c.verdict.desired).max() {
         Some(desired) => Proposal::Desired(desired),
-        None => Proposal::NoOpinion(called.iter().map(|c| c.verdict.reason.as_str()).collect::<Vec<_>>().join("; ")),
+        None => {
+            let reasons = called.iter().map(|c| c.verdict.reason.as_str()).collect::<Vec<_>>().join("; ");
+            Proposal::NoOpinion(policy::clip(&reasons, CLAMP_REASON_BYTES))
+        }
     }
 }

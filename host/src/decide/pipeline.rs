@@ -11,14 +11,13 @@ use crate::cluster::{Cluster, ClusterError};
 use crate::config::Workload as WorkloadSpec;
 use crate::guardrails::{self, Proposal, Situation};
 use crate::leadership::Leadership;
-use crate::policy::Evaluator;
+use crate::policy::{CallPool, Evaluator};
 use crate::signals::{Delivery, Handled, SignalHub};
 use crate::snapshot::{Observation, Past, PodDeletionCost, Recommendation, ScaleEvent, Snapshot, Subject};
 use crate::telemetry::Metrics;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
 
 /// What one evaluation needs: the ports, the budget, the inputs.
 pub struct Pipeline<C: Cluster> {
@@ -26,7 +25,7 @@ pub struct Pipeline<C: Cluster> {
     pub clock: Arc<dyn Clock>,
     pub evaluator: Arc<dyn Evaluator>,
     /// Bounds the policy calls running at once across all workloads.
-    pub evaluations: Arc<Semaphore>,
+    pub calls: CallPool,
     pub metrics: Arc<Metrics>,
     pub leadership: Arc<Leadership>,
     pub inputs: Option<Arc<SignalHub>>,
@@ -155,7 +154,7 @@ impl<C: Cluster> Pipeline<C> {
         let calling = Instant::now();
         let caller = Caller {
             evaluator: self.evaluator.as_ref(),
-            evaluations: &self.evaluations,
+            calls: &self.calls,
             metrics: &self.metrics,
             rollback_after: self.rollback_after,
         };

@@ -74,6 +74,26 @@ pub struct Timing {
 }
 
 impl DecisionRecord {
+    /// About how many bytes the record holds (its strings and lists, and
+    /// itself), for the per-workload byte budget.
+    pub fn approx_bytes(&self) -> usize {
+        let verdict = |v: &PolicyVerdict| {
+            std::mem::size_of::<PolicyVerdict>() + v.reason.len() + v.error.as_ref().map_or(0, String::len)
+        };
+        let clamp_text = |c: &Clamp| match c {
+            Clamp::NoOpinion { reason } | Clamp::Fault { reason } => reason.len(),
+            Clamp::StaleHold { inputs, .. } => inputs.iter().map(String::len).sum(),
+            _ => 0,
+        };
+        std::mem::size_of::<DecisionRecord>()
+            + self.workload.len()
+            + self.inputs.len()
+            + self.policies.iter().map(verdict).sum::<usize>()
+            + self.shadow.as_deref().map_or(0, verdict)
+            + self.guardrails.clamps.iter().map(|c| std::mem::size_of::<Clamp>() + clamp_text(c)).sum::<usize>()
+            + self.apply_error.as_ref().map_or(0, String::len)
+    }
+
     /// Bounded label of what came of it: `scaled`, `failed_write`,
     /// `dry_run`, `standby` or `unchanged`.
     pub fn outcome(&self) -> &'static str {
@@ -103,14 +123,6 @@ impl DecisionRecord {
     }
 }
 
-/// Appends to a queue of at most `capacity` items, dropping the oldest.
-fn push_bounded<T>(queue: &mut VecDeque<T>, item: T, capacity: usize) {
-    if queue.len() >= capacity.max(1) {
-        queue.pop_front();
-    }
-    queue.push_back(item);
-}
-
 /// Decision records kept in memory across all workloads, about: each
 /// workload keeps its configured number (16) while the fleet has room, and
 /// fewer, at least 4, beyond 100,000 in all — a record takes ~500 B, so
@@ -118,16 +130,34 @@ fn push_bounded<T>(queue: &mut VecDeque<T>, item: T, capacity: usize) {
 /// decision also goes to the sinks (the Kafka audit topic).
 pub const DECISION_RECORDS: usize = 100_000;
 
-/// A fixed-capacity log, oldest dropped first.
+/// Bytes of decision records one workload keeps at most: with every string
+/// a policy returns bounded (16 KiB reasons), a workload whose policy fails
+/// with long messages keeps fewer records, never fewer than the newest one.
+pub const DECISION_LOG_BYTES: usize = 64 << 10;
+
+/// A log bounded in records and in bytes, oldest dropped first.
 #[derive(Debug, Clone)]
 pub struct DecisionLog {
     records: VecDeque<DecisionRecord>,
     capacity: usize,
+    /// `approx_bytes` of the records kept.
+    bytes: usize,
 }
 
 impl DecisionLog {
     pub fn new(capacity: usize) -> DecisionLog {
-        DecisionLog { records: VecDeque::new(), capacity: capacity.max(1) }
+        DecisionLog { records: VecDeque::new(), capacity: capacity.max(1), bytes: 0 }
+    }
+
+    fn pop_oldest(&mut self) {
+        if let Some(record) = self.records.pop_front() {
+            self.bytes -= record.approx_bytes().min(self.bytes);
+        }
+    }
+
+    /// Bytes the records kept hold, about.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Records each of `workloads` keeps when each may keep `per_workload`.
@@ -140,7 +170,7 @@ impl DecisionLog {
     pub fn set_capacity(&mut self, capacity: usize) {
         self.capacity = capacity.max(1);
         while self.records.len() > self.capacity {
-            self.records.pop_front();
+            self.pop_oldest();
         }
         self.records.shrink_to(self.capacity);
     }
@@ -150,7 +180,14 @@ impl DecisionLog {
             // room for exactly the records kept, on first use
             self.records.reserve_exact(self.capacity);
         }
-        push_bounded(&mut self.records, record, self.capacity);
+        if self.records.len() >= self.capacity {
+            self.pop_oldest();
+        }
+        self.bytes += record.approx_bytes();
+        self.records.push_back(record);
+        while self.bytes > DECISION_LOG_BYTES && self.records.len() > 1 {
+            self.pop_oldest();
+        }
     }
 
     /// Newest first.
@@ -186,6 +223,37 @@ mod tests {
             apply_error: None,
             timing: Timing::default(),
         }
+    }
+
+    #[test]
+    fn the_log_is_bounded_in_bytes_too() {
+        let mut log = DecisionLog::new(16);
+        let mut long = record(1);
+        long.policies.push(PolicyVerdict {
+            policy: "p@1.0.0".into(),
+            digest: "d".into(),
+            desired: None,
+            reason: "x".repeat(16 << 10),
+            error: Some("declined".into()),
+            duration_us: 1,
+            rolled_back: false,
+        });
+        for at in 0..16 {
+            log.push(DecisionRecord { at_ms: at, ..long.clone() });
+            assert!(log.bytes() <= DECISION_LOG_BYTES, "{} bytes kept", log.bytes());
+        }
+        assert_eq!(log.len(), 3, "three 16 KiB records fit in 64 KiB");
+        assert_eq!(log.recent(1)[0].at_ms, 15, "the newest is kept");
+        // short records: the count bounds
+        for at in 100..120 {
+            log.push(record(at));
+        }
+        assert_eq!(log.len(), 16);
+        // a single record over the budget is still kept (the newest)
+        let mut huge = long.clone();
+        huge.policies[0].reason = "y".repeat(100 << 10);
+        log.push(huge);
+        assert_eq!(log.len(), 1);
     }
 
     #[test]

@@ -10,6 +10,8 @@ mod generated {
     wasmtime::component::bindgen!({
         world: "policy",
         path: "../wit",
+        // calls run on a fiber so the host can bound them in wall-clock time
+        exports: { default: async },
     });
 }
 

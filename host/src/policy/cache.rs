@@ -33,8 +33,13 @@ impl ArtifactCache {
         Ok(ArtifactCache { dir: dir.to_path_buf(), engine_key: format!("{:016x}", hasher.finish()) })
     }
 
-    fn path(&self, digest: &str) -> PathBuf {
+    /// Where the artifact of `digest` is kept.
+    pub fn path(&self, digest: &str) -> PathBuf {
         self.dir.join(format!("{digest}-{}.cwasm", self.engine_key))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The cached component for `digest`, if there is a usable one. A file
@@ -45,12 +50,7 @@ impl ArtifactCache {
         if !path.is_file() {
             return None;
         }
-        // SAFETY: the file was produced by `Component::serialize` of this
-        // engine configuration (the name carries its compatibility hash) and
-        // written atomically into a directory only scalegate can write; see
-        // the module documentation for the trust assumption.
-        #[allow(unsafe_code)]
-        let loaded = unsafe { Component::deserialize_file(engine, &path) };
+        let loaded = load_artifact(engine, &path);
         match loaded {
             Ok(component) => Some(component),
             Err(error) => {
@@ -74,6 +74,20 @@ impl ArtifactCache {
         if let Err(error) = result {
             tracing::warn!(digest, error, "could not cache precompiled policy");
         }
+    }
+}
+
+/// Loads a precompiled artifact written by this program: the cache, or the
+/// compiler child (`policy::compiler`) for a runtime without a cache.
+pub fn load_artifact(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
+    // SAFETY: the file was produced by `Component::serialize` or
+    // `Engine::precompile_component` of this engine configuration (in the
+    // cache, the name carries its compatibility hash, and wasmtime checks it
+    // again) and written atomically into a directory only scalegate can
+    // write; see the module documentation for the trust assumption.
+    #[allow(unsafe_code)]
+    unsafe {
+        Component::deserialize_file(engine, path)
     }
 }
 

@@ -1,8 +1,9 @@
 //! A loaded, validated policy and its calls.
 
 use super::bindings::{self, PolicyBindings, PolicyBindingsPre};
+use super::driver::{Driver, wall_bound};
 use super::sandbox::{HostState, LogLevel, ticks};
-use super::{Error, PolicyInfo, RuntimeConfig};
+use super::{Declined, Error, PolicyInfo, RuntimeConfig};
 use crate::snapshot::{Decision, Snapshot};
 use parking_lot::Mutex;
 use std::sync::Arc;
@@ -48,6 +49,7 @@ struct Inner {
     size_bytes: usize,
     pre: PolicyBindingsPre<HostState>,
     engine: Engine,
+    driver: Arc<Driver>,
     config: Arc<RuntimeConfig>,
     idle: Mutex<Vec<Warm>>,
 }
@@ -65,18 +67,20 @@ impl LoadedPolicy {
     pub(super) fn prepare(
         pre: PolicyBindingsPre<HostState>,
         engine: Engine,
+        driver: Arc<Driver>,
         config: Arc<RuntimeConfig>,
         digest: String,
         size_bytes: usize,
     ) -> Result<(PolicyInfo, impl FnOnce(PolicyInfo) -> LoadedPolicy), Error> {
-        let mut warm = instantiate(&pre, &engine, &config)?;
+        let mut warm = instantiate(&pre, &engine, &driver, &config)?;
         warm.store.data_mut().begin_call(0);
         warm.store.set_epoch_deadline(ticks(config.load_deadline));
-        let info = warm
-            .bindings
-            .call_metadata(&mut warm.store)
-            .map(bindings::info_from_wit)
-            .map_err(|e| classify(e, &warm.store, config.load_deadline))?;
+        let called = driver.run(wall_bound(config.load_deadline), warm.bindings.call_metadata(&mut warm.store));
+        let info = match called {
+            Some(Ok(info)) => bindings::info_from_wit(info),
+            Some(Err(error)) => return Err(classify(error, &warm.store, config.load_deadline)),
+            None => return Err(timeout(config.load_deadline)),
+        };
         let build = move |info: PolicyInfo| {
             let policy = LoadedPolicy {
                 inner: Arc::new(Inner {
@@ -86,6 +90,7 @@ impl LoadedPolicy {
                     size_bytes,
                     pre,
                     engine,
+                    driver,
                     config,
                     idle: Mutex::new(Vec::new()),
                 }),
@@ -123,7 +128,8 @@ impl LoadedPolicy {
         if let Some(warm) = self.inner.idle.lock().pop() {
             return Ok(warm);
         }
-        instantiate(&self.inner.pre, &self.inner.engine, &self.inner.config)
+        let inner = &self.inner;
+        instantiate(&inner.pre, &inner.engine, &inner.driver, &inner.config)
     }
 
     fn release(&self, warm: Warm) {
@@ -141,12 +147,13 @@ impl LoadedPolicy {
         self.inner.idle.lock().clear();
     }
 
-    /// Runs `evaluate(snapshot)` within the deadline and memory cap.
+    /// Runs `evaluate(snapshot)` within the deadline and memory cap. The
+    /// call ends by the deadline's wall-clock bound whatever the policy does;
+    /// a call that overstays is a `Timeout` and its instance is dropped.
     ///
     /// Blocking and CPU-bound: call it from a blocking thread
     /// (`tokio::task::spawn_blocking`) or outside any tokio runtime, never on
-    /// an async worker — WASI's synchronous bridge (used when a policy writes
-    /// to stdout/stderr) blocks on the ambient runtime and panics there.
+    /// an async worker (it blocks the thread until the call ends).
     pub fn evaluate(&self, snapshot: &Snapshot) -> Evaluation {
         let started = Instant::now();
         let input = bindings::snapshot_to_wit(snapshot);
@@ -159,7 +166,8 @@ impl LoadedPolicy {
         let config = &self.inner.config;
         warm.store.data_mut().begin_call(snapshot.now_ms);
         warm.store.set_epoch_deadline(ticks(config.deadline));
-        let result = warm.bindings.call_evaluate(&mut warm.store, &input);
+        let called =
+            self.inner.driver.run(wall_bound(config.deadline), warm.bindings.call_evaluate(&mut warm.store, &input));
 
         let state = warm.store.data_mut();
         let mut logs: Vec<LogLine> = state.logs.drain(..).map(|(level, message)| LogLine { level, message }).collect();
@@ -169,10 +177,11 @@ impl LoadedPolicy {
             logs.push(LogLine { level: LogLevel::Output, message: output });
         }
 
-        let outcome = match result {
-            Err(error) => Err(classify(error, &warm.store, config.deadline)),
-            Ok(Err(declined)) => Err(Error::Declined(bindings::declined_from_wit(declined))),
-            Ok(Ok(decision)) => check_output(bindings::decision_from_wit(decision), config),
+        let outcome = match called {
+            None => Err(timeout(config.deadline)),
+            Some(Err(error)) => Err(classify(error, &warm.store, config.deadline)),
+            Some(Ok(Err(declined))) => check_declined(bindings::declined_from_wit(declined), config),
+            Some(Ok(Ok(decision))) => check_output(bindings::decision_from_wit(decision), config),
         };
         // A trapped or misbehaving instance is never reused.
         if outcome.as_ref().map_or_else(|e| !e.is_fault(), |_| true) {
@@ -183,38 +192,83 @@ impl LoadedPolicy {
 }
 
 /// A fresh instance in a fresh store, on the load-time budget.
-fn instantiate(pre: &PolicyBindingsPre<HostState>, engine: &Engine, config: &RuntimeConfig) -> Result<Warm, Error> {
+fn instantiate(
+    pre: &PolicyBindingsPre<HostState>,
+    engine: &Engine,
+    driver: &Driver,
+    config: &RuntimeConfig,
+) -> Result<Warm, Error> {
     let state = HostState::new(config.memory_limit_bytes, config.max_log_lines, config.max_output_bytes);
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limits);
     store.set_epoch_deadline(ticks(config.load_deadline));
-    let bindings = pre.instantiate(&mut store).map_err(|e| classify(e, &store, config.load_deadline))?;
-    Ok(Warm { store, bindings })
+    match driver.run(wall_bound(config.load_deadline), pre.instantiate_async(&mut store)) {
+        Some(Ok(bindings)) => Ok(Warm { store, bindings }),
+        Some(Err(error)) => Err(classify(error, &store, config.load_deadline)),
+        None => Err(timeout(config.load_deadline)),
+    }
 }
 
+fn timeout(deadline: Duration) -> Error {
+    Error::Timeout { deadline_ms: deadline.as_millis() as u64 }
+}
+
+/// Most deletion costs a decision may carry (one per pod).
+pub const MAX_DELETION_COSTS: usize = 10_000;
+/// Most metrics a decision may report.
+pub const MAX_REPORTED_METRICS: usize = 100;
+/// Longest pod name (a DNS subdomain) or reported metric name.
+pub const MAX_NAME_BYTES: usize = 253;
+
+/// Every string and list a policy returns is bounded, so a decision record
+/// is too.
 fn check_output(decision: Decision, config: &RuntimeConfig) -> Result<Decision, Error> {
+    let over = |what: &str, size: usize, limit: usize| {
+        Err(Error::InvalidOutput(format!("{what} is {size} bytes, the limit is {limit}")))
+    };
     if decision.state.len() > config.max_state_bytes {
-        return Err(Error::InvalidOutput(format!(
-            "state is {} bytes, the limit is {}",
-            decision.state.len(),
-            config.max_state_bytes
-        )));
+        return over("state", decision.state.len(), config.max_state_bytes);
     }
     if decision.reason.len() > config.max_reason_bytes {
+        return over("reason", decision.reason.len(), config.max_reason_bytes);
+    }
+    if decision.deletion_costs.len() > MAX_DELETION_COSTS {
         return Err(Error::InvalidOutput(format!(
-            "reason is {} bytes, the limit is {}",
-            decision.reason.len(),
-            config.max_reason_bytes
+            "{} deletion costs, the limit is {MAX_DELETION_COSTS}",
+            decision.deletion_costs.len()
         )));
     }
-    const MAX_ENTRIES: usize = 10_000;
-    if decision.deletion_costs.len() > MAX_ENTRIES || decision.metrics.len() > MAX_ENTRIES {
-        return Err(Error::InvalidOutput(format!("more than {MAX_ENTRIES} deletion costs or metrics")));
+    if decision.metrics.len() > MAX_REPORTED_METRICS {
+        return Err(Error::InvalidOutput(format!(
+            "{} reported metrics, the limit is {MAX_REPORTED_METRICS}",
+            decision.metrics.len()
+        )));
+    }
+    if let Some(cost) = decision.deletion_costs.iter().find(|c| c.pod.len() > MAX_NAME_BYTES) {
+        return over("a deletion cost's pod name", cost.pod.len(), MAX_NAME_BYTES);
+    }
+    if let Some(metric) = decision.metrics.iter().find(|m| m.name.len() > MAX_NAME_BYTES) {
+        return over("a reported metric's name", metric.name.len(), MAX_NAME_BYTES);
     }
     if let Some(metric) = decision.metrics.iter().find(|m| !m.value.is_finite()) {
         return Err(Error::InvalidOutput(format!("reported metric {:?} is not a finite number", metric.name)));
     }
     Ok(decision)
+}
+
+/// A policy's reason for declining is bounded like a decision's reason.
+fn check_declined(declined: Declined, config: &RuntimeConfig) -> Result<Decision, Error> {
+    let message = match &declined {
+        Declined::InvalidParams(m) | Declined::MissingInput(m) | Declined::Internal(m) => m,
+    };
+    if message.len() > config.max_reason_bytes {
+        return Err(Error::InvalidOutput(format!(
+            "the policy-error message is {} bytes, the limit is {}",
+            message.len(),
+            config.max_reason_bytes
+        )));
+    }
+    Err(Error::Declined(declined))
 }
 
 /// Turns a wasmtime error from a call into the policy fault it stands for.
@@ -223,7 +277,7 @@ fn classify(error: wasmtime::Error, store: &Store<HostState>, deadline: Duration
         return Error::MemoryLimit { limit_bytes: store.data().limits.limit };
     }
     match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => Error::Timeout { deadline_ms: deadline.as_millis() as u64 },
+        Some(Trap::Interrupt) => timeout(deadline),
         Some(trap) => Error::Trap(trap.to_string()),
         None => Error::Trap(format!("{error:#}")),
     }

@@ -2,15 +2,17 @@
 
 use super::bindings::{self, PolicyBindingsPre};
 use super::cache::ArtifactCache;
+use super::compiler;
+use super::driver::Driver;
 use super::loaded::LoadedPolicy;
-use super::sandbox::{EPOCH_TICK, HostState};
-use super::{Error, PolicyInfo, RuntimeConfig};
+use super::sandbox::{HostState, PinnedClocksView};
+use super::{Error, PolicyInfo, RuntimeConfig, clip};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+use wasmtime_wasi::p2::bindings::clocks::monotonic_clock;
 
 /// How a load went, for `policy inspect` and the benchmark.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
@@ -23,47 +25,31 @@ pub struct LoadStats {
     pub total_ms: f64,
 }
 
-/// One per process: engine, linker, artifact cache, epoch ticker.
+/// One per process: engine, linker, artifact cache, call driver (epoch
+/// ticker and wall-clock bounds).
 pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
     cache: Option<ArtifactCache>,
     config: Arc<RuntimeConfig>,
-    ticker_stop: Arc<AtomicBool>,
-}
-
-impl Drop for Runtime {
-    fn drop(&mut self) {
-        self.ticker_stop.store(true, Ordering::Relaxed);
-    }
+    driver: Arc<Driver>,
 }
 
 impl Runtime {
     pub fn new(config: RuntimeConfig) -> Result<Runtime, Error> {
-        let mut wasm = Config::new();
-        wasm.wasm_component_model(true);
-        wasm.epoch_interruption(true);
-        wasm.cranelift_opt_level(OptLevel::Speed);
-        let instances = config.max_instances.max(1);
-        let mut pool = PoolingAllocationConfig::default();
-        // Python and JS components hold a dozen core instances and tables each.
-        pool.total_component_instances(instances)
-            .total_core_instances(instances.saturating_mul(8))
-            .total_memories(instances.saturating_mul(2))
-            .total_tables(instances.saturating_mul(8))
-            .max_core_instances_per_component(64)
-            .max_memories_per_component(4)
-            .max_tables_per_component(64)
-            .max_memory_size(config.memory_limit_bytes)
-            .table_elements(100_000)
-            .max_core_instance_size(4 << 20)
-            .max_component_instance_size(4 << 20);
-        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&wasm).map_err(|e| Error::Instantiate(format!("cannot create engine: {e}")))?;
+        let engine = Engine::new(&engine_config(&config, true))
+            .map_err(|e| Error::Instantiate(format!("cannot create engine: {e}")))?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| Error::Instantiate(e.to_string()))?;
-        bindings::add_to_linker(&mut linker).map_err(|e| Error::Instantiate(e.to_string()))?;
+        let link = |linker: &mut Linker<HostState>| -> wasmtime::Result<()> {
+            wasmtime_wasi::p2::add_to_linker_async(linker)?;
+            // time does not pass inside a call: clock pollables are ready at once
+            linker.allow_shadowing(true);
+            monotonic_clock::add_to_linker::<HostState, PinnedClocksView>(linker, HostState::pinned_clocks)?;
+            linker.allow_shadowing(false);
+            bindings::add_to_linker(linker)
+        };
+        link(&mut linker).map_err(|e| Error::Instantiate(format!("cannot link the sandbox: {e:#}")))?;
 
         let cache = match &config.cache_dir {
             Some(dir) => Some(
@@ -73,19 +59,9 @@ impl Runtime {
             None => None,
         };
 
-        let ticker_stop = Arc::new(AtomicBool::new(false));
-        let (ticker_engine, stop) = (engine.clone(), ticker_stop.clone());
-        std::thread::Builder::new()
-            .name("policy-epoch".into())
-            .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    ticker_engine.increment_epoch();
-                }
-            })
-            .map_err(|e| Error::Instantiate(format!("cannot start epoch ticker: {e}")))?;
-
-        Ok(Runtime { engine, linker, cache, config: Arc::new(config), ticker_stop })
+        let driver =
+            Driver::start(&engine).map_err(|e| Error::Instantiate(format!("cannot start the policy timer: {e}")))?;
+        Ok(Runtime { engine, linker, cache, config: Arc::new(config), driver: Arc::new(driver) })
     }
 
     pub fn config(&self) -> &RuntimeConfig {
@@ -110,24 +86,26 @@ impl Runtime {
                 "the bytes do not start with the WebAssembly magic number".into()
             }));
         }
+        self.config.compile.check_size(bytes.len())?;
         let cached = self.cache.as_ref().and_then(|c| c.load(&self.engine, &digest));
         let cache_hit = cached.is_some();
         let component = match cached {
             Some(component) => component,
-            None => {
-                let component = Component::new(&self.engine, bytes).map_err(|e| Error::Compile(format!("{e:#}")))?;
-                if let Some(cache) = &self.cache {
-                    cache.store(&component, &digest);
-                }
-                component
-            }
+            None => compiler::compile(&self.engine, bytes, &digest, &self.config.compile, self.cache.as_ref())?,
         };
         let compile_ms = started.elapsed().as_secs_f64() * 1e3;
 
         let instance_pre =
             self.linker.instantiate_pre(&component).map_err(|e| Error::Incompatible(format!("{e:#}")))?;
         let pre = PolicyBindingsPre::new(instance_pre).map_err(|e| Error::Incompatible(format!("{e:#}")))?;
-        let (info, build) = LoadedPolicy::prepare(pre, self.engine.clone(), self.config.clone(), digest, bytes.len())?;
+        let (info, build) = LoadedPolicy::prepare(
+            pre,
+            self.engine.clone(),
+            self.driver.clone(),
+            self.config.clone(),
+            digest,
+            bytes.len(),
+        )?;
         validate_info(&info)?;
         let policy = build(info);
         let total_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -135,11 +113,51 @@ impl Runtime {
     }
 }
 
+/// The engine's configuration. Compilation settings (and with them the
+/// artifacts' compatibility) do not depend on `pooled`: the compiler child
+/// builds an engine without the pooling allocator (which reserves address
+/// space for every instance slot) and its artifacts load here.
+pub(super) fn engine_config(config: &RuntimeConfig, pooled: bool) -> Config {
+    let mut wasm = Config::new();
+    wasm.wasm_component_model(true);
+    wasm.epoch_interruption(true);
+    wasm.cranelift_opt_level(OptLevel::Speed);
+    if pooled {
+        let instances = config.max_instances.max(1);
+        let mut pool = PoolingAllocationConfig::default();
+        // Python and JS components hold a dozen core instances and tables each.
+        pool.total_component_instances(instances)
+            .total_core_instances(instances.saturating_mul(8))
+            .total_memories(instances.saturating_mul(2))
+            .total_tables(instances.saturating_mul(8))
+            .total_stacks(instances)
+            .max_core_instances_per_component(64)
+            .max_memories_per_component(4)
+            .max_tables_per_component(64)
+            .max_memory_size(config.memory_limit_bytes)
+            .table_elements(100_000)
+            .max_core_instance_size(4 << 20)
+            .max_component_instance_size(4 << 20);
+        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    wasm
+}
+
 /// A component starts with the magic number and the component layer/version
 /// (`0d 00 01 00`); a core module has version `01 00 00 00`.
 fn is_component_binary(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes.starts_with(b"\0asm") && bytes[4..8] == [0x0d, 0x00, 0x01, 0x00]
 }
+
+/// Longest `version` (a semantic version with pre-release and build parts).
+pub const MAX_VERSION_BYTES: usize = 64;
+/// Longest `description`.
+pub const MAX_DESCRIPTION_BYTES: usize = 4 << 10;
+/// Longest `params-schema`.
+pub const MAX_SCHEMA_BYTES: usize = 64 << 10;
+/// Most entries in `reads`, and the longest one.
+pub const MAX_READS: usize = 64;
+pub const MAX_READ_BYTES: usize = 253;
 
 fn validate_info(info: &PolicyInfo) -> Result<(), Error> {
     let name_ok = !info.name.is_empty()
@@ -150,14 +168,36 @@ fn validate_info(info: &PolicyInfo) -> Result<(), Error> {
     if !name_ok {
         return Err(Error::InvalidMetadata(format!(
             "name {:?} must be 1-63 characters of a-z, 0-9 and '-', not starting or ending with '-'",
-            info.name
+            clip(&info.name, 80)
         )));
+    }
+    let too_long = |field: &str, size: usize, limit: usize| {
+        Err(Error::InvalidMetadata(format!("{field} of policy {} is {size} bytes, the limit is {limit}", info.name)))
+    };
+    if info.version.len() > MAX_VERSION_BYTES {
+        return too_long("version", info.version.len(), MAX_VERSION_BYTES);
     }
     if semver::Version::parse(&info.version).is_err() {
         return Err(Error::InvalidMetadata(format!(
             "version {:?} of policy {} is not a semantic version (like 1.2.3)",
             info.version, info.name
         )));
+    }
+    if info.description.len() > MAX_DESCRIPTION_BYTES {
+        return too_long("description", info.description.len(), MAX_DESCRIPTION_BYTES);
+    }
+    if info.params_schema.len() > MAX_SCHEMA_BYTES {
+        return too_long("params-schema", info.params_schema.len(), MAX_SCHEMA_BYTES);
+    }
+    if info.reads.len() > MAX_READS {
+        return Err(Error::InvalidMetadata(format!(
+            "reads of policy {} has {} entries, the limit is {MAX_READS}",
+            info.name,
+            info.reads.len()
+        )));
+    }
+    if let Some(read) = info.reads.iter().find(|r| r.len() > MAX_READ_BYTES) {
+        return too_long("an entry of reads", read.len(), MAX_READ_BYTES);
     }
     if !info.params_schema.trim().is_empty() {
         let schema: serde_json::Value = serde_json::from_str(&info.params_schema)
@@ -193,9 +233,27 @@ mod tests {
             ("ok", "banana", "{}", "version \"banana\""),
             ("ok", "1.0.0", "{", "not JSON"),
             ("ok", "1.0.0", "[1]", "must be a JSON object"),
+            ("ok", &"9".repeat(10 << 20), "{}", "version of policy ok is 10485760 bytes, the limit is 64"),
+            (
+                "ok",
+                "1.0.0",
+                &format!("{{\"d\": \"{}\"}}", "x".repeat(70_000)),
+                "params-schema of policy ok is 70009 bytes",
+            ),
         ] {
             let err = validate_info(&info(name, version, schema)).unwrap_err().to_string();
             assert!(err.contains(needle), "{err} should contain {needle}");
+            assert!(err.len() < 300, "the message stays short: {} bytes", err.len());
         }
+        let long_name = info(&"N".repeat(1 << 20), "1.0.0", "{}");
+        assert!(validate_info(&long_name).unwrap_err().to_string().len() < 300);
+        let mut reads = info("ok", "1.0.0", "{}");
+        reads.reads = vec!["metric:cpu".into(); 65];
+        assert!(validate_info(&reads).unwrap_err().to_string().contains("65 entries, the limit is 64"));
+        let mut description = info("ok", "1.0.0", "{}");
+        description.description = "d".repeat(40 << 20);
+        assert!(
+            validate_info(&description).unwrap_err().to_string().contains("description of policy ok is 41943040 bytes")
+        );
     }
 }

@@ -6,6 +6,13 @@
 //! arguments, sockets denied, clocks pinned to the snapshot's `now_ms`,
 //! randomness from a fixed seed (so a replay is bit-for-bit the same), and
 //! stdout/stderr captured into a capped buffer that ends up in the log.
+//!
+//! Time does not pass inside a call: both clocks read the snapshot's time,
+//! and every clock pollable (`subscribe-duration`, `subscribe-instant`) is
+//! ready at once, so a policy's sleep returns immediately instead of
+//! blocking a host thread ([`PinnedClocks`] replaces WASI's monotonic clock
+//! in the linker). Memory is capped per instance: the total of all its
+//! linear memories and tables ([`MemoryCap`]).
 
 use bytes::Bytes;
 use std::pin::Pin;
@@ -13,10 +20,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{HasData, Resource, ResourceTable};
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
+use wasmtime_wasi::p2::bindings::clocks::monotonic_clock;
+use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamError, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 /// Granularity of deadlines: the ticker bumps the engine's epoch this often.
@@ -112,28 +120,69 @@ impl HostState {
     }
 }
 
+impl HostState {
+    /// The monotonic clock as the sandbox serves it (see [`PinnedClocks`]).
+    pub(super) fn pinned_clocks(&mut self) -> PinnedClocks<'_> {
+        PinnedClocks { table: &mut self.table, clock: self.clock.clone() }
+    }
+}
+
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
-/// Memory cap per instance. Going over it stops the call (an error from the
+/// Memory cap per instance: the sum of every linear memory (and every table,
+/// at 8 bytes an element) of the store, which holds all the core instances of
+/// one component instance — so a component with four memories gets the cap
+/// once, not four times. Going over it stops the call (an error from the
 /// limiter traps the guest) and is remembered so the fault is classified as
-/// `MemoryLimit` rather than a generic trap.
+/// `MemoryLimit` rather than a generic trap. Memory is never given back
+/// while the instance lives, so a recycled instance keeps its total.
 pub struct MemoryCap {
     inner: StoreLimits,
     pub(super) limit: usize,
     pub(super) hit: bool,
+    /// Bytes of memories and tables granted so far.
+    used: usize,
+    /// The last growth granted, taken back if wasmtime then fails it.
+    pending: usize,
 }
+
+/// Bytes one table element is counted as.
+const TABLE_ELEMENT_BYTES: usize = 8;
 
 impl MemoryCap {
     fn new(limit: usize) -> MemoryCap {
         MemoryCap {
-            inner: StoreLimitsBuilder::new().memory_size(limit).table_elements(1 << 20).instances(10_000).build(),
+            inner: StoreLimitsBuilder::new().table_elements(1 << 20).instances(10_000).build(),
             limit,
             hit: false,
+            used: 0,
+            pending: 0,
         }
+    }
+
+    /// Bytes of memories and tables the instance holds.
+    #[cfg(test)]
+    fn used(&self) -> usize {
+        self.used
+    }
+
+    fn grant(&mut self, growth: usize) -> wasmtime::Result<bool> {
+        if self.used.saturating_add(growth) > self.limit {
+            self.hit = true;
+            return Err(wasmtime::Error::new(MemoryLimitExceeded));
+        }
+        self.used += growth;
+        self.pending = growth;
+        Ok(true)
+    }
+
+    fn take_back(&mut self) {
+        self.used -= self.pending.min(self.used);
+        self.pending = 0;
     }
 }
 
@@ -150,15 +199,27 @@ impl std::error::Error for MemoryLimitExceeded {}
 
 impl ResourceLimiter for MemoryCap {
     fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
-        if desired > self.limit {
-            self.hit = true;
-            return Err(wasmtime::Error::new(MemoryLimitExceeded));
+        if !self.inner.memory_growing(current, desired, maximum)? {
+            return Ok(false);
         }
-        self.inner.memory_growing(current, desired, maximum)
+        self.grant(desired.saturating_sub(current))
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.take_back();
+        Ok(())
     }
 
     fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
-        self.inner.table_growing(current, desired, maximum)
+        if !self.inner.table_growing(current, desired, maximum)? {
+            return Ok(false);
+        }
+        self.grant(desired.saturating_sub(current).saturating_mul(TABLE_ELEMENT_BYTES))
+    }
+
+    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.take_back();
+        Ok(())
     }
 
     fn instances(&self) -> usize {
@@ -197,6 +258,51 @@ impl wasmtime_wasi::HostMonotonicClock for PinnedClock {
     }
     fn now(&self) -> u64 {
         self.0.load(Ordering::Relaxed).saturating_mul(1_000_000)
+    }
+}
+
+/// WASI's monotonic clock as a policy sees it: `now` is the snapshot's time
+/// and every pollable is ready at once — time does not pass inside a call,
+/// so nothing a policy subscribes to can block a host thread.
+pub(super) struct PinnedClocks<'a> {
+    table: &'a mut ResourceTable,
+    clock: PinnedClock,
+}
+
+/// [`HasData`] marker for adding [`PinnedClocks`] to the linker.
+pub(super) struct PinnedClocksView;
+
+impl HasData for PinnedClocksView {
+    type Data<'a> = PinnedClocks<'a>;
+}
+
+/// A pollable that is always ready.
+struct Ready;
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for Ready {
+    async fn ready(&mut self) {}
+}
+
+impl PinnedClocks<'_> {
+    fn ready_now(&mut self) -> wasmtime::Result<Resource<DynPollable>> {
+        let ready = self.table.push(Ready)?;
+        wasmtime_wasi::p2::subscribe(self.table, ready)
+    }
+}
+
+impl monotonic_clock::Host for PinnedClocks<'_> {
+    fn now(&mut self) -> wasmtime::Result<monotonic_clock::Instant> {
+        Ok(wasmtime_wasi::HostMonotonicClock::now(&self.clock))
+    }
+    fn resolution(&mut self) -> wasmtime::Result<monotonic_clock::Duration> {
+        Ok(wasmtime_wasi::HostMonotonicClock::resolution(&self.clock))
+    }
+    fn subscribe_instant(&mut self, _when: monotonic_clock::Instant) -> wasmtime::Result<Resource<DynPollable>> {
+        self.ready_now()
+    }
+    fn subscribe_duration(&mut self, _duration: monotonic_clock::Duration) -> wasmtime::Result<Resource<DynPollable>> {
+        self.ready_now()
     }
 }
 
@@ -280,6 +386,30 @@ impl tokio::io::AsyncWrite for CappedOutput {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_cap_counts_every_memory_and_table_of_the_instance() {
+        let mib = 1 << 20;
+        let mut cap = MemoryCap::new(256 * mib);
+        // four memories of 60 MiB fit (240 MiB) ...
+        for _ in 0..4 {
+            assert!(cap.memory_growing(0, 60 * mib, None).unwrap());
+        }
+        assert_eq!(cap.used(), 240 * mib);
+        // ... a fifth growth past the total does not, though each memory is far below the cap
+        assert!(cap.memory_growing(60 * mib, 80 * mib, None).is_err());
+        assert!(cap.hit);
+        // tables count too, at 8 bytes an element
+        let mut cap = MemoryCap::new(mib);
+        assert!(cap.table_growing(0, 100_000, None).unwrap());
+        assert_eq!(cap.used(), 800_000);
+        assert!(cap.memory_growing(0, mib / 2, None).is_err());
+        // a growth wasmtime then fails is given back
+        let mut cap = MemoryCap::new(10 * mib);
+        assert!(cap.memory_growing(0, 8 * mib, None).unwrap());
+        cap.memory_grow_failed(wasmtime::Error::msg("no slot")).unwrap();
+        assert_eq!(cap.used(), 0);
+    }
 
     #[test]
     fn deadline_ticks_round_up() {

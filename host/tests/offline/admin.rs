@@ -62,6 +62,7 @@ async fn start(token: Option<&str>, max_upload_bytes: usize) -> Api {
         pins: None,
         push_timeout: std::time::Duration::from_secs(10),
         config: None,
+        calls: scalegate::policy::CallPool::new(4),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -195,13 +196,16 @@ async fn evaluate_and_log_level() {
     let snapshot = std::fs::read_to_string(workspace().join("examples/snapshots/hpa-scale-up.json")).unwrap();
     let body = format!(r#"{{"policy": "hpa", "snapshot": {snapshot}}}"#);
     let (status, reply) = call(&api, "POST", "/v1/evaluate", None, body.as_bytes()).await;
+    assert_eq!(status, 401, "evaluating spends the daemon's CPU: it takes the token: {reply}");
+    let (status, reply) = call(&api, "POST", "/v1/evaluate", Some(TOKEN), body.as_bytes()).await;
     assert_eq!(status, 200, "{reply}");
     assert_eq!(json(&reply)["decision"]["desired_replicas"], 5);
     assert!(api.cluster.scale_calls().is_empty(), "evaluate never actuates");
-    let (status, reply) = call(&api, "POST", "/v1/evaluate", None, br#"{"policy": "nothing", "snapshot": {}}"#).await;
+    let (status, reply) =
+        call(&api, "POST", "/v1/evaluate", Some(TOKEN), br#"{"policy": "nothing", "snapshot": {}}"#).await;
     assert_eq!(status, 400, "the snapshot is checked first: {reply}");
     let missing = format!(r#"{{"policy": "nothing", "snapshot": {snapshot}}}"#);
-    assert_eq!(call(&api, "POST", "/v1/evaluate", None, missing.as_bytes()).await.0, 404);
+    assert_eq!(call(&api, "POST", "/v1/evaluate", Some(TOKEN), missing.as_bytes()).await.0, 404);
 
     assert_eq!(call(&api, "PUT", "/log-level", Some(TOKEN), b"info,scalegate=debug").await.0, 200);
     let (status, reply) = call(&api, "PUT", "/log-level", Some(TOKEN), b"[[[").await;

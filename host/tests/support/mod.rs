@@ -31,8 +31,22 @@ pub fn shared_cache() -> PathBuf {
     workspace().join("target/policy-cache-tests")
 }
 
+/// The runtime the daemon runs: a shared cache, compilation in a budgeted
+/// child process (the `scalegate` binary built for these tests).
 pub fn config() -> RuntimeConfig {
-    RuntimeConfig { cache_dir: Some(shared_cache()), max_instances: 64, ..RuntimeConfig::default() }
+    RuntimeConfig {
+        cache_dir: Some(shared_cache()),
+        max_instances: 64,
+        compile: compile_budget(),
+        ..RuntimeConfig::default()
+    }
+}
+
+pub fn compile_budget() -> scalegate::policy::CompileBudget {
+    scalegate::policy::CompileBudget {
+        child: Some(PathBuf::from(env!("CARGO_BIN_EXE_scalegate"))),
+        ..scalegate::policy::CompileBudget::default()
+    }
 }
 
 pub fn runtime() -> Runtime {

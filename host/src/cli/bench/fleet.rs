@@ -4,12 +4,13 @@
 //! over. Linux only (reads `/proc/self`).
 
 use super::usage::{cpu_seconds, rss_mib};
+use crate::cli::common::runtime_config;
 use crate::clock::SystemClock;
 use crate::cluster::Target;
 use crate::config::{Actuator, Binding, Workload};
 use crate::decide::{Decider, DeciderConfig, WorkloadView};
 use crate::guardrails::Limits;
-use crate::policy::{PolicyRef, Runtime, RuntimeConfig};
+use crate::policy::{PolicyRef, Runtime};
 use crate::policy_store::{PolicyStore, StoreConfig};
 use crate::sim::{SimCluster, SimWorkload, daily_load};
 use std::path::Path;
@@ -22,7 +23,7 @@ pub fn run(
     measure: Duration,
     cache_dir: Option<std::path::PathBuf>,
 ) -> anyhow::Result<()> {
-    let runtime = Arc::new(Runtime::new(RuntimeConfig { cache_dir, max_instances: 64, ..RuntimeConfig::default() })?);
+    let runtime = Arc::new(Runtime::new(runtime_config(cache_dir, 64))?);
     let dir = tempfile::tempdir()?;
     std::fs::copy(policies.join("hpa.wasm"), dir.path().join("hpa.wasm"))?;
     let store = PolicyStore::open(runtime, StoreConfig::new(dir.path()))?;

@@ -1,0 +1,69 @@
+//! Time on the host's side of a call: the epoch ticker that stops Wasm code
+//! running past its deadline, and the wall-clock bound that drops a call
+//! stuck anywhere else (inside a host function, whatever the guest imports).
+//!
+//! Calls are asynchronous wasmtime calls (each runs on a fiber) driven to
+//! completion on the calling thread by [`Driver::run`] under a timeout.
+//! When the timeout fires the call's future is dropped, which unwinds the
+//! fiber; the caller then discards the instance, so its pooling slot is
+//! freed. Timers and the ticker live on one small runtime of their own
+//! ("policy-timer"), so a call works the same from the decision loop's
+//! blocking threads, the CLI, or a test, and never depends on the daemon's
+//! runtime still running (shutdown with calls in flight is clean).
+
+use super::sandbox::EPOCH_TICK;
+use std::future::Future;
+use std::time::Duration;
+use wasmtime::Engine;
+
+/// Owns the timer runtime; shared by the runtime and every loaded policy.
+pub struct Driver {
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // never blocks, so the last policy may be dropped anywhere
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Driver {
+    /// Starts the timer thread and the epoch ticker for `engine`.
+    pub fn start(engine: &Engine) -> std::io::Result<Driver> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("policy-timer")
+            .enable_time()
+            .build()?;
+        let engine = engine.clone();
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(EPOCH_TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                engine.increment_epoch();
+            }
+        });
+        Ok(Driver { runtime: Some(runtime) })
+    }
+
+    /// Runs `call` on this thread; `None` when it was still running after
+    /// `bound` (it has been dropped then).
+    ///
+    /// Blocks: call it from a blocking thread or outside any async runtime,
+    /// never on an async worker.
+    pub fn run<F: Future>(&self, bound: Duration, call: F) -> Option<F::Output> {
+        let runtime = self.runtime.as_ref().expect("driver runs until dropped");
+        runtime.handle().block_on(async { tokio::time::timeout(bound, call).await.ok() })
+    }
+}
+
+/// The wall-clock bound of a call with `deadline`: the epoch deadline stops
+/// running Wasm at `deadline` (one tick late at most); this catches the rest
+/// a quarter later.
+pub fn wall_bound(deadline: Duration) -> Duration {
+    deadline + deadline / 4 + EPOCH_TICK * 2
+}

@@ -1,0 +1,80 @@
+//! The bounded pool every policy call goes through. The decision loop's
+//! evaluations and on-demand ones (`POST /v1/evaluate`) share its slots —
+//! one slot is one instance in use and one blocking thread — and on-demand
+//! calls may hold at most half of them and queue only so deep, so a flood
+//! of them, even of a policy that runs into its deadline every time, leaves
+//! the loop its slots and the pooling allocator its instances.
+
+use super::{Evaluation, Policy};
+use crate::snapshot::Snapshot;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::Semaphore;
+
+#[derive(Clone)]
+pub struct CallPool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    slots: Semaphore,
+    size: usize,
+    /// On-demand calls holding or waiting for a slot, at most half the slots.
+    on_demand: Semaphore,
+    /// On-demand calls waiting for `on_demand`.
+    waiting: AtomicUsize,
+    max_waiting: usize,
+}
+
+/// An on-demand call refused because too many are queued.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{waiting} on-demand evaluations are already waiting (the limit); try again shortly")]
+pub struct Busy {
+    pub waiting: usize,
+}
+
+impl CallPool {
+    /// A pool of `slots` concurrent calls; on-demand calls get half of them
+    /// (at least one) and at most 4 × `slots` of them wait.
+    pub fn new(slots: usize) -> CallPool {
+        let size = slots.max(1);
+        CallPool {
+            inner: Arc::new(Inner {
+                slots: Semaphore::new(size),
+                size,
+                on_demand: Semaphore::new((size / 2).max(1)),
+                waiting: AtomicUsize::new(0),
+                max_waiting: size * 4,
+            }),
+        }
+    }
+
+    /// Concurrent calls at most.
+    pub fn size(&self) -> usize {
+        self.inner.size
+    }
+
+    /// Runs `policy.evaluate(snapshot)` on the blocking pool once a slot is
+    /// free. `None` if the call's thread panicked.
+    pub async fn evaluate(&self, policy: Arc<dyn Policy>, snapshot: Snapshot) -> Option<Evaluation> {
+        let slot = self.inner.slots.acquire().await.expect("the pool's semaphore is never closed");
+        let evaluation = tokio::task::spawn_blocking(move || policy.evaluate(&snapshot)).await.ok();
+        drop(slot);
+        evaluation
+    }
+
+    /// An evaluation asked for from outside the loop: within the on-demand
+    /// share of the slots, refused when too many already wait.
+    pub async fn evaluate_on_demand(
+        &self,
+        policy: Arc<dyn Policy>,
+        snapshot: Snapshot,
+    ) -> Result<Option<Evaluation>, Busy> {
+        let inner = &self.inner;
+        let waiting = inner.waiting.fetch_add(1, Ordering::SeqCst);
+        let share = if waiting < inner.max_waiting { inner.on_demand.acquire().await.ok() } else { None };
+        inner.waiting.fetch_sub(1, Ordering::SeqCst);
+        let Some(_share) = share else { return Err(Busy { waiting }) };
+        Ok(self.evaluate(policy, snapshot).await)
+    }
+}
