@@ -27,6 +27,9 @@ for attack in sleep-3s sleep-hour pollable-forever huge-version huge-description
     HOSTILE_METADATA=$attack cargo build --quiet --target wasm32-wasip2 --profile release-wasm -p testdata-hostile --target-dir target/wasm-variants
     cp target/wasm-variants/wasm32-wasip2/release-wasm/testdata_hostile.wasm "$out/testdata/hostile_metadata_${attack//-/_}.wasm"
 done
+# `hostile` 0.2.0: passes the smoke evaluation, then waits on a timer in every evaluation
+HOSTILE_VERSION=0.2.0 HOSTILE_EVALUATE=sleep-hour cargo build --quiet --target wasm32-wasip2 --profile release-wasm -p testdata-hostile --target-dir target/wasm-variants
+cp target/wasm-variants/wasm32-wasip2/release-wasm/testdata_hostile.wasm "$out/testdata/hostile_v2_sleeps.wasm"
 
 # newer_than TARGET SOURCES...: true when TARGET is missing or older than a source
 stale() {

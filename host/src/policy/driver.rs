@@ -14,6 +14,7 @@
 use super::sandbox::EPOCH_TICK;
 use std::future::Future;
 use std::time::Duration;
+use tokio::sync::Notify;
 use wasmtime::Engine;
 
 /// Owns the timer runtime; shared by the runtime and every loaded policy.
@@ -51,13 +52,42 @@ impl Driver {
     }
 
     /// Runs `call` on this thread; `None` when it was still running after
-    /// `bound` (it has been dropped then).
+    /// `bound`, or waited on time that cannot pass (`stuck`, see
+    /// `sandbox::PinnedClocks`) — it has been dropped then.
     ///
     /// Blocks: call it from a blocking thread or outside any async runtime,
     /// never on an async worker.
-    pub fn run<F: Future>(&self, bound: Duration, call: F) -> Option<F::Output> {
+    pub fn run<F: Future>(&self, bound: Duration, stuck: &Notify, call: F) -> Result<F::Output, Overstay> {
         let runtime = self.runtime.as_ref().expect("driver runs until dropped");
-        runtime.handle().block_on(async { tokio::time::timeout(bound, call).await.ok() })
+        runtime.handle().block_on(async {
+            tokio::select! {
+                biased;
+                output = call => Ok(output),
+                () = stuck.notified() => Err(Overstay::WaitedOnTime),
+                () = tokio::time::sleep(bound) => Err(Overstay::Bound),
+            }
+        })
+    }
+}
+
+/// Why a call was dropped before it returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overstay {
+    /// It was still running at its wall-clock bound.
+    Bound,
+    /// It waited on a clock pollable that cannot become ready.
+    WaitedOnTime,
+}
+
+impl Overstay {
+    /// A line for the call's log saying what happened.
+    pub fn explain(self) -> &'static str {
+        match self {
+            Overstay::Bound => "the host dropped the call at its wall-clock bound",
+            Overstay::WaitedOnTime => {
+                "the policy waited on a clock (a sleep or timer) that cannot fire: time does not pass inside a call"
+            }
+        }
     }
 }
 

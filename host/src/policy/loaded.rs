@@ -75,11 +75,12 @@ impl LoadedPolicy {
         let mut warm = instantiate(&pre, &engine, &driver, &config)?;
         warm.store.data_mut().begin_call(0);
         warm.store.set_epoch_deadline(ticks(config.load_deadline));
-        let called = driver.run(wall_bound(config.load_deadline), warm.bindings.call_metadata(&mut warm.store));
+        let stuck = warm.store.data().stuck();
+        let called = driver.run(wall_bound(config.load_deadline), &stuck, warm.bindings.call_metadata(&mut warm.store));
         let info = match called {
-            Some(Ok(info)) => bindings::info_from_wit(info),
-            Some(Err(error)) => return Err(classify(error, &warm.store, config.load_deadline)),
-            None => return Err(timeout(config.load_deadline)),
+            Ok(Ok(info)) => bindings::info_from_wit(info),
+            Ok(Err(error)) => return Err(classify(error, &warm.store, config.load_deadline)),
+            Err(_) => return Err(timeout(config.load_deadline)),
         };
         let build = move |info: PolicyInfo| {
             let policy = LoadedPolicy {
@@ -166,8 +167,12 @@ impl LoadedPolicy {
         let config = &self.inner.config;
         warm.store.data_mut().begin_call(snapshot.now_ms);
         warm.store.set_epoch_deadline(ticks(config.deadline));
-        let called =
-            self.inner.driver.run(wall_bound(config.deadline), warm.bindings.call_evaluate(&mut warm.store, &input));
+        let stuck = warm.store.data().stuck();
+        let call = warm.bindings.call_evaluate(&mut warm.store, &input);
+        let called = self.inner.driver.run(wall_bound(config.deadline), &stuck, call);
+        if let Err(overstay) = called {
+            warm.store.data_mut().push_log(LogLevel::Warn, overstay.explain().to_string());
+        }
 
         let state = warm.store.data_mut();
         let mut logs: Vec<LogLine> = state.logs.drain(..).map(|(level, message)| LogLine { level, message }).collect();
@@ -178,10 +183,10 @@ impl LoadedPolicy {
         }
 
         let outcome = match called {
-            None => Err(timeout(config.deadline)),
-            Some(Err(error)) => Err(classify(error, &warm.store, config.deadline)),
-            Some(Ok(Err(declined))) => check_declined(bindings::declined_from_wit(declined), config),
-            Some(Ok(Ok(decision))) => check_output(bindings::decision_from_wit(decision), config),
+            Err(_) => Err(timeout(config.deadline)),
+            Ok(Err(error)) => Err(classify(error, &warm.store, config.deadline)),
+            Ok(Ok(Err(declined))) => check_declined(bindings::declined_from_wit(declined), config),
+            Ok(Ok(Ok(decision))) => check_output(bindings::decision_from_wit(decision), config),
         };
         // A trapped or misbehaving instance is never reused.
         if outcome.as_ref().map_or_else(|e| !e.is_fault(), |_| true) {
@@ -202,10 +207,11 @@ fn instantiate(
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limits);
     store.set_epoch_deadline(ticks(config.load_deadline));
-    match driver.run(wall_bound(config.load_deadline), pre.instantiate_async(&mut store)) {
-        Some(Ok(bindings)) => Ok(Warm { store, bindings }),
-        Some(Err(error)) => Err(classify(error, &store, config.load_deadline)),
-        None => Err(timeout(config.load_deadline)),
+    let stuck = store.data().stuck();
+    match driver.run(wall_bound(config.load_deadline), &stuck, pre.instantiate_async(&mut store)) {
+        Ok(Ok(bindings)) => Ok(Warm { store, bindings }),
+        Ok(Err(error)) => Err(classify(error, &store, config.load_deadline)),
+        Err(_) => Err(timeout(config.load_deadline)),
     }
 }
 

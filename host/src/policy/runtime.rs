@@ -37,16 +37,29 @@ pub struct Runtime {
 
 impl Runtime {
     pub fn new(config: RuntimeConfig) -> Result<Runtime, Error> {
+        Runtime::build(config, true)
+    }
+
+    /// With WASI's own monotonic clock, whose pollables really wait: only
+    /// to test that the wall-clock bound ends a call blocked in a host call.
+    #[cfg(test)]
+    fn with_waiting_clock(config: RuntimeConfig) -> Result<Runtime, Error> {
+        Runtime::build(config, false)
+    }
+
+    fn build(config: RuntimeConfig, pinned_clocks: bool) -> Result<Runtime, Error> {
         let engine = Engine::new(&engine_config(&config, true))
             .map_err(|e| Error::Instantiate(format!("cannot create engine: {e}")))?;
 
         let mut linker = Linker::new(&engine);
         let link = |linker: &mut Linker<HostState>| -> wasmtime::Result<()> {
             wasmtime_wasi::p2::add_to_linker_async(linker)?;
-            // time does not pass inside a call: clock pollables are ready at once
-            linker.allow_shadowing(true);
-            monotonic_clock::add_to_linker::<HostState, PinnedClocksView>(linker, HostState::pinned_clocks)?;
-            linker.allow_shadowing(false);
+            // time does not pass inside a call: clock pollables resolve against the snapshot's time
+            if pinned_clocks {
+                linker.allow_shadowing(true);
+                monotonic_clock::add_to_linker::<HostState, PinnedClocksView>(linker, HostState::pinned_clocks)?;
+                linker.allow_shadowing(false);
+            }
             bindings::add_to_linker(linker)
         };
         link(&mut linker).map_err(|e| Error::Instantiate(format!("cannot link the sandbox: {e:#}")))?;
@@ -221,6 +234,60 @@ mod tests {
             params_schema: schema.into(),
             reads: vec![],
         }
+    }
+
+    fn hostile() -> Vec<u8> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/policies/testdata/hostile.wasm");
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (run `just plugins` first)", path.display()))
+    }
+
+    fn attack(attack: &str) -> crate::snapshot::Snapshot {
+        let mut snapshot = crate::policy_store::smoke_snapshot();
+        snapshot.params = serde_json::json!({ "attack": attack });
+        snapshot
+    }
+
+    /// The backstop holds without the pinned clock: a call blocked inside a
+    /// host call (here WASI's real sleep) is dropped at its wall-clock bound
+    /// as a `timeout`, and its instance slot is freed — 20 such calls on a
+    /// runtime of 4 slots.
+    #[test]
+    fn a_call_blocked_in_a_host_call_ends_at_its_wall_clock_bound() {
+        let deadline = std::time::Duration::from_millis(100);
+        let config = RuntimeConfig { deadline, max_instances: 4, ..RuntimeConfig::default() };
+        let runtime = Runtime::with_waiting_clock(config).unwrap();
+        let (policy, _) = runtime.load(&hostile()).unwrap();
+        for round in 0..20 {
+            let started = std::time::Instant::now();
+            let evaluation = policy.evaluate(&attack(if round % 2 == 0 { "sleep-hour" } else { "pollable-forever" }));
+            let elapsed = started.elapsed();
+            assert!(matches!(evaluation.outcome, Err(Error::Timeout { deadline_ms: 100 })), "{:?}", evaluation.outcome);
+            assert!(elapsed < deadline * 2, "round {round} took {elapsed:?}, more than twice the deadline");
+            assert!(evaluation.logs.iter().any(|l| l.message.contains("wall-clock bound")), "{:?}", evaluation.logs);
+        }
+        // the slots were given back: the runtime still instantiates
+        assert!(policy.evaluate(&attack("none")).outcome.is_ok());
+    }
+
+    /// With the pinned clock, waiting on time ends the call at once.
+    #[test]
+    fn waiting_on_a_pinned_clock_is_a_timeout_at_once() {
+        let runtime = Runtime::new(RuntimeConfig { max_instances: 4, ..RuntimeConfig::default() }).unwrap();
+        let (policy, _) = runtime.load(&hostile()).unwrap();
+        for attack_name in ["sleep-3s", "sleep-hour", "pollable-forever", "poll-never"] {
+            let started = std::time::Instant::now();
+            let evaluation = policy.evaluate(&attack(attack_name));
+            assert!(
+                matches!(evaluation.outcome, Err(Error::Timeout { .. })),
+                "{attack_name}: {:?}",
+                evaluation.outcome
+            );
+            assert!(started.elapsed() < std::time::Duration::from_millis(50), "{attack_name}: {:?}", started.elapsed());
+            assert!(evaluation.logs.iter().any(|l| l.message.contains("time does not pass")), "{:?}", evaluation.logs);
+        }
+        // a zero-length timer is due now: no fault
+        let evaluation = policy.evaluate(&attack("sleep-zero"));
+        assert_eq!(evaluation.outcome.unwrap().reason, "slept for zero");
     }
 
     #[test]

@@ -8,11 +8,12 @@
 //! stdout/stderr captured into a capped buffer that ends up in the log.
 //!
 //! Time does not pass inside a call: both clocks read the snapshot's time,
-//! and every clock pollable (`subscribe-duration`, `subscribe-instant`) is
-//! ready at once, so a policy's sleep returns immediately instead of
-//! blocking a host thread ([`PinnedClocks`] replaces WASI's monotonic clock
-//! in the linker). Memory is capped per instance: the total of all its
-//! linear memories and tables ([`MemoryCap`]).
+//! and clock pollables resolve against it ([`PinnedClocks`] replaces WASI's
+//! monotonic clock in the linker). One that is due (a zero duration, an
+//! instant not after `now`) is ready; any other can never become ready, so a
+//! call that waits on one — a sleep, a timer — ends at once as a `timeout`
+//! fault instead of blocking a host thread. Memory is capped per instance:
+//! the total of all its linear memories and tables ([`MemoryCap`]).
 
 use bytes::Bytes;
 use std::pin::Pin;
@@ -20,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::sync::Notify;
 use wasmtime::component::{HasData, Resource, ResourceTable};
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
@@ -63,6 +65,8 @@ pub struct HostState {
     max_line_bytes: usize,
     pub(super) output: CappedOutput,
     clock: PinnedClock,
+    /// Signalled when the call waits on a clock pollable that can never fire.
+    stuck: Arc<Notify>,
 }
 
 impl HostState {
@@ -91,7 +95,13 @@ impl HostState {
             max_line_bytes: 1024,
             output,
             clock,
+            stuck: Arc::new(Notify::new()),
         }
+    }
+
+    /// What the driver watches to end a call that waits on time (see [`PinnedClocks`]).
+    pub fn stuck(&self) -> Arc<Notify> {
+        self.stuck.clone()
     }
 
     /// Prepares the state for one call: clock at the snapshot time, fresh log.
@@ -101,6 +111,7 @@ impl HostState {
         self.dropped_logs = 0;
         self.output.clear();
         self.limits.hit = false;
+        self.stuck = Arc::new(Notify::new());
     }
 
     pub fn push_log(&mut self, level: LogLevel, mut message: String) {
@@ -123,7 +134,7 @@ impl HostState {
 impl HostState {
     /// The monotonic clock as the sandbox serves it (see [`PinnedClocks`]).
     pub(super) fn pinned_clocks(&mut self) -> PinnedClocks<'_> {
-        PinnedClocks { table: &mut self.table, clock: self.clock.clone() }
+        PinnedClocks { table: &mut self.table, clock: self.clock.clone(), stuck: self.stuck.clone() }
     }
 }
 
@@ -261,12 +272,13 @@ impl wasmtime_wasi::HostMonotonicClock for PinnedClock {
     }
 }
 
-/// WASI's monotonic clock as a policy sees it: `now` is the snapshot's time
-/// and every pollable is ready at once — time does not pass inside a call,
-/// so nothing a policy subscribes to can block a host thread.
+/// WASI's monotonic clock as a policy sees it: `now` is the snapshot's
+/// time, which does not advance during a call, so a pollable is ready if it
+/// is due now and never otherwise.
 pub(super) struct PinnedClocks<'a> {
     table: &'a mut ResourceTable,
     clock: PinnedClock,
+    stuck: Arc<Notify>,
 }
 
 /// [`HasData`] marker for adding [`PinnedClocks`] to the linker.
@@ -276,18 +288,30 @@ impl HasData for PinnedClocksView {
     type Data<'a> = PinnedClocks<'a>;
 }
 
-/// A pollable that is always ready.
-struct Ready;
+/// A clock pollable against a clock that does not move: due or never.
+enum Deadline {
+    Due,
+    /// Waiting on it ends the call: on the second poll (the first yields,
+    /// so a `poll` over a list that also holds a due pollable returns that
+    /// one instead), it signals `stuck` and stays pending.
+    Never(Arc<Notify>),
+}
 
 #[wasmtime_wasi::async_trait]
-impl Pollable for Ready {
-    async fn ready(&mut self) {}
+impl Pollable for Deadline {
+    async fn ready(&mut self) {
+        if let Deadline::Never(stuck) = self {
+            tokio::task::yield_now().await;
+            stuck.notify_one();
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 impl PinnedClocks<'_> {
-    fn ready_now(&mut self) -> wasmtime::Result<Resource<DynPollable>> {
-        let ready = self.table.push(Ready)?;
-        wasmtime_wasi::p2::subscribe(self.table, ready)
+    fn subscribe(&mut self, due: bool) -> wasmtime::Result<Resource<DynPollable>> {
+        let deadline = self.table.push(if due { Deadline::Due } else { Deadline::Never(self.stuck.clone()) })?;
+        wasmtime_wasi::p2::subscribe(self.table, deadline)
     }
 }
 
@@ -298,11 +322,12 @@ impl monotonic_clock::Host for PinnedClocks<'_> {
     fn resolution(&mut self) -> wasmtime::Result<monotonic_clock::Duration> {
         Ok(wasmtime_wasi::HostMonotonicClock::resolution(&self.clock))
     }
-    fn subscribe_instant(&mut self, _when: monotonic_clock::Instant) -> wasmtime::Result<Resource<DynPollable>> {
-        self.ready_now()
+    fn subscribe_instant(&mut self, when: monotonic_clock::Instant) -> wasmtime::Result<Resource<DynPollable>> {
+        let now = wasmtime_wasi::HostMonotonicClock::now(&self.clock);
+        self.subscribe(when <= now)
     }
-    fn subscribe_duration(&mut self, _duration: monotonic_clock::Duration) -> wasmtime::Result<Resource<DynPollable>> {
-        self.ready_now()
+    fn subscribe_duration(&mut self, duration: monotonic_clock::Duration) -> wasmtime::Result<Resource<DynPollable>> {
+        self.subscribe(duration == 0)
     }
 }
 

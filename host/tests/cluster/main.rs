@@ -10,3 +10,4 @@ mod deploy;
 mod kube;
 mod reload;
 mod run;
+mod sandbox;

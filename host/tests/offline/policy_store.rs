@@ -283,3 +283,81 @@ fn a_rejected_file_is_not_validated_again_until_it_changes() {
     std::fs::write(&path, v1()).unwrap();
     assert_eq!(store.rescan().loaded, vec!["fixed@0.1.0".to_string()]);
 }
+
+/// Admission runs outside the catalog's lock: while a compile bomb takes
+/// its full budget in the queue (from the directory and from an upload),
+/// resolving, `activate` and `rollback` answer at once, the admission is
+/// visible, and the bomb ends as a remembered `over_budget` rejection.
+#[test]
+fn a_slow_admission_blocks_nothing_and_is_visible_while_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("fixed.wasm"), v1()).unwrap();
+    std::fs::write(dir.path().join("fixed-2.wasm"), v2()).unwrap();
+    let budget = scalegate::policy::CompileBudget { timeout: Duration::from_secs(3), ..compile_budget() };
+    let runtime = Arc::new(Runtime::new(scalegate::policy::RuntimeConfig { compile: budget, ..config() }).unwrap());
+    let store = PolicyStore::open(runtime, StoreConfig::new(dir.path())).unwrap();
+
+    let bomb = crate::support::hostile::compile_bomb(10_000, 2_000);
+    std::fs::write(dir.path().join("bomb.wasm"), &bomb).unwrap();
+    let scanning = std::thread::spawn({
+        let store = store.clone();
+        move || store.rescan()
+    });
+    let uploading = std::thread::spawn({
+        let (store, bomb) = (store.clone(), crate::support::hostile::compile_bomb(10_001, 2_000));
+        move || store.install("bomb", &bomb)
+    });
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    while started.elapsed() < Duration::from_secs(2) {
+        let asked = Instant::now();
+        assert!(store.catalog().resolve(&r("fixed")).is_some());
+        store.activate(&r("fixed@0.1.0")).unwrap();
+        store.rollback("fixed").unwrap_err(); // nothing below 0.1.0
+        store.activate(&r("fixed")).unwrap();
+        assert!(asked.elapsed() < Duration::from_millis(50), "pin changes waited {:?}", asked.elapsed());
+        seen.extend(store.admissions().into_iter().map(|a| (a.source.clone(), a.state)));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(seen.iter().any(|(_, state)| *state == "admitting"), "{seen:?}");
+    assert!(seen.iter().any(|(_, state)| *state == "waiting"), "one at a time, the other waits: {seen:?}");
+    assert!(seen.iter().any(|(source, _)| source == "upload:bomb"), "{seen:?}");
+
+    let report = scanning.join().unwrap();
+    let problem = report.failed.iter().find(|p| p.path.ends_with("bomb.wasm")).expect("the bomb is reported");
+    assert_eq!(problem.kind, "over_budget", "{problem:?}");
+    assert!(problem.message.contains("compile timeout"), "{problem:?}");
+    let upload = uploading.join().unwrap().unwrap_err();
+    assert!(upload.to_string().contains("compile timeout"), "{upload}");
+    assert!(!dir.path().join("bomb-0.1.0.wasm").exists(), "a refused upload writes nothing");
+    assert!(store.admissions().is_empty());
+
+    // remembered: the next scan does not compile it again
+    let again = Instant::now();
+    let report = store.rescan();
+    assert!(again.elapsed() < Duration::from_secs(1), "rescanned in {:?}", again.elapsed());
+    assert!(report.failed.iter().any(|p| p.kind == "over_budget"));
+}
+
+/// A file over the size limit is refused without being read, an upload
+/// with oversized metadata writes nothing.
+#[test]
+fn oversized_files_and_metadata_are_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let budget = scalegate::policy::CompileBudget { max_component_bytes: 1 << 20, ..compile_budget() };
+    let runtime = Arc::new(Runtime::new(scalegate::policy::RuntimeConfig { compile: budget, ..config() }).unwrap());
+    std::fs::write(dir.path().join("huge.wasm"), vec![0u8; 2 << 20]).unwrap();
+    let store = PolicyStore::open(runtime, StoreConfig::new(dir.path())).unwrap();
+    let problem = &store.catalog().problems[0];
+    assert_eq!(problem.kind, "over_budget");
+    assert!(problem.message.contains("the file is 2097152 bytes, the limit is 1048576"), "{problem:?}");
+
+    let before: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    for fixture in ["hostile_metadata_huge_version", "hostile_metadata_huge_description"] {
+        let error = store.install("hostile", &policy_bytes(&format!("testdata/{fixture}.wasm"))).unwrap_err();
+        assert!(error.to_string().contains("the limit is"), "{error}");
+        assert!(error.to_string().len() < 300, "{} bytes", error.to_string().len());
+    }
+    let after: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(before, after, "no file written");
+}

@@ -174,3 +174,154 @@ fn host_keeps_serving_other_policies_after_faults() {
     // and afterwards
     assert_eq!(hpa.evaluate(&snapshot).outcome.unwrap(), expected);
 }
+
+// ---- hostile policies (plugins/testdata/hostile, and components made by support::hostile)
+
+fn attack(params: serde_json::Value) -> scalegate::snapshot::Snapshot {
+    let mut snapshot = snapshot();
+    snapshot.params = params;
+    snapshot
+}
+
+#[test]
+fn waiting_on_time_in_evaluate_is_a_timeout_at_once() {
+    let runtime = runtime();
+    let (policy, _) = runtime.load_file(&policy("testdata/hostile.wasm")).unwrap();
+    for name in ["sleep-3s", "sleep-hour", "pollable-forever", "poll-never"] {
+        let started = Instant::now();
+        let evaluation = policy.evaluate(&attack(serde_json::json!({ "attack": name })));
+        assert!(
+            matches!(evaluation.outcome, Err(Error::Timeout { deadline_ms: 100 })),
+            "{name}: {:?}",
+            evaluation.outcome
+        );
+        assert!(started.elapsed() < Duration::from_millis(200), "{name} took {:?}", started.elapsed());
+    }
+    // and the policy keeps working (a fresh instance replaces each dropped one)
+    assert!(policy.evaluate(&attack(serde_json::json!({}))).outcome.is_ok());
+}
+
+#[test]
+fn waiting_on_time_in_metadata_is_a_timeout_at_load() {
+    let runtime = runtime();
+    for variant in ["sleep_3s", "sleep_hour", "pollable_forever"] {
+        let started = Instant::now();
+        let error = runtime.load_file(&policy(&format!("testdata/hostile_metadata_{variant}.wasm"))).unwrap_err();
+        assert!(matches!(error, Error::Timeout { deadline_ms: 2000 }), "{variant}: {error:?}");
+        assert!(started.elapsed() < Duration::from_secs(4), "{variant} took {:?}", started.elapsed());
+    }
+}
+
+#[test]
+fn oversized_metadata_is_refused_naming_the_limit() {
+    let runtime = runtime();
+    let error = runtime.load_file(&policy("testdata/hostile_metadata_huge_version.wasm")).unwrap_err();
+    let message = error.to_string();
+    assert!(matches!(error, Error::InvalidMetadata(_)), "{error:?}");
+    assert!(message.contains("version of policy hostile is 10485766 bytes, the limit is 64"), "{message}");
+    assert!(message.len() < 200, "the message does not quote the value: {} bytes", message.len());
+    let error = runtime.load_file(&policy("testdata/hostile_metadata_huge_description.wasm")).unwrap_err();
+    assert!(
+        error.to_string().contains("description of policy hostile is 41943040 bytes, the limit is 4096"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_multi_megabyte_decline_is_invalid_output() {
+    let runtime = runtime();
+    let (policy, _) = runtime.load_file(&policy("testdata/hostile.wasm")).unwrap();
+    let evaluation = policy.evaluate(&attack(serde_json::json!({ "attack": "decline-32mib" })));
+    match evaluation.outcome {
+        Err(error @ Error::InvalidOutput(_)) => {
+            assert!(error.is_fault());
+            let message = error.to_string();
+            assert!(message.contains("policy-error message is 33554432 bytes, the limit is 16384"), "{message}");
+        }
+        other => panic!("expected InvalidOutput, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_memory_cap_holds_for_all_memories_of_an_instance() {
+    let limit = 256 << 20;
+    let runtime = Runtime::new(RuntimeConfig { memory_limit_bytes: limit, ..config() }).unwrap();
+    let hostile = policy_bytes("testdata/hostile.wasm");
+    let grow = |mib: u32| attack(serde_json::json!({ "attack": "grow", "mib": mib }));
+
+    // one memory: 180 MiB fits under 256 MiB
+    let (alone, _) = runtime.load(&hostile).unwrap();
+    assert!(alone.evaluate(&grow(180)).outcome.is_ok());
+
+    // three more memories of 60 MiB each: loading fits (180 MiB) ...
+    let (four, _) = runtime.load(&crate::support::hostile::with_side_memories(&hostile, 3, 60)).unwrap();
+    assert!(four.evaluate(&attack(serde_json::json!({}))).outcome.is_ok());
+    // ... but growing the main one by 100 MiB more does not, though each memory stays far below the cap
+    match four.evaluate(&grow(100)).outcome {
+        Err(Error::MemoryLimit { limit_bytes }) => assert_eq!(limit_bytes, limit),
+        other => panic!("expected MemoryLimit, got {other:?}"),
+    }
+
+    // three memories of 200 MiB each at instantiation: refused at load
+    let error = runtime.load(&crate::support::hostile::with_side_memories(&hostile, 3, 200)).unwrap_err();
+    assert!(matches!(error, Error::MemoryLimit { .. }), "{error:?}");
+}
+
+#[test]
+fn a_compile_bomb_is_refused_within_the_budget() {
+    let bomb = crate::support::hostile::compile_bomb(10_000, 2_000);
+    let dir = tempfile::tempdir().unwrap();
+    let budget = |timeout_s: u64, memory_mib: u64| scalegate::policy::CompileBudget {
+        timeout: Duration::from_secs(timeout_s),
+        memory_bytes: memory_mib << 20,
+        ..compile_budget()
+    };
+    let runtime_with = |compile| {
+        Runtime::new(RuntimeConfig { cache_dir: Some(dir.path().to_path_buf()), compile, ..config() }).unwrap()
+    };
+
+    // out of time: killed at the wall-clock budget
+    let started = Instant::now();
+    let error = runtime_with(budget(2, 4096)).load(&bomb).unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(matches!(error, Error::OverBudget(_)), "{error:?}");
+    assert!(error.to_string().contains("longer than 2s (the compile timeout)"), "{error}");
+    assert!(elapsed < Duration::from_secs(4), "refused after {elapsed:?}");
+
+    // out of memory: the child's address space runs out
+    let error = runtime_with(budget(60, 256)).load(&bomb).unwrap_err();
+    assert!(error.to_string().contains("more than 256 MiB of address space"), "{error}");
+
+    // too big to be considered at all
+    let small = scalegate::policy::CompileBudget { max_component_bytes: 100_000, ..compile_budget() };
+    let error = runtime_with(small).load(&bomb).unwrap_err();
+    assert!(error.to_string().contains("the component is 252557 bytes, the limit is 100000"), "{error}");
+
+    // the child leaves nothing behind but artifacts
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.ends_with(".cwasm"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn the_compiler_child_writes_the_artifact_the_host_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = Runtime::new(RuntimeConfig { cache_dir: Some(dir.path().to_path_buf()), ..config() }).unwrap();
+    let hpa = policy("hpa.wasm");
+    let (loaded, stats) = runtime.load_file(&hpa).unwrap();
+    assert!(!stats.cache_hit);
+    let artifacts = std::fs::read_dir(dir.path()).unwrap().count();
+    assert_eq!(artifacts, 1, "the child wrote the artifact into the cache");
+    assert!(loaded.evaluate(&example("hpa-scale-up.json")).outcome.is_ok());
+    // without a cache the artifact goes through a temporary directory
+    let uncached = Runtime::new(RuntimeConfig { cache_dir: None, ..config() }).unwrap();
+    let (loaded, stats) = uncached.load_file(&hpa).unwrap();
+    assert!(!stats.cache_hit);
+    assert!(loaded.evaluate(&example("hpa-scale-up.json")).outcome.is_ok());
+    // a component that does not compile: the child's reason comes back
+    let error = runtime.load(b"\0asm\x0d\x00\x01\x00\x01\x05garbage").unwrap_err();
+    assert!(matches!(error, Error::Compile(_)), "{error:?}");
+}

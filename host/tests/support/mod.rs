@@ -76,5 +76,6 @@ pub fn example(name: &str) -> Snapshot {
 }
 
 pub mod daemon;
+pub mod hostile;
 pub mod rig;
 pub mod servers;
