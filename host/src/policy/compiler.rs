@@ -14,12 +14,13 @@
 //! unit tests) compilation runs in-process with only the size limit.
 
 use super::Error;
+use super::RuntimeConfig;
 use super::cache::{self, ArtifactCache};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use wasmtime::Engine;
 use wasmtime::component::Component;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
 /// What compiling one component may cost.
 #[derive(Debug, Clone)]
@@ -69,6 +70,36 @@ impl CompileBudget {
         }
         Ok(())
     }
+}
+
+/// The engine's configuration. Compilation settings (and with them the
+/// artifacts' compatibility) do not depend on `pooled`: the compiler child
+/// builds an engine without the pooling allocator (which reserves address
+/// space for every instance slot) and its artifacts load here.
+pub(super) fn engine_config(config: &RuntimeConfig, pooled: bool) -> Config {
+    let mut wasm = Config::new();
+    wasm.wasm_component_model(true);
+    wasm.epoch_interruption(true);
+    wasm.cranelift_opt_level(OptLevel::Speed);
+    if pooled {
+        let instances = config.max_instances.max(1);
+        let mut pool = PoolingAllocationConfig::default();
+        // Python and JS components hold a dozen core instances and tables each.
+        pool.total_component_instances(instances)
+            .total_core_instances(instances.saturating_mul(8))
+            .total_memories(instances.saturating_mul(2))
+            .total_tables(instances.saturating_mul(8))
+            .total_stacks(instances)
+            .max_core_instances_per_component(64)
+            .max_memories_per_component(4)
+            .max_tables_per_component(64)
+            .max_memory_size(config.memory_limit_bytes)
+            .table_elements(100_000)
+            .max_core_instance_size(4 << 20)
+            .max_component_instance_size(4 << 20);
+        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    wasm
 }
 
 /// Compiles `bytes` (whose sha256 is `digest`) within `budget`, storing the
@@ -199,7 +230,7 @@ pub fn compile_here(input: &Path, output: &Path, cpu_seconds: u64, memory_bytes:
     #[cfg(target_os = "linux")]
     let _ = std::fs::write("/proc/self/oom_score_adj", "1000");
     let bytes = std::fs::read(input).map_err(|e| format!("cannot read {}: {e}", input.display()))?;
-    let engine = Engine::new(&super::runtime::engine_config(&super::RuntimeConfig::default(), false))
+    let engine = Engine::new(&engine_config(&RuntimeConfig::default(), false))
         .map_err(|e| format!("cannot create the engine: {e:#}"))?;
     let artifact = engine.precompile_component(&bytes).map_err(|e| format!("{e:#}"))?;
     let dir = output.parent().unwrap_or(Path::new("."));

@@ -10,8 +10,8 @@ use super::{Error, PolicyInfo, RuntimeConfig, clip};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Instant;
+use wasmtime::Engine;
 use wasmtime::component::Linker;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 use wasmtime_wasi::p2::bindings::clocks::monotonic_clock;
 
 /// How a load went, for `policy inspect` and the benchmark.
@@ -48,7 +48,7 @@ impl Runtime {
     }
 
     fn build(config: RuntimeConfig, pinned_clocks: bool) -> Result<Runtime, Error> {
-        let engine = Engine::new(&engine_config(&config, true))
+        let engine = Engine::new(&compiler::engine_config(&config, true))
             .map_err(|e| Error::Instantiate(format!("cannot create engine: {e}")))?;
 
         let mut linker = Linker::new(&engine);
@@ -124,36 +124,6 @@ impl Runtime {
         let total_ms = started.elapsed().as_secs_f64() * 1e3;
         Ok((policy, LoadStats { cache_hit, compile_ms, total_ms }))
     }
-}
-
-/// The engine's configuration. Compilation settings (and with them the
-/// artifacts' compatibility) do not depend on `pooled`: the compiler child
-/// builds an engine without the pooling allocator (which reserves address
-/// space for every instance slot) and its artifacts load here.
-pub(super) fn engine_config(config: &RuntimeConfig, pooled: bool) -> Config {
-    let mut wasm = Config::new();
-    wasm.wasm_component_model(true);
-    wasm.epoch_interruption(true);
-    wasm.cranelift_opt_level(OptLevel::Speed);
-    if pooled {
-        let instances = config.max_instances.max(1);
-        let mut pool = PoolingAllocationConfig::default();
-        // Python and JS components hold a dozen core instances and tables each.
-        pool.total_component_instances(instances)
-            .total_core_instances(instances.saturating_mul(8))
-            .total_memories(instances.saturating_mul(2))
-            .total_tables(instances.saturating_mul(8))
-            .total_stacks(instances)
-            .max_core_instances_per_component(64)
-            .max_memories_per_component(4)
-            .max_tables_per_component(64)
-            .max_memory_size(config.memory_limit_bytes)
-            .table_elements(100_000)
-            .max_core_instance_size(4 << 20)
-            .max_component_instance_size(4 << 20);
-        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    }
-    wasm
 }
 
 /// A component starts with the magic number and the component layer/version

@@ -109,6 +109,8 @@ async fn a_version_that_waits_on_time_faults_and_its_workload_rolls_back() {
     assert_eq!(status, 200);
     assert!(body.contains("the policy-error message is 33554432 bytes, the limit is 16384"), "{body}");
     assert!(body.len() < 64 << 10, "the whole log of chatty is {} bytes", body.len());
+    let rss = daemon.rss_mib();
+    assert!(rss < 200.0, "after seconds of 32 MiB declines the daemon holds {rss:.0} MiB");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
