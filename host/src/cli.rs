@@ -62,7 +62,7 @@ pub enum Command {
     /// Run the built-in benchmarks and print the numbers.
     Bench(bench::BenchArgs),
     /// Run the daemon against a Kubernetes API server (in-cluster or a kubeconfig).
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Run the daemon on an in-process simulated cluster with the bundled policies and the admin API.
     Demo(demo::DemoArgs),
     /// Replay a synthetic day of load through the bundled policies and print each decision.

@@ -147,6 +147,7 @@ struct RawWorkload {
     #[serde(default)]
     guardrails: RawGuardrails,
     actuator: Option<Actuator>,
+    activation_threshold: Option<u32>,
     #[serde(default)]
     metrics: Vec<RawMetric>,
 }
@@ -185,6 +186,9 @@ pub enum Actuator {
     Kubernetes,
     /// Decide and record, never write.
     DryRun,
+    /// Decide and record; serve the decision to KEDA through its External
+    /// Scaler protocol (`keda.rs`), which scales the workload.
+    Keda,
 }
 
 /// A policy bound to a workload with its parameters.
@@ -207,6 +211,9 @@ pub struct Workload {
     pub interval: Duration,
     pub limits: Limits,
     pub actuator: Actuator,
+    /// The workload is active (should run at least one replica) while the
+    /// decided count is above this (default 0).
+    pub activation_threshold: u32,
     /// Inputs from signal sources, by name.
     pub metrics: Vec<MetricSpec>,
 }
@@ -338,6 +345,7 @@ impl RawConfig {
                 interval,
                 limits,
                 actuator,
+                activation_threshold: raw.activation_threshold.unwrap_or(0),
                 metrics,
             }));
         }

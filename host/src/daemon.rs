@@ -26,10 +26,12 @@ use crate::cluster::{Cluster, ClusterError, ResourceMetrics};
 use crate::config::{self, Config};
 use crate::decide::{Decider, DeciderConfig, Persist};
 use crate::k8s::{LeaderElector, LeaseSettings};
+use crate::keda;
 use crate::leadership::Leadership;
 use crate::policy::Runtime;
 use crate::policy_store::{PolicyStore, StoreConfig, StoreError};
 use crate::signals::{self, SignalHub};
+use crate::sink::Answers;
 use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -98,11 +100,24 @@ pub struct Settings {
     /// Keep decision state in the cluster (`None`: memory only; a restart or
     /// a failover starts afresh).
     pub state: Option<StateSettings>,
+    /// Serve KEDA's External Scaler (`None`: not served).
+    pub keda: Option<KedaSettings>,
+}
+
+/// Where KEDA's External Scaler listens, and its TLS (`None`: plaintext,
+/// only when asked for explicitly).
+pub struct KedaSettings {
+    pub listen: SocketAddr,
+    pub tls: Option<keda::Tls>,
 }
 
 /// A running daemon: where its admin API listens and how to reach its parts.
 pub struct Running<C: Cluster> {
     pub admin_addr: SocketAddr,
+    /// Where KEDA's External Scaler listens, when served.
+    pub keda_addr: Option<SocketAddr>,
+    /// The decisions served to KEDA.
+    pub answers: Arc<Answers>,
     pub decider: Arc<Decider<C>>,
     pub store: PolicyStore,
     pub hub: Arc<SignalHub>,
@@ -165,6 +180,7 @@ pub async fn start<C: Cluster>(
         }
     }
     let calls = DeciderConfig::default().calls;
+    let answers = Arc::new(Answers::default());
     let decider = Arc::new(Decider::new(
         cluster.clone(),
         clock.clone(),
@@ -176,6 +192,7 @@ pub async fn start<C: Cluster>(
             inputs: Some(hub.clone()),
             persist: settings.state.as_ref().map(|s| s.persist),
             calls: calls.clone(),
+            answers: Some(answers.clone()),
             ..DeciderConfig::default()
         },
     ));
@@ -225,6 +242,26 @@ pub async fn start<C: Cluster>(
         .local_addr()
         .map_err(|e| StartError::Listen { addr: settings.admin_listen, message: e.to_string() })?;
     let admin_shutdown = CancellationToken::new();
+    let keda_addr = match &settings.keda {
+        Some(keda) => {
+            let listener = tokio::net::TcpListener::bind(keda.listen)
+                .await
+                .map_err(|e| StartError::Listen { addr: keda.listen, message: e.to_string() })?;
+            let addr =
+                listener.local_addr().map_err(|e| StartError::Listen { addr: keda.listen, message: e.to_string() })?;
+            let scaler = keda::Scaler::new(answers.clone(), clock.clone(), metrics.clone());
+            let (tls, stop) = (keda.tls.clone(), admin_shutdown.clone());
+            let secure = if tls.is_some() { "TLS" } else { "plaintext" };
+            tokio::spawn(async move {
+                if let Err(error) = scaler.serve(listener, tls, stop).await {
+                    tracing::error!(%error, "KEDA External Scaler stopped");
+                }
+            });
+            tracing::info!("KEDA External Scaler on {addr} ({secure})");
+            Some(addr)
+        }
+        None => None,
+    };
     let pins: Option<admin::PinSaver> = settings.state.as_ref().map(|state| {
         let (cluster, namespace) = (cluster.clone(), state.namespace.clone());
         Arc::new(move |pins: std::collections::BTreeMap<String, String>| {
@@ -287,6 +324,8 @@ pub async fn start<C: Cluster>(
     });
     Ok(Running {
         admin_addr,
+        keda_addr,
+        answers,
         decider,
         store,
         hub,

@@ -35,11 +35,11 @@ pub use state::{History, RECOMMENDATION_WINDOW, SCALE_EVENT_WINDOW, Stored, Work
 
 use crate::clock::Clock;
 use crate::cluster::Cluster;
-use crate::config::Workload as WorkloadSpec;
+use crate::config::{Actuator, Workload as WorkloadSpec};
 use crate::leadership::Leadership;
 use crate::policy::{CallPool, Evaluator};
 use crate::signals::{Handled, SignalHub};
-use crate::sink::DecisionSink;
+use crate::sink::{Answers, DecisionSink};
 use crate::telemetry::Metrics;
 use arc_swap::ArcSwap;
 use fleet::{Fleet, WorkloadRuntime, runtime, stagger_fraction};
@@ -71,6 +71,9 @@ pub struct DeciderConfig {
     /// Keep each workload's decision state in the cluster (default: no,
     /// memory only).
     pub persist: Option<Persist>,
+    /// Where the decisions of workloads whose actuator is `keda` are
+    /// published for KEDA's External Scaler (default: none).
+    pub answers: Option<Arc<Answers>>,
     /// Evaluations per second across all workloads, beyond which they wait
     /// their turn and signals queued meanwhile are decided together
     /// (default 1,000: a fleet of 10,000 on a 15 s interval needs 667).
@@ -89,6 +92,7 @@ impl Default for DeciderConfig {
             inputs: None,
             persist: None,
             max_evaluations_per_second: 1_000,
+            answers: None,
         }
     }
 }
@@ -124,9 +128,10 @@ impl<C: Cluster> Decider<C> {
             metrics: config.metrics.clone(),
             leadership: config.leadership.clone(),
             inputs: config.inputs.clone(),
+            answers: config.answers.clone(),
             rollback_after: config.fault_rollback_after,
         };
-        Decider {
+        let decider = Decider {
             pipeline,
             pacer: pacer::Pacer::new(config.max_evaluations_per_second),
             config,
@@ -135,6 +140,23 @@ impl<C: Cluster> Decider<C> {
             tasks: TaskTracker::new(),
             running: Mutex::new(None),
             decided: AtomicU64::new(0),
+        };
+        decider.serve_answers();
+        decider
+    }
+
+    /// Tells the answers board which workloads KEDA is served.
+    fn serve_answers(&self) {
+        if let Some(answers) = &self.config.answers {
+            let fleet = self.fleet.read();
+            answers.serve(
+                fleet
+                    .order
+                    .iter()
+                    .map(|w| w.spec.load_full())
+                    .filter(|s| s.actuator == Actuator::Keda)
+                    .map(|s| (s.name.clone(), s.interval)),
+            );
         }
     }
 

@@ -32,6 +32,8 @@
 //! - [`sim`] — the cluster port over a simulated cluster (pods with start-up
 //!   delay, daily load curve).
 //! - [`admin`] — the admin HTTP API (route table in its module doc).
+//! - [`keda`] — KEDA's External Scaler (gRPC), serving the decisions of
+//!   workloads whose actuator is `keda`.
 //! - [`daemon`] — assembles hub, sources, loop, election and admin API for
 //!   any cluster; phased shutdown.
 //! - [`cli`] — the `scalegate` commands, one file each.
@@ -47,6 +49,7 @@ pub mod daemon;
 pub mod decide;
 pub mod guardrails;
 pub mod k8s;
+pub mod keda;
 pub mod leadership;
 pub mod policy;
 pub mod policy_store;

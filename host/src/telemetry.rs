@@ -56,6 +56,14 @@ pub struct Metrics {
     pub state_writes: Family<KindLabel, Counter>,
     /// Configuration changes applied (`applied`) or refused (the kind of problem).
     pub config_reloads: Family<KindLabel, Counter>,
+    /// KEDA External Scaler calls by RPC and outcome.
+    pub keda_rpc_seconds: Family<RpcLabel, Histogram>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RpcLabel {
+    pub rpc: String,
+    pub code: String,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -124,8 +132,18 @@ impl Metrics {
             "Configuration changes applied (applied) or refused (kind of problem)",
             config_reloads.clone(),
         );
+        let keda_rpc_seconds = Family::<RpcLabel, Histogram>::new_with_constructor(|| {
+            // 10 µs … ~2.6 s
+            Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(1e-5, 4.0, 10))
+        });
+        registry.register(
+            "keda_rpc_seconds",
+            "KEDA External Scaler calls by RPC and outcome (ok, not_found, unavailable, …)",
+            keda_rpc_seconds.clone(),
+        );
         Metrics {
             registry,
+            keda_rpc_seconds,
             state_writes,
             config_reloads,
             decisions,
@@ -140,6 +158,11 @@ impl Metrics {
             signals,
             signals_dropped,
         }
+    }
+
+    pub fn observe_keda(&self, rpc: &str, code: &str, took: std::time::Duration) {
+        let label = RpcLabel { rpc: rpc.into(), code: code.into() };
+        self.keda_rpc_seconds.get_or_create(&label).observe(took.as_secs_f64());
     }
 
     pub fn observe_fetch(&self, source: &str, took: std::time::Duration) {

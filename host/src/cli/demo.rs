@@ -37,6 +37,9 @@ pub struct DemoArgs {
     /// File holding the admin bearer token (or set SCALEGATE_ADMIN_TOKEN); without one, admin mutations are refused.
     #[arg(long)]
     pub admin_token_file: Option<PathBuf>,
+    /// Serve KEDA's External Scaler (plaintext) on this address for the demo's `shop/worker` (actuator `keda`).
+    #[arg(long)]
+    pub keda_listen: Option<std::net::SocketAddr>,
 }
 
 /// The demo's workloads: a web Deployment scaled by `hpa` on CPU, and a
@@ -63,6 +66,13 @@ workloads:
         params: {metric: rps, target: 80}
     shadow: {policy: target-tracking, params: {metric: rps, target: 60}}
     guardrails: {cooldown_down: 6s}
+  - target: {namespace: shop, name: worker}
+    min_replicas: 0
+    max_replicas: 20
+    actuator: keda
+    policies:
+      - policy: target-tracking
+        params: {metric: rps, target: 120}
 "#;
 
 pub fn run(args: &DemoArgs, cache_dir: Option<PathBuf>, log_level: Option<LogLevelSetter>) -> Result<(), Failure> {
@@ -80,6 +90,8 @@ pub fn run(args: &DemoArgs, cache_dir: Option<PathBuf>, log_level: Option<LogLev
         let mut socket = SimWorkload::new("socket", 3, 2, 40);
         socket.startup_ms = 2_000;
         cluster.add("rtc", socket, Box::new(move |t| 0.8 * daily_load(t + day_ms / 3, day_ms)));
+        // served to KEDA, which is not here to scale it: its count stays, the decisions follow the load
+        cluster.add("shop", SimWorkload::new("worker", 1, 0, 20), Box::new(move |t| 0.5 * daily_load(t, day_ms)));
 
         let shutdown = CancellationToken::new();
         daemon::cancel_on_signals(shutdown.clone());
@@ -104,6 +116,7 @@ pub fn run(args: &DemoArgs, cache_dir: Option<PathBuf>, log_level: Option<LogLev
                 persist: Persist { every: Duration::from_secs(10) },
                 namespace: "scalegate".into(),
             }),
+            keda: args.keda_listen.map(|listen| daemon::KedaSettings { listen, tls: None }),
         };
         let store =
             daemon::open_store(runtime, args.policies.clone()).await.map_err(|e| Failure::usage(e.to_string()))?;
@@ -111,7 +124,10 @@ pub fn run(args: &DemoArgs, cache_dir: Option<PathBuf>, log_level: Option<LogLev
             .await
             .map_err(|e| Failure::internal(e.to_string()))?;
         let addr = running.admin_addr;
-        println!("scalegate demo: 2 simulated workloads, a day of load every {}", humantime::format_duration(args.day));
+        println!("scalegate demo: 3 simulated workloads, a day of load every {}", humantime::format_duration(args.day));
+        if let Some(addr) = running.keda_addr {
+            println!("KEDA External Scaler: {addr} (shop/worker)");
+        }
         for status in running.store.catalog().status().iter().filter(|s| s.active) {
             println!("  policy {}@{}  sha256:{}…", status.name, status.version, &status.digest[..12]);
         }

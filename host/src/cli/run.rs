@@ -11,7 +11,7 @@ use super::common::{Failure, admin_token, tokio_runtime};
 use crate::admin::LogLevelSetter;
 use crate::clock::SystemClock;
 use crate::config::Config;
-use crate::daemon::{self, Election, Settings, StateSettings};
+use crate::daemon::{self, Election, KedaSettings, Settings, StateSettings};
 use crate::decide::Persist;
 use crate::k8s::{KubeCluster, KubeSettings, LeaseSettings};
 use crate::policy::{CompileBudget, Runtime, RuntimeConfig};
@@ -71,6 +71,21 @@ pub struct RunArgs {
     /// Longest time a changed decision state waits to be stored in the cluster (applied scales are stored at once) [default: 30s, or 10 ms per workload when longer, so a fleet makes at most ~100 such writes per second].
     #[arg(long, value_parser = humantime::parse_duration)]
     pub state_sync_interval: Option<Duration>,
+    /// Serve KEDA's External Scaler (gRPC) on this address, e.g. `0.0.0.0:50051`, for workloads bound with `actuator: keda` (docs/KEDA.md).
+    #[arg(long, env = "SCALEGATE_KEDA_LISTEN")]
+    pub keda_listen: Option<std::net::SocketAddr>,
+    /// With --keda-listen: the server certificate (PEM) for TLS (KEDA's `enableTLS`/`caCert`).
+    #[arg(long, requires = "keda_tls_key")]
+    pub keda_tls_cert: Option<PathBuf>,
+    /// With --keda-listen: the server's private key (PEM).
+    #[arg(long, requires = "keda_tls_cert")]
+    pub keda_tls_key: Option<PathBuf>,
+    /// With TLS: require client certificates signed by this CA (PEM), i.e. mutual TLS (KEDA's `tlsClientCert`/`tlsClientKey`).
+    #[arg(long, requires = "keda_tls_cert")]
+    pub keda_tls_client_ca: Option<PathBuf>,
+    /// With --keda-listen: serve without TLS (otherwise a certificate is required).
+    #[arg(long, conflicts_with = "keda_tls_cert")]
+    pub keda_plaintext: bool,
     /// Largest policy component accepted, from the directory or an upload, in bytes.
     #[arg(long, default_value_t = 64 << 20)]
     pub max_policy_bytes: usize,
@@ -83,6 +98,29 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
+    /// The KEDA listener the flags ask for: TLS unless `--keda-plaintext`.
+    pub fn keda(&self) -> Result<Option<KedaSettings>, Failure> {
+        let Some(listen) = self.keda_listen else { return Ok(None) };
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| usage(format!("cannot read {}: {e}", path.display())))
+        };
+        let tls = match (&self.keda_tls_cert, &self.keda_tls_key) {
+            (Some(cert), Some(key)) => Some(crate::keda::Tls {
+                cert: read(cert)?,
+                key: read(key)?,
+                client_ca: self.keda_tls_client_ca.as_deref().map(read).transpose()?,
+            }),
+            _ if self.keda_plaintext => None,
+            _ => {
+                return Err(usage(
+                    "--keda-listen needs --keda-tls-cert and --keda-tls-key, or --keda-plaintext to serve without TLS"
+                        .into(),
+                ));
+            }
+        };
+        Ok(Some(KedaSettings { listen, tls }))
+    }
+
     /// The compile budget the flags set.
     pub fn compile_budget(&self) -> CompileBudget {
         CompileBudget {
@@ -139,6 +177,7 @@ pub fn run(args: &RunArgs, cache_dir: Option<PathBuf>, log_level: Option<LogLeve
         return Err(usage(format!("policy directory {} does not exist", policy_dir.display())));
     }
     let token = admin_token(args.admin_token_file.as_deref())?;
+    let keda = args.keda()?;
     let runtime = Arc::new(Runtime::new(RuntimeConfig {
         cache_dir,
         compile: args.compile_budget(),
@@ -182,12 +221,16 @@ pub fn run(args: &RunArgs, cache_dir: Option<PathBuf>, log_level: Option<LogLeve
             election,
             resource_metrics: Some(cluster.clone()),
             state,
+            keda,
         };
         let running = daemon::start(settings, store, cluster, Arc::new(SystemClock), shutdown.clone())
             .await
             .map_err(|e| if e.is_setting() { usage(e.to_string()) } else { Failure::internal(e.to_string()) })?;
         tracing::info!(%identity, workloads, admin = %running.admin_addr, "scalegate running");
         eprintln!("scalegate: {workloads} workloads, admin API on http://{}", running.admin_addr);
+        if let Some(addr) = running.keda_addr {
+            eprintln!("scalegate: KEDA External Scaler on {addr}");
+        }
         running.wait().await;
         Ok(())
     });

@@ -110,6 +110,7 @@ impl<C: Cluster> Decider<C> {
         }
         *fleet = Fleet::new(next, self.config.decision_log);
         drop(fleet);
+        self.serve_answers();
         let added = started.len();
         for workload in started {
             tracing::info!(workload = %workload.spec.load().name, "workload added");

@@ -8,11 +8,12 @@ use super::record::{DecisionRecord, InputsDigest, Timing};
 use super::state::WorkloadState;
 use crate::clock::Clock;
 use crate::cluster::{Cluster, ClusterError};
-use crate::config::Workload as WorkloadSpec;
+use crate::config::{Actuator, Workload as WorkloadSpec};
 use crate::guardrails::{self, Proposal, Situation};
 use crate::leadership::Leadership;
 use crate::policy::{CallPool, Evaluator};
 use crate::signals::{Delivery, Handled, SignalHub};
+use crate::sink::{Answer, Answers};
 use crate::snapshot::{Observation, Past, PodDeletionCost, Recommendation, ScaleEvent, Snapshot, Subject};
 use crate::telemetry::Metrics;
 use sha2::{Digest, Sha256};
@@ -29,6 +30,8 @@ pub struct Pipeline<C: Cluster> {
     pub metrics: Arc<Metrics>,
     pub leadership: Arc<Leadership>,
     pub inputs: Option<Arc<SignalHub>>,
+    /// Where decisions of `keda` workloads are published.
+    pub answers: Option<Arc<Answers>>,
     /// Consecutive faults of a version before a workload rolls back.
     pub rollback_after: u32,
 }
@@ -101,6 +104,7 @@ impl<C: Cluster> Pipeline<C> {
             guardrails: outcome,
             applied: false,
             apply_error: Some(error.to_string()),
+            served: None,
             timing: Timing::default(),
         }
     }
@@ -180,6 +184,26 @@ impl<C: Cluster> Pipeline<C> {
             standby: !self.may_write(),
         };
         let mut outcome = guardrails::apply(&spec.limits, &situation, &proposal);
+        let mut served = None;
+        if spec.actuator == Actuator::Keda {
+            // KEDA scales it: the decision is served, never written (by any replica)
+            outcome.actuate = false;
+            served = Some(outcome.replicas);
+            if let Some(answers) = &self.answers {
+                let metrics = called
+                    .iter()
+                    .filter_map(|c| c.decision.as_ref())
+                    .flat_map(|d| d.metrics.iter().map(|m| (m.name.clone(), m.value)))
+                    .collect();
+                let answer = Answer {
+                    desired: outcome.replicas,
+                    active: outcome.replicas > spec.activation_threshold,
+                    metrics,
+                    at_ms: now_ms,
+                };
+                answers.publish(&spec.name, answer);
+            }
+        }
         if outcome.actuate && !self.may_write() {
             // the lease was lost while the policies ran
             outcome.actuate = false;
@@ -230,6 +254,7 @@ impl<C: Cluster> Pipeline<C> {
             guardrails: outcome,
             applied,
             apply_error,
+            served,
             timing,
         };
         Evaluated { record, settlement }

@@ -44,6 +44,9 @@ pub struct DecisionRecord {
     pub applied: bool,
     /// Why writing failed, if it did.
     pub apply_error: Option<String>,
+    /// The replicas served to KEDA (actuator `keda`), which scales the workload.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub served: Option<u32>,
     /// Where the time of this evaluation went.
     pub timing: Timing,
 }
@@ -94,11 +97,13 @@ impl DecisionRecord {
             + self.apply_error.as_ref().map_or(0, String::len)
     }
 
-    /// Bounded label of what came of it: `scaled`, `failed_write`,
-    /// `dry_run`, `standby` or `unchanged`.
+    /// Bounded label of what came of it: `scaled`, `served` (to KEDA),
+    /// `failed_write`, `dry_run`, `standby` or `unchanged`.
     pub fn outcome(&self) -> &'static str {
         let clamped = |kind: fn(&Clamp) -> bool| self.guardrails.clamps.iter().any(kind);
-        if self.applied {
+        if self.served.is_some() {
+            "served"
+        } else if self.applied {
             "scaled"
         } else if self.apply_error.is_some() {
             "failed_write"
@@ -221,6 +226,7 @@ mod tests {
             guardrails: Outcome { replicas: 1, actuate: false, clamps: vec![] },
             applied: false,
             apply_error: None,
+            served: None,
             timing: Timing::default(),
         }
     }

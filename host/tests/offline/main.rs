@@ -8,6 +8,7 @@ mod support;
 mod admin;
 mod cli;
 mod decide;
+mod keda;
 mod layering;
 mod policies;
 mod policy_store;

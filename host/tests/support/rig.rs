@@ -51,6 +51,7 @@ impl Rig {
             election: None,
             resource_metrics: Some(cluster.clone()),
             state: None,
+            keda: None,
         };
         let shutdown = tokio_util::sync::CancellationToken::new();
         let running = daemon::start(settings, store, cluster, Arc::new(SystemClock), shutdown.clone()).await.unwrap();

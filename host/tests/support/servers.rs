@@ -469,6 +469,36 @@ impl Drop for TcpProxy {
     }
 }
 
+/// A CA, a server certificate for 127.0.0.1 and localhost, and a client
+/// certificate, both signed by the CA (PEM).
+pub struct Pki {
+    pub ca: String,
+    pub server_cert: String,
+    pub server_key: String,
+    pub client_cert: String,
+    pub client_key: String,
+}
+
+pub fn pki() -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.distinguished_name.push(DnType::CommonName, "scalegate test CA");
+    let ca = params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(params, &ca_key);
+    let leaf = |names: Vec<String>, common_name: &str| {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(names).unwrap();
+        params.distinguished_name.push(DnType::CommonName, common_name);
+        (params.signed_by(&key, &issuer).unwrap().pem(), key.serialize_pem())
+    };
+    let (server_cert, server_key) = leaf(vec!["127.0.0.1".into(), "localhost".into()], "localhost");
+    let (client_cert, client_key) = leaf(vec!["keda-operator".into()], "keda-operator");
+    Pki { ca: ca.pem(), server_cert, server_key, client_cert, client_key }
+}
+
 /// A CA and a server certificate it signed for 127.0.0.1 and localhost:
 /// (CA PEM, certificate PEM, key PEM).
 pub fn certificates() -> (String, String, String) {
