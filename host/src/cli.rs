@@ -35,9 +35,9 @@ pub struct GlobalArgs {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "SCALEGATE_LOG_FORMAT")]
     pub log_format: LogFormat,
-    /// Log filter (tracing env-filter syntax, e.g. `info` or `scalegate=debug`).
-    #[arg(long, global = true, default_value = "warn", env = "SCALEGATE_LOG")]
-    pub log_level: String,
+    /// Log filter (tracing env-filter syntax, e.g. `info` or `scalegate=debug`) [default: `warn,scalegate=info` for `run`, where each notable decision is a line; `warn` otherwise].
+    #[arg(long, global = true, env = "SCALEGATE_LOG")]
+    pub log_level: Option<String>,
     /// Directory for precompiled policies [default: $XDG_CACHE_HOME/scalegate or ~/.cache/scalegate].
     #[arg(long, global = true, env = "SCALEGATE_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
@@ -70,6 +70,17 @@ pub enum Command {
     /// Compile a component under a CPU and memory budget (the host runs this as a child process).
     #[command(hide = true)]
     CompilePolicy(policy::CompileArgs),
+}
+
+impl Cli {
+    /// The log filter: the flag, else `info` for the daemon, `warn` for the tools.
+    pub fn log_filter(&self) -> String {
+        match (&self.global.log_level, &self.command) {
+            (Some(filter), _) => filter.clone(),
+            (None, Command::Run(_)) => "warn,scalegate=info".into(),
+            (None, _) => "warn".into(),
+        }
+    }
 }
 
 /// The cache directory the flags ask for, if any.

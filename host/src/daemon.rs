@@ -24,7 +24,7 @@ use crate::admin::{self, AdminState, LogLevelSetter};
 use crate::clock::Clock;
 use crate::cluster::{Cluster, ClusterError, ResourceMetrics};
 use crate::config::{self, Config};
-use crate::decide::{Decider, DeciderConfig, Persist};
+use crate::decide::{Decider, DeciderConfig, DecisionLines, Persist};
 use crate::k8s::{LeaderElector, LeaseSettings};
 use crate::keda;
 use crate::leadership::Leadership;
@@ -102,6 +102,8 @@ pub struct Settings {
     pub state: Option<StateSettings>,
     /// Serve KEDA's External Scaler (`None`: not served).
     pub keda: Option<KedaSettings>,
+    /// Which decisions get a line at `info`.
+    pub log_decisions: DecisionLines,
 }
 
 /// Where KEDA's External Scaler listens, and its TLS (`None`: plaintext,
@@ -193,6 +195,7 @@ pub async fn start<C: Cluster>(
             persist: settings.state.as_ref().map(|s| s.persist),
             calls: calls.clone(),
             answers: Some(answers.clone()),
+            log_decisions: settings.log_decisions,
             ..DeciderConfig::default()
         },
     ));

@@ -71,6 +71,8 @@ pub struct DeciderConfig {
     /// Keep each workload's decision state in the cluster (default: no,
     /// memory only).
     pub persist: Option<Persist>,
+    /// Which decisions are logged at `info`, one line each (default: the notable ones).
+    pub log_decisions: DecisionLines,
     /// Where the decisions of workloads whose actuator is `keda` are
     /// published for KEDA's External Scaler (default: none).
     pub answers: Option<Arc<Answers>>,
@@ -93,8 +95,20 @@ impl Default for DeciderConfig {
             persist: None,
             max_evaluations_per_second: 1_000,
             answers: None,
+            log_decisions: DecisionLines::Notable,
         }
     }
+}
+
+/// Which decisions get a line in the log at `info`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DecisionLines {
+    /// Scaled, failed to scale, served a new count to KEDA, faulted, or clamped by a guardrail.
+    Notable,
+    /// Every evaluation.
+    All,
+    /// None (they stay at `debug`).
+    Off,
 }
 
 /// The loop over all configured workloads.
@@ -290,7 +304,11 @@ impl<C: Cluster> Decider<C> {
         self.settle(&spec.name, &record, settlement);
         record.count(&self.config.metrics);
         self.decided.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(workload = %spec.name, replicas = record.guardrails.replicas, applied = record.applied, "decision");
+        match self.config.log_decisions {
+            DecisionLines::All => tracing::info!("{}", record.line()),
+            DecisionLines::Notable if record.notable() => tracing::info!("{}", record.line()),
+            _ => tracing::debug!("{}", record.line()),
+        }
         if record.applied {
             let sinks = self.sinks.load();
             if !sinks.is_empty()

@@ -12,8 +12,9 @@ use tracing_subscriber::{EnvFilter, reload};
 fn main() -> ExitCode {
     limit_malloc_arenas();
     let cli = Cli::parse();
-    let filter = EnvFilter::try_new(&cli.global.log_level).unwrap_or_else(|error| {
-        eprintln!("warning: invalid --log-level {:?} ({error}); using \"warn\"", cli.global.log_level);
+    let wanted = cli.log_filter();
+    let filter = EnvFilter::try_new(&wanted).unwrap_or_else(|error| {
+        eprintln!("warning: invalid --log-level {wanted:?} ({error}); using \"warn\"");
         EnvFilter::new("warn")
     });
     let (filter, handle) = reload::Layer::new(filter);

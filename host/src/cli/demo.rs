@@ -10,7 +10,7 @@ use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::daemon::{self, Settings, StateSettings};
 use crate::decide::Persist;
-use crate::decide::{DecisionRecord, WorkloadView};
+use crate::decide::{DecisionLines, DecisionRecord, WorkloadView};
 use crate::policy::Runtime;
 use crate::sim::{SimCluster, SimWorkload, daily_load};
 use clap::Args;
@@ -117,6 +117,8 @@ pub fn run(args: &DemoArgs, cache_dir: Option<PathBuf>, log_level: Option<LogLev
                 namespace: "scalegate".into(),
             }),
             keda: args.keda_listen.map(|listen| daemon::KedaSettings { listen, tls: None }),
+            // the demo prints every decision itself
+            log_decisions: DecisionLines::Off,
         };
         let store =
             daemon::open_store(runtime, args.policies.clone()).await.map_err(|e| Failure::usage(e.to_string()))?;
@@ -166,34 +168,6 @@ async fn print_decisions(view: Arc<dyn WorkloadView>, shutdown: CancellationToke
 }
 
 fn line(record: &DecisionRecord) -> String {
-    let time = {
-        let secs = record.at_ms / 1000;
-        format!("{:02}:{:02}:{:02}", (secs / 3600) % 24, (secs / 60) % 60, secs % 60)
-    };
-    let change = if record.applied {
-        format!("{:>2} → {:<2}", record.current_replicas, record.guardrails.replicas)
-    } else {
-        format!("{:>2}      ", record.current_replicas)
-    };
-    let verdicts: Vec<String> = record
-        .policies
-        .iter()
-        .map(|p| match (&p.desired, &p.error) {
-            (Some(d), _) => format!("{} wants {d}", p.policy),
-            (None, Some(kind)) => format!("{} {kind}", p.policy),
-            (None, None) => format!("{} no opinion", p.policy),
-        })
-        .collect();
-    let clamps: Vec<&str> = record.guardrails.clamps.iter().map(|c| c.metric_label()).collect();
-    let mut text = format!("{time}  {:<10} {change}  {}  [{}]", record.workload, verdicts.join(", "), record.inputs);
-    if !clamps.is_empty() {
-        text.push_str(&format!("  guardrails: {}", clamps.join(",")));
-    }
-    if let Some(shadow) = record.shadow.as_ref().filter(|_| record.shadow_diverged) {
-        text.push_str(&format!("  shadow would pick {}", shadow.desired.map_or("-".into(), |d| d.to_string())));
-    }
-    if let Some(error) = &record.apply_error {
-        text.push_str(&format!("  write failed: {error}"));
-    }
-    text
+    let secs = record.at_ms / 1000;
+    format!("{:02}:{:02}:{:02}  {}", (secs / 3600) % 24, (secs / 60) % 60, secs % 60, record.line())
 }

@@ -12,6 +12,7 @@ use crate::admin::LogLevelSetter;
 use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::daemon::{self, Election, KedaSettings, Settings, StateSettings};
+use crate::decide::DecisionLines;
 use crate::decide::Persist;
 use crate::k8s::{KubeCluster, KubeSettings, LeaseSettings};
 use crate::policy::{CompileBudget, Runtime, RuntimeConfig};
@@ -86,6 +87,9 @@ pub struct RunArgs {
     /// With --keda-listen: serve without TLS (otherwise a certificate is required).
     #[arg(long, conflicts_with = "keda_tls_cert")]
     pub keda_plaintext: bool,
+    /// Which decisions are logged at `info`, one line each (`ns/name 3 → 9 policy@ver wants 9 [inputs] guardrails: …`): `notable` (scaled, failed, served a new count to KEDA, faulted, or clamped), `all`, or `off`.
+    #[arg(long, value_enum, default_value_t = DecisionLines::Notable)]
+    pub log_decisions: DecisionLines,
     /// Largest policy component accepted, from the directory or an upload, in bytes.
     #[arg(long, default_value_t = 64 << 20)]
     pub max_policy_bytes: usize,
@@ -222,6 +226,7 @@ pub fn run(args: &RunArgs, cache_dir: Option<PathBuf>, log_level: Option<LogLeve
             resource_metrics: Some(cluster.clone()),
             state,
             keda,
+            log_decisions: args.log_decisions,
         };
         let running = daemon::start(settings, store, cluster, Arc::new(SystemClock), shutdown.clone())
             .await

@@ -97,6 +97,48 @@ impl DecisionRecord {
             + self.apply_error.as_ref().map_or(0, String::len)
     }
 
+    /// The decision on one line, for logs and the demo:
+    /// `shop/web  3 → 9   hpa@0.1.0 wants 9  [replicas 3 (3 ready), …]  guardrails: max_step_up`.
+    pub fn line(&self) -> String {
+        let change = match (self.applied, self.served) {
+            (true, _) => format!("{:>2} → {:<2}", self.current_replicas, self.guardrails.replicas),
+            (false, Some(served)) => format!("{:>2} ⇢ {served:<2} (served to KEDA)", self.current_replicas),
+            (false, None) => format!("{:>2}      ", self.current_replicas),
+        };
+        let verdicts: Vec<String> = self
+            .policies
+            .iter()
+            .map(|p| match (&p.desired, &p.error) {
+                (Some(d), _) => format!("{} wants {d}", p.policy),
+                (None, Some(kind)) => format!("{} {kind}", p.policy),
+                (None, None) => format!("{} no opinion", p.policy),
+            })
+            .collect();
+        let clamps: Vec<&str> = self.guardrails.clamps.iter().map(|c| c.metric_label()).collect();
+        let mut text = format!("{:<10} {change}  {}  [{}]", self.workload, verdicts.join(", "), self.inputs);
+        if !clamps.is_empty() {
+            text.push_str(&format!("  guardrails: {}", clamps.join(",")));
+        }
+        if let Some(shadow) = self.shadow.as_ref().filter(|_| self.shadow_diverged) {
+            text.push_str(&format!("  shadow would pick {}", shadow.desired.map_or("-".into(), |d| d.to_string())));
+        }
+        if let Some(error) = &self.apply_error {
+            text.push_str(&format!("  write failed: {error}"));
+        }
+        text
+    }
+
+    /// Worth a log line at `info`: it scaled (or failed to), served KEDA a
+    /// new count, a policy faulted, or a guardrail changed what was
+    /// wanted (a policy with no opinion, or a standby, is routine).
+    pub fn notable(&self) -> bool {
+        self.applied
+            || self.apply_error.is_some()
+            || self.served.is_some_and(|served| served != self.current_replicas)
+            || self.policies.iter().any(|p| p.error.as_deref().is_some_and(|e| e != "declined"))
+            || self.guardrails.clamps.iter().any(|c| !matches!(c, Clamp::NoOpinion { .. } | Clamp::Standby { .. }))
+    }
+
     /// Bounded label of what came of it: `scaled`, `served` (to KEDA),
     /// `failed_write`, `dry_run`, `standby` or `unchanged`.
     pub fn outcome(&self) -> &'static str {
@@ -229,6 +271,41 @@ mod tests {
             served: None,
             timing: Timing::default(),
         }
+    }
+
+    #[test]
+    fn notable_decisions_and_their_line() {
+        let mut scaled = record(1);
+        scaled.applied = true;
+        scaled.guardrails.replicas = 5;
+        scaled.policies.push(PolicyVerdict {
+            policy: "hpa@0.1.0".into(),
+            digest: "d".into(),
+            desired: Some(5),
+            reason: "cpu".into(),
+            error: None,
+            duration_us: 1,
+            rolled_back: false,
+        });
+        assert!(scaled.notable());
+        let line = scaled.line();
+        assert!(
+            line.starts_with("shop/web") && line.contains(" 1 → 5 ") && line.contains("hpa@0.1.0 wants 5"),
+            "{line}"
+        );
+        let routine = record(2);
+        assert!(!routine.notable(), "nothing happened");
+        let mut no_opinion = record(3);
+        no_opinion.guardrails.clamps.push(Clamp::NoOpinion { reason: "idle".into() });
+        assert!(!no_opinion.notable());
+        let mut clamped = record(4);
+        clamped.guardrails.clamps.push(Clamp::Max { from: 30, to: 20 });
+        assert!(clamped.notable());
+        let mut served = record(5);
+        served.served = Some(4);
+        assert!(served.notable() && served.line().contains("⇢ 4"), "{}", served.line());
+        served.served = Some(1);
+        assert!(!served.notable(), "served the count it has");
     }
 
     #[test]

@@ -78,6 +78,12 @@ async fn a_version_that_waits_on_time_faults_and_its_workload_rolls_back() {
     let dir = setup(&fake);
     let daemon = start(dir.path(), &[]);
     eventually("web scaled", Duration::from_secs(10), || fake.replicas("shop", "web") == Some(5)).await;
+    // the scale is one grep-able line at info
+    eventually("the decision line", Duration::from_secs(5), || {
+        let log = daemon.stderr.lock().unwrap();
+        log.lines().any(|l| l.contains("shop/web") && l.contains(" 2 → 5 ") && l.contains("fixed@0.1.0 wants 5"))
+    })
+    .await;
     eventually("api decided by 0.1.0", Duration::from_secs(10), || {
         decisions(&daemon, "api", 1).first().is_some_and(|d| d["policies"][0]["policy"] == "hostile@0.1.0")
     })

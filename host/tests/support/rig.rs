@@ -52,6 +52,7 @@ impl Rig {
             resource_metrics: Some(cluster.clone()),
             state: None,
             keda: None,
+            log_decisions: scalegate::decide::DecisionLines::Notable,
         };
         let shutdown = tokio_util::sync::CancellationToken::new();
         let running = daemon::start(settings, store, cluster, Arc::new(SystemClock), shutdown.clone()).await.unwrap();
