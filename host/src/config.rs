@@ -131,6 +131,8 @@ struct RawGuardrails {
     #[serde(default, with = "humantime_serde")]
     cooldown_down: Option<Duration>,
     hold_on_stale: Option<bool>,
+    #[serde(default, with = "humantime_serde")]
+    idle_before_zero: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -211,9 +213,6 @@ pub struct Workload {
     pub interval: Duration,
     pub limits: Limits,
     pub actuator: Actuator,
-    /// The workload is active (should run at least one replica) while the
-    /// decided count is above this (default 0).
-    pub activation_threshold: u32,
     /// Inputs from signal sources, by name.
     pub metrics: Vec<MetricSpec>,
 }
@@ -335,6 +334,12 @@ impl RawConfig {
                 cooldown_down: duration(|g| g.cooldown_down),
                 hold_on_stale: raw.guardrails.hold_on_stale.or(self.defaults.guardrails.hold_on_stale).unwrap_or(true),
                 dry_run: actuator == Actuator::DryRun,
+                activation_threshold: raw.activation_threshold.unwrap_or(0),
+                idle_before_zero: raw
+                    .guardrails
+                    .idle_before_zero
+                    .or(self.defaults.guardrails.idle_before_zero)
+                    .unwrap_or(Duration::from_secs(300)),
             };
             let metrics = metrics(&sources, raw.metrics, interval, &|field| at(field))?;
             workloads.push(Arc::new(Workload {
@@ -345,7 +350,6 @@ impl RawConfig {
                 interval,
                 limits,
                 actuator,
-                activation_threshold: raw.activation_threshold.unwrap_or(0),
                 metrics,
             }));
         }

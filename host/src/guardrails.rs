@@ -96,6 +96,12 @@ pub struct Limits {
     pub hold_on_stale: bool,
     /// Decide and record, never write.
     pub dry_run: bool,
+    /// Active (should run at least one replica) while the decided count is above this.
+    pub activation_threshold: u32,
+    /// With `min_replicas: 0`: how long a workload stays idle (not active)
+    /// before it goes to zero, counted from the last time it was active
+    /// (KEDA's `cooldownPeriod`; default 300 s).
+    pub idle_before_zero: Duration,
 }
 
 impl Limits {
@@ -111,7 +117,14 @@ impl Limits {
             cooldown_down: Duration::ZERO,
             hold_on_stale: true,
             dry_run: false,
+            activation_threshold: 0,
+            idle_before_zero: Duration::from_secs(300),
         }
+    }
+
+    /// Whether `desired` makes the workload active.
+    pub fn is_active(&self, desired: u32) -> bool {
+        desired > self.activation_threshold
     }
 }
 
@@ -136,6 +149,8 @@ pub struct Situation {
     pub stale_inputs: Vec<String>,
     /// This replica does not hold the leader lease: decide, never write.
     pub standby: bool,
+    /// When the workload was last active (`None`: never seen active).
+    pub last_active_ms: Option<u64>,
 }
 
 /// One adjustment the guardrails made, with the count before and after it.
@@ -177,6 +192,13 @@ pub enum Clamp {
     DryRun {
         would_scale_to: u32,
     },
+    /// Not active, but not idle for `idle_before_zero` yet: kept at one
+    /// (or where it is, on stale inputs) instead of zero.
+    Idle {
+        from: u32,
+        to: u32,
+        remaining_ms: u64,
+    },
     /// Another replica holds the leader lease.
     Standby {
         would_scale_to: u32,
@@ -196,6 +218,7 @@ impl Clamp {
             Clamp::StepUp { .. } => "step_up",
             Clamp::StepDown { .. } => "step_down",
             Clamp::DryRun { .. } => "dry_run",
+            Clamp::Idle { .. } => "idle",
             Clamp::Standby { .. } => "standby",
         }
     }
@@ -239,8 +262,36 @@ pub fn apply(limits: &Limits, situation: &Situation, proposal: &Proposal) -> Out
         }
     };
     let mut target = bound(desired, &mut clamps);
+    let stale = limits.hold_on_stale && !situation.stale_inputs.is_empty();
 
-    if target < current && limits.hold_on_stale && !situation.stale_inputs.is_empty() {
+    // scale to zero and back (only with min_replicas 0): activity moves 0 ↔ 1
+    if min == 0 {
+        if limits.is_active(desired) && current == 0 {
+            // activation: from zero at once, past cooldowns and step limits
+            return finish(limits, situation, bound(desired.max(1), &mut clamps), clamps);
+        }
+        if !limits.is_active(desired) {
+            if current == 0 {
+                // idle at zero stays at zero, whatever count below the threshold it asks for
+                return finish(limits, situation, 0, clamps);
+            }
+            let until =
+                situation.last_active_ms.map_or(0, |t| t.saturating_add(limits.idle_before_zero.as_millis() as u64));
+            if current > 0 && situation.now_ms >= until && !stale {
+                // idle long enough: to zero at once, like KEDA
+                return finish(limits, situation, 0, clamps);
+            }
+            if target == 0 && current > 0 {
+                let floor = if stale { current } else { 1 };
+                clamps.push(Clamp::Idle { from: 0, to: floor, remaining_ms: until.saturating_sub(situation.now_ms) });
+                target = floor;
+            }
+        } else {
+            target = target.max(1);
+        }
+    }
+
+    if target < current && stale {
         clamps.push(Clamp::StaleHold { from: target, to: current, inputs: situation.stale_inputs.clone() });
         target = current;
     }
@@ -277,6 +328,12 @@ pub fn apply(limits: &Limits, situation: &Situation, proposal: &Proposal) -> Out
     // bounds have the last word: a hold or cooldown keeps a data-driven
     // change from happening, not a configured bound from being enforced
     target = bound(target, &mut clamps);
+    finish(limits, situation, target, clamps)
+}
+
+/// The outcome for `target`: dry run and standby noted, actuated otherwise.
+fn finish(limits: &Limits, situation: &Situation, target: u32, mut clamps: Vec<Clamp>) -> Outcome {
+    let current = situation.current_replicas;
     let change = target != current;
     if change && limits.dry_run {
         clamps.push(Clamp::DryRun { would_scale_to: target });
@@ -302,7 +359,37 @@ mod tests {
             last_scale_ms: None,
             stale_inputs: vec![],
             standby: false,
+            last_active_ms: Some(1_000_000),
         }
+    }
+
+    #[test]
+    fn scale_to_zero_waits_for_the_idle_period_from_the_last_activity() {
+        let limits = Limits { idle_before_zero: Duration::from_secs(300), ..Limits::bounds(0, 20) };
+        let idle_since = |ago_s: u64| Situation { last_active_ms: Some(1_000_000 - ago_s * 1000), ..at(4) };
+        // inactive for 60 s: held at one
+        let out = apply(&limits, &idle_since(60), &Proposal::Desired(0));
+        assert_eq!((out.replicas, out.actuate), (1, true));
+        assert_eq!(out.clamps, vec![Clamp::Idle { from: 0, to: 1, remaining_ms: 240_000 }]);
+        // idle for the whole period: to zero at once, past step limits
+        let stepped = Limits { max_step_down: Some(Step::Pods(1)), ..limits.clone() };
+        let out = apply(&stepped, &idle_since(300), &Proposal::Desired(0));
+        assert_eq!((out.replicas, out.actuate), (0, true));
+        // but not on stale inputs
+        let stale = Situation { stale_inputs: vec!["backlog".into()], ..idle_since(600) };
+        assert_eq!(apply(&limits, &stale, &Proposal::Desired(0)).replicas, 4);
+        // active again at zero: at once to what it wants, past cooldowns and step limits
+        let cooling =
+            Limits { cooldown_up: Duration::from_secs(600), max_step_up: Some(Step::Pods(1)), ..limits.clone() };
+        let zero = Situation { last_scale_ms: Some(999_000), ..at(0) };
+        let out = apply(&cooling, &zero, &Proposal::Desired(7));
+        assert_eq!((out.replicas, out.actuate), (7, true));
+        // below the activation threshold counts as idle
+        let threshold = Limits { activation_threshold: 2, ..limits.clone() };
+        assert_eq!(apply(&threshold, &zero, &Proposal::Desired(2)).replicas, 0, "2 is not above the threshold");
+        assert_eq!(apply(&threshold, &zero, &Proposal::Desired(3)).replicas, 3);
+        // min_replicas above zero: the rules do not apply
+        assert_eq!(apply(&Limits::bounds(1, 20), &idle_since(900), &Proposal::Desired(0)).replicas, 1);
     }
 
     #[test]
@@ -444,6 +531,8 @@ mod tests {
                 cooldown_down: Duration::from_secs(30),
                 hold_on_stale: true,
                 dry_run: false,
+                activation_threshold: 0,
+                idle_before_zero: Duration::from_secs(300),
             };
             let situation = Situation {
                 now_ms: 1_000_000,
@@ -451,6 +540,7 @@ mod tests {
                 last_scale_ms: Some(if cooled { 0 } else { 990_000 }),
                 stale_inputs: if stale { vec!["x".into()] } else { vec![] },
                 standby: false,
+                last_active_ms: Some(990_000),
             };
             let out = apply(&limits, &situation, &proposal);
             prop_assert_eq!(out.actuate, out.replicas != current);

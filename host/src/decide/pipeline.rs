@@ -89,6 +89,7 @@ impl<C: Cluster> Pipeline<C> {
             last_scale_ms: state.last_scale_ms,
             stale_inputs: vec![],
             standby: !self.may_write(),
+            last_active_ms: state.last_active_ms,
         };
         let reason = format!("cannot observe the target: {error}");
         let outcome = guardrails::apply(&spec.limits, &situation, &Proposal::NoOpinion(reason));
@@ -176,13 +177,21 @@ impl<C: Cluster> Pipeline<C> {
         if let Proposal::Desired(desired) = proposal {
             state.history.recommend(Recommendation { timestamp_ms: now_ms, replicas: desired });
         }
+        // a workload first seen counts as active now: its idle period starts here
+        let last_active_ms = *state.last_active_ms.get_or_insert(now_ms);
         let situation = Situation {
             now_ms,
             current_replicas: current,
             last_scale_ms: state.last_scale_ms,
             stale_inputs,
             standby: !self.may_write(),
+            last_active_ms: Some(last_active_ms),
         };
+        if let Proposal::Desired(desired) = proposal
+            && spec.limits.is_active(desired)
+        {
+            state.last_active_ms = Some(now_ms);
+        }
         let mut outcome = guardrails::apply(&spec.limits, &situation, &proposal);
         let mut served = None;
         if spec.actuator == Actuator::Keda {
@@ -197,7 +206,7 @@ impl<C: Cluster> Pipeline<C> {
                     .collect();
                 let answer = Answer {
                     desired: outcome.replicas,
-                    active: outcome.replicas > spec.activation_threshold,
+                    active: spec.limits.is_active(outcome.replicas),
                     metrics,
                     at_ms: now_ms,
                 };

@@ -121,6 +121,9 @@ pub struct WorkloadState {
     pub history: History,
     /// When the host last changed the replica count.
     pub last_scale_ms: Option<u64>,
+    /// When the decision last said "active" (above the activation
+    /// threshold): a workload may go to zero only an idle period after it.
+    pub last_active_ms: Option<u64>,
     /// When the state was last stored in the cluster (host clock).
     pub saved_ms: Option<u64>,
     /// What was stored then (a hash), to skip storing the same again.
@@ -140,6 +143,9 @@ pub struct Stored {
     pub saved_at_ms: u64,
     #[serde(default)]
     pub last_scale_ms: Option<u64>,
+    /// When the workload was last active (scale to zero counts from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_active_ms: Option<u64>,
     /// `[timestamp_ms, from, to]`, oldest first.
     #[serde(default)]
     pub scale_events: Vec<(u64, u32, u32)>,
@@ -241,6 +247,7 @@ impl WorkloadState {
             version: 1,
             saved_at_ms: now_ms,
             last_scale_ms: self.last_scale_ms,
+            last_active_ms: self.last_active_ms,
             scale_events: self
                 .history
                 .scale_events()
@@ -274,6 +281,7 @@ impl WorkloadState {
     /// rebinding since then starts that binding afresh). Health stays.
     pub fn restore(&mut self, stored: &Stored) {
         self.last_scale_ms = stored.last_scale_ms;
+        self.last_active_ms = stored.last_active_ms.or(self.last_active_ms);
         self.history = History::from_parts(
             stored
                 .recommendations

@@ -222,7 +222,10 @@ impl SignalHub {
         self.workloads.read().get(name).cloned().ok_or_else(|| InputError::UnknownWorkload(name.to_string()))
     }
 
-    /// A new value of a declared metric, received at `now_ms`.
+    /// A new value of a declared metric, received at `now_ms`. A value that
+    /// wakes the input (positive after zero) triggers an evaluation at once,
+    /// so an idle workload scaled to zero comes back without waiting for
+    /// its interval.
     pub fn update(
         &self,
         workload: &str,
@@ -237,7 +240,11 @@ impl SignalHub {
         let slot = inputs.slots.get_mut(&metric.name).filter(|s| s.source == source).ok_or_else(|| {
             InputError::UndeclaredMetric { workload: workload.into(), metric: metric.name.clone(), via: source }
         })?;
-        slot.store(workload, metric, forecast, now_ms);
+        let woke = slot.store(workload, metric, forecast, now_ms);
+        drop(inputs);
+        if woke {
+            self.fire(workload);
+        }
         Ok(())
     }
 
@@ -254,6 +261,7 @@ impl SignalHub {
         now_ms: u64,
     ) -> Result<(usize, usize), InputError> {
         let counts = (metrics.len(), signals.len());
+        let mut woke = false;
         {
             let entry = self.workload(workload)?;
             let mut inputs = entry.lock();
@@ -272,7 +280,7 @@ impl SignalHub {
             }
             for metric in metrics {
                 let slot = inputs.slots.get_mut(&metric.name).expect("checked above");
-                slot.store(workload, metric, None, now_ms);
+                woke |= slot.store(workload, metric, None, now_ms);
             }
             let last = signals.len().saturating_sub(1);
             let mut receipt = receipt;
@@ -282,7 +290,7 @@ impl SignalHub {
                 inputs.enqueue(Delivery { signal, receipt, received }, self.queue(), &self.metrics);
             }
         }
-        if counts.1 > 0 {
+        if counts.1 > 0 || woke {
             self.fire(workload);
         }
         Ok(counts)
@@ -425,8 +433,11 @@ fn check_finite(metric: &Metric) -> Result<(), InputError> {
 }
 
 impl Slot {
-    /// A new value, received at `now_ms`; ends a failure.
-    fn store(&mut self, workload: &str, metric: Metric, forecast: Option<Forecast>, now_ms: u64) {
+    /// A new value, received at `now_ms`; ends a failure. True when it
+    /// wakes the input: positive after none, or after zero or less (the
+    /// first message after an idle spell).
+    fn store(&mut self, workload: &str, metric: Metric, forecast: Option<Forecast>, now_ms: u64) -> bool {
+        let woke = metric.value > 0.0 && self.latest.as_ref().is_none_or(|last| last.value <= 0.0);
         if let Some(error) = self.failing.take() {
             tracing::info!(%workload, metric = %metric.name, source = self.source, previous_error = %error, "input recovered");
         }
@@ -434,6 +445,7 @@ impl Slot {
         self.received_ms = forecast.as_ref().map_or(now_ms, |f| f.generated_ms.min(now_ms));
         self.latest = Some(metric);
         self.forecast = forecast;
+        woke
     }
 }
 

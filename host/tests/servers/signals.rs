@@ -554,3 +554,95 @@ async fn prometheus_requests_carry_the_current_bearer_token_and_the_configured_h
     .await;
     rig.stop().await;
 }
+
+/// Scale to zero and back on a NATS JetStream backlog (seed 004's backend
+/// under KEDA's rules, with scalegate writing `/scale`): idle for the idle
+/// period → 0; the first job → up at once, without waiting for the 5 s
+/// interval; drained → held at 1 until the idle period has passed since the
+/// last activity, then 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_backlog_scales_to_zero_and_back_with_the_idle_period_from_the_last_activity() {
+    use async_nats::jetstream;
+    use futures::StreamExt;
+    let store = tempfile::tempdir().unwrap();
+    let (port, monitor) = (free_port(), free_port());
+    let server = NatsServer::start(port, monitor, store.path());
+    let url = server.monitor_url();
+    let client = async_nats::connect(format!("127.0.0.1:{port}")).await.unwrap();
+    let js = jetstream::new(client);
+    let stream = js
+        .create_stream(jetstream::stream::Config {
+            name: "JOBS".into(),
+            subjects: vec!["jobs.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let consumer: jetstream::consumer::PullConsumer = stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some("workers".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let yaml = format!(
+        r#"
+sources:
+  nats: {{monitor_url: "{url}", interval: 200ms}}
+workloads:
+  - target: {{namespace: shop, name: web}}
+    interval: 5s
+    min_replicas: 0
+    max_replicas: 20
+    guardrails: {{idle_before_zero: 8s}}
+    policies: [{{policy: target-tracking, params: {{metric: backlog, target: 10}}}}]
+    metrics:
+      - {{name: backlog, max_age: 2s, nats: {{stream: JOBS, consumer: workers}}}}
+"#
+    );
+    let fake = FakeApiServer::start().await;
+    fake.add_deployment("shop", "web", 1);
+    let started = Instant::now();
+    let rig = Rig::start(fake, ("shop", "web"), &[("tt.wasm", "target_tracking.wasm")], &yaml, Some(TOKEN)).await;
+
+    // idle from the start: zero once the idle period has passed (at an evaluation)
+    eventually("to zero", Duration::from_secs(20), || rig.replicas() == Some(0)).await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(8),
+        "to zero after {:?}, before the idle period",
+        started.elapsed()
+    );
+
+    // the first jobs: 25 pending at 10 per replica → 3, at once (the input woke up)
+    for _ in 0..25 {
+        js.publish("jobs.render", "job".into()).await.unwrap().await.unwrap();
+    }
+    let published = Instant::now();
+    eventually("from zero", Duration::from_secs(5), || rig.replicas() == Some(3)).await;
+    let woke = published.elapsed();
+    assert!(woke < Duration::from_millis(1500), "from zero after {woke:?}: the 5 s interval was waited for");
+    let active_at = Instant::now();
+
+    // drained: not active any more; held at 1, then 0 once idle for the period
+    let mut acked = 0;
+    while acked < 25 {
+        let mut batch = consumer.fetch().max_messages(25 - acked).messages().await.unwrap();
+        while let Some(message) = batch.next().await {
+            message.unwrap().double_ack().await.unwrap();
+            acked += 1;
+        }
+    }
+    // the next evaluation (5 s) finds it idle for less than 8 s: held at 1; the one after: 0
+    eventually("held at one", Duration::from_secs(10), || rig.replicas() == Some(1)).await;
+    eventually("to zero again", Duration::from_secs(15), || rig.replicas() == Some(0)).await;
+    let idle = active_at.elapsed();
+    assert!(idle >= Duration::from_millis(7500), "to zero {idle:?} after the last activity, before the idle period");
+    let decisions = rig.get("/v1/workloads/shop/web/decisions?limit=16").await;
+    assert!(decisions.to_string().contains("\"kind\":\"idle\""), "the hold at one is recorded: {decisions}");
+    let writes = rig.writes();
+    assert_eq!(writes.first(), Some(&(1, 0)), "{writes:?}");
+    assert_eq!(writes.last(), Some(&(1, 0)), "{writes:?}");
+    assert!(writes.contains(&(0, 3)), "{writes:?}");
+    drop(server);
+    rig.stop().await;
+}

@@ -50,7 +50,6 @@ pub fn run(
                 interval,
                 limits: Limits::bounds(1, 50),
                 actuator: Actuator::Kubernetes,
-                activation_threshold: 0,
                 metrics: vec![],
             }));
         }
