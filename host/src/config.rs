@@ -335,11 +335,15 @@ impl RawConfig {
                 hold_on_stale: raw.guardrails.hold_on_stale.or(self.defaults.guardrails.hold_on_stale).unwrap_or(true),
                 dry_run: actuator == Actuator::DryRun,
                 activation_threshold: raw.activation_threshold.unwrap_or(0),
-                idle_before_zero: raw
-                    .guardrails
-                    .idle_before_zero
-                    .or(self.defaults.guardrails.idle_before_zero)
-                    .unwrap_or(Duration::from_secs(300)),
+                // KEDA applies its own cooldownPeriod to what it is served
+                idle_before_zero: if actuator == Actuator::Keda {
+                    Duration::ZERO
+                } else {
+                    raw.guardrails
+                        .idle_before_zero
+                        .or(self.defaults.guardrails.idle_before_zero)
+                        .unwrap_or(Duration::from_secs(300))
+                },
             };
             let metrics = metrics(&sources, raw.metrics, interval, &|field| at(field))?;
             workloads.push(Arc::new(Workload {
