@@ -199,6 +199,7 @@ pub async fn start<C: Cluster>(
             ..DeciderConfig::default()
         },
     ));
+    metrics.add_view(Arc::new(crate::decide::Gauges::new(&decider, Some(hub.clone()))));
     let takeover = TakeOver {
         decider: decider.clone(),
         store: store.clone(),
@@ -211,6 +212,12 @@ pub async fn start<C: Cluster>(
     hub.set_trigger(move |workload| {
         if let Some(decider) = weak.upgrade() {
             decider.trigger(workload);
+        }
+    });
+    let weak = Arc::downgrade(&decider);
+    hub.set_wake(move |workload| {
+        if let Some(decider) = weak.upgrade() {
+            decider.wake(workload);
         }
     });
     let mut elector = None;

@@ -21,6 +21,7 @@
 
 mod call;
 mod fleet;
+mod gauges;
 mod pacer;
 mod persist;
 mod pipeline;
@@ -29,6 +30,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 
+pub use gauges::Gauges;
 pub use persist::Persist;
 pub use record::{DECISION_RECORDS, DecisionLog, DecisionRecord, InputsDigest, PolicyVerdict, Timing};
 pub use state::{History, RECOMMENDATION_WINDOW, SCALE_EVENT_WINDOW, Stored, WorkloadState};
@@ -196,6 +198,20 @@ impl<C: Cluster> Decider<C> {
     /// Asks for an immediate evaluation (a signal arrived).
     pub fn trigger(&self, name: &str) -> bool {
         self.find(name).map(|w| w.trigger.notify_one()).is_some()
+    }
+
+    /// An input of `name` woke from zero: evaluates it now if it sits at
+    /// zero replicas and may (`min_replicas: 0`), so activity brings it
+    /// back without waiting for its interval; otherwise the interval will do.
+    pub fn wake(&self, name: &str) -> bool {
+        let Some(workload) = self.find(name) else { return false };
+        // decided zero last time (or found it there)
+        let at_zero = workload.log.lock().last().is_some_and(|r| r.guardrails.replicas == 0 || r.current_replicas == 0);
+        if at_zero && workload.spec.load().limits.min_replicas == 0 {
+            workload.trigger.notify_one();
+            return true;
+        }
+        false
     }
 
     /// Asks every workload for an immediate evaluation.

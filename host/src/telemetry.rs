@@ -1,15 +1,20 @@
 //! Metrics the daemon exposes on `GET /metrics` (Prometheus text format).
 //!
 //! Labels are bounded: error kinds, clamp kinds and outcomes come from fixed
-//! vocabularies (`metric_label()`); no pod or workload names. The decision
-//! loop and the policy store record here; the admin API renders it.
+//! vocabularies (`metric_label()`); no pod names. The decision loop and the
+//! policy store record here; the admin API renders it. Per-workload gauges
+//! (namespace, name, binding — as many as configured workloads) are views
+//! computed at scrape time from the loop's latest decisions
+//! (`decide::gauges`), so they cost no memory per series.
 
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::sync::Arc;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
@@ -58,6 +63,25 @@ pub struct Metrics {
     pub config_reloads: Family<KindLabel, Counter>,
     /// KEDA External Scaler calls by RPC and outcome.
     pub keda_rpc_seconds: Family<RpcLabel, Histogram>,
+    /// Metrics computed at scrape time from the running parts (the
+    /// per-workload gauges of the decision loop): nothing kept per series.
+    views: parking_lot::RwLock<Vec<Arc<dyn Collector>>>,
+}
+
+/// A collector shared between the metrics and a scrape's registry.
+#[derive(Debug)]
+struct Shared(Arc<dyn Collector>);
+
+impl Collector for Shared {
+    fn encode(&self, encoder: prometheus_client::encoding::DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InfoLabel {
+    pub version: String,
+    pub wit: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -141,8 +165,16 @@ impl Metrics {
             "KEDA External Scaler calls by RPC and outcome (ok, not_found, unavailable, …)",
             keda_rpc_seconds.clone(),
         );
+        let info = Family::<InfoLabel, Gauge>::default();
+        info.get_or_create(&InfoLabel {
+            version: env!("CARGO_PKG_VERSION").into(),
+            wit: "scalegate:policy@0.1.0".into(),
+        })
+        .set(1);
+        registry.register("info", "The build: scalegate version and the policy world it serves", info);
         Metrics {
             registry,
+            views: parking_lot::RwLock::new(Vec::new()),
             keda_rpc_seconds,
             state_writes,
             config_reloads,
@@ -195,9 +227,22 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition.
+    /// Adds metrics computed at each scrape.
+    pub fn add_view(&self, view: Arc<dyn Collector>) {
+        self.views.write().push(view);
+    }
+
     pub fn render(&self) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        let mut views = Registry::with_prefix("scalegate");
+        for view in self.views.read().iter() {
+            views.register_collector(Box::new(Shared(view.clone())));
+        }
+        encode_registry(&mut text, &self.registry)
+            .and_then(|()| encode_registry(&mut text, &views))
+            .and_then(|()| encode_eof(&mut text))
+            .expect("writing to a String cannot fail");
         text
     }
 }

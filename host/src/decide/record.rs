@@ -34,6 +34,8 @@ pub struct DecisionRecord {
     /// Short summary of the inputs: replicas, pods, metric values.
     pub inputs: String,
     pub current_replicas: u32,
+    /// Ready replicas when it was observed.
+    pub ready_replicas: u32,
     pub policies: Vec<PolicyVerdict>,
     /// Evaluated beside the active policies, never actuated.
     pub shadow: Option<Box<PolicyVerdict>>,
@@ -237,6 +239,11 @@ impl DecisionLog {
         }
     }
 
+    /// The newest record.
+    pub fn last(&self) -> Option<&DecisionRecord> {
+        self.records.back()
+    }
+
     /// Newest first.
     pub fn recent(&self, limit: usize) -> Vec<DecisionRecord> {
         self.records.iter().rev().take(limit).cloned().collect()
@@ -262,6 +269,7 @@ mod tests {
             inputs_digest: InputsDigest::default(),
             inputs: String::new(),
             current_replicas: 1,
+            ready_replicas: 1,
             policies: vec![],
             shadow: None,
             shadow_diverged: false,

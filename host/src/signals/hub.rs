@@ -112,6 +112,8 @@ pub struct SignalHub {
     /// Every name a message may use for a workload → the workload's name.
     routes: RwLock<HashMap<String, String>>,
     trigger: OnceLock<Trigger>,
+    /// Called when an input wakes from zero (see [`SignalHub::update`]).
+    wake: OnceLock<Trigger>,
     metrics: Arc<Metrics>,
 }
 
@@ -155,6 +157,7 @@ impl SignalHub {
             queue: std::sync::atomic::AtomicUsize::new(SIGNAL_QUEUE),
             routes: RwLock::new(HashMap::new()),
             trigger: OnceLock::new(),
+            wake: OnceLock::new(),
             metrics,
         };
         hub.reconfigure(workloads);
@@ -223,9 +226,9 @@ impl SignalHub {
     }
 
     /// A new value of a declared metric, received at `now_ms`. A value that
-    /// wakes the input (positive after zero) triggers an evaluation at once,
-    /// so an idle workload scaled to zero comes back without waiting for
-    /// its interval.
+    /// wakes the input (positive after zero) is announced to the wake
+    /// handler, so an idle workload scaled to zero comes back without
+    /// waiting for its interval.
     pub fn update(
         &self,
         workload: &str,
@@ -243,7 +246,7 @@ impl SignalHub {
         let woke = slot.store(workload, metric, forecast, now_ms);
         drop(inputs);
         if woke {
-            self.fire(workload);
+            self.wake(workload);
         }
         Ok(())
     }
@@ -290,8 +293,10 @@ impl SignalHub {
                 inputs.enqueue(Delivery { signal, receipt, received }, self.queue(), &self.metrics);
             }
         }
-        if counts.1 > 0 || woke {
+        if counts.1 > 0 {
             self.fire(workload);
+        } else if woke {
+            self.wake(workload);
         }
         Ok(counts)
     }
@@ -354,6 +359,17 @@ impl SignalHub {
         }
     }
 
+    /// Sets what happens when an input of a workload wakes from zero.
+    pub fn set_wake(&self, wake: impl Fn(&str) + Send + Sync + 'static) {
+        let _ = self.wake.set(Arc::new(wake));
+    }
+
+    fn wake(&self, workload: &str) {
+        if let Some(wake) = self.wake.get() {
+            wake(workload);
+        }
+    }
+
     fn fire(&self, workload: &str) {
         if let Some(trigger) = self.trigger.get() {
             trigger(workload);
@@ -377,6 +393,21 @@ impl SignalHub {
             }
         }
         out
+    }
+
+    /// Per metric of a workload: (name, age of the last value in ms if any,
+    /// fresh), for the per-workload gauges.
+    pub fn freshness(&self, workload: &str, now_ms: u64) -> Vec<(String, Option<u64>, bool)> {
+        let Ok(entry) = self.workload(workload) else { return vec![] };
+        let inputs = entry.lock();
+        inputs
+            .slots
+            .iter()
+            .map(|(name, slot)| {
+                let age = slot.latest.as_ref().map(|_| now_ms.saturating_sub(slot.received_ms));
+                (name.clone(), age, age.is_some_and(|a| a <= slot.max_age_ms))
+            })
+            .collect()
     }
 
     /// Per workload and metric: source, age of the last value, last error.

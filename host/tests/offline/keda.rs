@@ -189,6 +189,17 @@ async fn every_rpc_against_a_running_daemon() {
     let metrics = http(daemon.running.admin_addr, "GET", "/metrics", "").await.1;
     assert!(metrics.contains("scalegate_keda_rpc_seconds_count{rpc=\"GetMetrics\",code=\"ok\"}"), "{metrics}");
     assert!(metrics.contains("scalegate_decisions_total{kind=\"served\"}"), "{metrics}");
+    // the per-workload gauges, computed at the scrape
+    let served = r#"{namespace="shop",name="worker",binding="shop/worker"}"#;
+    assert!(metrics.contains(&format!("scalegate_workload_desired_replicas{served} 7")), "{metrics}");
+    assert!(metrics.contains(&format!("scalegate_workload_keda_active{served} 1")), "{metrics}");
+    assert!(metrics.contains(&format!("scalegate_workload_policy_desired_replicas{served} 7")), "{metrics}");
+    let web = r#"{namespace="shop",name="web",binding="shop/web"}"#;
+    assert!(metrics.contains(&format!("scalegate_workload_desired_replicas{web} 4")), "{metrics}");
+    assert!(!metrics.contains(&format!("scalegate_workload_keda_active{web}")), "web is not KEDA's");
+    assert!(metrics.contains("scalegate_info{version=\""), "{metrics}");
+    assert!(metrics.trim_end().ends_with("# EOF"), "one OpenMetrics end marker");
+    assert_eq!(metrics.matches("# EOF").count(), 1);
 
     // the server restarts on the same address: the same client carries on, a new stream opens
     daemon.stop().await;
