@@ -102,9 +102,7 @@ impl Scaler {
                 reference.namespace, reference.name
             )));
         };
-        let horizon = (interval.as_millis() as u64).saturating_mul(STALE_AFTER_INTERVALS);
-        let now = self.clock.now_ms();
-        Ok((workload, answer.filter(|a| now.saturating_sub(a.at_ms) <= horizon)))
+        Ok((workload, fresh(answer, interval, self.clock.now_ms())))
     }
 
     fn observe<T>(&self, rpc: &'static str, started: Instant, result: Result<T, Status>) -> Result<T, Status> {
@@ -119,6 +117,12 @@ impl Scaler {
     fn is_active_now(&self, reference: &ScaledObjectRef) -> Result<bool, Status> {
         Ok(self.lookup(reference)?.1.is_some_and(|a| a.active))
     }
+}
+
+/// `answer` if it is no older than [`STALE_AFTER_INTERVALS`] intervals at `now_ms`.
+fn fresh(answer: Option<Answer>, interval: Duration, now_ms: u64) -> Option<Answer> {
+    let horizon = (interval.as_millis() as u64).saturating_mul(STALE_AFTER_INTERVALS);
+    answer.filter(|a| now_ms.saturating_sub(a.at_ms) <= horizon)
 }
 
 /// `scalerMetadata.workload`, else the ScaledObject's own `namespace/name`.
@@ -181,8 +185,7 @@ impl ExternalScaler for Scaler {
         let workload = workload_of(&reference);
         let active_now = move || {
             let (answer, interval) = lookup_answers.latest(&workload)?;
-            let horizon = (interval.as_millis() as u64).saturating_mul(STALE_AFTER_INTERVALS);
-            Some(answer.is_some_and(|a| a.active && clock.now_ms().saturating_sub(a.at_ms) <= horizon))
+            Some(fresh(answer, interval, clock.now_ms()).is_some_and(|a| a.active))
         };
         let stream = async_stream(move |sender| async move {
             let mut last = None;

@@ -485,6 +485,8 @@ pub fn pki() -> Pki {
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    // distinct names: OpenSSL takes a certificate whose issuer is its own
+    // subject for self-signed
     params.distinguished_name.push(DnType::CommonName, "scalegate test CA");
     let ca = params.self_signed(&ca_key).unwrap();
     let issuer = rcgen::Issuer::new(params, &ca_key);
@@ -494,7 +496,7 @@ pub fn pki() -> Pki {
         params.distinguished_name.push(DnType::CommonName, common_name);
         (params.signed_by(&key, &issuer).unwrap().pem(), key.serialize_pem())
     };
-    let (server_cert, server_key) = leaf(vec!["127.0.0.1".into(), "localhost".into()], "localhost");
+    let (server_cert, server_key) = leaf(vec!["127.0.0.1".into(), "localhost".into()], "127.0.0.1");
     let (client_cert, client_key) = leaf(vec!["keda-operator".into()], "keda-operator");
     Pki { ca: ca.pem(), server_cert, server_key, client_cert, client_key }
 }
@@ -502,21 +504,8 @@ pub fn pki() -> Pki {
 /// A CA and a server certificate it signed for 127.0.0.1 and localhost:
 /// (CA PEM, certificate PEM, key PEM).
 pub fn certificates() -> (String, String, String) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    // distinct names: OpenSSL takes a certificate whose issuer is its own
-    // subject for self-signed
-    params.distinguished_name.push(DnType::CommonName, "scalegate test CA");
-    let ca = params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(params, &ca_key);
-    let key = KeyPair::generate().unwrap();
-    let mut server = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
-    server.distinguished_name.push(DnType::CommonName, "127.0.0.1");
-    let server = server.signed_by(&key, &issuer).unwrap();
-    (ca.pem(), server.pem(), key.serialize_pem())
+    let pki = pki();
+    (pki.ca, pki.server_cert, pki.server_key)
 }
 
 /// A server that accepts connections and never answers (a hung peer): what
