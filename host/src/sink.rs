@@ -83,11 +83,4 @@ impl Answers {
     pub fn watch(&self, workload: &str) -> Option<tokio::sync::watch::Receiver<Option<Answer>>> {
         Some(self.served.read().get(workload)?.answer.subscribe())
     }
-
-    /// Workloads served, sorted.
-    pub fn workloads(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.served.read().keys().cloned().collect();
-        names.sort();
-        names
-    }
 }

@@ -18,7 +18,6 @@ pub struct CallPool {
 
 struct Inner {
     slots: Semaphore,
-    size: usize,
     /// On-demand calls holding or waiting for a slot, at most half the slots.
     on_demand: Semaphore,
     /// On-demand calls waiting for `on_demand`.
@@ -41,17 +40,11 @@ impl CallPool {
         CallPool {
             inner: Arc::new(Inner {
                 slots: Semaphore::new(size),
-                size,
                 on_demand: Semaphore::new((size / 2).max(1)),
                 waiting: AtomicUsize::new(0),
                 max_waiting: size * 4,
             }),
         }
-    }
-
-    /// Concurrent calls at most.
-    pub fn size(&self) -> usize {
-        self.inner.size
     }
 
     /// Runs `policy.evaluate(snapshot)` on the blocking pool once a slot is
