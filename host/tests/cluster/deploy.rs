@@ -31,9 +31,11 @@ fn render(overlay: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Strict validation, custom resources (KEDA's, the Prometheus operator's)
+/// against their vendored CRDs (`host/tests/crds`); an unknown kind fails.
 fn validate(path: &Path) {
     let out = Command::new("python3")
-        .args(["-m", "kubernetes_validate", "--strict", "--quiet"])
+        .arg(workspace().join("scripts/validate-manifests.py"))
         .arg(path)
         .output()
         .expect("python3");
@@ -42,19 +44,19 @@ fn validate(path: &Path) {
     assert!(out.status.success(), "{} does not validate:\n{report}", path.display());
 }
 
-fn documents(yaml: &str) -> Vec<serde_json::Value> {
+pub(crate) fn documents(yaml: &str) -> Vec<serde_json::Value> {
     serde_yaml_ng::Deserializer::from_str(yaml)
         .map(|doc| serde_json::Value::deserialize(doc).expect("YAML document"))
         .filter(|doc| !doc.is_null())
         .collect()
 }
 
-fn of_kind<'a>(docs: &'a [serde_json::Value], kind: &'a str) -> impl Iterator<Item = &'a serde_json::Value> {
+pub(crate) fn of_kind<'a>(docs: &'a [serde_json::Value], kind: &'a str) -> impl Iterator<Item = &'a serde_json::Value> {
     docs.iter().filter(move |d| d["kind"] == kind)
 }
 
 /// Renders, writes and validates one kustomization; returns its documents.
-fn rendered(overlay: &str) -> Vec<serde_json::Value> {
+pub(crate) fn rendered(overlay: &str) -> Vec<serde_json::Value> {
     let yaml = render(overlay);
     let file = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
     std::fs::write(file.path(), &yaml).unwrap();
@@ -64,7 +66,7 @@ fn rendered(overlay: &str) -> Vec<serde_json::Value> {
 
 #[test]
 fn deploy_manifests_validate_and_carry_a_valid_config_and_valid_flags() {
-    for overlay in ["deploy/base", "deploy/overlays/example"] {
+    for overlay in ["deploy/base", "deploy/overlays/example", "deploy/overlays/full"] {
         let docs = rendered(overlay);
         let config = of_kind(&docs, "ConfigMap")
             .find(|c| c["metadata"]["name"].as_str().unwrap().starts_with("scalegate-config"))
@@ -82,6 +84,25 @@ fn deploy_manifests_validate_and_carry_a_valid_config_and_valid_flags() {
         assert_eq!(container["securityContext"]["capabilities"]["drop"][0], "ALL");
         assert_eq!(deployment["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"], true);
     }
+    // the KEDA component: mutual TLS, the port on both Services, the certificate mounted where the flags say
+    let full = rendered("deploy/overlays/full");
+    let deployment = of_kind(&full, "Deployment").next().unwrap();
+    let pod = &deployment["spec"]["template"]["spec"];
+    let args: Vec<&str> =
+        pod["containers"][0]["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert!(args.contains(&"--keda-listen=0.0.0.0:50051"), "{args:?}");
+    assert!(!args.contains(&"--keda-plaintext"), "TLS by default");
+    let mount =
+        pod["containers"][0]["volumeMounts"].as_array().unwrap().iter().find(|m| m["name"] == "keda-tls").unwrap();
+    for file in ["tls.crt", "tls.key", "ca.crt"] {
+        let path = format!("{}/{file}", mount["mountPath"].as_str().unwrap());
+        assert!(args.iter().any(|a| a.ends_with(&format!("={path}"))), "{path} is mounted but no flag reads it");
+    }
+    assert!(pod["volumes"].as_array().unwrap().iter().any(|v| v["secret"]["secretName"] == "scalegate-keda-tls"));
+    for service in of_kind(&full, "Service") {
+        let ports = service["spec"]["ports"].as_array().unwrap();
+        assert!(ports.iter().any(|p| p["port"] == 50051 && p["targetPort"] == "grpc-keda"), "{service}");
+    }
     let example = rendered("deploy/overlays/example");
     let config = of_kind(&example, "ConfigMap").next().unwrap()["data"]["scalegate.yaml"].as_str().unwrap().to_string();
     assert_eq!(Config::parse(&config).unwrap().workloads[0].target.namespace, "shop");
@@ -90,6 +111,8 @@ fn deploy_manifests_validate_and_carry_a_valid_config_and_valid_flags() {
 #[test]
 fn manifests_in_examples_validate() {
     let mut checked = 0;
+    let mut configs = vec![];
+    let mut scaled_objects = vec![];
     let mut stack = vec![workspace().join("examples")];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
@@ -98,15 +121,38 @@ fn manifests_in_examples_validate() {
                 stack.push(path);
             } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
                 let text = std::fs::read_to_string(&path).unwrap();
-                if documents(&text).iter().any(|d| d["apiVersion"].is_string() && d["kind"].is_string()) {
+                let docs = documents(&text);
+                if docs.iter().any(|d| d["apiVersion"].is_string() && d["kind"].is_string()) {
                     validate(&path);
+                    scaled_objects.extend(of_kind(&docs, "ScaledObject").cloned().map(|d| (path.clone(), d)));
                 } else {
-                    Config::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                    configs.push(Config::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display())));
                 }
                 checked += 1;
             }
         }
     }
+    // each ScaledObject pointed at scalegate names a workload an example binds with `actuator: keda`
+    for (path, object) in &scaled_objects {
+        let meta = &object["metadata"];
+        for trigger in object["spec"]["triggers"].as_array().unwrap() {
+            let metadata = &trigger["metadata"];
+            if !trigger["type"].as_str().unwrap().starts_with("external")
+                || !metadata["scalerAddress"].as_str().unwrap().starts_with("scalegate")
+            {
+                continue;
+            }
+            let workload = metadata["workload"].as_str().map(str::to_string).unwrap_or_else(|| {
+                format!("{}/{}", meta["namespace"].as_str().unwrap(), meta["name"].as_str().unwrap())
+            });
+            let bound = configs.iter().flat_map(|c| &c.workloads).any(|w| {
+                w.actuator == scalegate::config::Actuator::Keda
+                    && (w.name == workload || format!("{}/{}", w.target.namespace, w.target.name) == workload)
+            });
+            assert!(bound, "{}: {workload} is bound with actuator keda in no example config", path.display());
+        }
+    }
+    assert!(scaled_objects.len() >= 2, "seed 002 and seed 004 ship a ScaledObject");
     println!("{checked} example YAML files checked");
 }
 
