@@ -206,29 +206,11 @@ workloads:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_backlog_drives_scaling_goes_stale_when_stopped_and_recovers() {
     use async_nats::jetstream;
-    use futures::StreamExt;
     let store = tempfile::tempdir().unwrap();
     let (port, monitor) = (free_port(), free_port());
     let server = NatsServer::start(port, monitor, store.path());
     let url = server.monitor_url();
-    let client = async_nats::connect(format!("127.0.0.1:{port}")).await.unwrap();
-    let js = jetstream::new(client);
-    let stream = js
-        .create_stream(jetstream::stream::Config {
-            name: "JOBS".into(),
-            subjects: vec!["jobs.>".into()],
-            storage: jetstream::stream::StorageType::File,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    stream
-        .create_consumer(jetstream::consumer::pull::Config {
-            durable_name: Some("workers".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let (js, _) = jobs_stream(port).await;
     for _ in 0..45 {
         js.publish("jobs.render", "job".into()).await.unwrap().await.unwrap();
     }
@@ -272,16 +254,7 @@ workloads:
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    // a fetch may end before its batch is full: fetch until 35 are acked
-    let mut acked = 0;
-    while acked < 35 {
-        let mut batch = consumer.fetch().max_messages(35 - acked).messages().await.unwrap();
-        while let Some(message) = batch.next().await {
-            message.unwrap().double_ack().await.unwrap();
-            acked += 1;
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "only {acked} jobs fetched");
-    }
+    work_off(&consumer, 35).await;
     eventually("scale to 1 after recovery", Duration::from_secs(15), || rig.replicas() == Some(1)).await;
     // up to 5, nothing while stale, then down to 1 — in one step, or in more
     // when an evaluation saw the backlog half drained (the acks come in batches)
@@ -292,6 +265,46 @@ workloads:
     assert!(writes.windows(2).all(|w| w[0].1 == w[1].0), "each write starts where the last ended: {writes:?}");
     drop(server);
     rig.stop().await;
+}
+
+/// The stream `JOBS` (subjects `jobs.>`, stored in files) and its durable
+/// pull consumer `workers` on the NATS server at `port`.
+async fn jobs_stream(port: u16) -> (async_nats::jetstream::Context, async_nats::jetstream::consumer::PullConsumer) {
+    use async_nats::jetstream;
+    let js = jetstream::new(async_nats::connect(format!("127.0.0.1:{port}")).await.unwrap());
+    let stream = js
+        .create_stream(jetstream::stream::Config {
+            name: "JOBS".into(),
+            subjects: vec!["jobs.>".into()],
+            storage: jetstream::stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some("workers".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    (js, consumer)
+}
+
+/// Fetches and acknowledges `jobs` messages, as workers would (a fetch may
+/// end before its batch is full: fetch until all are acked, within 30 s).
+async fn work_off(consumer: &async_nats::jetstream::consumer::PullConsumer, jobs: usize) {
+    use futures::StreamExt;
+    let start = Instant::now();
+    let mut acked = 0;
+    while acked < jobs {
+        let mut batch = consumer.fetch().max_messages(jobs - acked).messages().await.unwrap();
+        while let Some(message) = batch.next().await {
+            message.unwrap().double_ack().await.unwrap();
+            acked += 1;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "only {acked} of {jobs} jobs fetched");
+    }
 }
 
 fn forecast(generated: k8s_openapi::jiff::Timestamp, replicas: &[u32]) -> String {
@@ -562,29 +575,11 @@ async fn prometheus_requests_carry_the_current_bearer_token_and_the_configured_h
 /// last activity, then 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_backlog_scales_to_zero_and_back_with_the_idle_period_from_the_last_activity() {
-    use async_nats::jetstream;
-    use futures::StreamExt;
     let store = tempfile::tempdir().unwrap();
     let (port, monitor) = (free_port(), free_port());
     let server = NatsServer::start(port, monitor, store.path());
     let url = server.monitor_url();
-    let client = async_nats::connect(format!("127.0.0.1:{port}")).await.unwrap();
-    let js = jetstream::new(client);
-    let stream = js
-        .create_stream(jetstream::stream::Config {
-            name: "JOBS".into(),
-            subjects: vec!["jobs.>".into()],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let consumer: jetstream::consumer::PullConsumer = stream
-        .create_consumer(jetstream::consumer::pull::Config {
-            durable_name: Some("workers".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let (js, consumer) = jobs_stream(port).await;
     let yaml = format!(
         r#"
 sources:
@@ -624,14 +619,7 @@ workloads:
     let active_at = Instant::now();
 
     // drained: not active any more; held at 1, then 0 once idle for the period
-    let mut acked = 0;
-    while acked < 25 {
-        let mut batch = consumer.fetch().max_messages(25 - acked).messages().await.unwrap();
-        while let Some(message) = batch.next().await {
-            message.unwrap().double_ack().await.unwrap();
-            acked += 1;
-        }
-    }
+    work_off(&consumer, 25).await;
     // the next evaluation (5 s) finds it idle for less than 8 s: held at 1; the one after: 0
     eventually("held at one", Duration::from_secs(10), || rig.replicas() == Some(1)).await;
     eventually("to zero again", Duration::from_secs(15), || rig.replicas() == Some(0)).await;
