@@ -9,7 +9,7 @@ out=target/policies
 mkdir -p "$out/testdata"
 
 rust_policies=(hpa fixed target-tracking directive forecast thresholds)
-testdata=(infinite-loop memory-bomb panic huge-output bad-metadata wrong-world sneaky versioned hostile)
+testdata=(infinite-loop memory-bomb panic huge-output bad-metadata wrong-world future-contract sneaky versioned hostile)
 packages=()
 for p in "${rust_policies[@]}"; do packages+=(-p "policy-$p"); done
 for t in "${testdata[@]}"; do packages+=(-p "testdata-$t"); done

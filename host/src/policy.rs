@@ -34,6 +34,7 @@ mod reference;
 mod runtime;
 mod sandbox;
 
+pub use bindings::Contract;
 pub use compiler::{CompileBudget, compile_here};
 pub use loaded::{Evaluation, LoadedPolicy, LogLine};
 pub use pool::{Busy, CallPool};
@@ -173,7 +174,7 @@ pub enum Error {
     Io(String),
     #[error("not a valid WebAssembly component: {0}")]
     Compile(String),
-    #[error("component does not implement scalegate:policy/policy@0.1.0: {0}")]
+    #[error("component does not implement a scalegate:policy world this host serves ({served}): {0}", served = Contract::served())]
     Incompatible(String),
     #[error("invalid metadata: {0}")]
     InvalidMetadata(String),

@@ -154,6 +154,8 @@ pub struct VersionStatus {
     pub name: String,
     pub version: String,
     pub digest: String,
+    /// The contract version the component targets, e.g. "0.2.0".
+    pub contract: &'static str,
     pub source: PathBuf,
     pub present: bool,
     pub active: bool,
@@ -191,6 +193,7 @@ impl Catalog {
                     name: name.clone(),
                     version: v.policy.info().version.clone(),
                     digest: v.policy.digest().to_string(),
+                    contract: v.policy.contract().version(),
                     source: v.source.clone(),
                     present: v.present,
                     active: active.as_deref() == Some(v.policy.digest()),

@@ -129,6 +129,7 @@ impl SimWorkload {
                     cpu_request: Some(self.cpu_request),
                     memory_request: None,
                     requests: vec![],
+                    containers: vec![],
                 }
             })
             .collect();

@@ -1,7 +1,7 @@
 //! Snapshots and decisions: the host's own types for what flows into and out
 //! of a policy, and their JSON form.
 //!
-//! These mirror the WIT records of `wit/policy.wit` one to one (field names
+//! These mirror the WIT records of the newest contract (`wit/`) one to one (field names
 //! in snake_case) and are what `scalegate eval --snapshot FILE.json` reads and
 //! prints, so the JSON is a stable, documented interface
 //! (`docs/SNAPSHOT.md`). Two conveniences differ from the WIT form: `params`
@@ -134,6 +134,61 @@ pub struct Pod {
     /// Other requests: other resources, per-container requests.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub requests: Vec<ResourceRequest>,
+    /// The pod's containers (contract 0.2.0: handed to policies that read
+    /// "containers").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<Container>,
+}
+
+/// CPU (cores) and memory (bytes) of one container's requests or limits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Compute {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<f64>,
+}
+
+/// How a container's previous run ended (`lastState.terminated`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Termination {
+    /// e.g. `OOMKilled`.
+    pub reason: String,
+    #[serde(default)]
+    pub exit_code: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_ms: Option<u64>,
+}
+
+/// One usage sample of a container (`metrics.k8s.io`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Usage {
+    /// Cores.
+    pub cpu: f64,
+    /// Working-set bytes.
+    pub memory: f64,
+    pub timestamp_ms: u64,
+    #[serde(default)]
+    pub window_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Container {
+    pub name: String,
+    #[serde(default)]
+    pub requests: Compute,
+    #[serde(default)]
+    pub limits: Compute,
+    #[serde(default)]
+    pub restart_count: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_termination: Option<Termination>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
 }
 
 impl Pod {
@@ -157,6 +212,7 @@ impl Pod {
             cpu_request: Some(cpu_request),
             memory_request: Some(memory_request),
             requests: vec![],
+            containers: vec![],
         }
     }
 }
@@ -256,6 +312,27 @@ pub struct Decision {
     pub deletion_costs: Vec<PodDeletionCost>,
     #[serde(default)]
     pub metrics: Vec<ReportedMetric>,
+    /// Per-container resource recommendations (contract 0.2.0).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<ContainerRecommendation>,
+}
+
+/// What a policy recommends for one container (by name, for every pod).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerRecommendation {
+    pub container: String,
+    pub resources: Vec<ResourceRecommendation>,
+}
+
+/// A recommendation for one resource, as VPA's recommender gives it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResourceRecommendation {
+    /// `cpu` (cores) or `memory` (bytes).
+    pub resource: String,
+    pub target: f64,
+    pub lower_bound: f64,
+    pub upper_bound: f64,
+    pub uncapped_target: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -320,6 +397,7 @@ mod tests {
             state: b"hello".to_vec(),
             deletion_costs: vec![],
             metrics: vec![],
+            resources: vec![],
         };
         let json = serde_json::to_value(&decision).unwrap();
         assert_eq!(json["state"], "aGVsbG8=");

@@ -78,6 +78,11 @@ impl Collector for Shared {
     }
 }
 
+/// The contract versions the host serves, for `scalegate_info{wit}` (the
+/// same as `policy::Contract::served()`; a test there keeps them equal —
+/// telemetry sits below `policy`).
+pub const CONTRACTS: &str = "0.1.0,0.2.0";
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct InfoLabel {
     pub version: String,
@@ -168,7 +173,7 @@ impl Metrics {
         let info = Family::<InfoLabel, Gauge>::default();
         info.get_or_create(&InfoLabel {
             version: env!("CARGO_PKG_VERSION").into(),
-            wit: "scalegate:policy@0.1.0".into(),
+            wit: format!("scalegate:policy@{CONTRACTS}"),
         })
         .set(1);
         registry.register("info", "The build: scalegate version and the policy world it serves", info);

@@ -55,6 +55,7 @@ fn decision(desired: Option<u32>, state: &[u8]) -> Decision {
         state: state.to_vec(),
         deletion_costs: vec![],
         metrics: vec![],
+        resources: vec![],
     }
 }
 

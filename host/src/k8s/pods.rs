@@ -252,6 +252,38 @@ pub fn convert(pod: &Pod) -> snapshot::Pod {
         cpu_request: total("cpu"),
         memory_request: total("memory"),
         requests,
+        containers: containers.iter().map(|c| container(c, status)).collect(),
+    }
+}
+
+/// One container's requests, limits and restarts (its usage joins later,
+/// from `metrics.k8s.io`).
+fn container(
+    spec: &k8s_openapi::api::core::v1::Container,
+    status: Option<&k8s_openapi::api::core::v1::PodStatus>,
+) -> snapshot::Container {
+    let compute =
+        |list: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>| snapshot::Compute {
+            cpu: list.and_then(|l| l.get("cpu")).and_then(|q| quantity::parse(&q.0)),
+            memory: list.and_then(|l| l.get("memory")).and_then(|q| quantity::parse(&q.0)),
+        };
+    let resources = spec.resources.as_ref();
+    let state = status
+        .into_iter()
+        .flat_map(|s| s.container_statuses.iter().flatten().chain(s.init_container_statuses.iter().flatten()))
+        .find(|s| s.name == spec.name);
+    let terminated = state.and_then(|s| s.last_state.as_ref()).and_then(|l| l.terminated.as_ref());
+    snapshot::Container {
+        name: spec.name.clone(),
+        requests: compute(resources.and_then(|r| r.requests.as_ref())),
+        limits: compute(resources.and_then(|r| r.limits.as_ref())),
+        restart_count: state.map_or(0, |s| u32::try_from(s.restart_count).unwrap_or(0)),
+        last_termination: terminated.map(|t| snapshot::Termination {
+            reason: t.reason.clone().unwrap_or_default(),
+            exit_code: t.exit_code,
+            finished_ms: t.finished_at.as_ref().and_then(millis),
+        }),
+        usage: None,
     }
 }
 

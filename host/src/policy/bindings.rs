@@ -1,74 +1,259 @@
-//! Generated bindings of `wit/policy.wit` and the conversions between them
-//! and the host's own types. Nothing outside this module sees a generated
-//! type.
+//! Generated bindings of every contract version the host serves, and the
+//! conversions between them and the host's own types (one internal
+//! snapshot and decision, `crate::snapshot`). Nothing outside this module
+//! sees a generated type.
+//!
+//! Served: `scalegate:policy@0.1.0` (`wit/0.1.0/`, frozen) and `@0.2.0`
+//! (`wit/`). A component's version is read from the `scalegate:policy`
+//! interfaces it imports, before it is linked, so a component of another
+//! version is refused with the versions this host serves. Records common to
+//! both versions convert through one macro body ([`common!`]); each version
+//! adds what is its own (0.2.0: containers in, resource recommendations out).
 
 use super::sandbox::{HostState, LogLevel};
-use super::{Declined, PolicyInfo};
+use super::{Declined, Error, PolicyInfo};
 use crate::snapshot as domain;
+use wasmtime::Store;
+use wasmtime::component::{Component, InstancePre, Linker};
 
-mod generated {
+mod v0_1 {
     wasmtime::component::bindgen!({
         world: "policy",
-        path: "../wit",
+        path: "../wit/0.1.0",
         // calls run on a fiber so the host can bound them in wall-clock time
         exports: { default: async },
     });
 }
 
-use generated::scalegate::policy::host;
-use generated::scalegate::policy::types as wit;
-
-pub use generated::Policy as PolicyBindings;
-pub use generated::PolicyPre as PolicyBindingsPre;
-
-/// Adds the `host` and `types` interfaces to the linker.
-pub fn add_to_linker(linker: &mut wasmtime::component::Linker<HostState>) -> wasmtime::Result<()> {
-    PolicyBindings::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(linker, |state| state)
+mod v0_2 {
+    wasmtime::component::bindgen!({
+        world: "policy",
+        path: "../wit",
+        exports: { default: async },
+    });
 }
 
-impl host::Host for HostState {
-    fn log(&mut self, level: host::LogLevel, message: String) {
-        let level = match level {
-            host::LogLevel::Trace => LogLevel::Trace,
-            host::LogLevel::Debug => LogLevel::Debug,
-            host::LogLevel::Info => LogLevel::Info,
-            host::LogLevel::Warn => LogLevel::Warn,
-            host::LogLevel::Error => LogLevel::Error,
-        };
-        self.push_log(level, message);
+/// A contract version the host serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Contract {
+    V0_1,
+    V0_2,
+}
+
+impl Contract {
+    /// Every version served, oldest first.
+    pub const SERVED: [Contract; 2] = [Contract::V0_1, Contract::V0_2];
+    /// The newest: what the bundled policies and the SDKs target.
+    pub const NEWEST: Contract = Contract::V0_2;
+
+    pub fn version(self) -> &'static str {
+        match self {
+            Contract::V0_1 => "0.1.0",
+            Contract::V0_2 => "0.2.0",
+        }
+    }
+
+    /// `scalegate:policy/policy@<version>`.
+    pub fn world(self) -> String {
+        format!("scalegate:policy/policy@{}", self.version())
+    }
+
+    /// "0.1.0, 0.2.0".
+    pub fn served() -> String {
+        Contract::SERVED.map(Contract::version).join(", ")
+    }
+
+    /// The version a compiled component targets, from the
+    /// `scalegate:policy/…@version` interfaces it imports.
+    pub fn of(component: &Component, engine: &wasmtime::Engine) -> Result<Contract, Error> {
+        let ty = component.component_type();
+        let mut versions: Vec<&str> = ty
+            .imports(engine)
+            .filter_map(|(name, _)| name.strip_prefix("scalegate:policy/"))
+            .filter_map(|interface| interface.split_once('@').map(|(_, version)| version))
+            .collect();
+        versions.sort_unstable();
+        versions.dedup();
+        match versions[..] {
+            [version] => Contract::SERVED
+                .into_iter()
+                .find(|c| c.version() == version)
+                .ok_or_else(|| Error::Incompatible(format!("it targets scalegate:policy@{version}"))),
+            [] => {
+                let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_string()).collect();
+                Err(Error::Incompatible(format!(
+                    "it imports no scalegate:policy interface (it exports: {})",
+                    if exports.is_empty() { "nothing".into() } else { exports.join(", ") }
+                )))
+            }
+            _ => Err(Error::Incompatible(format!(
+                "it imports scalegate:policy at several versions ({})",
+                versions.join(", ")
+            ))),
+        }
     }
 }
 
-impl wit::Host for HostState {}
+impl std::fmt::Display for Contract {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.version())
+    }
+}
 
-pub fn snapshot_to_wit(s: &domain::Snapshot) -> wit::Snapshot {
-    wit::Snapshot {
-        now_ms: s.now_ms,
-        workload: wit::Workload {
-            kind: s.workload.kind.clone(),
-            namespace: s.workload.namespace.clone(),
-            name: s.workload.name.clone(),
-            current_replicas: s.workload.current_replicas,
-            status_replicas: s.workload.status_replicas(),
-            ready_replicas: s.workload.ready_replicas(),
-            min_replicas: s.workload.min_replicas,
-            max_replicas: s.workload.max_replicas,
-        },
-        pods: s.pods.iter().map(pod_to_wit).collect(),
-        requests: s
-            .pods
-            .iter()
-            .enumerate()
-            .flat_map(|(index, p)| {
-                p.requests.iter().map(move |r| wit::ResourceRequest {
-                    pod: index as u32,
-                    resource: r.resource.clone(),
-                    container: r.container.clone(),
-                    amount: r.amount,
+/// Adds the `host` and `types` interfaces of every served version to the linker.
+pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    use wasmtime::component::HasSelf;
+    v0_1::Policy::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)?;
+    v0_2::Policy::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)
+}
+
+/// A component linked and type-checked against its version's world.
+pub enum PolicyPre {
+    V0_1(v0_1::PolicyPre<HostState>),
+    V0_2(v0_2::PolicyPre<HostState>),
+}
+
+/// An instance of a policy.
+pub enum PolicyInstance {
+    V0_1(v0_1::Policy),
+    V0_2(v0_2::Policy),
+}
+
+impl PolicyPre {
+    pub fn new(contract: Contract, pre: InstancePre<HostState>) -> Result<PolicyPre, Error> {
+        let incompatible =
+            |e: wasmtime::Error| Error::Incompatible(format!("not the {} world: {e:#}", contract.world()));
+        Ok(match contract {
+            Contract::V0_1 => PolicyPre::V0_1(v0_1::PolicyPre::new(pre).map_err(incompatible)?),
+            Contract::V0_2 => PolicyPre::V0_2(v0_2::PolicyPre::new(pre).map_err(incompatible)?),
+        })
+    }
+
+    pub fn contract(&self) -> Contract {
+        match self {
+            PolicyPre::V0_1(_) => Contract::V0_1,
+            PolicyPre::V0_2(_) => Contract::V0_2,
+        }
+    }
+
+    pub async fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<PolicyInstance> {
+        Ok(match self {
+            PolicyPre::V0_1(pre) => PolicyInstance::V0_1(pre.instantiate_async(store).await?),
+            PolicyPre::V0_2(pre) => PolicyInstance::V0_2(pre.instantiate_async(store).await?),
+        })
+    }
+}
+
+/// What to hand a policy beyond the snapshot every version carries.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Reads {
+    /// `metadata().reads` lists "containers" (0.2.0 and later).
+    pub containers: bool,
+}
+
+impl Reads {
+    pub fn of(info: &PolicyInfo) -> Reads {
+        Reads { containers: info.reads.iter().any(|r| r == "containers") }
+    }
+}
+
+impl PolicyInstance {
+    pub async fn metadata(&self, store: &mut Store<HostState>) -> wasmtime::Result<PolicyInfo> {
+        Ok(match self {
+            PolicyInstance::V0_1(p) => v0_1_convert::info(p.call_metadata(store).await?),
+            PolicyInstance::V0_2(p) => v0_2_convert::info(p.call_metadata(store).await?),
+        })
+    }
+
+    /// Converts the snapshot to this instance's version, calls `evaluate`
+    /// and converts the answer back.
+    pub async fn evaluate(
+        &self,
+        store: &mut Store<HostState>,
+        snapshot: &domain::Snapshot,
+        reads: Reads,
+    ) -> wasmtime::Result<Result<domain::Decision, Declined>> {
+        Ok(match self {
+            PolicyInstance::V0_1(p) => {
+                let input = v0_1_convert::snapshot(snapshot);
+                p.call_evaluate(store, &input).await?.map(v0_1_convert::decision).map_err(v0_1_convert::declined)
+            }
+            PolicyInstance::V0_2(p) => {
+                let input = v0_2_convert::snapshot(snapshot, reads);
+                p.call_evaluate(store, &input).await?.map(v0_2_convert::decision).map_err(v0_2_convert::declined)
+            }
+        })
+    }
+}
+
+/// The conversions of the records every version shares, written once and
+/// expanded in each version's module (where `wit` and `host` name that
+/// version's generated types).
+macro_rules! common {
+    () => {
+        impl host::Host for HostState {
+            fn log(&mut self, level: host::LogLevel, message: String) {
+                let level = match level {
+                    host::LogLevel::Trace => LogLevel::Trace,
+                    host::LogLevel::Debug => LogLevel::Debug,
+                    host::LogLevel::Info => LogLevel::Info,
+                    host::LogLevel::Warn => LogLevel::Warn,
+                    host::LogLevel::Error => LogLevel::Error,
+                };
+                self.push_log(level, message);
+            }
+        }
+
+        impl wit::Host for HostState {}
+
+        fn workload(w: &domain::Workload) -> wit::Workload {
+            wit::Workload {
+                kind: w.kind.clone(),
+                namespace: w.namespace.clone(),
+                name: w.name.clone(),
+                current_replicas: w.current_replicas,
+                status_replicas: w.status_replicas(),
+                ready_replicas: w.ready_replicas(),
+                min_replicas: w.min_replicas,
+                max_replicas: w.max_replicas,
+            }
+        }
+
+        fn pod(p: &domain::Pod) -> wit::Pod {
+            wit::Pod {
+                name: p.name.clone(),
+                phase: match p.phase {
+                    domain::PodPhase::Pending => wit::PodPhase::Pending,
+                    domain::PodPhase::Running => wit::PodPhase::Running,
+                    domain::PodPhase::Succeeded => wit::PodPhase::Succeeded,
+                    domain::PodPhase::Failed => wit::PodPhase::Failed,
+                    domain::PodPhase::Unknown => wit::PodPhase::Unknown,
+                },
+                ready: p.ready,
+                ready_transition_ms: p.ready_transition_ms,
+                start_ms: p.start_ms,
+                terminating: p.terminating,
+                deletion_cost: p.deletion_cost,
+                cpu_request: p.cpu_request,
+                memory_request: p.memory_request,
+            }
+        }
+
+        fn requests(pods: &[domain::Pod]) -> Vec<wit::ResourceRequest> {
+            pods.iter()
+                .enumerate()
+                .flat_map(|(index, p)| {
+                    p.requests.iter().map(move |r| wit::ResourceRequest {
+                        pod: index as u32,
+                        resource: r.resource.clone(),
+                        container: r.container.clone(),
+                        amount: r.amount,
+                    })
                 })
-            })
-            .collect(),
-        metrics: {
+                .collect()
+        }
+
+        fn metrics(s: &domain::Snapshot) -> Vec<wit::Metric> {
             let mut index = PodIndex::new(&s.pods);
             s.metrics
                 .iter()
@@ -92,12 +277,10 @@ pub fn snapshot_to_wit(s: &domain::Snapshot) -> wit::Snapshot {
                         .collect(),
                 })
                 .collect()
-        },
+        }
 
-        signals: s
-            .signals
-            .iter()
-            .map(|g| wit::Signal {
+        fn signal(g: &domain::Signal) -> wit::Signal {
+            wit::Signal {
                 kind: g.kind.clone(),
                 source: g.source.clone(),
                 timestamp_ms: g.timestamp_ms,
@@ -110,35 +293,166 @@ pub fn snapshot_to_wit(s: &domain::Snapshot) -> wit::Snapshot {
                 urgency: g.urgency,
                 reason: g.reason.clone(),
                 attributes: g.attributes.clone(),
-            })
-            .collect(),
-        forecasts: s
-            .forecasts
-            .iter()
-            .map(|f| wit::Forecast {
+            }
+        }
+
+        fn forecast(f: &domain::Forecast) -> wit::Forecast {
+            wit::Forecast {
                 name: f.name.clone(),
                 generated_ms: f.generated_ms,
                 start_ms: f.start_ms,
                 step_seconds: f.step_seconds,
                 values: f.values.clone(),
+            }
+        }
+
+        fn recommendation(r: &domain::Recommendation) -> wit::Recommendation {
+            wit::Recommendation { timestamp_ms: r.timestamp_ms, replicas: r.replicas }
+        }
+
+        fn scale_event(e: &domain::ScaleEvent) -> wit::ScaleEvent {
+            wit::ScaleEvent { timestamp_ms: e.timestamp_ms, from_replicas: e.from_replicas, to_replicas: e.to_replicas }
+        }
+
+        fn deletion_costs(costs: Vec<wit::PodDeletionCost>) -> Vec<domain::PodDeletionCost> {
+            costs.into_iter().map(|c| domain::PodDeletionCost { pod: c.pod, cost: c.cost }).collect()
+        }
+
+        fn reported(metrics: Vec<wit::ReportedMetric>) -> Vec<domain::ReportedMetric> {
+            metrics.into_iter().map(|m| domain::ReportedMetric { name: m.name, value: m.value }).collect()
+        }
+
+        pub(super) fn declined(e: wit::PolicyError) -> Declined {
+            match e {
+                wit::PolicyError::InvalidParams(m) => Declined::InvalidParams(m),
+                wit::PolicyError::MissingInput(m) => Declined::MissingInput(m),
+                wit::PolicyError::Internal(m) => Declined::Internal(m),
+            }
+        }
+
+        pub(super) fn info(i: wit::PolicyInfo) -> PolicyInfo {
+            PolicyInfo {
+                name: i.name,
+                version: i.version,
+                description: i.description,
+                params_schema: i.params_schema,
+                reads: i.reads,
+            }
+        }
+    };
+}
+
+mod v0_1_convert {
+    use super::v0_1::scalegate::policy::{host, types as wit};
+    use super::*;
+    common!();
+
+    pub(super) fn snapshot(s: &domain::Snapshot) -> wit::Snapshot {
+        wit::Snapshot {
+            now_ms: s.now_ms,
+            workload: workload(&s.workload),
+            pods: s.pods.iter().map(pod).collect(),
+            requests: requests(&s.pods),
+            metrics: metrics(s),
+            signals: s.signals.iter().map(signal).collect(),
+            forecasts: s.forecasts.iter().map(forecast).collect(),
+            recommendations: s.recommendations.iter().map(recommendation).collect(),
+            scale_events: s.scale_events.iter().map(scale_event).collect(),
+            params: s.params.to_string(),
+            state: s.state.clone(),
+        }
+    }
+
+    pub(super) fn decision(d: wit::Decision) -> domain::Decision {
+        domain::Decision {
+            desired_replicas: d.desired_replicas,
+            reason: d.reason,
+            state: d.state,
+            deletion_costs: deletion_costs(d.deletion_costs),
+            metrics: reported(d.metrics),
+            resources: vec![],
+        }
+    }
+}
+
+mod v0_2_convert {
+    use super::v0_2::scalegate::policy::resources as res;
+    use super::v0_2::scalegate::policy::{host, types as wit};
+    use super::*;
+    common!();
+
+    impl res::Host for HostState {}
+
+    pub(super) fn snapshot(s: &domain::Snapshot, reads: Reads) -> wit::Snapshot {
+        wit::Snapshot {
+            now_ms: s.now_ms,
+            workload: workload(&s.workload),
+            pods: s.pods.iter().map(pod).collect(),
+            requests: requests(&s.pods),
+            metrics: metrics(s),
+            signals: s.signals.iter().map(signal).collect(),
+            forecasts: s.forecasts.iter().map(forecast).collect(),
+            recommendations: s.recommendations.iter().map(recommendation).collect(),
+            scale_events: s.scale_events.iter().map(scale_event).collect(),
+            params: s.params.to_string(),
+            state: s.state.clone(),
+            containers: if reads.containers { containers(&s.pods) } else { vec![] },
+        }
+    }
+
+    fn containers(pods: &[domain::Pod]) -> Vec<res::Container> {
+        let compute = |c: &domain::Compute| res::Compute { cpu: c.cpu, memory: c.memory };
+        pods.iter()
+            .enumerate()
+            .flat_map(|(index, p)| {
+                p.containers.iter().map(move |c| res::Container {
+                    pod: index as u32,
+                    name: c.name.clone(),
+                    requests: compute(&c.requests),
+                    limits: compute(&c.limits),
+                    restart_count: c.restart_count,
+                    last_termination: c.last_termination.as_ref().map(|t| res::Termination {
+                        reason: t.reason.clone(),
+                        exit_code: t.exit_code,
+                        finished_ms: t.finished_ms,
+                    }),
+                    usage: c.usage.as_ref().map(|u| res::Usage {
+                        cpu: u.cpu,
+                        memory: u.memory,
+                        timestamp_ms: u.timestamp_ms,
+                        window_ms: u.window_ms,
+                    }),
+                })
             })
-            .collect(),
-        recommendations: s
-            .recommendations
-            .iter()
-            .map(|r| wit::Recommendation { timestamp_ms: r.timestamp_ms, replicas: r.replicas })
-            .collect(),
-        scale_events: s
-            .scale_events
-            .iter()
-            .map(|e| wit::ScaleEvent {
-                timestamp_ms: e.timestamp_ms,
-                from_replicas: e.from_replicas,
-                to_replicas: e.to_replicas,
-            })
-            .collect(),
-        params: s.params.to_string(),
-        state: s.state.clone(),
+            .collect()
+    }
+
+    pub(super) fn decision(d: wit::Decision) -> domain::Decision {
+        domain::Decision {
+            desired_replicas: d.desired_replicas,
+            reason: d.reason,
+            state: d.state,
+            deletion_costs: deletion_costs(d.deletion_costs),
+            metrics: reported(d.metrics),
+            resources: d
+                .resources
+                .into_iter()
+                .map(|c| domain::ContainerRecommendation {
+                    container: c.container,
+                    resources: c
+                        .resources
+                        .into_iter()
+                        .map(|r| domain::ResourceRecommendation {
+                            resource: r.resource,
+                            target: r.target,
+                            lower_bound: r.lower_bound,
+                            upper_bound: r.upper_bound,
+                            uncapped_target: r.uncapped_target,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
     }
 }
 
@@ -167,54 +481,14 @@ impl<'a> PodIndex<'a> {
     }
 }
 
-fn pod_to_wit(p: &domain::Pod) -> wit::Pod {
-    wit::Pod {
-        name: p.name.clone(),
-        phase: match p.phase {
-            domain::PodPhase::Pending => wit::PodPhase::Pending,
-            domain::PodPhase::Running => wit::PodPhase::Running,
-            domain::PodPhase::Succeeded => wit::PodPhase::Succeeded,
-            domain::PodPhase::Failed => wit::PodPhase::Failed,
-            domain::PodPhase::Unknown => wit::PodPhase::Unknown,
-        },
-        ready: p.ready,
-        ready_transition_ms: p.ready_transition_ms,
-        start_ms: p.start_ms,
-        terminating: p.terminating,
-        deletion_cost: p.deletion_cost,
-        cpu_request: p.cpu_request,
-        memory_request: p.memory_request,
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::Contract;
 
-pub fn decision_from_wit(d: wit::Decision) -> domain::Decision {
-    domain::Decision {
-        desired_replicas: d.desired_replicas,
-        reason: d.reason,
-        state: d.state,
-        deletion_costs: d
-            .deletion_costs
-            .into_iter()
-            .map(|c| domain::PodDeletionCost { pod: c.pod, cost: c.cost })
-            .collect(),
-        metrics: d.metrics.into_iter().map(|m| domain::ReportedMetric { name: m.name, value: m.value }).collect(),
-    }
-}
-
-pub fn declined_from_wit(e: wit::PolicyError) -> Declined {
-    match e {
-        wit::PolicyError::InvalidParams(m) => Declined::InvalidParams(m),
-        wit::PolicyError::MissingInput(m) => Declined::MissingInput(m),
-        wit::PolicyError::Internal(m) => Declined::Internal(m),
-    }
-}
-
-pub fn info_from_wit(i: wit::PolicyInfo) -> PolicyInfo {
-    PolicyInfo {
-        name: i.name,
-        version: i.version,
-        description: i.description,
-        params_schema: i.params_schema,
-        reads: i.reads,
+    #[test]
+    fn the_served_versions_are_the_ones_telemetry_reports() {
+        assert_eq!(Contract::SERVED.map(Contract::version).join(","), crate::telemetry::CONTRACTS);
+        assert_eq!(Contract::served(), "0.1.0, 0.2.0");
+        assert_eq!(Contract::NEWEST, *Contract::SERVED.last().unwrap());
     }
 }

@@ -1,6 +1,6 @@
 //! A loaded, validated policy and its calls.
 
-use super::bindings::{self, PolicyBindings, PolicyBindingsPre};
+use super::bindings::{Contract, PolicyInstance, PolicyPre, Reads};
 use super::driver::{Driver, wall_bound};
 use super::sandbox::{HostState, LogLevel, ticks};
 use super::{Declined, Error, PolicyInfo, RuntimeConfig};
@@ -13,7 +13,7 @@ use wasmtime::{Engine, Store, Trap};
 /// A ready-to-call instance and its store.
 struct Warm {
     store: Store<HostState>,
-    bindings: PolicyBindings,
+    instance: PolicyInstance,
 }
 
 /// One line a policy logged (or printed) during a call.
@@ -47,7 +47,9 @@ struct Inner {
     id: Arc<str>,
     digest: Arc<str>,
     size_bytes: usize,
-    pre: PolicyBindingsPre<HostState>,
+    pre: PolicyPre,
+    /// What crosses the boundary beyond the common snapshot (from `reads`).
+    reads: Reads,
     engine: Engine,
     driver: Arc<Driver>,
     config: Arc<RuntimeConfig>,
@@ -65,7 +67,7 @@ impl LoadedPolicy {
     /// back for validation together with a constructor for the policy; the
     /// instance used becomes the policy's first idle one.
     pub(super) fn prepare(
-        pre: PolicyBindingsPre<HostState>,
+        pre: PolicyPre,
         engine: Engine,
         driver: Arc<Driver>,
         config: Arc<RuntimeConfig>,
@@ -76,9 +78,9 @@ impl LoadedPolicy {
         warm.store.data_mut().begin_call(0);
         warm.store.set_epoch_deadline(ticks(config.load_deadline));
         let stuck = warm.store.data().stuck();
-        let called = driver.run(wall_bound(config.load_deadline), &stuck, warm.bindings.call_metadata(&mut warm.store));
+        let called = driver.run(wall_bound(config.load_deadline), &stuck, warm.instance.metadata(&mut warm.store));
         let info = match called {
-            Ok(Ok(info)) => bindings::info_from_wit(info),
+            Ok(Ok(info)) => info,
             Ok(Err(error)) => return Err(classify(error, &warm.store, config.load_deadline)),
             Err(_) => return Err(timeout(config.load_deadline)),
         };
@@ -86,6 +88,7 @@ impl LoadedPolicy {
             let policy = LoadedPolicy {
                 inner: Arc::new(Inner {
                     id: format!("{}@{}", info.name, info.version).into(),
+                    reads: Reads::of(&info),
                     info,
                     digest: digest.into(),
                     size_bytes,
@@ -104,6 +107,11 @@ impl LoadedPolicy {
 
     pub fn info(&self) -> &PolicyInfo {
         &self.inner.info
+    }
+
+    /// The contract version the component targets.
+    pub fn contract(&self) -> Contract {
+        self.inner.pre.contract()
     }
 
     /// sha256 of the component bytes, lowercase hex.
@@ -157,7 +165,6 @@ impl LoadedPolicy {
     /// an async worker (it blocks the thread until the call ends).
     pub fn evaluate(&self, snapshot: &Snapshot) -> Evaluation {
         let started = Instant::now();
-        let input = bindings::snapshot_to_wit(snapshot);
         let mut warm = match self.acquire() {
             Ok(warm) => warm,
             Err(error) => {
@@ -168,7 +175,7 @@ impl LoadedPolicy {
         warm.store.data_mut().begin_call(snapshot.now_ms);
         warm.store.set_epoch_deadline(ticks(config.deadline));
         let stuck = warm.store.data().stuck();
-        let call = warm.bindings.call_evaluate(&mut warm.store, &input);
+        let call = warm.instance.evaluate(&mut warm.store, snapshot, self.inner.reads);
         let called = self.inner.driver.run(wall_bound(config.deadline), &stuck, call);
         if let Err(overstay) = called {
             warm.store.data_mut().push_log(LogLevel::Warn, overstay.explain().to_string());
@@ -185,8 +192,8 @@ impl LoadedPolicy {
         let outcome = match called {
             Err(_) => Err(timeout(config.deadline)),
             Ok(Err(error)) => Err(classify(error, &warm.store, config.deadline)),
-            Ok(Ok(Err(declined))) => check_declined(bindings::declined_from_wit(declined), config),
-            Ok(Ok(Ok(decision))) => check_output(bindings::decision_from_wit(decision), config),
+            Ok(Ok(Err(declined))) => check_declined(declined, config),
+            Ok(Ok(Ok(decision))) => check_output(decision, config),
         };
         // A trapped or misbehaving instance is never reused.
         if outcome.as_ref().map_or_else(|e| !e.is_fault(), |_| true) {
@@ -197,19 +204,14 @@ impl LoadedPolicy {
 }
 
 /// A fresh instance in a fresh store, on the load-time budget.
-fn instantiate(
-    pre: &PolicyBindingsPre<HostState>,
-    engine: &Engine,
-    driver: &Driver,
-    config: &RuntimeConfig,
-) -> Result<Warm, Error> {
+fn instantiate(pre: &PolicyPre, engine: &Engine, driver: &Driver, config: &RuntimeConfig) -> Result<Warm, Error> {
     let state = HostState::new(config.memory_limit_bytes, config.max_log_lines, config.max_output_bytes);
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limits);
     store.set_epoch_deadline(ticks(config.load_deadline));
     let stuck = store.data().stuck();
-    match driver.run(wall_bound(config.load_deadline), &stuck, pre.instantiate_async(&mut store)) {
-        Ok(Ok(bindings)) => Ok(Warm { store, bindings }),
+    match driver.run(wall_bound(config.load_deadline), &stuck, pre.instantiate(&mut store)) {
+        Ok(Ok(instance)) => Ok(Warm { store, instance }),
         Ok(Err(error)) => Err(classify(error, &store, config.load_deadline)),
         Err(_) => Err(timeout(config.load_deadline)),
     }

@@ -1,6 +1,6 @@
 //! The engine, the linker and loading: bytes in, validated [`LoadedPolicy`] out.
 
-use super::bindings::{self, PolicyBindingsPre};
+use super::bindings::{self, Contract, PolicyPre};
 use super::cache::ArtifactCache;
 use super::compiler;
 use super::driver::Driver;
@@ -108,9 +108,12 @@ impl Runtime {
         };
         let compile_ms = started.elapsed().as_secs_f64() * 1e3;
 
-        let instance_pre =
-            self.linker.instantiate_pre(&component).map_err(|e| Error::Incompatible(format!("{e:#}")))?;
-        let pre = PolicyBindingsPre::new(instance_pre).map_err(|e| Error::Incompatible(format!("{e:#}")))?;
+        let contract = Contract::of(&component, &self.engine)?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| Error::Incompatible(format!("{} imports: {e:#}", contract.world())))?;
+        let pre = PolicyPre::new(contract, instance_pre)?;
         let (info, build) = LoadedPolicy::prepare(
             pre,
             self.engine.clone(),

@@ -92,7 +92,11 @@ fn unusable_policy_file_exits_65() {
     let wrong = policy("testdata/wrong_world.wasm");
     let out = scalegate(&["policy", "inspect", wrong.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(65));
-    assert!(stderr(&out).contains("does not implement scalegate:policy/policy@0.1.0"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("does not implement a scalegate:policy world this host serves (0.1.0, 0.2.0)"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -110,7 +114,8 @@ fn inspect_shows_identity_and_schema() {
     let report = json(&out);
     assert_eq!(report["name"], "target-tracking-js");
     assert_eq!(report["version"], "1.0.0");
-    assert_eq!(report["world"], "scalegate:policy/policy@0.1.0");
+    assert_eq!(report["world"], "scalegate:policy/policy@0.2.0");
+    assert_eq!(report["contract"], "0.2.0");
     assert_eq!(report["exports"], serde_json::json!(["metadata", "evaluate"]));
     assert_eq!(report["params_schema"]["required"], serde_json::json!(["metric", "target"]));
 }

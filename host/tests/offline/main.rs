@@ -7,6 +7,7 @@ mod support;
 
 mod admin;
 mod cli;
+mod contracts;
 mod decide;
 mod keda;
 mod layering;

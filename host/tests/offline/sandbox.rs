@@ -68,7 +68,7 @@ fn wrong_world_is_incompatible_and_names_the_mismatch() {
     let error = runtime.load_file(&policy("testdata/wrong_world.wasm")).unwrap_err();
     assert!(matches!(error, Error::Incompatible(_)), "{error:?}");
     let message = error.to_string();
-    assert!(message.contains("scalegate:policy/policy@0.1.0") && message.contains("evaluate"), "{message}");
+    assert!(message.contains("serves (0.1.0, 0.2.0)") && message.contains("exports: evaluate"), "{message}");
 }
 
 #[test]

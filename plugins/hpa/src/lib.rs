@@ -141,6 +141,7 @@ impl Guest for Hpa {
             state: output.state.encode(),
             deletion_costs: Vec::new(),
             metrics,
+            resources: Vec::new(),
         })
     }
 }

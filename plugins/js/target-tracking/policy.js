@@ -57,6 +57,7 @@ export function evaluate(snapshot) {
       state: new Uint8Array(),
       deletionCosts: [],
       metrics: [],
+      resources: [],
     };
   }
   const value = Math.max(metric.value, 0);
@@ -78,5 +79,6 @@ export function evaluate(snapshot) {
     state: new TextEncoder().encode(String(desired)),
     deletionCosts,
     metrics: [{ name: "replicas-needed", value: ratio }],
+    resources: [],
   };
 }

@@ -57,7 +57,7 @@ class WitWorld(WitWorld):
             raise Err(PolicyError_MissingInput(f"metric {name} is not in the snapshot"))
         age_ms = max(snapshot.now_ms - metric.timestamp_ms, 0)
         if age_ms > max_age_ms:
-            return Decision(None, f"metric {name} is stale ({age_ms} ms old)", b"", [], [])
+            return Decision(None, f"metric {name} is stale ({age_ms} ms old)", b"", [], [], [])
         value = max(metric.value, 0.0)
         ratio = value / target
         desired = int(min(math.ceil(ratio), U32_MAX))
@@ -75,4 +75,5 @@ class WitWorld(WitWorld):
             str(desired).encode(),
             costs,
             [ReportedMetric("replicas-needed", ratio)],
+            [],
         )

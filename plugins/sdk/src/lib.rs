@@ -1,6 +1,6 @@
 //! Helpers for writing scalegate policies in Rust.
 //!
-//! The crate generates the guest bindings of `wit/policy.wit` once, so a
+//! The crate generates the guest bindings of the contract in `wit/` (0.2.0) once, so a
 //! policy crate only implements [`Guest`] and calls [`export_policy!`]:
 //!
 //! ```ignore
@@ -54,6 +54,7 @@ impl types::Decision {
             state: Vec::new(),
             deletion_costs: Vec::new(),
             metrics: Vec::new(),
+            resources: Vec::new(),
         }
     }
 
