@@ -27,6 +27,9 @@ pub struct BenchArgs {
     /// Measured evaluations per variant.
     #[arg(long, default_value_t = 20_000)]
     pub iterations: usize,
+    /// The `hpa` built against contract 0.1.0, measured beside today's (0.2.0).
+    #[arg(long, default_value = "plugins/testdata/contract-0.1.0/hpa.wasm")]
+    pub hpa_0_1_0: PathBuf,
     /// Skip the cold-compile measurements (they take ~20 s each for Python and JS).
     #[arg(long)]
     pub skip_load: bool,
@@ -57,13 +60,29 @@ fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-/// The benchmark input: 50 ready pods with CPU samples and an external
+/// The benchmark input: 50 ready pods (each with its container, as the
+/// Kubernetes watch gives them) with CPU samples and an external
 /// queue-length metric, bound to `hpa` with two metrics and default behavior.
 pub fn hpa_bench_snapshot() -> Snapshot {
     let now_ms = 1_700_000_000_000;
     let pods: Vec<Pod> = (0..50)
         .map(|i| {
-            Pod::running(format!("web-7d9f8b6c4-{i:05}"), now_ms - 3_600_000, now_ms - 3_590_000, 0.5, 536_870_912.0)
+            let mut pod = Pod::running(
+                format!("web-7d9f8b6c4-{i:05}"),
+                now_ms - 3_600_000,
+                now_ms - 3_590_000,
+                0.5,
+                536_870_912.0,
+            );
+            pod.containers = vec![crate::snapshot::Container {
+                name: "app".into(),
+                requests: crate::snapshot::Compute { cpu: Some(0.5), memory: Some(536_870_912.0) },
+                limits: crate::snapshot::Compute { cpu: None, memory: Some(536_870_912.0) },
+                restart_count: 0,
+                last_termination: None,
+                usage: None,
+            }];
+            pod
         })
         .collect();
     let cpu = pods
@@ -250,6 +269,16 @@ fn hpa_and_loading(args: &BenchArgs, cache_dir: Option<PathBuf>) -> anyhow::Resu
         std::hint::black_box(evaluate_ok(&hpa, &snapshot));
     });
     row("wasm hpa, recycled instance (default)", recycled);
+
+    // the same policy built against contract 0.1.0, served side by side
+    if args.hpa_0_1_0.exists() {
+        let (old, _) = recycled_runtime.load_file(&args.hpa_0_1_0)?;
+        anyhow::ensure!(evaluate_ok(&old, &snapshot) == native_desired, "hpa 0.1.0 and native hpa disagree");
+        let p = time_runs(args.iterations, || {
+            std::hint::black_box(evaluate_ok(&old, &snapshot));
+        });
+        row("wasm hpa built on contract 0.1.0, recycled", p);
+    }
 
     // the floor of the call path: same snapshot, a policy that does nothing with it
     let (fixed, _) = recycled_runtime.load_file(&args.policies.join("fixed.wasm"))?;
