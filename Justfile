@@ -58,8 +58,8 @@ bench-keda:
 # Lints: formatting and clippy (host and policies), warnings are errors
 lint:
     cargo fmt --all --check
-    cargo clippy --release -p scalegate -p scalegate-hpa -p fake-apiserver --all-targets -- -D warnings
-    cargo clippy --target wasm32-wasip2 --profile release-wasm -p scalegate-policy-sdk -p policy-hpa -p policy-fixed -p policy-target-tracking -p policy-directive -p policy-forecast -p policy-thresholds -- -D warnings
+    cargo clippy --release -p scalegate -p scalegate-hpa -p scalegate-vpa -p fake-apiserver --all-targets -- -D warnings
+    cargo clippy --target wasm32-wasip2 --profile release-wasm -p scalegate-policy-sdk -p policy-hpa -p policy-fixed -p policy-target-tracking -p policy-directive -p policy-forecast -p policy-thresholds -p policy-vpa -- -D warnings
 
 # Evaluate a snapshot with a policy, e.g. `just eval target/policies/hpa.wasm examples/snapshots/hpa-scale-up.json`
 eval policy snapshot: build

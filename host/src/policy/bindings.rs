@@ -483,7 +483,32 @@ impl<'a> PodIndex<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::Contract;
+    use super::{Contract, Reads, v0_2_convert};
+    use crate::snapshot::{Compute, Container, Pod, Snapshot};
+
+    #[test]
+    fn containers_cross_only_to_policies_that_read_them() {
+        let mut snapshot: Snapshot = serde_json::from_str(
+            r#"{"now_ms": 1, "workload": {"name": "web", "current_replicas": 2, "max_replicas": 4}}"#,
+        )
+        .unwrap();
+        for i in 0..2 {
+            let mut pod = Pod::running(format!("web-{i}"), 0, 0, 0.5, 1e9);
+            pod.containers = vec![Container {
+                name: "app".into(),
+                requests: Compute { cpu: Some(0.5), memory: Some(1e9) },
+                limits: Compute::default(),
+                restart_count: i,
+                last_termination: None,
+                usage: None,
+            }];
+            snapshot.pods.push(pod);
+        }
+        assert!(v0_2_convert::snapshot(&snapshot, Reads::default()).containers.is_empty());
+        let given = v0_2_convert::snapshot(&snapshot, Reads { containers: true }).containers;
+        assert_eq!(given.len(), 2);
+        assert_eq!((given[1].pod, given[1].restart_count, given[1].requests.cpu), (1, 1, Some(0.5)));
+    }
 
     #[test]
     fn the_served_versions_are_the_ones_telemetry_reports() {

@@ -15,3 +15,4 @@ mod policies;
 mod policy_store;
 mod sandbox;
 mod takeover;
+mod vpa;

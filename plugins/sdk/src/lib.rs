@@ -28,6 +28,7 @@ pub mod bindings {
 
 pub use bindings::Guest;
 pub use bindings::export_policy;
+pub use bindings::scalegate::policy::resources;
 pub use bindings::scalegate::policy::types;
 
 /// Logging through the host's `log` import (lines are capped by the host).
