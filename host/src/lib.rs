@@ -18,6 +18,8 @@
 //!   behind a registry.
 //! - [`guardrails`] — min/max, step limits, cooldowns, stale-data holds and
 //!   dry-run, enforced on every decision whatever the policy said.
+//! - [`vertical`] — per-container recommendations bounded by the vertical
+//!   guardrails, and the next in-place resize (VPA's updater rules).
 //! - [`policy`] — the wasmtime runtime: loading, validating, caching and
 //!   calling policy components on a budget; `PolicyRef` and the `Evaluator`
 //!   port.
@@ -58,4 +60,5 @@ pub mod sim;
 pub mod sink;
 pub mod snapshot;
 pub mod telemetry;
+pub mod vertical;
 pub mod watch;

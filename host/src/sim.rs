@@ -130,6 +130,7 @@ impl SimWorkload {
                     memory_request: None,
                     requests: vec![],
                     containers: vec![],
+                    resize: None,
                 }
             })
             .collect();

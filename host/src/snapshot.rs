@@ -138,6 +138,33 @@ pub struct Pod {
     /// "containers").
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub containers: Vec<Container>,
+    /// The kubelet's progress on an in-place resize (host-only: for the
+    /// vertical actuator, never handed to a policy).
+    #[serde(skip)]
+    pub resize: Option<ResizeStatus>,
+}
+
+/// A pod's resize as the kubelet reports it (`PodResizePending`,
+/// `PodResizeInProgress` conditions).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ResizeStatus {
+    /// `Deferred` or `Infeasible` while `PodResizePending` is true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_message: Option<String>,
+    /// `PodResizeInProgress` is true.
+    #[serde(default)]
+    pub in_progress: bool,
+    /// Its reason when it is `Error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl ResizeStatus {
+    pub fn settled(&self) -> bool {
+        self.pending.is_none() && !self.in_progress
+    }
 }
 
 /// CPU (cores) and memory (bytes) of one container's requests or limits.
@@ -189,6 +216,10 @@ pub struct Container {
     pub last_termination: Option<Termination>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// Resources whose `resizePolicy` is `RestartContainer` (host-only: the
+    /// vertical actuator leaves them alone unless allowed to restart).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restart_on_resize: Vec<String>,
 }
 
 impl Pod {
@@ -213,6 +244,7 @@ impl Pod {
             memory_request: Some(memory_request),
             requests: vec![],
             containers: vec![],
+            resize: None,
         }
     }
 }

@@ -81,6 +81,7 @@ pub fn hpa_bench_snapshot() -> Snapshot {
                 restart_count: 0,
                 last_termination: None,
                 usage: None,
+                restart_on_resize: vec![],
             }];
             pod
         })

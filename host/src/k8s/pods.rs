@@ -253,7 +253,32 @@ pub fn convert(pod: &Pod) -> snapshot::Pod {
         memory_request: total("memory"),
         requests,
         containers: containers.iter().map(|c| container(c, status)).collect(),
+        resize: resize_status(status),
     }
+}
+
+/// The kubelet's progress on an in-place resize, from the pod's
+/// `PodResizePending` and `PodResizeInProgress` conditions; `None` when
+/// neither is true.
+fn resize_status(status: Option<&k8s_openapi::api::core::v1::PodStatus>) -> Option<snapshot::ResizeStatus> {
+    let conditions = status.and_then(|s| s.conditions.as_ref())?;
+    let mut resize = snapshot::ResizeStatus::default();
+    for c in conditions.iter().filter(|c| c.status == "True") {
+        match c.type_.as_str() {
+            "PodResizePending" => {
+                resize.pending = Some(c.reason.clone().unwrap_or_else(|| "Deferred".into()));
+                resize.pending_message = c.message.clone();
+            }
+            "PodResizeInProgress" => {
+                resize.in_progress = true;
+                if c.reason.as_deref() == Some("Error") {
+                    resize.error = Some(c.message.clone().unwrap_or_else(|| "Error".into()));
+                }
+            }
+            _ => {}
+        }
+    }
+    (resize != snapshot::ResizeStatus::default()).then_some(resize)
 }
 
 /// One container's requests, limits and restarts (its usage joins later,
@@ -284,6 +309,13 @@ fn container(
             finished_ms: t.finished_at.as_ref().and_then(millis),
         }),
         usage: None,
+        restart_on_resize: spec
+            .resize_policy
+            .iter()
+            .flatten()
+            .filter(|p| p.restart_policy == "RestartContainer")
+            .map(|p| p.resource_name.clone())
+            .collect(),
     }
 }
 

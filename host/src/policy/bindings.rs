@@ -501,6 +501,7 @@ mod tests {
                 restart_count: i,
                 last_termination: None,
                 usage: None,
+                restart_on_resize: vec![],
             }];
             snapshot.pods.push(pod);
         }

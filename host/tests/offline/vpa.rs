@@ -45,6 +45,7 @@ fn redis(cpu: f64, memory: f64, at: u64) -> Container {
         restart_count: 0,
         last_termination: None,
         usage: Some(Usage { cpu, memory, timestamp_ms: at, window_ms: 30_000 }),
+        restart_on_resize: vec![],
     }
 }
 
@@ -107,7 +108,8 @@ fn vpa_caps_to_the_resource_policy_and_skips_containers_off() {
     let off = serde_json::json!({"containerPolicies": [{"containerName": "redis", "mode": "Off"}]});
     let s = snapshot(START, vec![redis(0.5, 5e8, START)], off, vec![]);
     assert!(vpa.evaluate(&s).outcome.unwrap().resources.is_empty());
-    let only_memory = serde_json::json!({"containerPolicies": [{"containerName": "redis", "controlledResources": ["memory"]}]});
+    let only_memory =
+        serde_json::json!({"containerPolicies": [{"containerName": "redis", "controlledResources": ["memory"]}]});
     let s = snapshot(START, vec![redis(0.5, 5e8, START)], only_memory, vec![]);
     let d = vpa.evaluate(&s).outcome.unwrap();
     assert_eq!(d.resources[0].resources.len(), 1);
@@ -129,8 +131,11 @@ fn an_oom_kill_is_taken_once_and_bumps_memory() {
         if minute >= 60 {
             // the kubelet reports the OOM kill at minute 60 on every later look
             c.restart_count = 1;
-            c.last_termination =
-                Some(Termination { reason: "OOMKilled".into(), exit_code: 137, finished_ms: Some(START + 60 * MINUTE) });
+            c.last_termination = Some(Termination {
+                reason: "OOMKilled".into(),
+                exit_code: 137,
+                finished_ms: Some(START + 60 * MINUTE),
+            });
         }
         let d = vpa.evaluate(&snapshot(at, vec![c], serde_json::json!({}), state)).outcome.unwrap();
         state = d.state.clone();

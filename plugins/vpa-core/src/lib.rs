@@ -175,7 +175,15 @@ impl Model {
         self.memory_sample(config, pod, container, needed, at_ms, true)
     }
 
-    fn memory_sample(&mut self, config: &Config, pod: &str, container: &str, usage: i64, at_ms: i64, oom: bool) -> bool {
+    fn memory_sample(
+        &mut self,
+        config: &Config,
+        pod: &str,
+        container: &str,
+        usage: i64,
+        at_ms: i64,
+        oom: bool,
+    ) -> bool {
         let window = self.windows.entry(key(pod, container)).or_default();
         if usage < 0 || (!oom && window.last_memory_ms.is_some_and(|last| at_ms < last)) {
             return false;

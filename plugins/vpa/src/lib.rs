@@ -109,21 +109,41 @@ impl Recommender {
             None => Ok(default),
         };
         let positive = |name: &str, v: Option<f64>, default: f64| match v {
-            Some(v) if !(v.is_finite() && v >= 0.0) => Err(format!("recommender.{name} must be a number >= 0, got {v}")),
+            Some(v) if !(v.is_finite() && v >= 0.0) => {
+                Err(format!("recommender.{name} must be a number >= 0, got {v}"))
+            }
             Some(v) => Ok(v),
             None => Ok(default),
         };
         let duration = |name: &str, v: Option<f64>, default: i64| match v {
-            Some(v) if !(v.is_finite() && v >= 1.0) => Err(format!("recommender.{name} must be at least 1 second, got {v}")),
+            Some(v) if !(v.is_finite() && v >= 1.0) => {
+                Err(format!("recommender.{name} must be at least 1 second, got {v}"))
+            }
             Some(v) => Ok((v * 1000.0) as i64),
             None => Ok(default),
         };
         Ok(Config {
             target_percentile: fraction("targetPercentile", self.target_percentile, d.target_percentile)?,
-            lower_bound_percentile: fraction("lowerBoundPercentile", self.lower_bound_percentile, d.lower_bound_percentile)?,
-            upper_bound_percentile: fraction("upperBoundPercentile", self.upper_bound_percentile, d.upper_bound_percentile)?,
-            safety_margin_fraction: positive("safetyMarginFraction", self.safety_margin_fraction, d.safety_margin_fraction)?,
-            pod_min_cpu_millicores: positive("podMinCpuMillicores", self.pod_min_cpu_millicores, d.pod_min_cpu_millicores)?,
+            lower_bound_percentile: fraction(
+                "lowerBoundPercentile",
+                self.lower_bound_percentile,
+                d.lower_bound_percentile,
+            )?,
+            upper_bound_percentile: fraction(
+                "upperBoundPercentile",
+                self.upper_bound_percentile,
+                d.upper_bound_percentile,
+            )?,
+            safety_margin_fraction: positive(
+                "safetyMarginFraction",
+                self.safety_margin_fraction,
+                d.safety_margin_fraction,
+            )?,
+            pod_min_cpu_millicores: positive(
+                "podMinCpuMillicores",
+                self.pod_min_cpu_millicores,
+                d.pod_min_cpu_millicores,
+            )?,
             pod_min_memory_mb: positive("podMinMemoryMb", self.pod_min_memory_mb, d.pod_min_memory_mb)?,
             oom_bump_up_ratio: positive("oomBumpUpRatio", self.oom_bump_up_ratio, d.oom_bump_up_ratio)?,
             oom_min_bump_up_bytes: positive("oomMinBumpUpBytes", self.oom_min_bump_up_bytes, d.oom_min_bump_up_bytes)?,
@@ -309,10 +329,8 @@ impl Guest for Vpa {
             ));
             resources.push(to_wit(name, &r, &effective));
         }
-        let history = names
-            .first()
-            .and_then(|n| model.containers.get(*n))
-            .map_or(0.0, |a| Model::confidence(&config, a));
+        let history =
+            names.first().and_then(|n| model.containers.get(*n)).map_or(0.0, |a| Model::confidence(&config, a));
 
         let mut state = serde_json::to_vec(&model).map_err(|e| PolicyError::Internal(e.to_string()))?;
         if state.len() > STATE_LIMIT {
@@ -334,14 +352,7 @@ impl Guest for Vpa {
         } else {
             format!("{} ({history:.1} days of history)", reasons.join("; "))
         };
-        Ok(Decision {
-            desired_replicas: None,
-            reason,
-            state,
-            deletion_costs: vec![],
-            metrics: vec![],
-            resources,
-        })
+        Ok(Decision { desired_replicas: None, reason, state, deletion_costs: vec![], metrics: vec![], resources })
     }
 }
 
