@@ -15,6 +15,8 @@ use crate::cluster::Target;
 use crate::guardrails::{Limits, Step};
 use crate::policy::PolicyRef;
 use crate::signals::{Declared, MetricSpec, Sources};
+use crate::snapshot::Compute;
+use crate::vertical;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -152,6 +154,40 @@ struct RawWorkload {
     activation_threshold: Option<u32>,
     #[serde(default)]
     metrics: Vec<RawMetric>,
+    vertical: Option<RawVertical>,
+}
+
+/// `workloads[].vertical`, as written (see `vertical::Spec`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVertical {
+    mode: Option<vertical::Mode>,
+    resources: Option<Vec<String>>,
+    #[serde(default)]
+    min_allowed: RawCompute,
+    #[serde(default)]
+    max_allowed: RawCompute,
+    max_step: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    cooldown: Option<Duration>,
+    update_threshold: Option<f64>,
+    #[serde(default, with = "humantime_serde")]
+    update_after: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    deferred_timeout: Option<Duration>,
+    controlled_values: Option<vertical::ControlledValues>,
+    allow_restart: Option<bool>,
+    event_threshold: Option<f64>,
+    /// Accept in-place resizing of a resource a horizontal policy targets
+    /// by utilisation (they fight: docs/VERTICAL.md).
+    allow_with_horizontal_utilization: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCompute {
+    cpu: Option<serde_json::Value>,
+    memory: Option<serde_json::Value>,
 }
 
 /// A metric: its name, freshness rules, and one source key whose value is
@@ -215,6 +251,8 @@ pub struct Workload {
     pub actuator: Actuator,
     /// Inputs from signal sources, by name.
     pub metrics: Vec<MetricSpec>,
+    /// Vertical scaling of its containers, if configured.
+    pub vertical: Option<vertical::Spec>,
 }
 
 impl Workload {
@@ -346,6 +384,10 @@ impl RawConfig {
                 },
             };
             let metrics = metrics(&sources, raw.metrics, interval, &|field| at(field))?;
+            let vertical = match &raw.vertical {
+                Some(v) => Some(vertical_spec(v, &raw.policies, &|field| at(&format!("vertical.{field}")))?),
+                None => None,
+            };
             workloads.push(Arc::new(Workload {
                 name,
                 target: raw.target,
@@ -355,10 +397,107 @@ impl RawConfig {
                 limits,
                 actuator,
                 metrics,
+                vertical,
             }));
         }
         Ok(Config { policy_dir: self.policies.directory, sources, workloads })
     }
+}
+
+/// A quantity in base units: `"250m"`, `"512Mi"`, or a number (cores, bytes).
+fn quantity(value: &serde_json::Value, path: &str) -> Result<f64, Error> {
+    let milli = match value {
+        serde_json::Value::String(s) => scalegate_hpa::quantity::parse_milli(s).map_err(|e| error(path, e))?.0,
+        serde_json::Value::Number(n) => (n.as_f64().unwrap_or(-1.0) * 1000.0).round() as i64,
+        _ => return Err(error(path, "must be a quantity (\"250m\", \"512Mi\") or a number")),
+    };
+    if milli <= 0 {
+        return Err(error(path, "must be more than 0"));
+    }
+    Ok(milli as f64 / 1000.0)
+}
+
+fn vertical_spec(raw: &RawVertical, policies: &[RawBinding], at: &dyn Fn(&str) -> String) -> Result<vertical::Spec, Error> {
+    let d = vertical::Spec::default();
+    let compute = |c: &RawCompute, field: &str| -> Result<Compute, Error> {
+        Ok(Compute {
+            cpu: c.cpu.as_ref().map(|v| quantity(v, &at(&format!("{field}.cpu")))).transpose()?,
+            memory: c.memory.as_ref().map(|v| quantity(v, &at(&format!("{field}.memory")))).transpose()?,
+        })
+    };
+    let resources = raw.resources.clone().unwrap_or_else(|| vec!["cpu".into(), "memory".into()]);
+    if let Some(bad) = resources.iter().find(|r| !matches!(r.as_str(), "cpu" | "memory")) {
+        return Err(error(at("resources"), format!("{bad:?}: only cpu and memory are resized in place")));
+    }
+    let fraction = |v: Option<f64>, field: &str, default: f64| match v {
+        Some(v) if !(v.is_finite() && v >= 0.0) => Err(error(at(field), format!("must be a number >= 0, got {v}"))),
+        Some(v) => Ok(v),
+        None => Ok(default),
+    };
+    let max_step = match &raw.max_step {
+        None => None,
+        Some(text) => {
+            let number = text.strip_suffix('%').and_then(|n| n.trim().parse::<f64>().ok());
+            match number {
+                Some(p) if p > 0.0 && p <= 1000.0 => Some(p / 100.0),
+                _ => return Err(error(at("max_step"), format!("{text:?}: a percentage such as \"50%\""))),
+            }
+        }
+    };
+    let spec = vertical::Spec {
+        mode: raw.mode.unwrap_or(d.mode),
+        cpu: resources.iter().any(|r| r == "cpu"),
+        memory: resources.iter().any(|r| r == "memory"),
+        min_allowed: compute(&raw.min_allowed, "min_allowed")?,
+        max_allowed: compute(&raw.max_allowed, "max_allowed")?,
+        max_step,
+        cooldown: raw.cooldown.unwrap_or(d.cooldown),
+        update_threshold: fraction(raw.update_threshold, "update_threshold", d.update_threshold)?,
+        update_after: raw.update_after.unwrap_or(d.update_after),
+        deferred_timeout: raw.deferred_timeout.unwrap_or(d.deferred_timeout),
+        controlled_values: raw.controlled_values.unwrap_or(d.controlled_values),
+        allow_restart: raw.allow_restart.unwrap_or(d.allow_restart),
+        event_threshold: fraction(raw.event_threshold, "event_threshold", d.event_threshold)?,
+    };
+    for resource in ["cpu", "memory"] {
+        let (min, max) = if resource == "cpu" {
+            (spec.min_allowed.cpu, spec.max_allowed.cpu)
+        } else {
+            (spec.min_allowed.memory, spec.max_allowed.memory)
+        };
+        if let (Some(min), Some(max)) = (min, max)
+            && min > max
+        {
+            return Err(error(at(&format!("max_allowed.{resource}")), "must be at least min_allowed"));
+        }
+    }
+    // in-place resizing of a resource that a horizontal policy targets by utilisation fights it
+    if spec.mode == vertical::Mode::InPlace && !raw.allow_with_horizontal_utilization.unwrap_or(false) {
+        for (i, binding) in policies.iter().enumerate() {
+            for (k, metric) in binding.params.get("metrics").and_then(|m| m.as_array()).into_iter().flatten().enumerate() {
+                let source = match metric.get("type").and_then(|t| t.as_str()) {
+                    Some("Resource") => metric.get("resource"),
+                    Some("ContainerResource") => metric.get("containerResource"),
+                    _ => None,
+                };
+                let Some(source) = source else { continue };
+                let resource = source.get("name").and_then(|n| n.as_str()).unwrap_or_default();
+                let utilization = source.pointer("/target/type").and_then(|t| t.as_str()) == Some("Utilization");
+                let resized = (resource == "cpu" && spec.cpu) || (resource == "memory" && spec.memory);
+                if utilization && resized {
+                    let horizontal = at("").trim_end_matches(".vertical.").to_string();
+                    return Err(error(
+                        at("resources"),
+                        format!(
+                            "resizing {resource} in place fights {horizontal}.policies[{i}].params.metrics[{k}] ({} scales on {resource} utilization, which moves whenever the request does): leave {resource} out of vertical.resources, scale horizontally on another metric, or set vertical.allow_with_horizontal_utilization: true",
+                            binding.policy
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(spec)
 }
 
 fn metrics(
@@ -635,5 +774,58 @@ workloads:
             "{err}"
         );
         assert!(err.to_string().contains("line 5 column 5"), "{err}");
+    }
+
+    const VERTICAL: &str = r#"
+workloads:
+  - target: {namespace: shop, name: web}
+    max_replicas: 10
+    policies:
+      - policy: vpa
+      - policy: hpa
+        params: {metrics: [{type: Resource, resource: {name: cpu, target: {type: Utilization, averageUtilization: 60}}}]}
+    vertical:
+      mode: in-place
+      RESOURCES
+      min_allowed: {cpu: 100m, memory: 128Mi}
+      max_allowed: {cpu: "2", memory: 4Gi}
+      max_step: "50%"
+      cooldown: 2m
+"#;
+
+    #[test]
+    fn vertical_in_place_on_a_resource_a_horizontal_utilization_target_uses_is_refused() {
+        let err = Config::parse(&VERTICAL.replace("RESOURCES", "")).unwrap_err();
+        assert_eq!(err.path, "workloads[0].vertical.resources", "{err}");
+        assert!(err.message.contains("resizing cpu in place fights workloads[0].policies[1].params.metrics[0]"), "{err}");
+        assert!(err.message.contains("allow_with_horizontal_utilization"), "{err}");
+        // memory only: no fight
+        let config = Config::parse(&VERTICAL.replace("RESOURCES", "resources: [memory]")).unwrap();
+        let v = config.workloads[0].vertical.as_ref().unwrap();
+        assert!(!v.cpu && v.memory);
+        assert_eq!(v.min_allowed, Compute { cpu: Some(0.1), memory: Some(128.0 * 1024.0 * 1024.0) });
+        assert_eq!(v.max_allowed.cpu, Some(2.0));
+        assert_eq!(v.max_step, Some(0.5));
+        assert_eq!(v.cooldown, Duration::from_secs(120));
+        // explicitly allowed
+        let allowed = VERTICAL.replace("RESOURCES", "allow_with_horizontal_utilization: true");
+        assert!(Config::parse(&allowed).is_ok());
+        // mode off only publishes: no fight either
+        assert!(Config::parse(&VERTICAL.replace("RESOURCES", "").replace("in-place", "off")).is_ok());
+    }
+
+    #[test]
+    fn vertical_values_are_checked_with_their_path() {
+        let bad = VERTICAL.replace("RESOURCES", "resources: [memory]").replace("cpu: \"2\"", "cpu: lots");
+        let err = Config::parse(&bad).unwrap_err();
+        assert_eq!(err.path, "workloads[0].vertical.max_allowed.cpu", "{err}");
+        let bad = VERTICAL.replace("RESOURCES", "resources: [gpu]");
+        assert_eq!(Config::parse(&bad).unwrap_err().path, "workloads[0].vertical.resources");
+        let bad = VERTICAL.replace("RESOURCES", "resources: [memory]").replace("\"50%\"", "half");
+        assert_eq!(Config::parse(&bad).unwrap_err().path, "workloads[0].vertical.max_step");
+        let bad = VERTICAL.replace("RESOURCES", "resources: [memory]").replace("memory: 4Gi", "memory: 64Mi");
+        assert_eq!(Config::parse(&bad).unwrap_err().path, "workloads[0].vertical.max_allowed.memory");
+        let bad = VERTICAL.replace("RESOURCES", "resize: always");
+        assert_eq!(Config::parse(&bad).unwrap_err().path, "workloads[0].vertical.resize");
     }
 }

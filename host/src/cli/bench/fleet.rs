@@ -51,6 +51,7 @@ pub fn run(
                 limits: Limits::bounds(1, 50),
                 actuator: Actuator::Kubernetes,
                 metrics: vec![],
+                vertical: None,
             }));
         }
         let decider =
