@@ -134,6 +134,41 @@ pub trait Cluster: Send + Sync + 'static {
     /// Resolves once observations of these namespaces can be served from
     /// filled caches (immediately where there are none).
     fn wait_synced(&self, namespaces: &[String]) -> impl Future<Output = ()> + Send;
+
+    /// Per-container usage of these pods of the target (`metrics.k8s.io`),
+    /// for workloads scaled vertically. None where the cluster has no such API.
+    fn container_usage(
+        &self,
+        target: &Target,
+        pods: &[String],
+    ) -> impl Future<Output = Result<Vec<PodUsage>, ClusterError>> + Send {
+        let _ = (target, pods);
+        async { Ok(vec![]) }
+    }
+
+    /// Resizes one pod's containers in place (the pod's `resize`
+    /// subresource); the kubelet carries it out and reports progress in the
+    /// pod's conditions.
+    fn resize(
+        &self,
+        target: &Target,
+        pod: &str,
+        containers: &[ContainerResize],
+        reason: &str,
+    ) -> impl Future<Output = Result<(), ClusterError>> + Send;
+
+    /// Records an Event on the target (in the background; best effort).
+    fn event(&self, target: &Target, reason: &str, note: &str) {
+        let _ = (target, reason, note);
+    }
+}
+
+/// New requests and limits for one container of a pod (base units).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ContainerResize {
+    pub container: String,
+    pub requests: crate::snapshot::Compute,
+    pub limits: crate::snapshot::Compute,
 }
 
 /// One pod's resource usage, as the cluster's resource metrics API

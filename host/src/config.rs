@@ -417,7 +417,11 @@ fn quantity(value: &serde_json::Value, path: &str) -> Result<f64, Error> {
     Ok(milli as f64 / 1000.0)
 }
 
-fn vertical_spec(raw: &RawVertical, policies: &[RawBinding], at: &dyn Fn(&str) -> String) -> Result<vertical::Spec, Error> {
+fn vertical_spec(
+    raw: &RawVertical,
+    policies: &[RawBinding],
+    at: &dyn Fn(&str) -> String,
+) -> Result<vertical::Spec, Error> {
     let d = vertical::Spec::default();
     let compute = |c: &RawCompute, field: &str| -> Result<Compute, Error> {
         Ok(Compute {
@@ -474,7 +478,9 @@ fn vertical_spec(raw: &RawVertical, policies: &[RawBinding], at: &dyn Fn(&str) -
     // in-place resizing of a resource that a horizontal policy targets by utilisation fights it
     if spec.mode == vertical::Mode::InPlace && !raw.allow_with_horizontal_utilization.unwrap_or(false) {
         for (i, binding) in policies.iter().enumerate() {
-            for (k, metric) in binding.params.get("metrics").and_then(|m| m.as_array()).into_iter().flatten().enumerate() {
+            for (k, metric) in
+                binding.params.get("metrics").and_then(|m| m.as_array()).into_iter().flatten().enumerate()
+            {
                 let source = match metric.get("type").and_then(|t| t.as_str()) {
                     Some("Resource") => metric.get("resource"),
                     Some("ContainerResource") => metric.get("containerResource"),
@@ -797,7 +803,10 @@ workloads:
     fn vertical_in_place_on_a_resource_a_horizontal_utilization_target_uses_is_refused() {
         let err = Config::parse(&VERTICAL.replace("RESOURCES", "")).unwrap_err();
         assert_eq!(err.path, "workloads[0].vertical.resources", "{err}");
-        assert!(err.message.contains("resizing cpu in place fights workloads[0].policies[1].params.metrics[0]"), "{err}");
+        assert!(
+            err.message.contains("resizing cpu in place fights workloads[0].policies[1].params.metrics[0]"),
+            "{err}"
+        );
         assert!(err.message.contains("allow_with_horizontal_utilization"), "{err}");
         // memory only: no fight
         let config = Config::parse(&VERTICAL.replace("RESOURCES", "resources: [memory]")).unwrap();

@@ -141,8 +141,14 @@ impl KubeCluster {
     /// not wait for it (client-go's event recorder is asynchronous too), and
     /// a failed Event does not fail the scale.
     fn record_event(&self, target: &Target, from: u32, to: u32, reason: &str) {
+        let kind = if to > from { "ScaledUp" } else { "ScaledDown" };
+        self.post_event(target, "Scale", kind, &format!("{from} → {to}: {reason}"));
+    }
+
+    /// One Event on the target, in the background.
+    fn post_event(&self, target: &Target, action: &str, reason: &str, note: &str) {
         let now = k8s_openapi::jiff::Timestamp::now();
-        let note: String = format!("{from} → {to}: {reason}").chars().take(1000).collect();
+        let note: String = note.chars().take(1000).collect();
         let identity = self.settings().identity.clone();
         let event = Event {
             metadata: ObjectMeta {
@@ -151,8 +157,8 @@ impl KubeCluster {
                 ..ObjectMeta::default()
             },
             event_time: Some(MicroTime(now)),
-            action: Some("Scale".into()),
-            reason: Some(if to > from { "ScaledUp" } else { "ScaledDown" }.into()),
+            action: Some(action.into()),
+            reason: Some(reason.into()),
             note: Some(note),
             type_: Some("Normal".into()),
             regarding: Some(ObjectReference {
@@ -172,7 +178,7 @@ impl KubeCluster {
             let params = PostParams { field_manager: Some(identity), ..PostParams::default() };
             if let Err(error) = requests.retrying(|| api.create(&params, &event)).await {
                 let error = error.describe("create an Event for", &object);
-                tracing::warn!(target = %object, %error, "scaled, but the Event was not recorded");
+                tracing::warn!(target = %object, %error, "the Event was not recorded");
             }
         });
     }
@@ -308,6 +314,48 @@ impl Cluster for KubeCluster {
 
     async fn save_state(&self, state: &StoredState) -> Result<(), ClusterError> {
         self.states.save(state).await
+    }
+
+    async fn container_usage(&self, target: &Target, pods: &[String]) -> Result<Vec<PodUsage>, ClusterError> {
+        let listed = self.list_pod_usage(&target.namespace).await?;
+        Ok(listed.into_iter().filter(|usage| pods.contains(&usage.pod)).collect())
+    }
+
+    async fn resize(
+        &self,
+        target: &Target,
+        pod: &str,
+        containers: &[crate::cluster::ContainerResize],
+        reason: &str,
+    ) -> Result<(), ClusterError> {
+        let list = |c: &crate::snapshot::Compute| {
+            let mut out = serde_json::Map::new();
+            if let Some(cpu) = c.cpu {
+                out.insert("cpu".into(), format!("{}m", (cpu * 1000.0).round() as i64).into());
+            }
+            if let Some(memory) = c.memory {
+                out.insert("memory".into(), format!("{}", memory.round() as i64).into());
+            }
+            serde_json::Value::Object(out)
+        };
+        let patch = serde_json::json!({"spec": {"containers": containers.iter().map(|c| serde_json::json!({
+            "name": c.container,
+            "resources": {"requests": list(&c.requests), "limits": list(&c.limits)},
+        })).collect::<Vec<_>>()}});
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &target.namespace);
+        let params = PatchParams { field_manager: Some(self.settings().identity.clone()), ..PatchParams::default() };
+        let what = format!("pod {}/{pod} (resize)", target.namespace);
+        let patch = Patch::Strategic(patch);
+        self.requests
+            .retrying(|| api.patch_subresource("resize", pod, &params, &patch))
+            .await
+            .map_err(|e| e.describe("patch", &what))?;
+        self.post_event(target, "Resize", "Resized", &format!("{pod}: {reason}"));
+        Ok(())
+    }
+
+    fn event(&self, target: &Target, reason: &str, note: &str) {
+        self.post_event(target, "Recommend", reason, note);
     }
 
     async fn wait_synced(&self, namespaces: &[String]) {

@@ -302,6 +302,20 @@ impl<K: Clock> Cluster for SimCluster<K> {
         Ok(())
     }
 
+    /// Pods of the simulation have no containers: nothing to resize.
+    async fn resize(
+        &self,
+        target: &Target,
+        pod: &str,
+        _containers: &[crate::cluster::ContainerResize],
+        _reason: &str,
+    ) -> Result<(), ClusterError> {
+        Err(ClusterError::NotFound(format!(
+            "pod {}/{pod}: the simulated cluster has no containers to resize",
+            target.namespace
+        )))
+    }
+
     async fn set_deletion_costs(&self, target: &Target, costs: &[PodDeletionCost]) -> Result<(), ClusterError> {
         let mut entries = self.entries.lock();
         let entry = entries.get_mut(&key(target)).ok_or_else(|| not_found(target))?;

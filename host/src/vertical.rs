@@ -26,6 +26,7 @@
 //! - guardrails: `min_allowed`/`max_allowed`, `max_step` (largest change of
 //!   a request in one resize), `cooldown` between resizes of the workload.
 
+pub use crate::cluster::ContainerResize;
 use crate::snapshot::{Compute, Container, ContainerRecommendation, Pod};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -170,19 +171,33 @@ pub fn qos(containers: &[Container]) -> Qos {
     if guaranteed { Qos::Guaranteed } else { Qos::Burstable }
 }
 
-/// New requests and limits for one container.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct ContainerResize {
-    pub container: String,
-    pub requests: Compute,
-    pub limits: Compute,
-}
-
 /// The resize the host asked for last and has not seen finished.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct InFlight {
     pub pod: String,
     pub since_ms: u64,
+}
+
+/// What a workload remembers between evaluations.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct State {
+    pub in_flight: Option<InFlight>,
+    pub last_resize_ms: Option<u64>,
+    /// The recommendations last told of in an Event.
+    pub published: BTreeMap<String, Recommended>,
+}
+
+/// The vertical part of a decision record.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Record {
+    pub mode: Mode,
+    /// Per container, after the guardrails.
+    pub recommended: BTreeMap<String, Recommended>,
+    pub plan: Plan,
+    /// The resize was sent.
+    pub applied: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// What the vertical stage does this evaluation.

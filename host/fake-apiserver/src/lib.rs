@@ -7,6 +7,7 @@
 //! | GET, PUT    | `/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}/scale` |
 //! | GET         | `/api/v1/namespaces/{ns}/pods` (list, and `?watch=true`)     |
 //! | PATCH       | `/api/v1/namespaces/{ns}/pods/{name}` (merge patch)           |
+//! | PATCH       | `/api/v1/namespaces/{ns}/pods/{name}/resize` (strategic merge) |
 //! | POST        | `/apis/events.k8s.io/v1/namespaces/{ns}/events`               |
 //! | GET         | `/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods` (list)    |
 //! | POST        | `/apis/coordination.k8s.io/v1/namespaces/{ns}/leases`         |
@@ -112,6 +113,25 @@ struct State {
     counts: BTreeMap<String, u64>,
     violations: Vec<String>,
     scale_writes: Vec<ScaleWrite>,
+    /// How the "kubelet" answers a resize.
+    kubelet: Kubelet,
+    /// Accepted resizes, in order: (namespace, pod, patch).
+    resizes: Vec<(String, String, Value)>,
+}
+
+/// How the fake's kubelet carries out an accepted in-place resize.
+#[derive(Debug, Clone, Default)]
+pub enum Kubelet {
+    /// At once: `status.containerStatuses[].resources` follow the spec.
+    #[default]
+    Resize,
+    /// Pods whose total requests would exceed this node capacity (cores,
+    /// bytes) get `PodResizePending` `Infeasible`; others resize at once.
+    Capacity { cpu: f64, memory: f64 },
+    /// `PodResizePending` `Deferred` (the node is full for now).
+    Defer,
+    /// `PodResizeInProgress` until [`FakeApiServer::finish_resizes`].
+    Hold,
 }
 
 impl State {
@@ -346,6 +366,85 @@ impl FakeApiServer {
             "containers": containers
         });
         self.state.lock().pod_metrics.insert((namespace.into(), pod.into()), object);
+    }
+
+    /// A running pod of `app` with one container `app` of these requests and
+    /// limits (`[cpu, memory]` quantities, `None` unset), `resizePolicy`
+    /// `RestartContainer` for the resources listed, its status reporting the
+    /// same resources (nothing being resized).
+    pub fn put_sized_pod(
+        &self,
+        namespace: &str,
+        app: &str,
+        name: &str,
+        requests: [Option<&str>; 2],
+        limits: [Option<&str>; 2],
+        restart_on_resize: &[&str],
+    ) {
+        let list = |values: [Option<&str>; 2]| {
+            let mut m = serde_json::Map::new();
+            for (key, value) in ["cpu", "memory"].iter().zip(values) {
+                if let Some(v) = value {
+                    m.insert((*key).into(), json!(v));
+                }
+            }
+            Value::Object(m)
+        };
+        let resources = json!({"requests": list(requests), "limits": list(limits)});
+        let policy: Vec<Value> = ["cpu", "memory"]
+            .iter()
+            .map(|r| {
+                let restart = if restart_on_resize.contains(r) { "RestartContainer" } else { "NotRequired" };
+                json!({"resourceName": r, "restartPolicy": restart})
+            })
+            .collect();
+        self.put_pod(
+            namespace,
+            json!({
+                "metadata": {"name": name, "labels": {"app": app}},
+                "spec": {"containers": [{"name": "app", "resources": resources, "resizePolicy": policy}]},
+                "status": {
+                    "phase": "Running",
+                    "startTime": "2026-01-01T00:00:00Z",
+                    "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:10Z"}],
+                    "containerStatuses": [{"name": "app", "ready": true, "restartCount": 0, "resources": resources}]
+                }
+            }),
+        );
+    }
+
+    /// How the kubelet answers the next resizes.
+    pub fn set_kubelet(&self, kubelet: Kubelet) {
+        self.state.lock().kubelet = kubelet;
+    }
+
+    /// Carries out every resize held in progress or pending (the kubelet
+    /// finally got to them).
+    pub fn finish_resizes(&self, namespace: &str) {
+        let mut state = self.state.lock();
+        let names: Vec<(String, String)> = state.pods.keys().filter(|(ns, _)| ns == namespace).cloned().collect();
+        for key in names {
+            let mut pod = state.pods[&key].clone();
+            let conditions = pod["status"]["conditions"].as_array().cloned().unwrap_or_default();
+            if !conditions.iter().any(|c| c["type"] == "PodResizePending" || c["type"] == "PodResizeInProgress") {
+                continue;
+            }
+            let kept: Vec<Value> = conditions
+                .into_iter()
+                .filter(|c| c["type"] != "PodResizePending" && c["type"] != "PodResizeInProgress")
+                .collect();
+            pod["status"]["conditions"] = json!(kept);
+            actuate(&mut pod);
+            let version = state.next_version();
+            pod["metadata"]["resourceVersion"] = json!(version.to_string());
+            state.pods.insert(key.clone(), pod.clone());
+            state.pod_event(&key.0, "MODIFIED", pod);
+        }
+    }
+
+    /// Accepted resizes, in order: (namespace, pod, the patch).
+    pub fn resizes(&self) -> Vec<(String, String, Value)> {
+        self.state.lock().resizes.clone()
     }
 
     /// Ends every fault injected and not yet used up.
@@ -588,6 +687,9 @@ fn route(state: &Arc<Mutex<State>>, line: &str, parsed: Parsed) -> Response<Body
         }
         (&Method::GET, ["api", "v1", "namespaces", ns, "pods"]) => pods(state, line, &parsed, ns),
         (&Method::PATCH, ["api", "v1", "namespaces", ns, "pods", name]) => patch_pod(state, line, &parsed, ns, name),
+        (&Method::PATCH, ["api", "v1", "namespaces", ns, "pods", name, "resize"]) => {
+            resize_pod(state, line, &parsed, ns, name)
+        }
         (&Method::POST, ["apis", "events.k8s.io", "v1", "namespaces", ns, "events"]) => {
             create_event(state, line, &parsed, ns)
         }
@@ -817,6 +919,155 @@ fn patch_pod(state: &Mutex<State>, line: &str, parsed: &Parsed, ns: &str, name: 
     guard.pods.insert((ns.into(), name.into()), pod.clone());
     guard.pod_event(ns, "MODIFIED", pod.clone());
     respond(200, &pod)
+}
+
+/// The QoS class of a pod spec's containers (Kubernetes' rules).
+fn qos(containers: &[Value]) -> &'static str {
+    let get = |c: &Value, kind: &str, r: &str| c["resources"][kind][r].as_str().and_then(parse_quantity);
+    let any = containers
+        .iter()
+        .any(|c| ["requests", "limits"].iter().any(|k| c["resources"][k].as_object().is_some_and(|m| !m.is_empty())));
+    if !any {
+        return "BestEffort";
+    }
+    let guaranteed = containers.iter().all(|c| {
+        ["cpu", "memory"].iter().all(|r| {
+            let limit = get(c, "limits", r);
+            limit.is_some() && get(c, "requests", r).or(limit) == limit
+        })
+    });
+    if guaranteed { "Guaranteed" } else { "Burstable" }
+}
+
+/// `250m`, `1`, `512Mi`, `1G` in base units (enough for the tests' values).
+pub fn parse_quantity(text: &str) -> Option<f64> {
+    let (number, scale) =
+        [("m", 1e-3), ("Ki", 1024.0), ("Mi", 1048576.0), ("Gi", 1073741824.0), ("k", 1e3), ("M", 1e6), ("G", 1e9)]
+            .iter()
+            .find_map(|(suffix, scale)| text.strip_suffix(suffix).map(|n| (n, *scale)))
+            .unwrap_or((text, 1.0));
+    number.parse::<f64>().ok().map(|n| n * scale)
+}
+
+/// `PATCH pods/{name}/resize`, checked like `ValidatePodResize`: only the
+/// CPU and memory requests and limits of existing (non-init) containers,
+/// nothing removed, the QoS class unchanged; then the fake kubelet acts.
+fn resize_pod(state: &Mutex<State>, line: &str, parsed: &Parsed, ns: &str, name: &str) -> Response<Body> {
+    if let Some(refused) = check_query(state, line, parsed, &["fieldManager"]) {
+        return refused;
+    }
+    if let Some(refused) = check_content_type(state, line, parsed, "application/strategic-merge-patch+json") {
+        return refused;
+    }
+    let body = &parsed.body;
+    let only_containers = body.as_object().is_some_and(|o| o.keys().all(|k| k == "spec"))
+        && body["spec"].as_object().is_some_and(|o| o.keys().all(|k| k == "containers"));
+    let Some(patches) = body["spec"]["containers"].as_array().filter(|_| only_containers) else {
+        return violation(
+            state,
+            422,
+            format!("{line}: a resize may only change spec.containers[].resources, got {body}"),
+        );
+    };
+    let mut guard = state.lock();
+    let Some(mut pod) = guard.pods.get(&(ns.to_string(), name.to_string())).cloned() else {
+        return status(404, "NotFound", format!("pods \"{name}\" not found"));
+    };
+    let before = qos(pod["spec"]["containers"].as_array().map(Vec::as_slice).unwrap_or_default());
+    for patch in patches {
+        let fields_ok = patch.as_object().is_some_and(|o| o.keys().all(|k| k == "name" || k == "resources"));
+        let resources_ok = patch["resources"].as_object().is_some_and(|r| {
+            r.iter().all(|(kind, list)| {
+                (kind == "requests" || kind == "limits")
+                    && list.as_object().is_some_and(|l| {
+                        l.iter().all(|(res, v)| {
+                            (res == "cpu" || res == "memory") && v.as_str().and_then(parse_quantity).is_some()
+                        })
+                    })
+            })
+        });
+        if !fields_ok || !resources_ok {
+            drop(guard);
+            return violation(
+                state,
+                422,
+                format!("{line}: only cpu and memory requests and limits may be resized, got {patch}"),
+            );
+        }
+        let containers = pod["spec"]["containers"].as_array_mut().expect("containers");
+        let Some(container) = containers.iter_mut().find(|c| c["name"] == patch["name"]) else {
+            drop(guard);
+            return violation(state, 422, format!("{line}: no container {} in pod {name}", patch["name"]));
+        };
+        merge(&mut container["resources"], &patch["resources"]);
+    }
+    let containers = pod["spec"]["containers"].as_array().cloned().unwrap_or_default();
+    let after = qos(&containers);
+    if before != after {
+        drop(guard);
+        return status(
+            422,
+            "Invalid",
+            format!("Pod \"{name}\" is invalid: spec: Invalid value: Pod QoS is immutable ({before} → {after})"),
+        );
+    }
+    let total = |r: &str| {
+        containers.iter().filter_map(|c| c["resources"]["requests"][r].as_str().and_then(parse_quantity)).sum::<f64>()
+    };
+    let (kind, reason, message) = match guard.kubelet.clone() {
+        Kubelet::Resize => (None, "", String::new()),
+        Kubelet::Capacity { cpu, memory } if total("cpu") <= cpu && total("memory") <= memory => {
+            (None, "", String::new())
+        }
+        Kubelet::Capacity { cpu, memory } => (
+            Some("PodResizePending"),
+            "Infeasible",
+            format!(
+                "Node didn't have enough capacity: requested cpu {} of {cpu}, memory {} of {memory}",
+                total("cpu"),
+                total("memory")
+            ),
+        ),
+        Kubelet::Defer => (Some("PodResizePending"), "Deferred", "Node didn't have enough resource now".to_string()),
+        Kubelet::Hold => (Some("PodResizeInProgress"), "", String::new()),
+    };
+    let mut conditions: Vec<Value> = pod["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c["type"] != "PodResizePending" && c["type"] != "PodResizeInProgress")
+        .collect();
+    match kind {
+        Some(kind) => conditions.push(json!({"type": kind, "status": "True", "reason": reason, "message": message,
+                                             "lastTransitionTime": jiff::Timestamp::now().round(jiff::Unit::Second).expect("rounds").to_string()})),
+        None => actuate(&mut pod),
+    }
+    pod["status"]["conditions"] = json!(conditions);
+    let version = guard.next_version();
+    pod["metadata"]["resourceVersion"] = json!(version.to_string());
+    guard.pods.insert((ns.into(), name.into()), pod.clone());
+    guard.pod_event(ns, "MODIFIED", pod.clone());
+    guard.resizes.push((ns.into(), name.into(), body.clone()));
+    respond(200, &pod)
+}
+
+/// The kubelet's part: each container's status resources become its spec's.
+fn actuate(pod: &mut Value) {
+    let specs = pod["spec"]["containers"].as_array().cloned().unwrap_or_default();
+    let statuses: Vec<Value> = specs
+        .iter()
+        .map(|c| {
+            let mut status = pod["status"]["containerStatuses"]
+                .as_array()
+                .and_then(|s| s.iter().find(|s| s["name"] == c["name"]).cloned())
+                .unwrap_or_else(|| json!({"name": c["name"], "ready": true, "restartCount": 0}));
+            status["resources"] = c["resources"].clone();
+            status["allocatedResources"] = c["resources"]["requests"].clone();
+            status
+        })
+        .collect();
+    pod["status"]["containerStatuses"] = json!(statuses);
 }
 
 fn create_event(state: &Mutex<State>, line: &str, parsed: &Parsed, ns: &str) -> Response<Body> {

@@ -107,6 +107,7 @@ impl<C: Cluster> Pipeline<C> {
             applied: false,
             apply_error: Some(error.to_string()),
             served: None,
+            vertical: None,
             timing: Timing::default(),
         }
     }
@@ -139,6 +140,9 @@ impl<C: Cluster> Pipeline<C> {
                 timing.signal_wait_us = timing.signal_wait_us.max(micros(waited));
                 deliveries.push(delivery);
             }
+        }
+        if spec.vertical.is_some() {
+            self.join_usage(spec, &mut observation).await;
         }
         let current = observation.spec_replicas;
         let stale_inputs = std::mem::take(&mut observation.stale_inputs);
@@ -236,6 +240,10 @@ impl<C: Cluster> Pipeline<C> {
                 Err(error) => apply_error = Some(error.to_string()),
             }
         }
+        let vertical = match &spec.vertical {
+            Some(vertical) => Some(Box::new(self.vertical(spec, vertical, state, &called, &base, now_ms).await)),
+            None => None,
+        };
         let shadow_diverged = shadow.as_ref().is_some_and(|s| match proposal {
             Proposal::Desired(desired) => s.verdict.desired != Some(desired),
             _ => s.verdict.desired.is_some(),
@@ -266,9 +274,99 @@ impl<C: Cluster> Pipeline<C> {
             applied,
             apply_error,
             served,
+            vertical,
             timing,
         };
         Evaluated { record, settlement }
+    }
+
+    /// Joins each container's usage (`metrics.k8s.io`) into the observed
+    /// pods; a failure to read it makes the usage an input gone stale.
+    async fn join_usage(&self, spec: &WorkloadSpec, observation: &mut Observation) {
+        let names: Vec<String> = observation.pods.iter().map(|p| p.name.clone()).collect();
+        match self.cluster.container_usage(&spec.target, &names).await {
+            Ok(usages) => {
+                for usage in usages {
+                    let Some(pod) = observation.pods.iter_mut().find(|p| p.name == usage.pod) else { continue };
+                    for container in &mut pod.containers {
+                        let Some(values) = usage.containers.get(&container.name) else { continue };
+                        if let (Some(cpu), Some(memory)) = (values.get("cpu"), values.get("memory")) {
+                            container.usage = Some(crate::snapshot::Usage {
+                                cpu: *cpu,
+                                memory: *memory,
+                                timestamp_ms: usage.timestamp_ms,
+                                window_ms: usage.window_ms,
+                            });
+                        }
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::debug!(workload = %spec.name, %error, "container usage not read");
+                observation.stale_inputs.push(format!("metrics.k8s.io:pods/{}", spec.target.namespace));
+            }
+        }
+    }
+
+    /// The vertical stage: the policies' recommendations bounded by the
+    /// spec, an Event when they moved, and in mode `in-place` the next
+    /// resize (the leader only; never in dry run).
+    async fn vertical(
+        &self,
+        spec: &WorkloadSpec,
+        vertical: &crate::vertical::Spec,
+        state: &mut WorkloadState,
+        called: &[Called],
+        base: &Snapshot,
+        now_ms: u64,
+    ) -> crate::vertical::Record {
+        use crate::vertical::{InFlight, Plan};
+        let recommended = crate::vertical::recommended(
+            vertical,
+            called.iter().filter_map(|c| c.decision.as_ref()).flat_map(|d| d.resources.iter()),
+        );
+        let v = &mut state.vertical;
+        let moved = recommended.iter().any(|(name, now)| {
+            v.published.get(name).is_none_or(|before| crate::vertical::changed_significantly(vertical, before, now))
+        });
+        if moved && self.may_write() {
+            let text = recommended
+                .iter()
+                .map(|(name, r)| {
+                    let show = |resource: &str, b: Option<crate::vertical::Bounds>| {
+                        b.map(|b| format!(" {resource} {}", crate::vertical::show(resource, b.target)))
+                            .unwrap_or_default()
+                    };
+                    format!("{name}:{}{}", show("cpu", r.cpu), show("memory", r.memory))
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            self.cluster.event(&spec.target, "RecommendationChanged", &format!("recommended {text}"));
+            v.published = recommended.clone();
+        }
+        // the resize asked for last is done once the pod shows nothing pending
+        if let Some(flight) = &v.in_flight
+            && base.pods.iter().find(|p| p.name == flight.pod).is_none_or(|p| p.resize.is_none())
+        {
+            v.in_flight = None;
+        }
+        let plan =
+            crate::vertical::plan(vertical, &base.pods, &recommended, v.in_flight.as_ref(), v.last_resize_ms, now_ms);
+        let (mut applied, mut error) = (false, None);
+        if let Plan::Resize { pod, containers, reason } = &plan
+            && spec.actuator != Actuator::DryRun
+            && self.may_write()
+        {
+            match self.cluster.resize(&spec.target, pod, containers, reason).await {
+                Ok(()) => {
+                    applied = true;
+                    v.in_flight = Some(InFlight { pod: pod.clone(), since_ms: now_ms });
+                    v.last_resize_ms = Some(now_ms);
+                }
+                Err(e) => error = Some(e.to_string()),
+            }
+        }
+        crate::vertical::Record { mode: vertical.mode, recommended, plan, applied, error }
     }
 
     /// Writes `to`: deletion costs first when scaling in, then `/scale`.

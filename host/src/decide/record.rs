@@ -49,6 +49,9 @@ pub struct DecisionRecord {
     /// The replicas served to KEDA (actuator `keda`), which scales the workload.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub served: Option<u32>,
+    /// Vertical scaling (workloads with `vertical`): recommendations and the resize planned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vertical: Option<Box<crate::vertical::Record>>,
     /// Where the time of this evaluation went.
     pub timing: Timing,
 }
@@ -277,6 +280,7 @@ mod tests {
             applied: false,
             apply_error: None,
             served: None,
+            vertical: None,
             timing: Timing::default(),
         }
     }

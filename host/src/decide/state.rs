@@ -131,6 +131,8 @@ pub struct WorkloadState {
     /// The last handled offset of each replayable stream of signals
     /// (`kafka:topic/partition`), to recognise a signal read again.
     pub handled: BTreeMap<String, i64>,
+    /// Vertical scaling: the resize in flight, the last one, what was published.
+    pub vertical: crate::vertical::State,
 }
 
 /// The stored form of a workload's state (the `status` of its

@@ -253,16 +253,41 @@ pub fn convert(pod: &Pod) -> snapshot::Pod {
         memory_request: total("memory"),
         requests,
         containers: containers.iter().map(|c| container(c, status)).collect(),
-        resize: resize_status(status),
+        resize: resize_status(&containers, status),
     }
+}
+
+/// CPU and memory requests and limits of a `resources` block, parsed.
+fn compute_pair(r: Option<&k8s_openapi::api::core::v1::ResourceRequirements>) -> [Option<f64>; 4] {
+    let get = |list: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>, name: &str| {
+        list.and_then(|l| l.get(name)).and_then(|q| quantity::parse(&q.0))
+    };
+    let (requests, limits) = (r.and_then(|r| r.requests.as_ref()), r.and_then(|r| r.limits.as_ref()));
+    [get(requests, "cpu"), get(requests, "memory"), get(limits, "cpu"), get(limits, "memory")]
 }
 
 /// The kubelet's progress on an in-place resize, from the pod's
 /// `PodResizePending` and `PodResizeInProgress` conditions; `None` when
 /// neither is true.
-fn resize_status(status: Option<&k8s_openapi::api::core::v1::PodStatus>) -> Option<snapshot::ResizeStatus> {
-    let conditions = status.and_then(|s| s.conditions.as_ref())?;
+/// A container whose status reports resources other than its spec asks
+/// for is still being resized (spec is desired, status is actual).
+fn resize_status(
+    containers: &[&k8s_openapi::api::core::v1::Container],
+    status: Option<&k8s_openapi::api::core::v1::PodStatus>,
+) -> Option<snapshot::ResizeStatus> {
     let mut resize = snapshot::ResizeStatus::default();
+    let statuses = status.into_iter().flat_map(|s| s.container_statuses.iter().flatten());
+    for actual in statuses {
+        let (Some(spec), Some(reported)) =
+            (containers.iter().find(|c| c.name == actual.name), actual.resources.as_ref())
+        else {
+            continue;
+        };
+        if compute_pair(spec.resources.as_ref()) != compute_pair(Some(reported)) {
+            resize.in_progress = true;
+        }
+    }
+    let conditions = status.and_then(|s| s.conditions.as_ref()).map(Vec::as_slice).unwrap_or_default();
     for c in conditions.iter().filter(|c| c.status == "True") {
         match c.type_.as_str() {
             "PodResizePending" => {

@@ -242,6 +242,12 @@ async fn rbac_allows_exactly_what_the_daemon_does() {
     cluster.observe(&target).await.unwrap();
     cluster.set_deletion_costs(&target, &[PodDeletionCost { pod: "checkout-0".into(), cost: 1 }]).await.unwrap();
     cluster.scale(&target, 2, 3, "test").await.unwrap();
+    let resize = scalegate::cluster::ContainerResize {
+        container: "app".into(),
+        requests: scalegate::snapshot::Compute { cpu: Some(0.1), memory: None },
+        limits: scalegate::snapshot::Compute::default(),
+    };
+    cluster.resize(&target, "checkout-0", &[resize], "test").await.unwrap();
     fake.put_pod_metrics("shop", "checkout-0", &[("app", "50m", "64Mi")]);
     assert_eq!(cluster.list_pod_usage("shop").await.unwrap().len(), 1);
     assert_eq!(cluster.pods_of(&target).await.unwrap().len(), 1);

@@ -13,3 +13,4 @@ mod monitoring;
 mod reload;
 mod run;
 mod sandbox;
+mod vertical;
