@@ -49,6 +49,8 @@ struct Decided {
     at_seconds: f64,
     shadow_diverged: bool,
     keda_active: Option<bool>,
+    /// (container, resource, [target, lower, upper]) of a vertical workload.
+    recommended: Vec<(String, &'static str, [f64; 3])>,
 }
 
 impl<C: Cluster> Gauges<C> {
@@ -69,6 +71,16 @@ impl<C: Cluster> Gauges<C> {
                     shadow_diverged: record.shadow_diverged,
                     keda_active: (spec.actuator == Actuator::Keda)
                         .then(|| record.served.is_some_and(|served| spec.limits.is_active(served))),
+                    recommended: record
+                        .vertical
+                        .iter()
+                        .flat_map(|v| v.recommended.iter())
+                        .flat_map(|(container, r)| {
+                            [("cpu", r.cpu), ("memory", r.memory)].into_iter().filter_map(move |(resource, b)| {
+                                b.map(|b| (container.clone(), resource, [b.target, b.lower, b.upper]))
+                            })
+                        })
+                        .collect(),
                 });
                 let inputs = self
                     .inputs
@@ -147,6 +159,28 @@ impl<C: Cluster> Collector for Gauges<C> {
                     if stale || age.is_some() {
                         family.encode_family(&set)?.encode_gauge(&value)?;
                     }
+                }
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "workload_container_recommendation",
+            "Vertical recommendation per container and resource (cores, bytes), after the vertical guardrails",
+            None,
+            MetricType::Gauge,
+        )?;
+        for row in &rows {
+            for (container, resource, values) in row.decided.iter().flat_map(|d| d.recommended.iter()) {
+                for (bound, value) in ["target", "lower", "upper"].into_iter().zip(values) {
+                    let [a, b, c] = labels(row);
+                    let set = [
+                        a,
+                        b,
+                        c,
+                        ("container", container.clone()),
+                        ("resource", resource.to_string()),
+                        ("bound", bound.to_string()),
+                    ];
+                    family.encode_family(&set)?.encode_gauge(value)?;
                 }
             }
         }

@@ -76,6 +76,9 @@ async fn pods_outside_the_recommendation_are_resized_one_at_a_time_and_infeasibl
     assert_eq!(v["mode"], "in-place", "{v}");
     assert_eq!(v["plan"]["action"], "idle", "{v}");
     assert_eq!(v["recommended"]["app"]["cpu"]["target"], 0.587, "{v}");
+    let metrics = daemon.get("/metrics");
+    let gauge = r#"scalegate_workload_container_recommendation{namespace="shop",name="redis",binding="shop/redis",container="app",resource="cpu",bound="target"} 0.587"#;
+    assert!(metrics.contains(gauge), "{metrics}");
     let events: Vec<String> = fake.events().iter().map(|e| e["reason"].as_str().unwrap().to_string()).collect();
     assert_eq!(events.iter().filter(|r| *r == "Resized").count(), 2, "{events:?}");
     assert!(events.iter().any(|r| r == "RecommendationChanged"), "{events:?}");

@@ -149,6 +149,16 @@ fn an_oom_kill_is_taken_once_and_bumps_memory() {
 }
 
 #[test]
+fn the_seed_004_redis_example_decides_as_its_readme_says() {
+    let (vpa, _) = runtime().load_file(&policy("vpa.wasm")).unwrap();
+    let text = std::fs::read_to_string(workspace().join("examples/hpa-keda-vpa/redis-snapshot.json")).unwrap();
+    let decision = vpa.evaluate(&serde_json::from_str(&text).unwrap()).outcome.unwrap();
+    assert_eq!(decision.reason, "redis: cpu 143m [50m, 1000m], memory 283Mi [250Mi, 1024Mi] (0.0 days of history)");
+    let readme = std::fs::read_to_string(workspace().join("examples/README.md")).unwrap();
+    assert!(readme.contains(&decision.reason), "examples/README.md shows another reason");
+}
+
+#[test]
 fn policies_that_do_not_read_containers_decide_the_same_with_or_without_them() {
     let runtime = runtime();
     let (hpa, _) = runtime.load_file(&policy("hpa.wasm")).unwrap();
