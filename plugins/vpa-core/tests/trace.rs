@@ -19,7 +19,7 @@ fn cpu(at: i64) -> f64 {
 
 fn memory(at: i64) -> f64 {
     let hours = (at - START) as f64 / 3.6e6;
-    400.0 * MIB * (hours / 6.0).min(1.0).max(0.25)
+    400.0 * MIB * (hours / 6.0).clamp(0.25, 1.0)
 }
 
 #[test]
