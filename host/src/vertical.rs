@@ -172,10 +172,35 @@ pub fn qos(containers: &[Container]) -> Qos {
 }
 
 /// The resize the host asked for last and has not seen finished.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct InFlight {
     pub pod: String,
     pub since_ms: u64,
+    /// What was asked for: done once the pod shows it and nothing pending.
+    pub containers: Vec<ContainerResize>,
+}
+
+impl InFlight {
+    /// The pod's spec shows the resize (the watch may lag behind the write).
+    pub fn seen_on(&self, pod: &Pod) -> bool {
+        let same = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => (a - b).abs() <= 1e-9 * a.abs().max(1.0),
+            (None, None) => true,
+            _ => false,
+        };
+        let equal = |a: &Compute, b: &Compute| same(a.cpu, b.cpu) && same(a.memory, b.memory);
+        self.containers.iter().all(|asked| {
+            pod.containers
+                .iter()
+                .find(|c| c.name == asked.container)
+                .is_some_and(|c| equal(&c.requests, &asked.requests) && equal(&c.limits, &asked.limits))
+        })
+    }
+
+    /// Done: the pod is gone, or shows the resize carried out.
+    pub fn done(&self, pods: &[Pod]) -> bool {
+        pods.iter().find(|p| p.name == self.pod).is_none_or(|p| p.resize.is_none() && self.seen_on(p))
+    }
 }
 
 /// What a workload remembers between evaluations.
@@ -260,6 +285,18 @@ pub fn plan(
         if status.in_progress {
             return Plan::Waiting { pod: pod.name.clone(), reason: "resize in progress".into() };
         }
+    }
+    if let Some(flight) = in_flight
+        && let Some(pod) = pods.iter().find(|p| p.name == flight.pod)
+        && !flight.seen_on(pod)
+    {
+        if now_ms.saturating_sub(flight.since_ms) >= spec.deferred_timeout.as_millis() as u64 {
+            return Plan::Halted {
+                pod: pod.name.clone(),
+                reason: format!("resize of {} sent but never shown on the pod", pod.name),
+            };
+        }
+        return Plan::Waiting { pod: pod.name.clone(), reason: "resize sent, not yet seen on the pod".into() };
     }
     if let Some(last) = last_resize_ms {
         let cooldown = spec.cooldown.as_millis() as u64;
@@ -491,6 +528,25 @@ mod tests {
     }
 
     #[test]
+    fn a_resize_not_yet_seen_on_the_pod_is_waited_for_not_sent_again() {
+        let spec = in_place();
+        let recs = recommended(&spec, &[rec((0.5, 0.4, 1.0), (600.0 * MI, 500.0 * MI, 900.0 * MI))]);
+        let pods = [pod("redis-0", container(0.25, 256.0 * MI, Compute::default()))];
+        let Plan::Resize { pod: name, containers, .. } = plan(&spec, &pods, &recs, None, None, 1) else { panic!() };
+        let flight = InFlight { pod: name, since_ms: 1, containers };
+        // the watch still shows the old requests: wait, do not resize again
+        assert!(!flight.done(&pods));
+        assert!(matches!(plan(&spec, &pods, &recs, Some(&flight), Some(1), 2), Plan::Waiting { .. }));
+        assert!(matches!(plan(&spec, &pods, &recs, Some(&flight), Some(1), 400_000), Plan::Halted { .. }));
+        // shown and settled: done
+        let mut resized = pods.clone();
+        resized[0].containers[0].requests = flight.containers[0].requests;
+        resized[0].containers[0].limits = flight.containers[0].limits;
+        assert!(flight.done(&resized));
+        assert!(flight.done(&[]), "the pod is gone");
+    }
+
+    #[test]
     fn inside_the_bounds_nothing_happens_and_mode_off_never_resizes() {
         let spec = in_place();
         let recs = recommended(&spec, &[rec((0.5, 0.2, 1.0), (600.0 * MI, 200.0 * MI, 900.0 * MI))]);
@@ -537,7 +593,7 @@ mod tests {
         };
         let mut view = pods.clone();
         view[0].resize = Some(infeasible);
-        let flight = InFlight { pod: "redis-0".into(), since_ms: 0 };
+        let flight = InFlight { pod: "redis-0".into(), since_ms: 0, containers: vec![] };
         match plan(&spec, &view, &recs, Some(&flight), None, 1_000) {
             Plan::Halted { reason, .. } => {
                 assert!(reason.contains("Infeasible: Node didn't have enough capacity"), "{reason}")

@@ -344,10 +344,8 @@ impl<C: Cluster> Pipeline<C> {
             self.cluster.event(&spec.target, "RecommendationChanged", &format!("recommended {text}"));
             v.published = recommended.clone();
         }
-        // the resize asked for last is done once the pod shows nothing pending
-        if let Some(flight) = &v.in_flight
-            && base.pods.iter().find(|p| p.name == flight.pod).is_none_or(|p| p.resize.is_none())
-        {
+        // the resize asked for last is done once the pod shows it, nothing pending
+        if v.in_flight.as_ref().is_some_and(|flight| flight.done(&base.pods)) {
             v.in_flight = None;
         }
         let plan =
@@ -360,7 +358,7 @@ impl<C: Cluster> Pipeline<C> {
             match self.cluster.resize(&spec.target, pod, containers, reason).await {
                 Ok(()) => {
                     applied = true;
-                    v.in_flight = Some(InFlight { pod: pod.clone(), since_ms: now_ms });
+                    v.in_flight = Some(InFlight { pod: pod.clone(), since_ms: now_ms, containers: containers.clone() });
                     v.last_resize_ms = Some(now_ms);
                 }
                 Err(e) => error = Some(e.to_string()),
