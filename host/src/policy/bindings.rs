@@ -186,6 +186,40 @@ impl PolicyInstance {
     }
 }
 
+/// A version's `wit::Snapshot`: the fields every version has, then `own`.
+macro_rules! snapshot_with {
+    ($s:ident; $($own:ident: $value:expr),*) => {
+        wit::Snapshot {
+            now_ms: $s.now_ms,
+            workload: workload(&$s.workload),
+            pods: $s.pods.iter().map(pod).collect(),
+            requests: requests(&$s.pods),
+            metrics: metrics($s),
+            signals: $s.signals.iter().map(signal).collect(),
+            forecasts: $s.forecasts.iter().map(forecast).collect(),
+            recommendations: $s.recommendations.iter().map(recommendation).collect(),
+            scale_events: $s.scale_events.iter().map(scale_event).collect(),
+            params: $s.params.to_string(),
+            state: $s.state.clone(),
+            $($own: $value),*
+        }
+    };
+}
+
+/// A version's decision as the host's: the fields every version has, then `own`.
+macro_rules! decision_with {
+    ($d:ident; $($own:ident: $value:expr),*) => {
+        domain::Decision {
+            desired_replicas: $d.desired_replicas,
+            reason: $d.reason,
+            state: $d.state,
+            deletion_costs: deletion_costs($d.deletion_costs),
+            metrics: reported($d.metrics),
+            $($own: $value),*
+        }
+    };
+}
+
 /// The conversions of the records every version shares, written once and
 /// expanded in each version's module (where `wit` and `host` name that
 /// version's generated types).
@@ -348,30 +382,11 @@ mod v0_1_convert {
     common!();
 
     pub(super) fn snapshot(s: &domain::Snapshot) -> wit::Snapshot {
-        wit::Snapshot {
-            now_ms: s.now_ms,
-            workload: workload(&s.workload),
-            pods: s.pods.iter().map(pod).collect(),
-            requests: requests(&s.pods),
-            metrics: metrics(s),
-            signals: s.signals.iter().map(signal).collect(),
-            forecasts: s.forecasts.iter().map(forecast).collect(),
-            recommendations: s.recommendations.iter().map(recommendation).collect(),
-            scale_events: s.scale_events.iter().map(scale_event).collect(),
-            params: s.params.to_string(),
-            state: s.state.clone(),
-        }
+        snapshot_with!(s;)
     }
 
     pub(super) fn decision(d: wit::Decision) -> domain::Decision {
-        domain::Decision {
-            desired_replicas: d.desired_replicas,
-            reason: d.reason,
-            state: d.state,
-            deletion_costs: deletion_costs(d.deletion_costs),
-            metrics: reported(d.metrics),
-            resources: vec![],
-        }
+        decision_with!(d; resources: vec![])
     }
 }
 
@@ -384,20 +399,7 @@ mod v0_2_convert {
     impl res::Host for HostState {}
 
     pub(super) fn snapshot(s: &domain::Snapshot, reads: Reads) -> wit::Snapshot {
-        wit::Snapshot {
-            now_ms: s.now_ms,
-            workload: workload(&s.workload),
-            pods: s.pods.iter().map(pod).collect(),
-            requests: requests(&s.pods),
-            metrics: metrics(s),
-            signals: s.signals.iter().map(signal).collect(),
-            forecasts: s.forecasts.iter().map(forecast).collect(),
-            recommendations: s.recommendations.iter().map(recommendation).collect(),
-            scale_events: s.scale_events.iter().map(scale_event).collect(),
-            params: s.params.to_string(),
-            state: s.state.clone(),
-            containers: if reads.containers { containers(&s.pods) } else { vec![] },
-        }
+        snapshot_with!(s; containers: if reads.containers { containers(&s.pods) } else { vec![] })
     }
 
     fn containers(pods: &[domain::Pod]) -> Vec<res::Container> {
@@ -428,13 +430,7 @@ mod v0_2_convert {
     }
 
     pub(super) fn decision(d: wit::Decision) -> domain::Decision {
-        domain::Decision {
-            desired_replicas: d.desired_replicas,
-            reason: d.reason,
-            state: d.state,
-            deletion_costs: deletion_costs(d.deletion_costs),
-            metrics: reported(d.metrics),
-            resources: d
+        decision_with!(d; resources: d
                 .resources
                 .into_iter()
                 .map(|c| domain::ContainerRecommendation {
@@ -451,8 +447,7 @@ mod v0_2_convert {
                         })
                         .collect(),
                 })
-                .collect(),
-        }
+                .collect())
     }
 }
 

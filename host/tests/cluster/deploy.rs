@@ -113,24 +113,16 @@ fn manifests_in_examples_validate() {
     let mut checked = 0;
     let mut configs = vec![];
     let mut scaled_objects = vec![];
-    let mut stack = vec![workspace().join("examples")];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-                let text = std::fs::read_to_string(&path).unwrap();
-                let docs = documents(&text);
-                if docs.iter().any(|d| d["apiVersion"].is_string() && d["kind"].is_string()) {
-                    validate(&path);
-                    scaled_objects.extend(of_kind(&docs, "ScaledObject").cloned().map(|d| (path.clone(), d)));
-                } else {
-                    configs.push(Config::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display())));
-                }
-                checked += 1;
-            }
+    for path in files_under(&workspace().join("examples"), &["yaml", "yml"]) {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let docs = documents(&text);
+        if docs.iter().any(|d| d["apiVersion"].is_string() && d["kind"].is_string()) {
+            validate(&path);
+            scaled_objects.extend(of_kind(&docs, "ScaledObject").cloned().map(|d| (path.clone(), d)));
+        } else {
+            configs.push(Config::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display())));
         }
+        checked += 1;
     }
     // each ScaledObject pointed at scalegate names a workload an example binds with `actuator: keda`
     for (path, object) in &scaled_objects {

@@ -6,9 +6,8 @@
 //! workload, the KEDA listener).
 
 use crate::deploy::{of_kind, rendered};
-use crate::support::daemon::Daemon;
+use crate::support::daemon::{Daemon, workdir};
 use crate::support::rig::eventually;
-use crate::support::*;
 use fake_apiserver::FakeApiServer;
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -144,15 +143,11 @@ async fn dashboard_and_alerts_query_only_what_the_daemon_exports_and_parse() {
         fake.add_deployment("shop", name, 2);
         fake.put_running_pod("shop", name, &format!("{name}-0"), true, "100m");
     }
-    let policies = dir.path().join("policies");
-    std::fs::create_dir(&policies).unwrap();
-    std::fs::write(policies.join("fixed.wasm"), policy_bytes("fixed.wasm")).unwrap();
-    std::fs::write(dir.path().join("config.yaml"), CONFIG.replace("POLICIES", policies.to_str().unwrap())).unwrap();
-    std::fs::write(dir.path().join("kubeconfig"), fake.kubeconfig()).unwrap();
-    std::fs::write(dir.path().join("token"), "s3cret-token-for-tests").unwrap();
-    let token = dir.path().join("token");
+    let run = workdir(&fake.kubeconfig(), CONFIG, &[("fixed.wasm", "fixed.wasm")]);
+    let token = run.path().join("token");
+    std::fs::write(&token, "s3cret-token-for-tests").unwrap();
     let daemon = Daemon::start(
-        dir.path(),
+        run.path(),
         &["--admin-token-file", token.to_str().unwrap(), "--keda-listen", "127.0.0.1:0", "--keda-plaintext"],
     );
     eventually("the scale", Duration::from_secs(20), || fake.replicas("shop", "web") == Some(5)).await;

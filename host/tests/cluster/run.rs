@@ -4,7 +4,7 @@
 //! twice with leader election — only one replica writes, and the other
 //! takes over after the leader is killed.
 
-use crate::support::daemon::Daemon;
+use crate::support::daemon::{Daemon, workdir};
 use crate::support::rig::eventually;
 use crate::support::*;
 use fake_apiserver::FakeApiServer;
@@ -15,14 +15,7 @@ const CONFIG: &str = "policies: {directory: POLICIES}\nworkloads:\n  - target: {
 
 /// A directory with the config, a kubeconfig for `fake` and a policy store.
 fn setup(fake: &FakeApiServer, config: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let policies = dir.path().join("policies");
-    std::fs::create_dir(&policies).unwrap();
-    std::fs::write(policies.join("fixed.wasm"), policy_bytes("fixed.wasm")).unwrap();
-    std::fs::write(policies.join("directive.wasm"), policy_bytes("directive.wasm")).unwrap();
-    std::fs::write(dir.path().join("config.yaml"), config.replace("POLICIES", policies.to_str().unwrap())).unwrap();
-    std::fs::write(dir.path().join("kubeconfig"), fake.kubeconfig()).unwrap();
-    dir
+    workdir(&fake.kubeconfig(), config, &[("fixed.wasm", "fixed.wasm"), ("directive.wasm", "directive.wasm")])
 }
 
 async fn fake_web() -> FakeApiServer {

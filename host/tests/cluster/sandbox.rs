@@ -7,7 +7,7 @@
 //! declining with 32 MiB messages costs a bounded amount; shutdown with
 //! calls in flight is clean.
 
-use crate::support::daemon::Daemon;
+use crate::support::daemon::{Daemon, workdir};
 use crate::support::rig::eventually;
 use crate::support::*;
 use fake_apiserver::FakeApiServer;
@@ -41,14 +41,8 @@ async fn fake() -> FakeApiServer {
 }
 
 fn setup(fake: &FakeApiServer) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let policies = dir.path().join("policies");
-    std::fs::create_dir(&policies).unwrap();
-    for (name, built) in [("fixed.wasm", "fixed.wasm"), ("hostile.wasm", "testdata/hostile.wasm")] {
-        std::fs::write(policies.join(name), policy_bytes(built)).unwrap();
-    }
-    std::fs::write(dir.path().join("config.yaml"), CONFIG.replace("POLICIES", policies.to_str().unwrap())).unwrap();
-    std::fs::write(dir.path().join("kubeconfig"), fake.kubeconfig()).unwrap();
+    let policies = [("fixed.wasm", "fixed.wasm"), ("hostile.wasm", "testdata/hostile.wasm")];
+    let dir = workdir(&fake.kubeconfig(), CONFIG, &policies);
     std::fs::write(dir.path().join("token"), TOKEN).unwrap();
     dir
 }

@@ -6,9 +6,8 @@
 //! the workload with the reason recorded; the QoS class never changes; a
 //! resource whose resizePolicy restarts the container is left alone.
 
-use crate::support::daemon::Daemon;
+use crate::support::daemon::{Daemon, workdir};
 use crate::support::rig::eventually;
-use crate::support::*;
 use fake_apiserver::{FakeApiServer, Kubelet, parse_quantity};
 use std::time::Duration;
 
@@ -23,13 +22,7 @@ workloads:
 "#;
 
 fn setup(fake: &FakeApiServer) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let policies = dir.path().join("policies");
-    std::fs::create_dir(&policies).unwrap();
-    std::fs::write(policies.join("vpa.wasm"), policy_bytes("vpa.wasm")).unwrap();
-    std::fs::write(dir.path().join("config.yaml"), CONFIG.replace("POLICIES", policies.to_str().unwrap())).unwrap();
-    std::fs::write(dir.path().join("kubeconfig"), fake.kubeconfig()).unwrap();
-    dir
+    workdir(&fake.kubeconfig(), CONFIG, &[("vpa.wasm", "vpa.wasm")])
 }
 
 fn request(fake: &FakeApiServer, pod: &str, kind: &str, resource: &str) -> Option<f64> {

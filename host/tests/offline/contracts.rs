@@ -20,19 +20,13 @@ fn fixture(name: &str) -> Vec<u8> {
 
 /// Every snapshot in examples/.
 fn example_snapshots() -> Vec<(String, Snapshot)> {
-    let mut found = vec![];
-    let mut stack = vec![workspace().join("examples")];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "json") {
-                let snapshot = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-                found.push((path.display().to_string(), snapshot));
-            }
-        }
-    }
+    let found: Vec<(String, Snapshot)> = files_under(&workspace().join("examples"), &["json"])
+        .into_iter()
+        .map(|path| {
+            let snapshot = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            (path.display().to_string(), snapshot)
+        })
+        .collect();
     assert!(found.len() >= 8, "{} example snapshots", found.len());
     found
 }

@@ -5,10 +5,9 @@
 //! of either replica. Every workload must end at the target of its last
 //! directive, and every directive must have been acted on.
 
-use crate::support::daemon::Daemon;
+use crate::support::daemon::{Daemon, workdir};
 use crate::support::rig::eventually;
 use crate::support::servers::{ONE_BROKER_AT_A_TIME, Tansu, free_port};
-use crate::support::*;
 use fake_apiserver::FakeApiServer;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureRecord;
@@ -43,13 +42,7 @@ async fn fake_fleet() -> FakeApiServer {
 }
 
 fn setup(fake: &FakeApiServer, config: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let policies = dir.path().join("policies");
-    std::fs::create_dir(&policies).unwrap();
-    std::fs::write(policies.join("directive.wasm"), policy_bytes("directive.wasm")).unwrap();
-    std::fs::write(dir.path().join("config.yaml"), config.replace("POLICIES", policies.to_str().unwrap())).unwrap();
-    std::fs::write(dir.path().join("kubeconfig"), fake.kubeconfig()).unwrap();
-    dir
+    workdir(&fake.kubeconfig(), config, &[("directive.wasm", "directive.wasm")])
 }
 
 /// Two replicas; returns (leader, standby) once one leads.

@@ -9,6 +9,21 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// A directory for [`Daemon::start`]: `config.yaml` (its `POLICIES` replaced
+/// by the policy directory), a `kubeconfig` and a `policies/` store holding
+/// the built policies given as (name in the store, path under target/policies).
+pub fn workdir(kubeconfig: &str, config: &str, policies: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("policies");
+    std::fs::create_dir(&store).unwrap();
+    for (name, built) in policies {
+        std::fs::write(store.join(name), super::policy_bytes(built)).unwrap();
+    }
+    std::fs::write(dir.path().join("config.yaml"), config.replace("POLICIES", store.to_str().unwrap())).unwrap();
+    std::fs::write(dir.path().join("kubeconfig"), kubeconfig).unwrap();
+    dir
+}
+
 /// A `scalegate run` process.
 pub struct Daemon {
     pub child: Child,

@@ -4,7 +4,7 @@
 
 use scalegate::policy::{Runtime, RuntimeConfig};
 use scalegate::snapshot::Snapshot;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
@@ -73,6 +73,24 @@ pub fn open_store(files: &[(&str, &str)]) -> (scalegate::policy_store::PolicySto
 pub fn example(name: &str) -> Snapshot {
     let path = workspace().join("examples/snapshots").join(name);
     serde_json::from_str(&std::fs::read_to_string(&path).expect("read example")).expect("parse example")
+}
+
+/// Every file under `dir` (recursively) whose extension is one of `extensions`.
+pub fn files_under(dir: &Path, extensions: &[&str]) -> Vec<PathBuf> {
+    let mut found = vec![];
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| extensions.iter().any(|x| e == *x)) {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
 }
 
 pub mod daemon;
