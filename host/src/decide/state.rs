@@ -148,6 +148,9 @@ pub struct Stored {
     /// When the workload was last active (scale to zero counts from it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_active_ms: Option<u64>,
+    /// When a pod was last resized in place (the vertical cooldown counts from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_resize_ms: Option<u64>,
     /// `[timestamp_ms, from, to]`, oldest first.
     #[serde(default)]
     pub scale_events: Vec<(u64, u32, u32)>,
@@ -250,6 +253,7 @@ impl WorkloadState {
             saved_at_ms: now_ms,
             last_scale_ms: self.last_scale_ms,
             last_active_ms: self.last_active_ms,
+            last_resize_ms: self.vertical.last_resize_ms,
             scale_events: self
                 .history
                 .scale_events()
@@ -284,6 +288,7 @@ impl WorkloadState {
     pub fn restore(&mut self, stored: &Stored) {
         self.last_scale_ms = stored.last_scale_ms;
         self.last_active_ms = stored.last_active_ms.or(self.last_active_ms);
+        self.vertical.last_resize_ms = stored.last_resize_ms.or(self.vertical.last_resize_ms);
         self.history = History::from_parts(
             stored
                 .recommendations
@@ -379,6 +384,7 @@ mod tests {
         state.last_scale_ms = Some(1_000);
         state.history.scaled(ScaleEvent { timestamp_ms: 1_000, from_replicas: 2, to_replicas: 5 });
         state.history.recommend(Recommendation { timestamp_ms: 1_000, replicas: 5 });
+        state.vertical.last_resize_ms = Some(1_500);
         let stored = state.to_stored(2_000);
         let json = serde_json::to_value(&stored).unwrap();
         assert_eq!(json["scale_events"], serde_json::json!([[1000, 2, 5]]));
@@ -391,6 +397,7 @@ mod tests {
         assert_eq!(other.bindings[0].state, b"hpa-state");
         assert!(other.bindings[1].state.is_empty(), "another policy's state is not taken");
         assert_eq!(other.last_scale_ms, Some(1_000));
+        assert_eq!(other.vertical.last_resize_ms, Some(1_500), "the vertical cooldown survives a failover");
         assert_eq!(other.history, state.history);
         assert_eq!(other.saved_ms, Some(2_000));
     }
