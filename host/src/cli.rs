@@ -9,6 +9,7 @@
 //! (`EX_SOFTWARE`) internal error.
 
 pub mod bench;
+pub mod cases;
 pub mod common;
 pub mod demo;
 pub mod eval;
@@ -59,6 +60,8 @@ pub enum Command {
     Policy(policy::PolicyCommand),
     /// Evaluate a snapshot (JSON, see docs/SNAPSHOT.md) with a policy and print the decision as JSON.
     Eval(eval::EvalArgs),
+    /// Check a policy against expected decisions: every case file in --cases (a snapshot and what to expect), through the real call path.
+    Test(cases::TestArgs),
     /// Run the built-in benchmarks and print the numbers.
     Bench(bench::BenchArgs),
     /// Run the daemon against a Kubernetes API server (in-cluster or a kubeconfig).
@@ -105,6 +108,7 @@ pub fn run(cli: Cli, log_level: Option<crate::admin::LogLevelSetter>) -> Result<
         Command::Run(args) => run::run(&args, cache_dir, log_level),
         Command::Policy(command) => policy::run(command, cache_dir),
         Command::Eval(args) => eval::run(&args, cache_dir),
+        Command::Test(args) => cases::run(&args, cache_dir),
         Command::Bench(args) => bench::run(&args, cache_dir),
         Command::Demo(args) => demo::run(&args, cache_dir, log_level),
         Command::Simulate(args) => simulate::run(&args, cache_dir),

@@ -190,3 +190,63 @@ fn demo_runs_the_daemon_serves_the_admin_api_and_stops_on_sigterm() {
     assert!(started.elapsed() < std::time::Duration::from_secs(10), "shutdown took {:?}", started.elapsed());
     assert_eq!(rest.last().map(String::as_str), Some("stopped"), "{rest:?}");
 }
+
+/// Every bundled policy passes the cases it ships (the three target-tracking
+/// twins share theirs), through `scalegate test`.
+#[test]
+fn bundled_policies_pass_their_cases() {
+    for (file, cases) in [
+        ("fixed.wasm", "plugins/fixed/cases"),
+        ("hpa.wasm", "plugins/hpa/cases"),
+        ("target_tracking.wasm", "plugins/target-tracking/cases"),
+        ("target_tracking_py.wasm", "plugins/target-tracking/cases"),
+        ("target_tracking_js.wasm", "plugins/target-tracking/cases"),
+        ("directive.wasm", "plugins/directive/cases"),
+        ("forecast.wasm", "plugins/forecast/cases"),
+        ("thresholds.wasm", "plugins/thresholds/cases"),
+        ("vpa.wasm", "plugins/vpa/cases"),
+    ] {
+        let out = scalegate(&["test", policy(file).to_str().unwrap(), "--cases", cases]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{file}:\n{stdout}{}", stderr(&out));
+        assert!(stdout.contains(" 0 failed") && !stdout.contains("FAIL"), "{file}:\n{stdout}");
+    }
+}
+
+#[test]
+fn a_failing_case_exits_1_and_says_what_differed() {
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = workspace().join("examples/snapshots/target-tracking-scale-in.json");
+    let case = |expect: &str| format!("snapshot: {}\nexpect:\n{expect}", snapshot.display());
+    std::fs::write(dir.path().join("a-right.yaml"), case("  replicas: 3\n")).unwrap();
+    std::fs::write(
+        dir.path().join("b-wrong.yaml"),
+        case("  replicas: 9\n  reason_contains: nonsense\n  deletion_costs: [{pod: socket-0, cost: 1}]\n  metrics: {replicas-needed: 7}\n"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("c-expects-an-error.yaml"), case("  error: invalid_params\n")).unwrap();
+    std::fs::write(dir.path().join("d-unreadable.yaml"), "snapshot: nowhere.json\nexpect: {replicas: 1}\n").unwrap();
+    std::fs::write(dir.path().join("e-unknown-field.yaml"), case("  replica: 3\n")).unwrap();
+    let out =
+        scalegate(&["test", policy("target_tracking.wasm").to_str().unwrap(), "--cases", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        "a-right",
+        "replicas: expected replicas 9, got replicas 3",
+        "reason: expected it to contain \"nonsense\"",
+        "deletion_costs: expected [(\"socket-0\", 1)]",
+        "metric replicas-needed: expected 7, got 2.55",
+        "error: expected invalid_params, got a decision",
+        "snapshot",
+        "unknown field `replica`",
+        "5 cases: 1 passed, 4 failed",
+    ] {
+        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+    }
+    assert!(stderr(&out).contains("4 of 5 cases failed"), "{}", stderr(&out));
+    // no case files: a usage error
+    let empty = tempfile::tempdir().unwrap();
+    let out = scalegate(&["test", policy("fixed.wasm").to_str().unwrap(), "--cases", empty.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(64));
+}
