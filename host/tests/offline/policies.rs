@@ -391,3 +391,87 @@ fn thresholds_smooth_the_metric_and_move_between_overlapping_bands() {
         matches!(thresholds.evaluate(&bad).outcome, Err(Error::Declined(Declined::InvalidParams(m))) if m.contains("levels.2"))
     );
 }
+
+/// A small deterministic generator (xorshift64*), so a failing snapshot can
+/// be found again by its seed.
+struct Seeded(u64);
+
+impl Seeded {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn pick<T: Copy>(&mut self, from: &[T]) -> T {
+        from[self.below(from.len() as u64) as usize]
+    }
+}
+
+/// A target-tracking snapshot from the generator: pod counts, missing and
+/// stale metrics, samples of pods not listed, zero, fractional and huge values.
+fn generated(seed: &mut Seeded) -> Snapshot {
+    let now_ms = 1_700_000_000_000u64;
+    let pods = seed.below(13) as usize;
+    let value =
+        |seed: &mut Seeded| seed.pick(&[0.0, 0.5, 1.0, 37.25, 99.99, 600.0, 1234.5, 1e6, 1e12, 1e15, 1e17, 1e300]);
+    let mut samples = vec![];
+    for i in 0..pods + seed.below(3) as usize {
+        if seed.below(5) > 0 {
+            let v = value(seed);
+            samples.push(serde_json::json!({"pod": format!("p-{i}"), "value": v, "timestamp_ms": now_ms - 5_000}));
+        }
+    }
+    if seed.below(2) == 0 {
+        samples.reverse();
+    }
+    let total: f64 = samples.iter().map(|s| s["value"].as_f64().unwrap()).sum();
+    let metric_value = if seed.below(3) == 0 { value(seed) } else { total };
+    let age_ms = seed.pick(&[0u64, 1_000, 59_000, 61_000, 3_600_000]);
+    let name = if seed.below(8) == 0 { "other" } else { "load" };
+    let mut params = serde_json::json!({"metric": "load", "target": seed.pick(&[0.5, 1.0, 7.0, 100.0, 600.0, 1e6])});
+    if seed.below(4) == 0 {
+        params["max_age_seconds"] = serde_json::json!(seed.pick(&[0, 30, 120]));
+    }
+    let json = serde_json::json!({
+        "now_ms": now_ms,
+        "workload": {"name": "api", "current_replicas": seed.below(21), "max_replicas": 50},
+        "pods": (0..pods).map(|i| serde_json::json!({"name": format!("p-{i}")})).collect::<Vec<_>>(),
+        "metrics": [{"name": name, "value": metric_value, "timestamp_ms": now_ms - age_ms, "pods": samples}],
+        "params": params,
+    });
+    serde_json::from_value(json).unwrap()
+}
+
+#[test]
+fn the_three_target_trackings_agree_on_generated_snapshots() {
+    let runtime = runtime();
+    let (rust, _) = runtime.load_file(&policy("target_tracking.wasm")).unwrap();
+    let (python, _) = runtime.load_file(&policy("target_tracking_py.wasm")).unwrap();
+    let (javascript, _) = runtime.load_file(&policy("target_tracking_js.wasm")).unwrap();
+    let mut seed = Seeded(0x5ca1_e9a7e);
+    let mut kinds = std::collections::BTreeMap::new();
+    for case in 0..150 {
+        let snapshot = generated(&mut seed);
+        let expected = outcome(&rust, &snapshot);
+        let kind = match &expected {
+            Ok(d) if d.desired_replicas.is_none() => "no-opinion",
+            Ok(d) if !d.deletion_costs.is_empty() => "scale-in with costs",
+            Ok(_) => "decision",
+            Err(e) if e.starts_with("fault") => panic!("case {case}: rust faulted: {e}"),
+            Err(_) => "declined",
+        };
+        *kinds.entry(kind).or_insert(0) += 1;
+        // every field: replicas, reason, state, deletion costs, reported metrics
+        assert_eq!(outcome(&python, &snapshot), expected, "python differs on generated case {case}: {snapshot:?}");
+        assert_eq!(
+            outcome(&javascript, &snapshot),
+            expected,
+            "javascript differs on generated case {case}: {snapshot:?}"
+        );
+    }
+    assert_eq!(kinds.len(), 4, "the generator reaches every branch: {kinds:?}");
+}

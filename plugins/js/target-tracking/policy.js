@@ -63,7 +63,10 @@ export function evaluate(snapshot) {
   const value = Math.max(metric.value, 0);
   const ratio = value / target;
   const desired = Math.min(Math.ceil(ratio), U32_MAX);
-  const percent = Math.floor((value * 100) / target);
+  // an integer like Rust's `as i64` (saturating), printed exactly (BigInt)
+  const I64_MAX = 9223372036854775807n;
+  const ratioPercent = Math.floor((value * 100) / target);
+  const percent = Number.isFinite(ratioPercent) && ratioPercent < 2 ** 63 ? BigInt(ratioPercent) : I64_MAX;
   let deletionCosts = [];
   if (desired < snapshot.workload.currentReplicas) {
     deletionCosts = metric.pods

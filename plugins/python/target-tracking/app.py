@@ -61,7 +61,9 @@ class WitWorld(WitWorld):
         value = max(metric.value, 0.0)
         ratio = value / target
         desired = int(min(math.ceil(ratio), U32_MAX))
-        percent = math.floor(value * 100.0 / target)
+        # an integer like Rust's `as i64` (saturating)
+        ratio_percent = value * 100.0 / target
+        percent = math.floor(ratio_percent) if math.isfinite(ratio_percent) and ratio_percent < 2.0**63 else 2**63 - 1
         costs = []
         if desired < snapshot.workload.current_replicas:
             costs = [
