@@ -241,7 +241,9 @@ pub fn convert(pod: &Pod) -> snapshot::Pod {
         None if containers.is_empty() => None,
         None => totals.get(resource).copied().flatten(),
     };
+    let containers: Vec<snapshot::Container> = containers.iter().map(|c| container(c, status)).collect();
     snapshot::Pod {
+        resize: resize_status(&containers, status),
         name: pod.metadata.name.clone().unwrap_or_default(),
         phase,
         ready: ready_condition.map(|c| c.status == "True"),
@@ -252,27 +254,24 @@ pub fn convert(pod: &Pod) -> snapshot::Pod {
         cpu_request: total("cpu"),
         memory_request: total("memory"),
         requests,
-        containers: containers.iter().map(|c| container(c, status)).collect(),
-        resize: resize_status(&containers, status),
+        containers,
     }
 }
 
-/// CPU and memory requests and limits of a `resources` block, parsed.
-fn compute_pair(r: Option<&k8s_openapi::api::core::v1::ResourceRequirements>) -> [Option<f64>; 4] {
-    let get = |list: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>, name: &str| {
-        list.and_then(|l| l.get(name)).and_then(|q| quantity::parse(&q.0))
-    };
-    let (requests, limits) = (r.and_then(|r| r.requests.as_ref()), r.and_then(|r| r.limits.as_ref()));
-    [get(requests, "cpu"), get(requests, "memory"), get(limits, "cpu"), get(limits, "memory")]
+type Quantities = BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>;
+
+/// The CPU (cores) and memory (bytes) of a requests or limits list.
+fn compute(list: Option<&Quantities>) -> snapshot::Compute {
+    let get = |name: &str| list.and_then(|l| l.get(name)).and_then(|q| quantity::parse(&q.0));
+    snapshot::Compute { cpu: get("cpu"), memory: get("memory") }
 }
 
-/// The kubelet's progress on an in-place resize, from the pod's
-/// `PodResizePending` and `PodResizeInProgress` conditions; `None` when
-/// neither is true.
-/// A container whose status reports resources other than its spec asks
-/// for is still being resized (spec is desired, status is actual).
+/// The kubelet's progress on an in-place resize; `None` when nothing is
+/// being resized. In progress while a container's status reports other
+/// resources than its spec asks for (spec is desired, status is actual) or
+/// `PodResizeInProgress` is true; pending while `PodResizePending` is.
 fn resize_status(
-    containers: &[&k8s_openapi::api::core::v1::Container],
+    containers: &[snapshot::Container],
     status: Option<&k8s_openapi::api::core::v1::PodStatus>,
 ) -> Option<snapshot::ResizeStatus> {
     let mut resize = snapshot::ResizeStatus::default();
@@ -283,7 +282,7 @@ fn resize_status(
         else {
             continue;
         };
-        if compute_pair(spec.resources.as_ref()) != compute_pair(Some(reported)) {
+        if spec.requests != compute(reported.requests.as_ref()) || spec.limits != compute(reported.limits.as_ref()) {
             resize.in_progress = true;
         }
     }
@@ -312,11 +311,6 @@ fn container(
     spec: &k8s_openapi::api::core::v1::Container,
     status: Option<&k8s_openapi::api::core::v1::PodStatus>,
 ) -> snapshot::Container {
-    let compute =
-        |list: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>| snapshot::Compute {
-            cpu: list.and_then(|l| l.get("cpu")).and_then(|q| quantity::parse(&q.0)),
-            memory: list.and_then(|l| l.get("memory")).and_then(|q| quantity::parse(&q.0)),
-        };
     let resources = spec.resources.as_ref();
     let state = status
         .into_iter()
@@ -350,6 +344,38 @@ mod tests {
 
     fn pod(json: serde_json::Value) -> Pod {
         serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn containers_and_the_progress_of_a_resize() {
+        let resized = |status_cpu: &str, conditions: serde_json::Value| {
+            convert(&pod(serde_json::json!({
+                "metadata": {"name": "redis-0"},
+                "spec": {"containers": [{"name": "redis",
+                    "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+                    "resizePolicy": [{"resourceName": "memory", "restartPolicy": "RestartContainer"}]}]},
+                "status": {"phase": "Running", "conditions": conditions, "containerStatuses": [{
+                    "name": "redis", "ready": true, "restartCount": 2, "image": "redis", "imageID": "", "containerID": "x",
+                    "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137, "finishedAt": "2026-11-22T10:00:00Z"}},
+                    "resources": {"requests": {"cpu": status_cpu, "memory": "1Gi"}, "limits": {"memory": "2Gi"}}}]}
+            })))
+        };
+        let settled = resized("500m", serde_json::json!([]));
+        let c = &settled.containers[0];
+        assert_eq!(c.requests, snapshot::Compute { cpu: Some(0.5), memory: Some(1024.0 * 1024.0 * 1024.0) });
+        assert_eq!(c.limits, snapshot::Compute { cpu: None, memory: Some(2.0 * 1024.0 * 1024.0 * 1024.0) });
+        assert_eq!(c.restart_count, 2);
+        assert_eq!(c.last_termination.as_ref().map(|t| (t.reason.as_str(), t.exit_code)), Some(("OOMKilled", 137)));
+        assert_eq!(c.restart_on_resize, ["memory"]);
+        assert_eq!(settled.resize, None, "status shows what the spec asks: nothing in progress");
+        // the kubelet has not caught up with the spec yet
+        assert!(resized("250m", serde_json::json!([])).resize.is_some_and(|r| r.in_progress && r.pending.is_none()));
+        let infeasible = serde_json::json!([{"type": "PodResizePending", "status": "True", "reason": "Infeasible", "message": "no room"}]);
+        let pending = resized("250m", infeasible).resize.unwrap();
+        assert_eq!(
+            (pending.pending.as_deref(), pending.pending_message.as_deref()),
+            (Some("Infeasible"), Some("no room"))
+        );
     }
 
     #[test]
