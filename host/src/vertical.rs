@@ -136,8 +136,26 @@ pub fn recommended<'a>(
     out
 }
 
+/// Whether any container's target moved enough since `published` (the
+/// recommendations last told of) to tell of it again.
+pub fn moved(spec: &Spec, published: &BTreeMap<String, Recommended>, now: &BTreeMap<String, Recommended>) -> bool {
+    now.iter().any(|(name, r)| published.get(name).is_none_or(|before| changed_significantly(spec, before, r)))
+}
+
+/// `redis: cpu 587m memory 561Mi, sidecar: cpu 25m`: the targets, for an Event.
+pub fn describe(recommended: &BTreeMap<String, Recommended>) -> String {
+    let part = |resource: &str, b: Option<Bounds>| {
+        b.map(|b| format!(" {resource} {}", show(resource, b.target))).unwrap_or_default()
+    };
+    recommended
+        .iter()
+        .map(|(name, r)| format!("{name}:{}{}", part("cpu", r.cpu), part("memory", r.memory)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Whether a target moved enough since the last Event to tell of it.
-pub fn changed_significantly(spec: &Spec, before: &Recommended, now: &Recommended) -> bool {
+fn changed_significantly(spec: &Spec, before: &Recommended, now: &Recommended) -> bool {
     let moved = |a: Option<Bounds>, b: Option<Bounds>| match (a, b) {
         (Some(a), Some(b)) => a.target <= 0.0 || ((b.target - a.target) / a.target).abs() >= spec.event_threshold,
         (None, None) => false,
@@ -626,6 +644,18 @@ mod tests {
         assert_eq!(containers[0].requests, Compute { cpu: Some(0.375), memory: Some(256.0 * MI) });
         // limit = request before: it would follow to 256Mi, below the 300Mi in use: kept
         assert_eq!(containers[0].limits.memory, Some(512.0 * MI));
+    }
+
+    #[test]
+    fn an_event_is_due_when_a_target_moves_by_the_threshold() {
+        let spec = in_place();
+        let before = recommended(&spec, &[rec((0.5, 0.4, 1.0), (600.0 * MI, 500.0 * MI, 900.0 * MI))]);
+        assert!(moved(&spec, &BTreeMap::new(), &before), "first seen");
+        let small = recommended(&spec, &[rec((0.54, 0.4, 1.0), (600.0 * MI, 500.0 * MI, 900.0 * MI))]);
+        assert!(!moved(&spec, &before, &small), "8 % is under the 10 % threshold");
+        let large = recommended(&spec, &[rec((0.56, 0.4, 1.0), (600.0 * MI, 500.0 * MI, 900.0 * MI))]);
+        assert!(moved(&spec, &before, &large));
+        assert_eq!(describe(&large), "redis: cpu 560m memory 600Mi");
     }
 
     #[test]

@@ -326,21 +326,8 @@ impl<C: Cluster> Pipeline<C> {
             called.iter().filter_map(|c| c.decision.as_ref()).flat_map(|d| d.resources.iter()),
         );
         let v = &mut state.vertical;
-        let moved = recommended.iter().any(|(name, now)| {
-            v.published.get(name).is_none_or(|before| crate::vertical::changed_significantly(vertical, before, now))
-        });
-        if moved && self.may_write() {
-            let text = recommended
-                .iter()
-                .map(|(name, r)| {
-                    let show = |resource: &str, b: Option<crate::vertical::Bounds>| {
-                        b.map(|b| format!(" {resource} {}", crate::vertical::show(resource, b.target)))
-                            .unwrap_or_default()
-                    };
-                    format!("{name}:{}{}", show("cpu", r.cpu), show("memory", r.memory))
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
+        if crate::vertical::moved(vertical, &v.published, &recommended) && self.may_write() {
+            let text = crate::vertical::describe(&recommended);
             self.cluster.event(&spec.target, "RecommendationChanged", &format!("recommended {text}"));
             v.published = recommended.clone();
         }
