@@ -385,7 +385,7 @@ impl RawConfig {
             };
             let metrics = metrics(&sources, raw.metrics, interval, &|field| at(field))?;
             let vertical = match &raw.vertical {
-                Some(v) => Some(vertical_spec(v, &raw.policies, &|field| at(&format!("vertical.{field}")))?),
+                Some(v) => Some(vertical_spec(v, &raw.policies, &format!("workloads[{index}]"))?),
                 None => None,
             };
             workloads.push(Arc::new(Workload {
@@ -417,11 +417,9 @@ fn quantity(value: &serde_json::Value, path: &str) -> Result<f64, Error> {
     Ok(milli as f64 / 1000.0)
 }
 
-fn vertical_spec(
-    raw: &RawVertical,
-    policies: &[RawBinding],
-    at: &dyn Fn(&str) -> String,
-) -> Result<vertical::Spec, Error> {
+/// `workload` is the workload's path, e.g. `workloads[2]`.
+fn vertical_spec(raw: &RawVertical, policies: &[RawBinding], workload: &str) -> Result<vertical::Spec, Error> {
+    let at = |field: &str| format!("{workload}.vertical.{field}");
     let d = vertical::Spec::default();
     let compute = |c: &RawCompute, field: &str| -> Result<Compute, Error> {
         Ok(Compute {
@@ -491,11 +489,10 @@ fn vertical_spec(
                 let utilization = source.pointer("/target/type").and_then(|t| t.as_str()) == Some("Utilization");
                 let resized = (resource == "cpu" && spec.cpu) || (resource == "memory" && spec.memory);
                 if utilization && resized {
-                    let horizontal = at("").trim_end_matches(".vertical.").to_string();
                     return Err(error(
                         at("resources"),
                         format!(
-                            "resizing {resource} in place fights {horizontal}.policies[{i}].params.metrics[{k}] ({} scales on {resource} utilization, which moves whenever the request does): leave {resource} out of vertical.resources, scale horizontally on another metric, or set vertical.allow_with_horizontal_utilization: true",
+                            "resizing {resource} in place fights {workload}.policies[{i}].params.metrics[{k}] ({} scales on {resource} utilization, which moves whenever the request does): leave {resource} out of vertical.resources, scale horizontally on another metric, or set vertical.allow_with_horizontal_utilization: true",
                             binding.policy
                         ),
                     ));
