@@ -109,12 +109,16 @@ fn outcome(policy: &LoadedPolicy, snapshot: &Snapshot) -> Result<scalegate::snap
     })
 }
 
+/// The target-tracking twins: Rust, Python, JavaScript.
+fn twins() -> [LoadedPolicy; 3] {
+    let runtime = runtime();
+    ["target_tracking.wasm", "target_tracking_py.wasm", "target_tracking_js.wasm"]
+        .map(|file| runtime.load_file(&policy(file)).unwrap().0)
+}
+
 #[test]
 fn rust_python_and_javascript_decide_identically() {
-    let runtime = runtime();
-    let (rust, _) = runtime.load_file(&policy("target_tracking.wasm")).unwrap();
-    let (python, _) = runtime.load_file(&policy("target_tracking_py.wasm")).unwrap();
-    let (javascript, _) = runtime.load_file(&policy("target_tracking_js.wasm")).unwrap();
+    let [rust, python, javascript] = twins();
     assert_eq!(python.info().name, "target-tracking-py");
     assert_eq!(javascript.info().name, "target-tracking-js");
     let mut kinds = std::collections::BTreeSet::new();
@@ -448,10 +452,7 @@ fn generated(seed: &mut Seeded) -> Snapshot {
 
 #[test]
 fn the_three_target_trackings_agree_on_generated_snapshots() {
-    let runtime = runtime();
-    let (rust, _) = runtime.load_file(&policy("target_tracking.wasm")).unwrap();
-    let (python, _) = runtime.load_file(&policy("target_tracking_py.wasm")).unwrap();
-    let (javascript, _) = runtime.load_file(&policy("target_tracking_js.wasm")).unwrap();
+    let [rust, python, javascript] = twins();
     let mut seed = Seeded(0x5ca1_e9a7e);
     let mut kinds = std::collections::BTreeMap::new();
     for case in 0..150 {
