@@ -243,6 +243,28 @@ pub struct Record {
     pub error: Option<String>,
 }
 
+impl Record {
+    /// Heap and inline bytes, for the decision log's byte bound.
+    pub fn approx_bytes(&self) -> usize {
+        let plan = match &self.plan {
+            Plan::Idle { reason } => reason.len(),
+            Plan::Waiting { pod, reason } | Plan::Halted { pod, reason } => pod.len() + reason.len(),
+            Plan::Resize { pod, containers, reason } => {
+                pod.len()
+                    + reason.len()
+                    + containers
+                        .iter()
+                        .map(|c| std::mem::size_of::<ContainerResize>() + c.container.len())
+                        .sum::<usize>()
+            }
+        };
+        std::mem::size_of::<Record>()
+            + self.recommended.keys().map(|name| name.len() + std::mem::size_of::<Recommended>()).sum::<usize>()
+            + plan
+            + self.error.as_ref().map_or(0, String::len)
+    }
+}
+
 /// What the vertical stage does this evaluation.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
@@ -656,6 +678,23 @@ mod tests {
         let large = recommended(&spec, &[rec((0.56, 0.4, 1.0), (600.0 * MI, 500.0 * MI, 900.0 * MI))]);
         assert!(moved(&spec, &before, &large));
         assert_eq!(describe(&large), "redis: cpu 560m memory 600Mi");
+    }
+
+    #[test]
+    fn a_record_counts_its_text_toward_the_decision_log_bound() {
+        let spec = in_place();
+        let recs = recommended(&spec, &[rec((0.5, 0.4, 1.0), (600.0 * MI, 500.0 * MI, 900.0 * MI))]);
+        let small = Record {
+            mode: Mode::InPlace,
+            recommended: recs.clone(),
+            plan: Plan::Idle { reason: String::new() },
+            applied: false,
+            error: None,
+        };
+        let large =
+            Record { plan: Plan::Idle { reason: "x".repeat(10_000) }, error: Some("y".repeat(500)), ..small.clone() };
+        assert!(large.approx_bytes() >= small.approx_bytes() + 10_500);
+        assert!(small.approx_bytes() > std::mem::size_of::<Record>(), "the recommendations count");
     }
 
     #[test]

@@ -100,6 +100,7 @@ impl DecisionRecord {
             + self.shadow.as_deref().map_or(0, verdict)
             + self.guardrails.clamps.iter().map(|c| std::mem::size_of::<Clamp>() + clamp_text(c)).sum::<usize>()
             + self.apply_error.as_ref().map_or(0, String::len)
+            + self.vertical.as_deref().map_or(0, crate::vertical::Record::approx_bytes)
     }
 
     /// The decision on one line, for logs and the demo:
