@@ -3,6 +3,9 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
+# the bundled Rust policies' own tests, run natively through the SDK's harness
+native_policy_tests := "-p policy-fixed -p policy-target-tracking -p policy-directive -p policy-forecast -p policy-thresholds -p policy-vpa -p policy-hpa"
+
 # List the recipes
 default:
     @just --list
@@ -30,6 +33,7 @@ simulate: plugins build
 # Run every test: unit, policy runtime, HPA reference, CLI, fake API server, manifests, and the signal tests against the servers they start themselves
 test: plugins test-tools
     cargo test --release
+    cargo test --release -p scalegate-policy-sdk {{native_policy_tests}}
 
 # What only the tests need: kubernetes-validate, prometheus, nats-server, redis-server, tansu
 test-tools:
@@ -58,7 +62,7 @@ bench-keda:
 # Lints: formatting and clippy (host and policies), warnings are errors
 lint:
     cargo fmt --all --check
-    cargo clippy --release -p scalegate -p scalegate-hpa -p scalegate-vpa -p fake-apiserver --all-targets -- -D warnings
+    cargo clippy --release -p scalegate -p scalegate-hpa -p scalegate-vpa -p scalegate-snapshot -p scalegate-policy-sdk -p fake-apiserver {{native_policy_tests}} --all-targets -- -D warnings
     cargo clippy --target wasm32-wasip2 --profile release-wasm -p scalegate-policy-sdk -p policy-hpa -p policy-fixed -p policy-target-tracking -p policy-directive -p policy-forecast -p policy-thresholds -p policy-vpa -- -D warnings
 
 # Evaluate a snapshot with a policy, e.g. `just eval target/policies/hpa.wasm examples/snapshots/hpa-scale-up.json`

@@ -7,7 +7,7 @@
 //! - [`clock`] — the injected clock.
 //! - [`telemetry`] — Prometheus metrics; every stage counts here.
 //! - [`snapshot`] — what a policy sees (`Snapshot`) and answers (`Decision`),
-//!   their stable JSON form, and `Snapshot::assemble` (observation + past →
+//!   their stable JSON form, and `snapshot::assemble` (observation + past →
 //!   snapshot), the one place snapshots are built.
 //! - [`cluster`] — the cluster port: observe a target, scale it, deletion
 //!   costs, cache readiness; the resource metrics API.

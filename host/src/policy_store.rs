@@ -676,7 +676,7 @@ pub fn smoke_snapshot() -> Snapshot {
     };
     let subject =
         Subject { kind: "Deployment", namespace: "scalegate-smoke", name: "smoke", min_replicas: 1, max_replicas: 10 };
-    let mut snapshot = Snapshot::assemble(now_ms, subject, observation, Past::default());
+    let mut snapshot = crate::snapshot::assemble(now_ms, subject, observation, Past::default());
     snapshot.params = serde_json::json!({});
     snapshot
 }

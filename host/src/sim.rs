@@ -183,7 +183,7 @@ impl SimWorkload {
             max_replicas: self.max_replicas,
         };
         let past = Past { recommendations: vec![], scale_events: self.scale_events.clone() };
-        let mut snapshot = Snapshot::assemble(now_ms, subject, self.observe(now_ms, load_rps), past);
+        let mut snapshot = crate::snapshot::assemble(now_ms, subject, self.observe(now_ms, load_rps), past);
         snapshot.params = params;
         snapshot
     }

@@ -120,7 +120,7 @@ pub fn hpa_bench_snapshot() -> Snapshot {
         ..Observation::default()
     };
     let subject = Subject { kind: "Deployment", namespace: "shop", name: "web", min_replicas: 2, max_replicas: 200 };
-    let mut snapshot = Snapshot::assemble(now_ms, subject, observation, Past::default());
+    let mut snapshot = crate::snapshot::assemble(now_ms, subject, observation, Past::default());
     snapshot.params = serde_json::json!({
         "metrics": [
             {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}},

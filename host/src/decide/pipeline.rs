@@ -157,7 +157,7 @@ impl<C: Cluster> Pipeline<C> {
             recommendations: state.history.recommendations().iter().copied().collect(),
             scale_events: state.history.scale_events().iter().copied().collect(),
         };
-        let base = Snapshot::assemble(now_ms, subject, observation, past);
+        let base = crate::snapshot::assemble(now_ms, subject, observation, past);
         let inputs_digest = InputsDigest(Some(Sha256::digest(serde_json::to_vec(&base).unwrap_or_default()).into()));
         let inputs = summarize(&base);
 

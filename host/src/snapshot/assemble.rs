@@ -42,31 +42,29 @@ pub struct Past {
     pub scale_events: Vec<ScaleEvent>,
 }
 
-impl Snapshot {
-    /// The snapshot of `subject` at `now_ms`, without params and state (each
-    /// binding adds its own). `observation.stale_inputs` is not part of it.
-    pub fn assemble(now_ms: u64, subject: Subject<'_>, observation: Observation, past: Past) -> Snapshot {
-        Snapshot {
-            now_ms,
-            workload: Workload {
-                kind: subject.kind.to_string(),
-                namespace: subject.namespace.to_string(),
-                name: subject.name.to_string(),
-                current_replicas: observation.spec_replicas,
-                status_replicas: Some(observation.status_replicas),
-                ready_replicas: Some(observation.ready_replicas),
-                min_replicas: subject.min_replicas,
-                max_replicas: subject.max_replicas,
-            },
-            pods: observation.pods,
-            metrics: observation.metrics,
-            signals: observation.signals,
-            forecasts: observation.forecasts,
-            recommendations: past.recommendations,
-            scale_events: past.scale_events,
-            params: serde_json::Value::Null,
-            state: Vec::new(),
-        }
+/// The snapshot of `subject` at `now_ms`, without params and state (each
+/// binding adds its own). `observation.stale_inputs` is not part of it.
+pub fn assemble(now_ms: u64, subject: Subject<'_>, observation: Observation, past: Past) -> Snapshot {
+    Snapshot {
+        now_ms,
+        workload: Workload {
+            kind: subject.kind.to_string(),
+            namespace: subject.namespace.to_string(),
+            name: subject.name.to_string(),
+            current_replicas: observation.spec_replicas,
+            status_replicas: Some(observation.status_replicas),
+            ready_replicas: Some(observation.ready_replicas),
+            min_replicas: subject.min_replicas,
+            max_replicas: subject.max_replicas,
+        },
+        pods: observation.pods,
+        metrics: observation.metrics,
+        signals: observation.signals,
+        forecasts: observation.forecasts,
+        recommendations: past.recommendations,
+        scale_events: past.scale_events,
+        params: serde_json::Value::Null,
+        state: Vec::new(),
     }
 }
 
@@ -88,7 +86,7 @@ mod tests {
         let subject =
             Subject { kind: "StatefulSet", namespace: "rtc", name: "socket", min_replicas: 1, max_replicas: 9 };
         let past = Past { recommendations: vec![], scale_events: events.to_vec() };
-        let snapshot = Snapshot::assemble(10, subject, observation, past);
+        let snapshot = assemble(10, subject, observation, past);
         assert_eq!(snapshot.workload.kind, "StatefulSet");
         assert_eq!(
             (

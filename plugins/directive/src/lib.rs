@@ -22,78 +22,60 @@
 //! value, rounded, as its deletion cost, so a scale-in removes the
 //! least-loaded pods first (the host writes costs only before a scale-in).
 
-use scalegate_policy_sdk::Guest;
-use scalegate_policy_sdk::types::{Decision, PodDeletionCost, PolicyError, PolicyInfo, ScaleAction, Snapshot};
+use scalegate_policy_sdk::prelude::*;
 
-struct Directive;
-
+/// Which directives to follow and how far to step.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct Params {
+    /// Signal kinds to follow; empty: any.
+    #[serde(default)]
     kinds: Vec<String>,
+    /// Scale-out step per urgency 0–3.
+    #[serde(default = "default_step_out")]
     step_out: [u32; 4],
+    /// Scale-in step.
+    #[serde(default = "one")]
     step_in: u32,
+    /// Per-pod metric whose values become deletion costs.
+    #[serde(default)]
     deletion_cost_metric: Option<String>,
 }
 
-fn params(text: &str) -> Result<Params, PolicyError> {
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| PolicyError::InvalidParams(format!("params are not JSON: {e}")))?;
-    let kinds = match value.get("kinds") {
-        None => vec![],
-        Some(kinds) => kinds
-            .as_array()
-            .and_then(|k| k.iter().map(|s| s.as_str().map(str::to_string)).collect::<Option<Vec<_>>>())
-            .ok_or_else(|| PolicyError::InvalidParams("params.kinds must be a list of strings".into()))?,
-    };
-    let mut step_out = [1, 1, 2, 5];
-    if let Some(steps) = value.get("step_out") {
-        let steps = steps
-            .as_array()
-            .filter(|s| s.len() == 4)
-            .and_then(|s| s.iter().map(|v| v.as_u64().and_then(|v| u32::try_from(v).ok())).collect::<Option<Vec<_>>>())
-            .ok_or_else(|| PolicyError::InvalidParams("params.step_out must be 4 non-negative integers".into()))?;
-        step_out.copy_from_slice(&steps);
-    }
-    let step_in = match value.get("step_in") {
-        None => 1,
-        Some(v) => v
-            .as_u64()
-            .and_then(|v| u32::try_from(v).ok())
-            .ok_or_else(|| PolicyError::InvalidParams("params.step_in must be a non-negative integer".into()))?,
-    };
-    let deletion_cost_metric = match value.get("deletion_cost_metric") {
-        None => None,
-        Some(name) => Some(
-            name.as_str()
-                .map(str::to_string)
-                .ok_or_else(|| PolicyError::InvalidParams("params.deletion_cost_metric must be a string".into()))?,
-        ),
-    };
-    Ok(Params { kinds, step_out, step_in, deletion_cost_metric })
+fn default_step_out() -> [u32; 4] {
+    [1, 1, 2, 5]
 }
 
-impl Guest for Directive {
-    fn metadata() -> PolicyInfo {
-        PolicyInfo {
-            name: "directive".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description: "Follows scale directives (Kafka ScaleSignal, pushed events): target replicas or urgency-sized steps; deletion costs from a per-pod metric".into(),
-            params_schema: r#"{"type":"object","properties":{"kinds":{"type":"array","items":{"type":"string"}},"step_out":{"type":"array","items":{"type":"integer","minimum":0},"minItems":4,"maxItems":4},"step_in":{"type":"integer","minimum":0},"deletion_cost_metric":{"type":"string"}},"additionalProperties":false}"#.into(),
-            reads: vec!["signals".into(), "metrics".into(), "pods".into()],
-        }
-    }
+fn one() -> u32 {
+    1
+}
 
-    fn evaluate(snapshot: Snapshot) -> Result<Decision, PolicyError> {
-        let params = params(&snapshot.params)?;
-        let followed = followed_ms(&snapshot.state);
-        let mut decision = decide(&snapshot, &params, followed)?;
+/// What the policy remembers: the timestamp of the newest directive followed.
+#[derive(Serialize, Deserialize)]
+struct Followed {
+    followed_ms: u64,
+}
+
+struct Directive;
+
+impl Policy for Directive {
+    type Params = Params;
+    const INFO: Info = Info::new(
+        "directive",
+        env!("CARGO_PKG_VERSION"),
+        "Follows scale directives (Kafka ScaleSignal, pushed events): target replicas or urgency-sized steps; deletion costs from a per-pod metric",
+    )
+    .reads(&["signals", "metrics", "pods"]);
+
+    fn decide(snapshot: Snapshot, params: &Params) -> Result<Decision, PolicyError> {
+        let followed = snapshot.state::<Followed>().map(|f| f.followed_ms);
+        let mut decision = decide(&snapshot, params, followed)?;
         if let Some(metric) = params.deletion_cost_metric.as_deref().and_then(|name| snapshot.metric(name)) {
-            decision.deletion_costs = metric
-                .pods
-                .iter()
-                .filter_map(|sample| {
-                    let pod = snapshot.pods.get(sample.pod as usize)?;
-                    let cost = sample.value.round().clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32;
-                    Some(PodDeletionCost { pod: pod.name.clone(), cost })
+            decision.deletion_costs = snapshot
+                .pod_values(metric)
+                .map(|(pod, sample)| PodDeletionCost {
+                    pod: pod.name.clone(),
+                    cost: sample.value.round().clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32,
                 })
                 .collect();
         }
@@ -101,17 +83,11 @@ impl Guest for Directive {
     }
 }
 
-/// The state: `{"followed_ms": <timestamp of the newest directive followed>}`.
-fn followed_ms(state: &[u8]) -> Option<u64> {
-    let value: serde_json::Value = serde_json::from_slice(state).ok()?;
-    value["followed_ms"].as_u64()
-}
-
-fn keeping(mut decision: Decision, followed: Option<u64>) -> Decision {
-    if let Some(followed) = followed {
-        decision.state = serde_json::json!({ "followed_ms": followed }).to_string().into_bytes();
+fn keeping(decision: Decision, followed: Option<u64>) -> Result<Decision, PolicyError> {
+    match followed {
+        Some(followed_ms) => decision.with_state(&Followed { followed_ms }),
+        None => Ok(decision),
     }
-    decision
 }
 
 /// The decision of the newest directive, if it is not older than the one
@@ -124,22 +100,22 @@ fn decide(snapshot: &Snapshot, params: &Params, followed: Option<u64>) -> Result
         .filter(|s| params.kinds.is_empty() || params.kinds.contains(&s.kind))
         .max_by_key(|s| s.timestamp_ms);
     let Some(signal) = newest else {
-        return Ok(keeping(Decision::no_opinion("no directive in this evaluation"), followed));
+        return keeping(Decision::no_opinion("no directive in this evaluation"), followed);
     };
     if followed.is_some_and(|followed| signal.timestamp_ms < followed) {
         let why = format!("the newest directive here ({} ms) is older than the one followed", signal.timestamp_ms);
-        return Ok(keeping(Decision::no_opinion(why), followed));
+        return keeping(Decision::no_opinion(why), followed);
     }
     let followed = Some(signal.timestamp_ms);
     let why = |what: String| {
         if signal.reason.is_empty() { what } else { format!("{what} ({})", signal.reason) }
     };
     let decision = follow(signal, current, params, why)?;
-    Ok(keeping(decision, followed))
+    keeping(decision, followed)
 }
 
 fn follow(
-    signal: &scalegate_policy_sdk::types::Signal,
+    signal: &Signal,
     current: u32,
     params: &Params,
     why: impl Fn(String) -> String,

@@ -13,70 +13,62 @@
 //!
 //! params: `{"forecast": "replicas", "lead_time_seconds": 600, "target": 100}`
 
-use scalegate_policy_sdk::Guest;
-use scalegate_policy_sdk::types::{Decision, PolicyError, PolicyInfo, ReportedMetric, Snapshot};
+use scalegate_policy_sdk::prelude::*;
+
+/// Which forecast to follow and how far ahead.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    /// Name of the forecast series in the snapshot.
+    forecast: String,
+    /// How far ahead capacity must be in place.
+    #[serde(default = "five_minutes")]
+    #[schemars(range(min = 0))]
+    lead_time_seconds: f64,
+    /// Load one replica carries; absent: the series are replica counts.
+    #[serde(default)]
+    #[schemars(extend("exclusiveMinimum" = 0))]
+    target: Option<f64>,
+    /// Older forecasts give no opinion.
+    #[serde(default = "fifteen_minutes")]
+    #[schemars(range(min = 0))]
+    max_age_seconds: f64,
+}
+
+fn five_minutes() -> f64 {
+    300.0
+}
+
+fn fifteen_minutes() -> f64 {
+    900.0
+}
 
 struct ForecastPolicy;
 
-struct Params {
-    forecast: String,
-    lead_ms: u64,
-    target: Option<f64>,
-    max_age_ms: u64,
-}
+impl Policy for ForecastPolicy {
+    type Params = Params;
+    const INFO: Info = Info::new(
+        "forecast",
+        env!("CARGO_PKG_VERSION"),
+        "Scales ahead of a forecast: the maximum over the lead time, as replicas or load / target",
+    )
+    .reads(&["forecasts"]);
 
-fn params(text: &str) -> Result<Params, PolicyError> {
-    let invalid = |m: &str| PolicyError::InvalidParams(m.to_string());
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| PolicyError::InvalidParams(format!("params are not JSON: {e}")))?;
-    let forecast =
-        value.get("forecast").and_then(|f| f.as_str()).ok_or_else(|| invalid("params.forecast must be a string"))?;
-    let seconds = |key: &str, default: f64| -> Result<f64, PolicyError> {
-        match value.get(key) {
-            None => Ok(default),
-            Some(v) => v
-                .as_f64()
-                .filter(|s| *s >= 0.0)
-                .ok_or_else(|| PolicyError::InvalidParams(format!("params.{key} must be a number >= 0"))),
-        }
-    };
-    let target = match value.get("target") {
-        None => None,
-        Some(t) => Some(t.as_f64().filter(|t| *t > 0.0).ok_or_else(|| invalid("params.target must be a number > 0"))?),
-    };
-    Ok(Params {
-        forecast: forecast.to_string(),
-        lead_ms: (seconds("lead_time_seconds", 300.0)? * 1000.0) as u64,
-        target,
-        max_age_ms: (seconds("max_age_seconds", 900.0)? * 1000.0) as u64,
-    })
-}
-
-impl Guest for ForecastPolicy {
-    fn metadata() -> PolicyInfo {
-        PolicyInfo {
-            name: "forecast".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description: "Scales ahead of a forecast: the maximum over the lead time, as replicas or load / target".into(),
-            params_schema: r#"{"type":"object","required":["forecast"],"properties":{"forecast":{"type":"string"},"lead_time_seconds":{"type":"number","minimum":0,"default":300},"target":{"type":"number","exclusiveMinimum":0},"max_age_seconds":{"type":"number","minimum":0,"default":900}},"additionalProperties":false}"#.into(),
-            reads: vec!["forecasts".into()],
-        }
-    }
-
-    fn evaluate(snapshot: Snapshot) -> Result<Decision, PolicyError> {
-        let params = params(&snapshot.params)?;
+    fn decide(snapshot: Snapshot, params: &Params) -> Result<Decision, PolicyError> {
+        let lead_ms = (params.lead_time_seconds * 1000.0) as u64;
+        let max_age_ms = (params.max_age_seconds * 1000.0) as u64;
         let forecast =
             snapshot.forecasts.iter().find(|f| f.name == params.forecast).ok_or_else(|| {
                 PolicyError::MissingInput(format!("forecast {} is not in the snapshot", params.forecast))
             })?;
         let now = snapshot.now_ms;
         let age_ms = now.saturating_sub(forecast.generated_ms);
-        if age_ms > params.max_age_ms {
+        if age_ms > max_age_ms {
             return Ok(Decision::no_opinion(format!("forecast {} is stale ({} s old)", forecast.name, age_ms / 1000)));
         }
         let step_ms = u64::from(forecast.step_seconds.max(1)) * 1000;
         let first = (now.saturating_sub(forecast.start_ms) / step_ms) as usize;
-        let steps = (params.lead_ms / step_ms).max(1) as usize;
+        let steps = (lead_ms / step_ms).max(1) as usize;
         let window: Vec<f64> =
             forecast.values.iter().skip(first).take(steps).copied().filter(|v| v.is_finite()).collect();
         let Some(peak) = window.iter().copied().reduce(f64::max) else {
@@ -91,17 +83,16 @@ impl Guest for ForecastPolicy {
             Some(target) => format!("peak {peak} / target {target}"),
             None => format!("peak {peak} replicas"),
         };
-        let mut decision = Decision::replicas(
+        Ok(Decision::replicas(
             desired,
             format!(
                 "forecast {} over the next {} s ({} points): {what} -> {desired}",
                 forecast.name,
-                params.lead_ms / 1000,
+                lead_ms / 1000,
                 window.len()
             ),
-        );
-        decision.metrics = vec![ReportedMetric { name: "desired_replicas".into(), value: f64::from(desired) }];
-        Ok(decision)
+        )
+        .with_metric("desired_replicas", f64::from(desired)))
     }
 }
 

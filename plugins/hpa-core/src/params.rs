@@ -6,13 +6,16 @@ use crate::quantity::{Milli, deserialize_fraction, deserialize_milli};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HpaParams {
     /// HPA `minReplicas`; the workload's `min_replicas` when absent.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0)))]
     pub min_replicas: Option<i32>,
     /// HPA `maxReplicas`; the workload's `max_replicas` when absent.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
     pub max_replicas: Option<i32>,
     /// Defaults to `[Resource cpu, Utilization 80]` like the API server.
     #[serde(default)]
@@ -22,15 +25,19 @@ pub struct HpaParams {
     pub behavior: Option<Behavior>,
     /// `--horizontal-pod-autoscaler-tolerance` (default 0.1).
     #[serde(default = "default_tolerance")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0), extend("exclusiveMaximum" = 1)))]
     pub tolerance: f64,
     /// `--horizontal-pod-autoscaler-downscale-stabilization` in seconds (default 300).
     #[serde(default = "default_downscale_stabilization")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0)))]
     pub downscale_stabilization_seconds: i64,
     /// `--horizontal-pod-autoscaler-cpu-initialization-period` in seconds (default 300).
     #[serde(default = "default_cpu_initialization")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0)))]
     pub cpu_initialization_period_seconds: i64,
     /// `--horizontal-pod-autoscaler-initial-readiness-delay` in seconds (default 30).
     #[serde(default = "default_readiness_delay")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0)))]
     pub initial_readiness_delay_seconds: i64,
 }
 
@@ -48,6 +55,7 @@ fn default_readiness_delay() -> i64 {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", deny_unknown_fields)]
 pub enum MetricSpec {
     Resource {
@@ -69,6 +77,7 @@ pub enum MetricSpec {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ResourceSource {
     /// Resource name, e.g. "cpu" or "memory".
@@ -81,6 +90,7 @@ pub struct ResourceSource {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerResourceSource {
     pub name: String,
@@ -93,6 +103,7 @@ pub struct ContainerResourceSource {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MetricSource {
     pub metric: MetricIdentifier,
@@ -103,6 +114,7 @@ pub struct MetricSource {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MetricIdentifier {
     /// Snapshot metric name.
@@ -113,22 +125,29 @@ pub struct MetricIdentifier {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", deny_unknown_fields)]
 pub enum Target {
     #[serde(rename_all = "camelCase")]
-    Utilization { average_utilization: i32 },
+    Utilization {
+        #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
+        average_utilization: i32,
+    },
     #[serde(rename_all = "camelCase")]
     AverageValue {
         #[serde(deserialize_with = "deserialize_milli")]
+        #[cfg_attr(feature = "schema", schemars(with = "crate::quantity::Quantity"))]
         average_value: Milli,
     },
     Value {
         #[serde(deserialize_with = "deserialize_milli")]
+        #[cfg_attr(feature = "schema", schemars(with = "crate::quantity::Quantity"))]
         value: Milli,
     },
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Behavior {
     #[serde(default)]
@@ -139,19 +158,23 @@ pub struct Behavior {
 
 /// `HPAScalingRules` as written by the user: every field optional.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScalingRulesSpec {
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0, max = 3600)))]
     pub stabilization_window_seconds: Option<i32>,
     #[serde(default)]
     pub select_policy: Option<SelectPolicy>,
     #[serde(default)]
     pub policies: Option<Vec<ScalingPolicy>>,
     #[serde(default, deserialize_with = "deserialize_fraction")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::quantity::Quantity>"))]
     pub tolerance: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum SelectPolicy {
     Max,
     Min,
@@ -159,17 +182,21 @@ pub enum SelectPolicy {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum PolicyType {
     Pods,
     Percent,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScalingPolicy {
     #[serde(rename = "type")]
     pub kind: PolicyType,
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
     pub value: i32,
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 1800)))]
     pub period_seconds: i32,
 }
 
@@ -231,9 +258,16 @@ impl ScalingRules {
 impl HpaParams {
     pub fn parse(json: &str) -> Result<HpaParams, String> {
         let json = if json.trim().is_empty() { "{}" } else { json };
-        let mut params: HpaParams = serde_json::from_str(json).map_err(|e| e.to_string())?;
-        if params.metrics.is_empty() {
-            params.metrics.push(MetricSpec::Resource {
+        let params: HpaParams = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        params.complete()
+    }
+
+    /// The API server's defaulting (`[Resource cpu, Utilization 80]` when
+    /// `metrics` is empty) and the rules a schema cannot state (min <= max,
+    /// positive quantity targets).
+    pub fn complete(mut self) -> Result<HpaParams, String> {
+        if self.metrics.is_empty() {
+            self.metrics.push(MetricSpec::Resource {
                 resource: ResourceSource {
                     name: "cpu".into(),
                     target: Target::Utilization { average_utilization: 80 },
@@ -241,8 +275,8 @@ impl HpaParams {
                 },
             });
         }
-        params.validate()?;
-        Ok(params)
+        self.validate()?;
+        Ok(self)
     }
 
     fn validate(&self) -> Result<(), String> {

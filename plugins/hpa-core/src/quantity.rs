@@ -80,6 +80,17 @@ pub fn parse_milli(text: &str) -> Result<Milli, String> {
     i64::try_from(value).map(Milli).map_err(|_| bad())
 }
 
+/// The schema of a quantity field: a JSON number in base units or a
+/// Kubernetes quantity string (`"500m"`, `"1Gi"`).
+#[cfg(feature = "schema")]
+#[derive(schemars::JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum Quantity {
+    Number(f64),
+    Text(String),
+}
+
 /// Accepts a JSON number (base units) or a quantity string.
 pub(crate) fn deserialize_milli<'de, D: Deserializer<'de>>(de: D) -> Result<Milli, D::Error> {
     #[derive(Deserialize)]

@@ -9,10 +9,7 @@
 //! `initialReadinessDelaySeconds`). See `plugins/hpa/README.md`.
 
 use scalegate_hpa as hpa;
-use scalegate_policy_sdk::Guest;
-use scalegate_policy_sdk::types::{Decision, PodPhase, PolicyError, PolicyInfo, ReportedMetric, Snapshot};
-use std::cell::RefCell;
-use std::rc::Rc;
+use scalegate_policy_sdk::prelude::*;
 
 struct Hpa;
 
@@ -94,55 +91,37 @@ fn input(snapshot: Snapshot) -> hpa::Input {
     input
 }
 
-thread_local! {
-    /// The last params text and its parse. A binding sends the same params on
-    /// every call, and a recycled instance keeps this cache; a fresh instance
-    /// simply parses again, so results never depend on it.
-    static PARSED: RefCell<Option<(String, Rc<hpa::HpaParams>)>> = const { RefCell::new(None) };
-}
+impl Policy for Hpa {
+    type Params = hpa::HpaParams;
+    const INFO: Info = Info::new(
+        "hpa",
+        env!("CARGO_PKG_VERSION"),
+        "The Kubernetes HorizontalPodAutoscaler algorithm (autoscaling/v2 metrics and behavior)",
+    )
+    .reads(&["metrics", "pods", "scale-events"]);
 
-fn parse_params(text: &str) -> Result<Rc<hpa::HpaParams>, PolicyError> {
-    PARSED.with(|cell| {
-        if let Some((cached, params)) = &*cell.borrow()
-            && cached == text
-        {
-            return Ok(params.clone());
+    fn decide(snapshot: Snapshot, params: &hpa::HpaParams) -> Result<Decision, PolicyError> {
+        let state = hpa::State::decode(&snapshot.state).map_err(PolicyError::Internal)?;
+        let output = hpa::evaluate(params, &input(snapshot), state);
+        let mut decision = match output.desired_replicas {
+            Some(desired) => Decision::replicas(desired.max(0) as u32, output.reason),
+            None => Decision::no_opinion(output.reason),
+        };
+        for p in &output.proposals {
+            decision = decision.with_metric(p.name.clone(), p.current);
         }
-        let params = Rc::new(hpa::HpaParams::parse(text).map_err(PolicyError::InvalidParams)?);
-        *cell.borrow_mut() = Some((text.to_string(), params.clone()));
-        Ok(params)
-    })
-}
-
-impl Guest for Hpa {
-    fn metadata() -> PolicyInfo {
-        PolicyInfo {
-            name: "hpa".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description: "The Kubernetes HorizontalPodAutoscaler algorithm (autoscaling/v2 metrics and behavior)"
-                .into(),
-            params_schema: include_str!("../params.schema.json").into(),
-            reads: vec!["metrics".into(), "pods".into(), "scale-events".into()],
+        if let Some(desired) = output.metric_desired {
+            decision = decision.with_metric("hpa.metric-desired-replicas", f64::from(desired));
         }
+        decision.state = output.state.encode();
+        Ok(decision)
     }
 
-    fn evaluate(snapshot: Snapshot) -> Result<Decision, PolicyError> {
-        let params = parse_params(&snapshot.params)?;
-        let state = hpa::State::decode(&snapshot.state).map_err(PolicyError::Internal)?;
-        let output = hpa::evaluate(&params, &input(snapshot), state);
-        let mut metrics: Vec<ReportedMetric> =
-            output.proposals.iter().map(|p| ReportedMetric { name: p.name.clone(), value: p.current }).collect();
-        if let Some(desired) = output.metric_desired {
-            metrics.push(ReportedMetric { name: "hpa.metric-desired-replicas".into(), value: f64::from(desired) });
-        }
-        Ok(Decision {
-            desired_replicas: output.desired_replicas.map(|d| d.max(0) as u32),
-            reason: output.reason,
-            state: output.state.encode(),
-            deletion_costs: Vec::new(),
-            metrics,
-            resources: Vec::new(),
-        })
+    /// The API server's defaults (`[Resource cpu, Utilization 80]` without
+    /// metrics) and its cross-field rules (`minReplicas <= maxReplicas`,
+    /// positive targets) after the schema.
+    fn prepare(params: hpa::HpaParams) -> Result<hpa::HpaParams, PolicyError> {
+        params.complete().map_err(PolicyError::InvalidParams)
     }
 }
 

@@ -2,88 +2,96 @@
 //!
 //! The small algorithm implemented identically in Rust (here), Python
 //! (`plugins/python/target-tracking`) and JavaScript
-//! (`plugins/js/target-tracking`); the host's tests check that all three
-//! decide the same on the same snapshots. Keep the three in step.
+//! (`plugins/js/target-tracking`), each on its language's SDK; the host's
+//! tests check that all three decide the same on the same snapshots and
+//! publish the same params schema. Keep the three in step.
 //!
 //! params: `{"metric": "rps", "target": 100, "max_age_seconds": 60}`
 //! - no such metric → `missing-input` error;
 //! - metric older than `max_age_seconds` → no opinion;
 //! - on scale-in, per-pod samples become deletion costs (least loaded first);
-//! - state: the last desired count as decimal text.
+//! - state: the last desired count (a JSON number).
 
-use scalegate_policy_sdk::Guest;
-use scalegate_policy_sdk::types::{Decision, PodDeletionCost, PolicyError, PolicyInfo, ReportedMetric, Snapshot};
+use scalegate_policy_sdk::prelude::*;
+
+/// Tracks one metric against a target per replica.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    /// Name of the metric in the snapshot.
+    metric: String,
+    /// What one replica should carry.
+    #[schemars(extend("exclusiveMinimum" = 0))]
+    target: f64,
+    /// Older metrics give no opinion.
+    #[serde(default = "sixty")]
+    #[schemars(range(min = 0))]
+    max_age_seconds: f64,
+}
+
+fn sixty() -> f64 {
+    60.0
+}
 
 struct TargetTracking;
 
-struct Params {
-    metric: String,
-    target: f64,
-    max_age_ms: u64,
-}
+impl Policy for TargetTracking {
+    type Params = Params;
+    const INFO: Info = Info::new(
+        "target-tracking",
+        "1.0.0",
+        "desired = ceil(metric / target per replica); least-loaded pods removed first",
+    )
+    .reads(&["metrics"]);
 
-fn params(json: &str) -> Result<Params, PolicyError> {
-    let invalid = |m: &str| PolicyError::InvalidParams(m.to_string());
-    let value: serde_json::Value =
-        serde_json::from_str(json).map_err(|e| invalid(&format!("params are not JSON: {e}")))?;
-    let metric =
-        value.get("metric").and_then(|m| m.as_str()).ok_or_else(|| invalid("params.metric must be a string"))?;
-    let target = value
-        .get("target")
-        .and_then(serde_json::Value::as_f64)
-        .filter(|t| *t > 0.0)
-        .ok_or_else(|| invalid("params.target must be a number > 0"))?;
-    let max_age = match value.get("max_age_seconds") {
-        None => 60.0,
-        Some(v) => {
-            v.as_f64().filter(|s| *s >= 0.0).ok_or_else(|| invalid("params.max_age_seconds must be a number >= 0"))?
-        }
-    };
-    Ok(Params { metric: metric.to_string(), target, max_age_ms: (max_age * 1000.0) as u64 })
-}
-
-impl Guest for TargetTracking {
-    fn metadata() -> PolicyInfo {
-        PolicyInfo {
-            name: "target-tracking".into(),
-            version: "1.0.0".into(),
-            description: "desired = ceil(metric / target per replica); least-loaded pods removed first".into(),
-            params_schema: r#"{"type":"object","required":["metric","target"],"properties":{"metric":{"type":"string"},"target":{"type":"number","exclusiveMinimum":0},"max_age_seconds":{"type":"number","minimum":0,"default":60}}}"#.into(),
-            reads: vec!["metrics".into()],
-        }
-    }
-
-    fn evaluate(snapshot: Snapshot) -> Result<Decision, PolicyError> {
-        let params = params(&snapshot.params)?;
-        let metric = snapshot
-            .metric(&params.metric)
-            .ok_or_else(|| PolicyError::MissingInput(format!("metric {} is not in the snapshot", params.metric)))?;
-        let age_ms = snapshot.now_ms.saturating_sub(metric.timestamp_ms);
-        if age_ms > params.max_age_ms {
-            return Ok(Decision::no_opinion(format!("metric {} is stale ({} ms old)", params.metric, age_ms)));
-        }
+    fn decide(snapshot: Snapshot, params: &Params) -> Result<Decision, PolicyError> {
+        let metric = match snapshot.fresh_metric(&params.metric, (params.max_age_seconds * 1000.0) as u64) {
+            Ok(metric) => metric,
+            Err(stale @ Unusable::Stale { .. }) => return Ok(Decision::no_opinion(stale.to_string())),
+            Err(missing) => return Err(missing.into()),
+        };
         let ratio = metric.value.max(0.0) / params.target;
         let desired = ratio.ceil().min(f64::from(u32::MAX)) as u32;
         let percent = (metric.value.max(0.0) * 100.0 / params.target).floor() as i64;
         let mut decision = Decision::replicas(
             desired,
             format!("{} at {}% of one replica's target -> {} replicas", params.metric, percent, desired),
-        );
+        )
+        .with_metric("replicas-needed", ratio)
+        .with_state(&desired)?;
         if desired < snapshot.workload.current_replicas {
-            decision.deletion_costs = metric
-                .pods
-                .iter()
-                .filter_map(|s| {
-                    let pod = snapshot.pods.get(s.pod as usize)?;
-                    let cost = s.value.floor().clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32;
-                    Some(PodDeletionCost { pod: pod.name.clone(), cost })
-                })
-                .collect();
+            decision = decision.with_deletion_costs(snapshot.deletion_costs_by(metric));
         }
-        decision.metrics = vec![ReportedMetric { name: "replicas-needed".into(), value: ratio }];
-        decision.state = desired.to_string().into_bytes();
         Ok(decision)
     }
 }
 
 scalegate_policy_sdk::export_policy!(TargetTracking);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scalegate_policy_sdk::testing;
+
+    const SCALE_IN: &str = "../../examples/snapshots/target-tracking-scale-in.json";
+
+    #[test]
+    fn scales_in_and_ranks_the_least_loaded_pod_first() {
+        let decision = testing::evaluate_file::<TargetTracking>(SCALE_IN).unwrap();
+        assert!(decision.desired_replicas.unwrap() < testing::snapshot_file(SCALE_IN).workload.current_replicas);
+        let lowest = decision.deletion_costs.iter().min_by_key(|c| c.cost).expect("costs on scale-in");
+        assert!(decision.deletion_costs.iter().all(|c| c.cost >= lowest.cost));
+        assert_eq!(decision.state, decision.desired_replicas.unwrap().to_string().into_bytes());
+    }
+
+    #[test]
+    fn a_stale_metric_gives_no_opinion_and_a_missing_one_an_error() {
+        let mut snapshot = testing::snapshot_file(SCALE_IN);
+        snapshot.now_ms += 3_600_000;
+        let decision = testing::evaluate::<TargetTracking>(&snapshot).unwrap();
+        assert_eq!(decision.desired_replicas, None);
+        assert!(decision.reason.contains("stale"), "{}", decision.reason);
+        snapshot.metrics.clear();
+        assert!(matches!(testing::evaluate::<TargetTracking>(&snapshot), Err(PolicyError::MissingInput(_))));
+    }
+}

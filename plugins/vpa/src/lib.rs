@@ -12,51 +12,24 @@
 //! bump, half-life, memory aggregation interval).
 
 use scalegate_hpa::quantity::parse_milli;
-use scalegate_policy_sdk::Guest;
-use scalegate_policy_sdk::resources::{ContainerRecommendation, ResourceRecommendation};
-use scalegate_policy_sdk::types::{Decision, PolicyError, PolicyInfo, Snapshot};
+use scalegate_policy_sdk::prelude::*;
+use scalegate_policy_sdk::state::MAX_STATE_BYTES;
 use scalegate_vpa::{Allowed, Config, Model, Recommendation};
-use serde::Deserialize;
 use std::collections::BTreeSet;
 
-/// The host's limit on `decision.state`.
-const STATE_LIMIT: usize = 64 << 10;
-
-const SCHEMA: &str = r##"{
-  "type": "object",
-  "additionalProperties": false,
-  "properties": {
-    "containerPolicies": {"type": "array", "items": {
-      "type": "object", "additionalProperties": false,
-      "properties": {
-        "containerName": {"type": "string"},
-        "mode": {"enum": ["Auto", "Off"]},
-        "minAllowed": {"$ref": "#/$defs/resources"},
-        "maxAllowed": {"$ref": "#/$defs/resources"},
-        "controlledResources": {"type": "array", "items": {"enum": ["cpu", "memory"]}}
-      }}},
-    "recommender": {"type": "object", "additionalProperties": false, "properties": {
-      "targetPercentile": {"type": "number"}, "lowerBoundPercentile": {"type": "number"},
-      "upperBoundPercentile": {"type": "number"}, "safetyMarginFraction": {"type": "number"},
-      "podMinCpuMillicores": {"type": "number"}, "podMinMemoryMb": {"type": "number"},
-      "oomBumpUpRatio": {"type": "number"}, "oomMinBumpUpBytes": {"type": "number"},
-      "halfLifeSeconds": {"type": "number"}, "memoryAggregationIntervalSeconds": {"type": "number"},
-      "confidenceIntervalSeconds": {"type": "number"}}}
-  },
-  "$defs": {"resources": {"type": "object", "additionalProperties": false,
-    "properties": {"cpu": {"type": ["string", "number"]}, "memory": {"type": ["string", "number"]}}}}
-}"##;
-
-#[derive(Debug, Default, Deserialize)]
+/// A VPA object's `spec.resourcePolicy` plus the recommender's flags.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Params {
+    /// Per container (`containerName: "*"` is the default for the others).
     #[serde(default)]
     pub container_policies: Vec<ContainerPolicy>,
+    /// The recommender's flags; VPA's defaults when absent.
     #[serde(default)]
     pub recommender: Recommender,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerPolicy {
     pub container_name: String,
@@ -66,100 +39,90 @@ pub struct ContainerPolicy {
     pub min_allowed: Resources,
     #[serde(default)]
     pub max_allowed: Resources,
+    /// Resources to recommend for; both when absent.
     #[serde(default)]
-    pub controlled_resources: Option<Vec<String>>,
+    pub controlled_resources: Option<Vec<Resource>>,
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 pub enum Mode {
     #[default]
     Auto,
     Off,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Resources {
-    pub cpu: Option<serde_json::Value>,
-    pub memory: Option<serde_json::Value>,
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Resource {
+    Cpu,
+    Memory,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    pub cpu: Option<Quantity>,
+    pub memory: Option<Quantity>,
+}
+
+/// A Kubernetes quantity (`"250m"`, `"512Mi"`) or a number in cores / bytes.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Quantity {
+    Number(#[schemars(range(min = 0))] f64),
+    Text(String),
+}
+
+/// VPA's recommender flags (fractions within [0, 1], durations in seconds, at least 1).
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Recommender {
+    #[schemars(range(min = 0, max = 1))]
     target_percentile: Option<f64>,
+    #[schemars(range(min = 0, max = 1))]
     lower_bound_percentile: Option<f64>,
+    #[schemars(range(min = 0, max = 1))]
     upper_bound_percentile: Option<f64>,
+    #[schemars(range(min = 0))]
     safety_margin_fraction: Option<f64>,
+    #[schemars(range(min = 0))]
     pod_min_cpu_millicores: Option<f64>,
+    #[schemars(range(min = 0))]
     pod_min_memory_mb: Option<f64>,
+    #[schemars(range(min = 0))]
     oom_bump_up_ratio: Option<f64>,
+    #[schemars(range(min = 0))]
     oom_min_bump_up_bytes: Option<f64>,
+    #[schemars(range(min = 1))]
     half_life_seconds: Option<f64>,
+    #[schemars(range(min = 1))]
     memory_aggregation_interval_seconds: Option<f64>,
+    #[schemars(range(min = 1))]
     confidence_interval_seconds: Option<f64>,
 }
 
 impl Recommender {
-    fn config(&self) -> Result<Config, String> {
+    /// The model's configuration (the bounds were checked against the schema).
+    fn config(&self) -> Config {
         let d = Config::default();
-        let fraction = |name: &str, v: Option<f64>, default: f64| match v {
-            Some(v) if !(0.0..=1.0).contains(&v) => Err(format!("recommender.{name} must be within [0, 1], got {v}")),
-            Some(v) => Ok(v),
-            None => Ok(default),
-        };
-        let positive = |name: &str, v: Option<f64>, default: f64| match v {
-            Some(v) if !(v.is_finite() && v >= 0.0) => {
-                Err(format!("recommender.{name} must be a number >= 0, got {v}"))
-            }
-            Some(v) => Ok(v),
-            None => Ok(default),
-        };
-        let duration = |name: &str, v: Option<f64>, default: i64| match v {
-            Some(v) if !(v.is_finite() && v >= 1.0) => {
-                Err(format!("recommender.{name} must be at least 1 second, got {v}"))
-            }
-            Some(v) => Ok((v * 1000.0) as i64),
-            None => Ok(default),
-        };
-        Ok(Config {
-            target_percentile: fraction("targetPercentile", self.target_percentile, d.target_percentile)?,
-            lower_bound_percentile: fraction(
-                "lowerBoundPercentile",
-                self.lower_bound_percentile,
-                d.lower_bound_percentile,
-            )?,
-            upper_bound_percentile: fraction(
-                "upperBoundPercentile",
-                self.upper_bound_percentile,
-                d.upper_bound_percentile,
-            )?,
-            safety_margin_fraction: positive(
-                "safetyMarginFraction",
-                self.safety_margin_fraction,
-                d.safety_margin_fraction,
-            )?,
-            pod_min_cpu_millicores: positive(
-                "podMinCpuMillicores",
-                self.pod_min_cpu_millicores,
-                d.pod_min_cpu_millicores,
-            )?,
-            pod_min_memory_mb: positive("podMinMemoryMb", self.pod_min_memory_mb, d.pod_min_memory_mb)?,
-            oom_bump_up_ratio: positive("oomBumpUpRatio", self.oom_bump_up_ratio, d.oom_bump_up_ratio)?,
-            oom_min_bump_up_bytes: positive("oomMinBumpUpBytes", self.oom_min_bump_up_bytes, d.oom_min_bump_up_bytes)?,
-            half_life_ms: duration("halfLifeSeconds", self.half_life_seconds, d.half_life_ms)?,
-            memory_aggregation_interval_ms: duration(
-                "memoryAggregationIntervalSeconds",
+        let ms = |seconds: Option<f64>, default: i64| seconds.map_or(default, |s| (s * 1000.0) as i64);
+        Config {
+            target_percentile: self.target_percentile.unwrap_or(d.target_percentile),
+            lower_bound_percentile: self.lower_bound_percentile.unwrap_or(d.lower_bound_percentile),
+            upper_bound_percentile: self.upper_bound_percentile.unwrap_or(d.upper_bound_percentile),
+            safety_margin_fraction: self.safety_margin_fraction.unwrap_or(d.safety_margin_fraction),
+            pod_min_cpu_millicores: self.pod_min_cpu_millicores.unwrap_or(d.pod_min_cpu_millicores),
+            pod_min_memory_mb: self.pod_min_memory_mb.unwrap_or(d.pod_min_memory_mb),
+            oom_bump_up_ratio: self.oom_bump_up_ratio.unwrap_or(d.oom_bump_up_ratio),
+            oom_min_bump_up_bytes: self.oom_min_bump_up_bytes.unwrap_or(d.oom_min_bump_up_bytes),
+            half_life_ms: ms(self.half_life_seconds, d.half_life_ms),
+            memory_aggregation_interval_ms: ms(
                 self.memory_aggregation_interval_seconds,
                 d.memory_aggregation_interval_ms,
-            )?,
-            confidence_interval_ms: duration(
-                "confidenceIntervalSeconds",
-                self.confidence_interval_seconds,
-                d.confidence_interval_ms,
-            )?,
+            ),
+            confidence_interval_ms: ms(self.confidence_interval_seconds, d.confidence_interval_ms),
             ..d
-        })
+        }
     }
 }
 
@@ -172,35 +135,27 @@ struct Effective {
     memory: bool,
 }
 
-fn quantity(field: &str, value: &Option<serde_json::Value>, milli_per_unit: i64) -> Result<Option<i64>, String> {
-    let Some(value) = value else { return Ok(None) };
+fn quantity(field: &str, value: &Option<Quantity>, milli_per_unit: i64) -> Result<Option<i64>, String> {
     let milli = match value {
-        serde_json::Value::String(s) => parse_milli(s).map_err(|e| format!("{field}: {e}"))?.0,
-        serde_json::Value::Number(n) => {
-            let v = n.as_f64().unwrap_or(-1.0);
-            if v < 0.0 {
-                return Err(format!("{field} must not be negative"));
-            }
-            (v * 1000.0).ceil() as i64
-        }
-        _ => return Err(format!("{field} must be a quantity (\"250m\", \"512Mi\") or a number")),
+        None => return Ok(None),
+        Some(Quantity::Text(s)) => parse_milli(s).map_err(|e| format!("{field}: {e}"))?.0,
+        Some(Quantity::Number(v)) => (v * 1000.0).ceil() as i64,
     };
     // cpu in millicores (milli-units of cores); memory in bytes (milli-units / 1000, rounded up)
     Ok(Some(if milli_per_unit == 1 { milli } else { (milli + milli_per_unit - 1) / milli_per_unit }))
 }
 
 impl Params {
-    pub fn parse(text: &str) -> Result<Params, String> {
-        let params: Params = serde_json::from_str(text).map_err(|e| format!("params: {e}"))?;
-        for (i, p) in params.container_policies.iter().enumerate() {
-            let path = format!("containerPolicies[{i}]");
+    /// Quantity strings are checked after the schema (which says only "a string").
+    fn check_quantities(&self) -> Result<(), String> {
+        for (i, p) in self.container_policies.iter().enumerate() {
+            let path = format!("params.containerPolicies[{i}]");
             for (name, r) in [("minAllowed", &p.min_allowed), ("maxAllowed", &p.max_allowed)] {
                 quantity(&format!("{path}.{name}.cpu"), &r.cpu, 1)?;
                 quantity(&format!("{path}.{name}.memory"), &r.memory, 1000)?;
             }
         }
-        params.recommender.config()?;
-        Ok(params)
+        Ok(())
     }
 
     fn policy_for(&self, container: &str) -> Effective {
@@ -212,13 +167,13 @@ impl Params {
             memory_bytes: r.and_then(|r| quantity("", &r.memory, 1000).ok().flatten()),
         };
         let controlled = policy.and_then(|p| p.controlled_resources.clone());
-        let has = |r: &str| controlled.as_ref().is_none_or(|c| c.iter().any(|x| x == r));
+        let has = |r: Resource| controlled.as_ref().is_none_or(|c| c.contains(&r));
         Effective {
             mode: policy.map(|p| p.mode).unwrap_or_default(),
             min: allowed(policy.map(|p| &p.min_allowed)),
             max: allowed(policy.map(|p| &p.max_allowed)),
-            cpu: has("cpu"),
-            memory: has("memory"),
+            cpu: has(Resource::Cpu),
+            memory: has(Resource::Memory),
         }
     }
 }
@@ -280,28 +235,23 @@ fn mebibytes(bytes: i64) -> String {
 
 pub struct Vpa;
 
-impl Guest for Vpa {
-    fn metadata() -> PolicyInfo {
-        PolicyInfo {
-            name: "vpa".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description: "Kubernetes VPA recommender: per-container CPU/memory requests from decaying usage histograms (target, bounds)".into(),
-            params_schema: SCHEMA.into(),
-            reads: vec!["pods".into(), "containers".into()],
-        }
+impl Policy for Vpa {
+    type Params = Params;
+    const INFO: Info = Info::new(
+        "vpa",
+        env!("CARGO_PKG_VERSION"),
+        "Kubernetes VPA recommender: per-container CPU/memory requests from decaying usage histograms (target, bounds)",
+    )
+    .reads(&["pods", "containers"]);
+
+    fn prepare(params: Params) -> Result<Params, PolicyError> {
+        params.check_quantities().map_err(PolicyError::InvalidParams)?;
+        Ok(params)
     }
 
-    fn evaluate(snapshot: Snapshot) -> Result<Decision, PolicyError> {
-        let params = Params::parse(&snapshot.params).map_err(PolicyError::InvalidParams)?;
-        let config = params.recommender.config().map_err(PolicyError::InvalidParams)?;
-        let mut model: Model = if snapshot.state.is_empty() {
-            Model::default()
-        } else {
-            serde_json::from_slice(&snapshot.state).unwrap_or_else(|e| {
-                scalegate_policy_sdk::log::warn(&format!("state unreadable ({e}): starting a new history"));
-                Model::default()
-            })
-        };
+    fn decide(snapshot: Snapshot, params: &Params) -> Result<Decision, PolicyError> {
+        let config = params.recommender.config();
+        let mut model: Model = snapshot.state().unwrap_or_default();
         observe(&mut model, &config, &snapshot);
 
         // containers seen now (by name, in pod order), except those in mode Off
@@ -333,7 +283,7 @@ impl Guest for Vpa {
             names.first().and_then(|n| model.containers.get(*n)).map_or(0.0, |a| Model::confidence(&config, a));
 
         let mut state = serde_json::to_vec(&model).map_err(|e| PolicyError::Internal(e.to_string()))?;
-        if state.len() > STATE_LIMIT {
+        if state.len() > MAX_STATE_BYTES {
             // keep the aggregates; forget per-pod windows, the least recently sampled first
             let mut windows: Vec<(String, i64)> =
                 model.windows.iter().map(|(k, w)| (k.clone(), w.last_cpu_ms.unwrap_or(0))).collect();
@@ -341,7 +291,7 @@ impl Guest for Vpa {
             for (key, _) in windows {
                 model.windows.remove(&key);
                 state = serde_json::to_vec(&model).map_err(|e| PolicyError::Internal(e.to_string()))?;
-                if state.len() <= STATE_LIMIT {
+                if state.len() <= MAX_STATE_BYTES {
                     break;
                 }
             }
@@ -352,7 +302,9 @@ impl Guest for Vpa {
         } else {
             format!("{} ({history:.1} days of history)", reasons.join("; "))
         };
-        Ok(Decision { desired_replicas: None, reason, state, deletion_costs: vec![], metrics: vec![], resources })
+        let mut decision = Decision::no_opinion(reason).with_resources(resources);
+        decision.state = state;
+        Ok(decision)
     }
 }
 
