@@ -38,11 +38,12 @@ stale() {
 }
 
 for dir in plugins/python/*/; do
+    [ -f "$dir/app.py" ] || continue
     name=$(basename "$dir")
     target="$out/${name//-/_}_py.wasm"
-    if stale "$target" "$dir" wit; then
+    if stale "$target" "$dir" plugins/python/sdk wit; then
         echo "building Python policy $name"
-        componentize-py -d wit -w policy componentize -p "$dir" app -o "$target.tmp" >/dev/null
+        componentize-py -d wit -w policy componentize -p "$dir" -p plugins/python/sdk app -o "$target.tmp" >/dev/null
         mv "$target.tmp" "$target"
     fi
 done
@@ -51,7 +52,7 @@ for dir in plugins/js/*/; do
     [ -f "$dir/policy.js" ] || continue
     name=$(basename "$dir")
     target="$out/${name//-/_}_js.wasm"
-    if stale "$target" "$dir" wit; then
+    if stale "$target" "$dir" plugins/js/sdk wit; then
         echo "building JavaScript policy $name"
         plugins/js/node_modules/.bin/componentize-js "$dir/policy.js" --wit wit -n policy -o "$target.tmp" -d http fetch-event >/dev/null
         mv "$target.tmp" "$target"

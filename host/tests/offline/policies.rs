@@ -138,6 +138,36 @@ fn rust_python_and_javascript_decide_identically() {
     assert_eq!(kinds.len(), 5, "{kinds:?}");
 }
 
+/// The schema as a comparable value: documentation (`description`,
+/// `title`, `format`, `$schema`) dropped, every number as f64.
+fn schema_rules(value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "description" | "title" | "format" | "$schema"))
+                .map(|(k, v)| (k.clone(), schema_rules(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(schema_rules).collect()),
+        Value::Number(n) => serde_json::json!(n.as_f64().unwrap()),
+        other => other.clone(),
+    }
+}
+
+/// The twins publish the same params schema (the Rust one is generated from
+/// its params type; Python and JavaScript write theirs and their SDKs enforce
+/// it), so a field one of them lacks is caught here.
+#[test]
+fn the_three_target_trackings_publish_the_same_params_schema() {
+    let [rust, python, javascript] = twins();
+    let rules = |p: &LoadedPolicy| schema_rules(&serde_json::from_str(&p.info().params_schema).unwrap());
+    let expected = rules(&rust);
+    assert_eq!(expected["required"], serde_json::json!(["metric", "target"]));
+    assert_eq!(rules(&python), expected, "python's schema differs from the Rust one");
+    assert_eq!(rules(&javascript), expected, "javascript's schema differs from the Rust one");
+}
+
 #[test]
 fn samples_of_unlisted_pods_never_reach_the_policy() {
     let runtime = runtime();
