@@ -13,6 +13,7 @@ pub mod cases;
 pub mod common;
 pub mod demo;
 pub mod eval;
+pub mod new;
 pub mod policy;
 pub mod run;
 pub mod simulate;
@@ -62,6 +63,8 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Check a policy against expected decisions: every case file in --cases (a snapshot and what to expect), through the real call path.
     Test(cases::TestArgs),
+    /// Create a policy project (Rust, Python or JavaScript) that builds on its own: starter policy on the SDK, build script, cases, README.
+    New(new::NewArgs),
     /// Run the built-in benchmarks and print the numbers.
     Bench(bench::BenchArgs),
     /// Run the daemon against a Kubernetes API server (in-cluster or a kubeconfig).
@@ -109,6 +112,7 @@ pub fn run(cli: Cli, log_level: Option<crate::admin::LogLevelSetter>) -> Result<
         Command::Policy(command) => policy::run(command, cache_dir),
         Command::Eval(args) => eval::run(&args, cache_dir),
         Command::Test(args) => cases::run(&args, cache_dir),
+        Command::New(args) => new::run(&args),
         Command::Bench(args) => bench::run(&args, cache_dir),
         Command::Demo(args) => demo::run(&args, cache_dir, log_level),
         Command::Simulate(args) => simulate::run(&args, cache_dir),

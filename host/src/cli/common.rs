@@ -11,6 +11,8 @@ pub const EX_POLICY: u8 = 1;
 pub const EX_USAGE: u8 = 64;
 /// The policy file is not a usable policy (sysexits `EX_DATAERR`).
 pub const EX_DATAERR: u8 = 65;
+/// An output file could not be created (sysexits `EX_CANTCREAT`).
+pub const EX_CANTCREAT: u8 = 73;
 /// Internal error (sysexits `EX_SOFTWARE`).
 pub const EX_SOFTWARE: u8 = 70;
 
@@ -24,6 +26,10 @@ pub struct Failure {
 impl Failure {
     pub fn usage(message: impl Into<String>) -> Failure {
         Failure { code: EX_USAGE, message: message.into() }
+    }
+
+    pub fn cannot_create(message: impl Into<String>) -> Failure {
+        Failure { code: EX_CANTCREAT, message: message.into() }
     }
 
     pub fn internal(message: impl Into<String>) -> Failure {

@@ -11,6 +11,7 @@ mod contracts;
 mod decide;
 mod keda;
 mod layering;
+mod new_project;
 mod policies;
 mod policy_store;
 mod sandbox;
