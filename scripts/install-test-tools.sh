@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what only the tests need, idempotently (`just test` runs it):
 # kubernetes-validate (manifest schemas), the servers the signal tests start
-# themselves — prometheus, nats-server, redis-server from Debian's packages —
+# themselves — prometheus, nats-server, redis-server, docker-registry from
+# Debian's packages —
 # and the tansu Kafka-API broker (cargo install, ~25 min once, then reused
 # from ~/.cargo/bin). kubectl must be present (it renders deploy/ offline).
 set -euo pipefail
@@ -28,6 +29,8 @@ missing=()
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# an OCI registry (the CNCF distribution registry) for the oci:// policy tests
+command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "test-tools: installing ${missing[*]} (apt)"
     ${SUDO} apt-get update -qq

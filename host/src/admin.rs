@@ -8,6 +8,7 @@
 //! | GET | `/metrics` | – | Prometheus text: decisions, clamps, faults, evaluation latency, reloads, leader, signal sources |
 //! | GET | `/v1/config` | – | the configuration running (file, generation, sha256, when applied) and the last refused change (kind, field path, message) |
 //! | GET | `/v1/policies` | – | every loaded version (name, version, digest, source, active), rejected files, and admissions running or waiting |
+//! | POST | `/v1/policies` | bearer | pull a component from an OCI registry: `{"reference": "oci://REGISTRY/REPO:TAG"}` (or `@sha256:…`); verified, admitted like an upload, loaded (not written to the directory, not followed); 422 naming what failed |
 //! | PUT | `/v1/policies/{name}` | bearer | upload a component (body: the `.wasm`, ≤ `max_upload_bytes`); admitted in the queue (compiled in a budgeted child, `metadata()`, smoke evaluation), written atomically to the store directory, loaded; 503 + `Retry-After` when the admission queue is full |
 //! | POST | `/v1/policies/{name}/activate` | bearer, leader | pin a version: `{"version": "1.2.0"}` or `{"digest": "<sha256>"}`; `{}` unpins; stored for a successor (`stored`) |
 //! | POST | `/v1/policies/{name}/rollback` | bearer, leader | pin the version below the active one; stored likewise |
@@ -193,11 +194,13 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Reply {
                     "generation": catalog.generation,
                     "policies": catalog.status(),
                     "problems": catalog.problems,
+                    "oci": catalog.oci.values().collect::<Vec<_>>(),
                     "admissions": state.store.admissions(),
                 }),
             )
         }
         (&Method::PUT, ["v1", "policies", name]) => upload(state, name, request).await,
+        (&Method::POST, ["v1", "policies"]) => pull(state, request).await,
         (&Method::POST, ["v1", "policies", _, "activate" | "rollback"] | ["v1", "signals"])
             if !state.leadership.is_leader() =>
         {
@@ -309,6 +312,40 @@ async fn upload(state: &AdminState, name: &str, request: Request<Incoming>) -> R
         Ok(Err(e @ InstallError::Storage(_))) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
         Ok(Err(InstallError::Busy(message))) => retry_later(&message),
         Err(join) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("upload task failed: {join}")),
+    }
+}
+
+/// `POST /v1/policies` `{"reference": "oci://…"}`: pulls, verifies and
+/// admits the component the reference names.
+async fn pull(state: &AdminState, request: Request<Incoming>) -> Reply {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        reference: String,
+    }
+    let body = match read_body(request, 4096).await {
+        Ok(body) => body,
+        Err(rejection) => return rejection.reply(),
+    };
+    let parsed: Body = match serde_json::from_slice(&body) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("invalid body (expected {{\"reference\": \"oci://…\"}}): {e}"),
+            );
+        }
+    };
+    let oci = match crate::policy::OciRef::parse(&parsed.reference) {
+        Ok(oci) => oci,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    match state.store.install_oci(&oci).await {
+        Ok(status) => json(StatusCode::CREATED, &serde_json::to_value(status).unwrap_or_default()),
+        Err(e @ InstallError::Invalid(_)) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
+        Err(e @ InstallError::Conflict(_)) => error(StatusCode::CONFLICT, e),
+        Err(e @ InstallError::Storage(_)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(InstallError::Busy(message)) => retry_later(&message),
     }
 }
 

@@ -303,6 +303,19 @@ impl Config {
         raw.validate()
     }
 
+    /// The `oci://` references bindings name, each once.
+    pub fn oci_references(&self) -> Vec<crate::policy::OciRef> {
+        let mut seen = std::collections::BTreeSet::new();
+        self.workloads
+            .iter()
+            .flat_map(|w| w.policies.iter().chain(w.shadow.iter()))
+            .filter_map(|b| match &b.policy {
+                PolicyRef::Oci(text) if seen.insert(text.clone()) => crate::policy::OciRef::parse(text).ok(),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Every workload as the signal hub and the sources see it.
     pub fn declared(&self) -> impl Iterator<Item = Declared<'_>> + Clone {
         self.workloads.iter().map(|w| w.declared())

@@ -135,10 +135,21 @@ pub struct Running<C: Cluster> {
     grace: Duration,
 }
 
+/// Where `oci://` policies come from and how often tags are re-resolved.
+#[derive(Debug, Clone)]
+pub struct Oci {
+    pub registries: crate::policy_store::OciConfig,
+    pub interval: Duration,
+}
+
 /// Opens the policy store (validating every component in `dir`) on the
 /// blocking pool, and logs the files it rejected.
-pub async fn open_store(runtime: Arc<Runtime>, dir: PathBuf) -> Result<PolicyStore, StoreError> {
-    let store = tokio::task::spawn_blocking(move || PolicyStore::open(runtime, StoreConfig::new(dir)))
+pub async fn open_store(runtime: Arc<Runtime>, dir: PathBuf, oci: Option<Oci>) -> Result<PolicyStore, StoreError> {
+    let mut config = StoreConfig::new(dir);
+    if let Some(oci) = oci {
+        (config.oci, config.oci_interval) = (oci.registries, oci.interval);
+    }
+    let store = tokio::task::spawn_blocking(move || PolicyStore::open(runtime, config))
         .await
         .map_err(|e| StoreError::Directory { path: String::new(), message: format!("opening task failed: {e}") })??;
     for problem in &store.catalog().problems {
@@ -308,6 +319,8 @@ pub async fn start<C: Cluster>(
     });
     let admin = tokio::spawn(admin::serve(listener, state, admin_shutdown.clone()));
     let watcher = store.watch(shutdown.child_token());
+    // stops with the shutdown token; holds nothing that needs flushing
+    drop(store.watch_oci(shutdown.child_token()));
     let reloader = settings.config_file.map(|file| {
         let seen = status.lock().digest.clone();
         let reloader = Reloader {

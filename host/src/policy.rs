@@ -38,7 +38,7 @@ pub use bindings::Contract;
 pub use compiler::{CompileBudget, compile_here};
 pub use loaded::{Evaluation, LoadedPolicy, LogLine};
 pub use pool::{Busy, CallPool};
-pub use reference::PolicyRef;
+pub use reference::{OciRef, PolicyRef};
 pub use runtime::{LoadStats, Runtime};
 pub use sandbox::LogLevel;
 

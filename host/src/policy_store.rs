@@ -24,10 +24,12 @@
 //!   and `rollback` never wait for an admission.
 
 mod admission;
+mod oci;
 
 pub use admission::{AdmissionStatus, Admissions, QueueError};
+pub use oci::{OciConfig, Pulled, Registry, docker_auths};
 
-use crate::policy::{Evaluator, LoadedPolicy, Policy, PolicyRef, Runtime};
+use crate::policy::{Evaluator, LoadedPolicy, OciRef, Policy, PolicyRef, Runtime};
 use crate::snapshot::{Observation, Past, Pod, Snapshot, Subject};
 use crate::telemetry::Metrics;
 use crate::watch::Follow;
@@ -57,6 +59,10 @@ pub struct StoreConfig {
     pub admissions_at_once: usize,
     /// Admissions waiting at most; further uploads are refused as busy (default 16).
     pub admissions_waiting: usize,
+    /// Registries policies are pulled from (`oci://` references).
+    pub oci: OciConfig,
+    /// How often tag references are resolved again (default 60 s).
+    pub oci_interval: Duration,
 }
 
 impl StoreConfig {
@@ -69,6 +75,8 @@ impl StoreConfig {
             metrics: Arc::new(Metrics::new()),
             admissions_at_once: 1,
             admissions_waiting: 16,
+            oci: OciConfig { cache_dir: std::env::temp_dir().join("scalegate"), ..OciConfig::default() },
+            oci_interval: Duration::from_secs(60),
         }
     }
 }
@@ -119,10 +127,13 @@ pub struct VersionEntry {
     pub policy: LoadedPolicy,
     /// `policy.info().version`, parsed once at admission.
     pub version: semver::Version,
-    /// File it was loaded from.
+    /// File it was loaded from (for a pull: the `oci://` reference).
     pub source: PathBuf,
-    /// Whether that file is still in the directory.
+    /// Whether that file is still in the directory (for a pull: whether
+    /// the reference still resolves to it).
     pub present: bool,
+    /// The OCI reference it was pulled through, if any.
+    pub registry: Option<String>,
     pub loaded_at: SystemTime,
 }
 
@@ -146,6 +157,26 @@ pub struct Catalog {
     /// Digests pinned by `activate`/`rollback`, by policy name.
     pinned: BTreeMap<String, String>,
     pub problems: Vec<Problem>,
+    /// OCI references followed or pulled, by reference text.
+    pub oci: BTreeMap<String, OciStatus>,
+}
+
+/// What an OCI reference resolved to, and how the last check went.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OciStatus {
+    pub reference: String,
+    /// `name@version` of the component it resolves to.
+    pub policy: Option<String>,
+    /// sha256 of that component (lowercase hex).
+    pub digest: Option<String>,
+    /// `sha256:…` of the manifest.
+    pub manifest_digest: Option<String>,
+    /// Whether the daemon re-resolves it (a tag in the configuration).
+    pub followed: bool,
+    /// Milliseconds since the epoch of the last check.
+    pub checked_ms: Option<u64>,
+    /// Why the last check failed; the version it resolved to before keeps running.
+    pub error: Option<String>,
 }
 
 /// What the admin API shows about one version.
@@ -175,11 +206,12 @@ impl Catalog {
     }
 
     pub fn resolve(&self, reference: &PolicyRef) -> Option<LoadedPolicy> {
-        let versions = self.versions.get(reference.name())?;
+        let versions = || self.versions.get(reference.name());
         let entry = match reference {
             PolicyRef::Latest(name) => self.active(name),
-            PolicyRef::Version(_, version) => versions.iter().rev().find(|v| &v.version == version),
-            PolicyRef::Digest(_, digest) => versions.iter().find(|v| v.policy.digest() == digest),
+            PolicyRef::Version(_, version) => versions()?.iter().rev().find(|v| &v.version == version),
+            PolicyRef::Digest(_, digest) => versions()?.iter().find(|v| v.policy.digest() == digest),
+            PolicyRef::Oci(text) => self.find_digest(self.oci.get(text)?.digest.as_deref()?),
         };
         entry.map(|e| e.policy.clone())
     }
@@ -246,6 +278,11 @@ pub struct PolicyStore {
 
 struct Inner {
     runtime: Arc<Runtime>,
+    /// The registry client (`None` when its cache cannot be created: then
+    /// every `oci://` reference reports why).
+    registry: Result<Arc<Registry>, String>,
+    /// The OCI references the configuration binds (re-resolved on an interval).
+    followed: Mutex<Vec<OciRef>>,
     config: StoreConfig,
     catalog: ArcSwap<Catalog>,
     /// Serializes changes of the catalog (read, modify, swap); held for the
@@ -267,9 +304,12 @@ impl PolicyStore {
     pub fn open(runtime: Arc<Runtime>, config: StoreConfig) -> Result<PolicyStore, StoreError> {
         list_policy_files(&config.dir)?;
         let admissions = Admissions::new(config.admissions_at_once, config.admissions_waiting);
+        let registry = Registry::new(&config.oci, runtime.config().compile.max_component_bytes).map(Arc::new);
         let store = PolicyStore {
             inner: Arc::new(Inner {
                 runtime,
+                registry,
+                followed: Mutex::new(Vec::new()),
                 config,
                 catalog: ArcSwap::from_pointee(Catalog::default()),
                 swap: Mutex::new(()),
@@ -402,6 +442,8 @@ impl PolicyStore {
             for v in next.versions.values_mut().flatten() {
                 match present.get(v.policy.digest()) {
                     Some(path) => (v.present, v.source) = (true, path.clone()),
+                    // a pulled version is no file of the directory
+                    None if v.registry.is_some() => {}
                     // an upload committed while this scan ran keeps its file
                     None => v.present &= v.loaded_at >= started,
                 }
@@ -525,7 +567,7 @@ impl PolicyStore {
         }
         .ok_or_else(|| StoreError::NotFound(reference.to_string()))?;
         if !matches!(reference, PolicyRef::Latest(_)) {
-            next.pinned.insert(reference.name().to_string(), policy.digest().to_string());
+            next.pinned.insert(policy.info().name.clone(), policy.digest().to_string());
         }
         next.generation += 1;
         self.inner.catalog.store(Arc::new(next));
@@ -566,6 +608,172 @@ impl PolicyStore {
             .find(|v| &v.version < current)
             .ok_or_else(|| StoreError::NoEarlierVersion(name.to_string()))?;
         self.activate(&PolicyRef::Digest(name.to_string(), previous.policy.digest().to_string()))
+    }
+
+    /// Follows these OCI references (the configuration's): each one not yet
+    /// resolved is pulled now; all are re-resolved by [`PolicyStore::watch_oci`].
+    pub async fn follow_oci(&self, references: Vec<OciRef>) {
+        *self.inner.followed.lock() = references.clone();
+        for oci in references {
+            let known = self.catalog().oci.get(&oci.text).is_some_and(|s| s.digest.is_some());
+            if !known {
+                // failures are recorded in the catalog; check_references names them
+                let _ = self.refresh_oci(&oci, true).await;
+            }
+        }
+    }
+
+    /// Pulls `reference` once and loads what it names (an admin upload by
+    /// reference): the version joins the catalog; the reference is not followed.
+    pub async fn install_oci(&self, reference: &OciRef) -> Result<VersionStatus, InstallError> {
+        let result = self.refresh_oci(reference, false).await;
+        if result.is_err() {
+            Metrics::count(&self.inner.config.metrics.reloads, "rejected");
+        }
+        let digest = result?;
+        self.catalog()
+            .status()
+            .into_iter()
+            .find(|s| s.digest == digest)
+            .ok_or_else(|| InstallError::Storage("the pulled version is not in the catalog".into()))
+    }
+
+    /// Resolves `oci` and loads the component if it changed; returns its
+    /// digest. On failure the version it resolved to before keeps running
+    /// (after a restart: the cached one), and the error is recorded.
+    async fn refresh_oci(&self, oci: &OciRef, followed: bool) -> Result<String, InstallError> {
+        let registry = self.inner.registry.clone().map_err(InstallError::Storage)?;
+        let before = self.catalog().oci.get(&oci.text).cloned();
+        let loaded = before.as_ref().and_then(|s| s.digest.clone()).filter(|d| self.catalog().find_digest(d).is_some());
+        let pulled = match registry.manifest_digest(oci).await {
+            Ok(manifest)
+                if loaded.is_some() && before.as_ref().and_then(|s| s.manifest_digest.as_ref()) == Some(&manifest) =>
+            {
+                Ok(None)
+            }
+            Ok(_) => registry.pull(oci).await.map(Some),
+            Err(error) => Err(error),
+        };
+        let (pulled, error) = match pulled {
+            Ok(pulled) => (pulled, None),
+            // nothing running for it: the last version pulled, from the cache
+            Err(error) if loaded.is_none() => (registry.cached(oci), Some(error)),
+            Err(error) => (None, Some(error)),
+        };
+        let admitted = match pulled {
+            None => None,
+            Some(pulled) => match self.admit_pulled(oci, &pulled).await {
+                Ok(policy) => Some((policy, pulled.manifest_digest)),
+                Err(refused) => {
+                    self.record_oci(oci, followed, None, Some(refused.to_string()));
+                    return Err(refused);
+                }
+            },
+        };
+        let digest = admitted.as_ref().map(|(p, _)| p.digest().to_string()).or(loaded);
+        self.record_oci(oci, followed, admitted, error.clone());
+        match (digest, error) {
+            (Some(digest), _) => Ok(digest),
+            (None, Some(error)) => Err(InstallError::Invalid(error)),
+            (None, None) => Err(InstallError::Storage(format!("{}: nothing was pulled", oci.text))),
+        }
+    }
+
+    /// Admits a pulled component (once per digest) like any other.
+    async fn admit_pulled(&self, oci: &OciRef, pulled: &Pulled) -> Result<LoadedPolicy, InstallError> {
+        let digest = pulled.layer_digest.trim_start_matches("sha256:").to_string();
+        if let Some(existing) = self.catalog().find_digest(&digest) {
+            return Ok(existing.policy.clone());
+        }
+        let (store, label, bytes) = (self.clone(), oci.text.clone(), pulled.bytes.clone());
+        let admitted = tokio::task::spawn_blocking(move || {
+            store.inner.admissions.admit(&store.inner.runtime, label, &digest, &bytes)
+        })
+        .await
+        .map_err(|e| InstallError::Storage(format!("admission task failed: {e}")))?;
+        match admitted {
+            Ok(Ok(policy)) => Ok(policy),
+            Ok(Err(error)) => Err(InstallError::Invalid(format!("{}: {error}", oci.text))),
+            Err(busy) => Err(InstallError::Busy(busy.to_string())),
+        }
+    }
+
+    /// Records a check of `oci`: the version it now resolves to (present;
+    /// the one before it no longer), or the error.
+    fn record_oci(
+        &self,
+        oci: &OciRef,
+        followed: bool,
+        admitted: Option<(LoadedPolicy, String)>,
+        error: Option<String>,
+    ) {
+        let metrics = &self.inner.config.metrics;
+        metrics
+            .oci_reference_up
+            .get_or_create(&crate::telemetry::SourceLabel { source: oci.text.clone() })
+            .set(i64::from(error.is_none()));
+        if let Some(error) = &error {
+            tracing::warn!(reference = %oci.text, %error, "OCI policy reference");
+        }
+        let keep = self.inner.config.retained_versions;
+        self.commit(|next| {
+            let status = next
+                .oci
+                .entry(oci.text.clone())
+                .or_insert_with(|| OciStatus { reference: oci.text.clone(), ..OciStatus::default() });
+            status.followed |= followed;
+            status.checked_ms =
+                SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).ok().map(|d| d.as_millis() as u64);
+            status.error = error;
+            let Some((policy, manifest)) = admitted else { return };
+            status.digest = Some(policy.digest().to_string());
+            status.policy = Some(policy.id());
+            status.manifest_digest = Some(manifest);
+            for v in next.versions.values_mut().flatten() {
+                if v.registry.as_deref() == Some(&oci.text) {
+                    v.present = v.policy.digest() == policy.digest();
+                }
+            }
+            if next.find_digest(policy.digest()).is_none() {
+                let versions = next.versions.entry(policy.info().name.clone()).or_default();
+                if versions.iter().any(|v| v.policy.info().version == policy.info().version) {
+                    let status = next.oci.get_mut(&oci.text).expect("just inserted");
+                    status.error = Some(format!(
+                        "{} is already loaded with another digest; a version is immutable, bump it",
+                        policy.id()
+                    ));
+                    status.digest = None;
+                    return;
+                }
+                tracing::info!(policy = %policy.id(), reference = %oci.text, "policy loaded (OCI)");
+                Metrics::count(&metrics.reloads, "loaded");
+                insert_version(versions, policy.clone(), PathBuf::from(&oci.text));
+                if let Some(v) = versions.iter_mut().find(|v| v.policy.digest() == policy.digest()) {
+                    v.registry = Some(oci.text.clone());
+                }
+            }
+            trim_retained(next, keep);
+        });
+    }
+
+    /// Re-resolves the followed tag references every `oci_interval` until
+    /// `shutdown`; a moved tag loads the new version (hot reload).
+    pub fn watch_oci(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let store = self.clone();
+        let interval = self.inner.config.oci_interval;
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(interval) => {}
+                }
+                let references: Vec<OciRef> =
+                    store.inner.followed.lock().iter().filter(|r| !r.is_pinned()).cloned().collect();
+                for oci in references {
+                    let _ = store.refresh_oci(&oci, true).await;
+                }
+            }
+        })
     }
 
     /// Follows the directory until `shutdown`: filesystem events (debounced)
@@ -651,7 +859,14 @@ fn identify(
 fn insert_version(versions: &mut Vec<VersionEntry>, policy: LoadedPolicy, source: PathBuf) {
     // metadata validation guarantees a semantic version
     let version = semver::Version::parse(&policy.info().version).unwrap_or(semver::Version::new(0, 0, 0));
-    versions.push(VersionEntry { policy, version, source, present: true, loaded_at: SystemTime::now() });
+    versions.push(VersionEntry {
+        policy,
+        version,
+        source,
+        present: true,
+        registry: None,
+        loaded_at: SystemTime::now(),
+    });
     versions.sort_by(|a, b| a.version.cmp(&b.version));
 }
 

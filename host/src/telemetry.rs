@@ -63,6 +63,8 @@ pub struct Metrics {
     pub config_reloads: Family<KindLabel, Counter>,
     /// KEDA External Scaler calls by RPC and outcome.
     pub keda_rpc_seconds: Family<RpcLabel, Histogram>,
+    /// 1 while the last check of an OCI policy reference succeeded.
+    pub oci_reference_up: Family<SourceLabel, Gauge>,
     /// Metrics computed at scrape time from the running parts (the
     /// per-workload gauges of the decision loop): nothing kept per series.
     views: parking_lot::RwLock<Vec<Arc<dyn Collector>>>,
@@ -170,6 +172,12 @@ impl Metrics {
             "KEDA External Scaler calls by RPC and outcome (ok, not_found, unavailable, …)",
             keda_rpc_seconds.clone(),
         );
+        let oci_reference_up = Family::<SourceLabel, Gauge>::default();
+        registry.register(
+            "policy_oci_reference_up",
+            "1 while the last check of an OCI policy reference succeeded, 0 while it fails (the version pulled before keeps running)",
+            oci_reference_up.clone(),
+        );
         let info = Family::<InfoLabel, Gauge>::default();
         info.get_or_create(&InfoLabel {
             version: env!("CARGO_PKG_VERSION").into(),
@@ -181,6 +189,7 @@ impl Metrics {
             registry,
             views: parking_lot::RwLock::new(Vec::new()),
             keda_rpc_seconds,
+            oci_reference_up,
             state_writes,
             config_reloads,
             decisions,

@@ -120,8 +120,9 @@ pub fn run(args: &DemoArgs, cache_dir: Option<PathBuf>, log_level: Option<LogLev
             // the demo prints every decision itself
             log_decisions: DecisionLines::Off,
         };
-        let store =
-            daemon::open_store(runtime, args.policies.clone()).await.map_err(|e| Failure::usage(e.to_string()))?;
+        let store = daemon::open_store(runtime, args.policies.clone(), None)
+            .await
+            .map_err(|e| Failure::usage(e.to_string()))?;
         let running = daemon::start(settings, store, cluster, clock, shutdown.clone())
             .await
             .map_err(|e| Failure::internal(e.to_string()))?;

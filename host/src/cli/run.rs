@@ -99,6 +99,15 @@ pub struct RunArgs {
     /// Address-space budget of the compiling child process, in MiB.
     #[arg(long, default_value_t = 1024)]
     pub compile_memory_mib: u64,
+    /// Registry (`host:port`) spoken to over plain HTTP for `oci://` policies; repeatable. Others use HTTPS.
+    #[arg(long = "oci-insecure-registry", value_name = "HOST:PORT")]
+    pub oci_insecure: Vec<String>,
+    /// Docker config file with registry credentials (in a cluster: the `.dockerconfigjson` of a mounted Secret).
+    #[arg(long, env = "SCALEGATE_OCI_DOCKER_CONFIG")]
+    pub oci_docker_config: Option<PathBuf>,
+    /// How often `oci://` references with a tag are resolved again (a moved tag is hot-reloaded).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    pub oci_poll_interval: Duration,
 }
 
 impl RunArgs {
@@ -123,6 +132,20 @@ impl RunArgs {
             }
         };
         Ok(Some(KedaSettings { listen, tls }))
+    }
+
+    /// Registries for `oci://` policies: pulled components are cached beside
+    /// the precompiled ones (or in the temporary directory without a cache).
+    pub fn oci(&self, cache_dir: Option<&std::path::Path>) -> daemon::Oci {
+        let cache = cache_dir.map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("scalegate"));
+        daemon::Oci {
+            registries: crate::policy_store::OciConfig {
+                insecure: self.oci_insecure.clone(),
+                docker_config: self.oci_docker_config.clone(),
+                cache_dir: cache,
+            },
+            interval: self.oci_poll_interval,
+        }
     }
 
     /// The compile budget the flags set.
@@ -182,6 +205,7 @@ pub fn run(args: &RunArgs, cache_dir: Option<PathBuf>, log_level: Option<LogLeve
     }
     let token = admin_token(args.admin_token_file.as_deref())?;
     let keda = args.keda()?;
+    let oci = args.oci(cache_dir.as_deref());
     let runtime = Arc::new(Runtime::new(RuntimeConfig {
         cache_dir,
         compile: args.compile_budget(),
@@ -189,7 +213,9 @@ pub fn run(args: &RunArgs, cache_dir: Option<PathBuf>, log_level: Option<LogLeve
     })?);
     let tokio = tokio_runtime()?;
     let result = tokio.block_on(async {
-        let store = daemon::open_store(runtime, policy_dir).await.map_err(|e| Failure::internal(e.to_string()))?;
+        let store =
+            daemon::open_store(runtime, policy_dir, Some(oci)).await.map_err(|e| Failure::internal(e.to_string()))?;
+        store.follow_oci(config.oci_references()).await;
         daemon::check_references(&config, &store.catalog()).map_err(|e| usage(e.to_string()))?;
         let client = kube_client(args).await?;
         let identity = identity(args);

@@ -41,9 +41,14 @@ pub fn check_references(config: &Config, catalog: &Catalog) -> Result<(), Config
             .chain(workload.shadow.iter().map(|b| (format!("workloads[{index}].shadow.policy"), &b.policy)));
         for (path, reference) in bindings {
             if catalog.resolve(reference).is_none() {
+                let pulled = |text: &String| match catalog.oci.get(text).and_then(|s| s.error.clone()) {
+                    Some(error) => format!("it could not be pulled: {error}"),
+                    None => "it has not been pulled".to_string(),
+                };
                 let hint = match reference {
-                    PolicyRef::Latest(_) => "no valid version of it is in the store",
-                    _ => "that version is not in the store",
+                    PolicyRef::Latest(_) => "no valid version of it is in the store".to_string(),
+                    PolicyRef::Oci(text) => pulled(text),
+                    _ => "that version is not in the store".to_string(),
                 };
                 return Err(ConfigError {
                     kind: ErrorKind::Invalid,
@@ -156,6 +161,7 @@ impl<C: Cluster> Reloader<C> {
         if config.policy_dir != self.current.policy_dir {
             tracing::warn!("policies.directory changed: that takes a restart; the store keeps following the old one");
         }
+        self.store.follow_oci(config.oci_references()).await;
         check_references(&config, &self.store.catalog()).map_err(|e| Refusal::new("reference", e.path, e.message))?;
         self.sources
             .lock()

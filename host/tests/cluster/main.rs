@@ -10,6 +10,7 @@ mod support;
 mod deploy;
 mod kube;
 mod monitoring;
+mod oci;
 mod reload;
 mod run;
 mod sandbox;

@@ -95,5 +95,6 @@ pub fn files_under(dir: &Path, extensions: &[&str]) -> Vec<PathBuf> {
 
 pub mod daemon;
 pub mod hostile;
+pub mod registry;
 pub mod rig;
 pub mod servers;
