@@ -15,5 +15,6 @@ mod new_project;
 mod policies;
 mod policy_store;
 mod sandbox;
+mod schemas;
 mod takeover;
 mod vpa;

@@ -25,7 +25,44 @@ pub fn schema<P: JsonSchema>() -> String {
 
 fn schema_value<P: JsonSchema>() -> Value {
     let schema = schemars::generate::SchemaSettings::draft2020_12().into_generator().into_root_schema_for::<P>();
-    schema.as_value().clone()
+    let mut value = schema.as_value().clone();
+    bound_integers(&mut value);
+    value
+}
+
+/// schemars marks sized integers with a `format` (`uint32`, …) that
+/// validators need not check; the bounds it implies are added as
+/// `minimum`/`maximum`, so the published schema refuses what the parser would.
+fn bound_integers(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            let range = match map.get("format").and_then(Value::as_str) {
+                Some("int8") => Some((i8::MIN as f64, i8::MAX as f64)),
+                Some("uint8") => Some((0.0, u8::MAX as f64)),
+                Some("int16") => Some((i16::MIN as f64, i16::MAX as f64)),
+                Some("uint16") => Some((0.0, u16::MAX as f64)),
+                Some("int32") => Some((i32::MIN as f64, i32::MAX as f64)),
+                Some("uint32") => Some((0.0, u32::MAX as f64)),
+                Some("int64") => Some((i64::MIN as f64, i64::MAX as f64)),
+                Some("uint64") => Some((0.0, u64::MAX as f64)),
+                _ => None,
+            };
+            if let Some((min, max)) = range {
+                let number = |x: f64| serde_json::Number::from_f64(x).map(Value::Number);
+                let tighter_min = map.get("minimum").and_then(Value::as_f64).is_none_or(|m| m < min);
+                if tighter_min && let Some(n) = number(min) {
+                    map.insert("minimum".into(), n);
+                }
+                let tighter_max = map.get("maximum").and_then(Value::as_f64).is_none_or(|m| m > max);
+                if tighter_max && let Some(n) = number(max) {
+                    map.insert("maximum".into(), n);
+                }
+            }
+            map.values_mut().for_each(bound_integers);
+        }
+        Value::Array(items) => items.iter_mut().for_each(bound_integers),
+        _ => {}
+    }
 }
 
 /// `params` text (what the snapshot carries) as `P`, checked against `P`'s schema.
@@ -331,5 +368,8 @@ mod tests {
         assert_eq!(schema["properties"]["target"]["exclusiveMinimum"], 0);
         assert_eq!(schema["required"], serde_json::json!(["metric", "target"]));
         assert_eq!(schema["additionalProperties"], false);
+        // u32 publishes its bounds
+        let any = &schema["properties"]["max_age_seconds"];
+        assert_eq!((any["minimum"].as_f64(), any["maximum"].as_f64()), (Some(0.0), Some(4294967295.0)));
     }
 }
