@@ -16,17 +16,24 @@ use std::time::Duration;
 
 const TOKEN: &str = "s3cret-token-for-oci-tests";
 
-fn push(registry: &Registry, file: &str, reference: &str) -> String {
+/// `scalegate policy push`; its exit status and what it printed.
+fn try_push(registry: &Registry, file: &str, reference: &str, extra: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_scalegate"))
         .args(["policy", "push"])
         .arg(policy(file))
         .arg(reference)
         .args(["--insecure-registry", &registry.host()])
+        .args(extra)
         .env("SCALEGATE_CACHE_DIR", shared_cache())
+        .env_remove("SCALEGATE_OCI_DOCKER_CONFIG")
         .output()
         .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "push {file} to {reference}: {text}");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+fn push(registry: &Registry, file: &str, reference: &str) -> String {
+    let (pushed, text) = try_push(registry, file, reference, &[]);
+    assert!(pushed, "push {file} to {reference}: {text}");
     text
 }
 
@@ -167,4 +174,61 @@ async fn a_component_whose_bytes_do_not_match_its_digest_is_refused() {
     let listing = daemon.get("/v1/policies");
     assert!(!listing.contains("\"name\":\"target-tracking\""), "nothing was loaded: {listing}");
     assert!(!cache.join("oci").join(format!("{digest}.wasm")).exists(), "a refused component is not cached");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_registry_is_reached_with_the_docker_config_credentials() {
+    let registry = Registry::start_with_credentials("ci", "pull-secret");
+    let reference = registry.reference("private/fixed:1");
+    let (pushed, text) = try_push(&registry, "fixed.wasm", &reference, &[]);
+    assert!(!pushed, "an anonymous push to a private registry must fail: {text}");
+
+    let fake = FakeApiServer::start().await;
+    fake.add_deployment("shop", "web", 2);
+    fake.put_running_pod("shop", "web", "web-0", true, "100m");
+    let config = format!(
+        "policies: {{directory: POLICIES}}\nworkloads:\n  - target: {{namespace: shop, name: web}}\n    interval: 1s\n    max_replicas: 20\n    policies: [{{policy: \"{reference}\", params: {{replicas: 3}}}}]\n"
+    );
+    let dir = workdir(&fake.kubeconfig(), &config, &[]);
+    // what `kubectl create secret docker-registry` puts in .dockerconfigjson
+    let docker_config = dir.path().join("dockerconfig.json");
+    let auth = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode("ci:pull-secret")
+    };
+    std::fs::write(&docker_config, serde_json::json!({"auths": {registry.host(): {"auth": auth}}}).to_string())
+        .unwrap();
+    let (pushed, text) =
+        try_push(&registry, "fixed.wasm", &reference, &["--docker-config", docker_config.to_str().unwrap()]);
+    assert!(pushed, "{text}");
+
+    let token = dir.path().join("token");
+    std::fs::write(&token, TOKEN).unwrap();
+    let cache = dir.path().join("cache");
+    let (host, token_path, cache_path) = (registry.host(), token.display().to_string(), cache.display().to_string());
+    let mut args = daemon_args(&host, &token_path, &cache_path);
+    let config_path = docker_config.display().to_string();
+    args.extend(["--oci-docker-config", &config_path]);
+    let _daemon = Daemon::start(dir.path(), &args);
+    eventually("web scaled by the privately pulled policy", Duration::from_secs(30), || {
+        fake.replicas("shop", "web") == Some(3)
+    })
+    .await;
+
+    // without the credentials, start-up refuses the reference and says why
+    let bare = daemon_args(&host, &token_path, &cache_path);
+    let out = Command::new(env!("CARGO_BIN_EXE_scalegate"))
+        .args(["run", "--config"])
+        .arg(dir.path().join("config.yaml"))
+        .arg("--kubeconfig")
+        .arg(dir.path().join("kubeconfig"))
+        .args(["--admin-listen", "127.0.0.1:0", "--cache-dir"])
+        .arg(dir.path().join("fresh-cache"))
+        .args(&bare[..2])
+        .env_remove("SCALEGATE_OCI_DOCKER_CONFIG")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{text}");
+    assert!(text.contains(&reference) && text.contains("could not be pulled"), "{text}");
 }

@@ -11,13 +11,27 @@ pub struct Registry {
     pub port: u16,
     pub storage: tempfile::TempDir,
     child: Option<Child>,
+    /// `auth:` section of the registry's config, if it asks for credentials.
+    auth: String,
 }
 
 impl Registry {
     pub fn start() -> Registry {
+        Registry::start_with(String::new())
+    }
+
+    /// A registry that answers only `user`/`password` (basic auth, htpasswd).
+    pub fn start_with_credentials(user: &str, password: &str) -> Registry {
+        let hash = bcrypt::hash(password, 5).unwrap();
+        let file = tempfile::NamedTempFile::new().unwrap().into_temp_path().keep().unwrap();
+        std::fs::write(&file, format!("{user}:{hash}\n")).unwrap();
+        Registry::start_with(format!("auth: {{htpasswd: {{realm: scalegate-tests, path: {}}}}}\n", file.display()))
+    }
+
+    fn start_with(auth: String) -> Registry {
         let storage = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut registry = Registry { port, storage, child: None };
+        let mut registry = Registry { port, storage, child: None, auth };
         registry.restart();
         registry
     }
@@ -38,9 +52,10 @@ impl Registry {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog: {{level: error}}\nstorage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\nhttp: {{addr: 127.0.0.1:{}}}\n",
+                "version: 0.1\nlog: {{level: error}}\nstorage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\nhttp: {{addr: 127.0.0.1:{}}}\n{}",
                 data.display(),
-                self.port
+                self.port,
+                self.auth
             ),
         )
         .unwrap();
