@@ -17,8 +17,11 @@ use scalegate::snapshot::Snapshot;
 use serde_json::{Value, json};
 use std::process::Command;
 
-/// (built policy, example params, rules beyond the schema: params and a word the refusal names)
-fn policies() -> Vec<(&'static str, Value, Vec<(Value, &'static str)>)> {
+/// Params a schema lets through and the parser refuses, with a word its refusal names.
+type Beyond = Vec<(Value, &'static str)>;
+
+/// (built policy, example params, rules beyond the schema)
+fn policies() -> Vec<(&'static str, Value, Beyond)> {
     let tracking = json!({"metric": "rps", "target": 100, "max_age_seconds": 60});
     vec![
         ("fixed.wasm", json!({"replicas": 3}), vec![]),

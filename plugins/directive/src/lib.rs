@@ -146,3 +146,26 @@ fn follow(
 }
 
 scalegate_policy_sdk::export_policy!(Directive);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scalegate_policy_sdk::testing;
+
+    const EXAMPLE: &str = "../../examples/kafka-scale-signal/snapshot.json";
+
+    #[test]
+    fn follows_the_directive_once_and_ignores_an_older_one() {
+        let first = testing::evaluate_file::<Directive>(EXAMPLE).unwrap();
+        assert_eq!(first.desired_replicas, Some(8), "{}", first.reason);
+        // the same snapshot again, with the state it returned, but the directive now older
+        let mut again = testing::snapshot_file(EXAMPLE);
+        again.state = first.state.clone();
+        for signal in &mut again.signals {
+            signal.timestamp_ms -= 1;
+        }
+        let second = testing::evaluate::<Directive>(&again).unwrap();
+        assert_eq!(second.desired_replicas, None, "{}", second.reason);
+        assert!(second.reason.contains("older than the one followed"), "{}", second.reason);
+    }
+}

@@ -126,3 +126,28 @@ impl Policy for Hpa {
 }
 
 scalegate_policy_sdk::export_policy!(Hpa);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scalegate_policy_sdk::testing;
+
+    const SCALE_UP: &str = "../../examples/snapshots/hpa-scale-up.json";
+
+    #[test]
+    fn ninety_percent_against_sixty_needs_five_natively() {
+        let decision = testing::evaluate_file::<Hpa>(SCALE_UP).unwrap();
+        assert_eq!(decision.desired_replicas, Some(5), "{}", decision.reason);
+        assert!(decision.metrics.iter().any(|m| m.name == "hpa.metric-desired-replicas" && m.value == 5.0));
+    }
+
+    #[test]
+    fn the_schema_refuses_a_window_past_an_hour() {
+        let mut snapshot = testing::snapshot_file(SCALE_UP);
+        snapshot.params["behavior"]["scaleDown"]["stabilizationWindowSeconds"] = serde_json::json!(3601);
+        let Err(PolicyError::InvalidParams(message)) = testing::evaluate::<Hpa>(&snapshot) else {
+            panic!("a window of 3601 s must be refused")
+        };
+        assert!(message.contains("stabilizationWindowSeconds: must be <= 3600"), "{message}");
+    }
+}

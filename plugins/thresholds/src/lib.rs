@@ -123,3 +123,30 @@ impl Policy for Thresholds {
 }
 
 scalegate_policy_sdk::export_policy!(Thresholds);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scalegate_policy_sdk::testing;
+
+    const EXAMPLE: &str = "../../examples/prometheus-ema/snapshot.json";
+
+    #[test]
+    fn the_average_travels_in_the_state_from_call_to_call() {
+        // rps steps from 65 to 5: the EMA (alpha 0.7) walks down, the level follows with hysteresis
+        let decisions = testing::evaluate_sequence::<Thresholds>(4, |step| {
+            let mut snapshot = testing::snapshot_file(EXAMPLE);
+            snapshot.metrics[0].value = if step == 0 { 65.0 } else { 5.0 };
+            snapshot.workload.current_replicas = 4;
+            snapshot
+        });
+        let emas: Vec<f64> = decisions.iter().map(|d| d.as_ref().unwrap().metrics[0].value).collect();
+        // the sequence starts without state: the first value is taken as it is
+        assert_eq!(emas[0], 65.0);
+        for pair in emas.windows(2) {
+            assert!((pair[1] - (0.7 * 5.0 + 0.3 * pair[0])).abs() < 1e-9, "{emas:?}");
+        }
+        let last = decisions.last().unwrap().as_ref().unwrap();
+        assert!(last.desired_replicas.unwrap() < 4, "{}", last.reason);
+    }
+}
