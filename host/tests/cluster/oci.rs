@@ -2,8 +2,9 @@
 //! the CNCF distribution registry) to `scalegate run`: `scalegate policy
 //! push`, a binding by tag, a pull by digest through the admin API, the tag
 //! moved → the new version decides without a restart, the registry down →
-//! the version pulled before keeps deciding and the failure shows in
-//! `/v1/policies` and the metrics; a corrupted blob is refused by digest;
+//! the version pulled before keeps deciding (across a restart too, from the
+//! cache) and the failure shows in `/v1/policies` and the metrics; a
+//! corrupted blob is refused by digest; credentials from a docker config;
 //! an 18 MB Python policy travels the same way.
 
 use crate::support::daemon::{Daemon, workdir};
@@ -79,7 +80,7 @@ async fn policies_travel_through_a_registry_and_follow_a_moved_tag() {
     std::fs::write(&token, TOKEN).unwrap();
     let cache = dir.path().join("cache");
     let (host, token_path, cache_path) = (registry.host(), token.display().to_string(), cache.display().to_string());
-    let daemon = Daemon::start(dir.path(), &daemon_args(&host, &token_path, &cache_path));
+    let mut daemon = Daemon::start(dir.path(), &daemon_args(&host, &token_path, &cache_path));
 
     // pulled by tag at start-up and deciding
     eventually("web scaled by the pulled fixed", Duration::from_secs(60), || fake.replicas("shop", "web") == Some(5))
@@ -136,6 +137,18 @@ async fn policies_travel_through_a_registry_and_follow_a_moved_tag() {
         daemon.get("/v1/workloads/shop/web/decisions?limit=100").matches("fixed@0.2.0").count() > before
     })
     .await;
+
+    // a restart while the registry is down runs the version pulled last, from the cache
+    daemon.signal("-TERM");
+    assert!(daemon.wait(Duration::from_secs(15)).success());
+    daemon = Daemon::start(dir.path(), &daemon_args(&host, &token_path, &cache_path));
+    eventually("a decision by the cached 0.2.0 after the restart", Duration::from_secs(30), || {
+        daemon.get("/v1/workloads/shop/web/decisions?limit=1").contains("fixed@0.2.0")
+    })
+    .await;
+    let cached = oci_status(&daemon, &stable);
+    assert_eq!(cached["policy"], "fixed@0.2.0", "{cached}");
+    assert!(!cached["error"].is_null(), "the registry is still down: {cached}");
 
     // back up: the check succeeds again
     registry.restart();
