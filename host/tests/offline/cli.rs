@@ -205,6 +205,7 @@ fn bundled_policies_pass_their_cases() {
         ("forecast.wasm", "plugins/forecast/cases"),
         ("thresholds.wasm", "plugins/thresholds/cases"),
         ("vpa.wasm", "plugins/vpa/cases"),
+        ("queue.wasm", "plugins/queue/cases"),
     ] {
         let out = scalegate(&["test", policy(file).to_str().unwrap(), "--cases", cases]);
         let stdout = String::from_utf8_lossy(&out.stdout);

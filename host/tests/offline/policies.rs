@@ -332,7 +332,7 @@ fn the_worked_examples_decide_as_their_readme_says() {
             2,
             vec![("socket-7d9f-a", 800), ("socket-7d9f-b", 12), ("socket-7d9f-c", 300)],
         ),
-        ("target_tracking.wasm", "hpa-keda-vpa/backend-snapshot.json", 5, vec![]),
+        ("queue.wasm", "hpa-keda-vpa/backend-snapshot.json", 5, vec![]),
         ("forecast.wasm", "forecast-lead-time/snapshot.json", 20, vec![]),
         ("thresholds.wasm", "prometheus-ema/snapshot.json", 3, vec![]),
     ] {

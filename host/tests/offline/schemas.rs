@@ -39,6 +39,11 @@ fn policies() -> Vec<(&'static str, Value, Beyond)> {
             vec![],
         ),
         (
+            "queue.wasm",
+            json!({"metric": "pending", "target": 50, "activation_threshold": 2, "max_age_seconds": 60}),
+            vec![],
+        ),
+        (
             "thresholds.wasm",
             json!({"metric": "rps", "alpha": 0.5, "levels": {"1": [10, 0], "2": [30, 8]}, "max_age_seconds": 60}),
             vec![(json!({"metric": "rps", "levels": {"2": [1, 5]}}), "lower <= upper")],
