@@ -206,6 +206,7 @@ fn bundled_policies_pass_their_cases() {
         ("thresholds.wasm", "plugins/thresholds/cases"),
         ("vpa.wasm", "plugins/vpa/cases"),
         ("queue.wasm", "plugins/queue/cases"),
+        ("kpa.wasm", "plugins/kpa/cases"),
     ] {
         let out = scalegate(&["test", policy(file).to_str().unwrap(), "--cases", cases]);
         let stdout = String::from_utf8_lossy(&out.stdout);

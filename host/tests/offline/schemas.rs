@@ -44,6 +44,13 @@ fn policies() -> Vec<(&'static str, Value, Beyond)> {
             vec![],
         ),
         (
+            "kpa.wasm",
+            json!({"metric": "concurrency", "target": 100, "target_utilization_percentage": 70, "stable_window_seconds": 60,
+                   "panic_window_percentage": 10, "panic_threshold_percentage": 200, "max_scale_up_rate": 1000,
+                   "max_scale_down_rate": 2, "activation_scale": 1, "scale_down_delay_seconds": 0, "max_age_seconds": 60}),
+            vec![],
+        ),
+        (
             "thresholds.wasm",
             json!({"metric": "rps", "alpha": 0.5, "levels": {"1": [10, 0], "2": [30, 8]}, "max_age_seconds": 60}),
             vec![(json!({"metric": "rps", "levels": {"2": [1, 5]}}), "lower <= upper")],
