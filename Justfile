@@ -4,7 +4,7 @@
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
 # the bundled Rust policies' own tests, run natively through the SDK's harness
-native_policy_tests := "-p policy-fixed -p policy-target-tracking -p policy-directive -p policy-forecast -p policy-thresholds -p policy-vpa -p policy-hpa -p policy-queue -p policy-kpa"
+native_policy_tests := "-p policy-fixed -p policy-target-tracking -p policy-directive -p policy-forecast -p policy-thresholds -p policy-vpa -p policy-hpa -p policy-queue -p policy-kpa -p policy-urgency"
 
 # List the recipes
 default:
@@ -63,7 +63,7 @@ bench-keda:
 lint:
     cargo fmt --all --check
     cargo clippy --release -p scalegate -p scalegate-hpa -p scalegate-vpa -p scalegate-snapshot -p scalegate-policy-sdk -p fake-apiserver {{native_policy_tests}} --all-targets -- -D warnings
-    cargo clippy --target wasm32-wasip2 --profile release-wasm -p scalegate-policy-sdk -p policy-hpa -p policy-fixed -p policy-target-tracking -p policy-directive -p policy-forecast -p policy-thresholds -p policy-vpa -p policy-queue -p policy-kpa -- -D warnings
+    cargo clippy --target wasm32-wasip2 --profile release-wasm -p scalegate-policy-sdk -p policy-hpa -p policy-fixed -p policy-target-tracking -p policy-directive -p policy-forecast -p policy-thresholds -p policy-vpa -p policy-queue -p policy-kpa -p policy-urgency -- -D warnings
 
 # Evaluate a snapshot with a policy, e.g. `just eval target/policies/hpa.wasm examples/snapshots/hpa-scale-up.json`
 eval policy snapshot: build

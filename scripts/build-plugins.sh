@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 out=target/policies
 mkdir -p "$out/testdata"
 
-rust_policies=(hpa fixed target-tracking directive forecast thresholds vpa queue kpa)
+rust_policies=(hpa fixed target-tracking directive forecast thresholds vpa queue kpa urgency)
 testdata=(infinite-loop memory-bomb panic huge-output bad-metadata wrong-world future-contract sneaky versioned hostile)
 packages=()
 for p in "${rust_policies[@]}"; do packages+=(-p "policy-$p"); done

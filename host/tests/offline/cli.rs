@@ -207,6 +207,7 @@ fn bundled_policies_pass_their_cases() {
         ("vpa.wasm", "plugins/vpa/cases"),
         ("queue.wasm", "plugins/queue/cases"),
         ("kpa.wasm", "plugins/kpa/cases"),
+        ("urgency.wasm", "plugins/urgency/cases"),
     ] {
         let out = scalegate(&["test", policy(file).to_str().unwrap(), "--cases", cases]);
         let stdout = String::from_utf8_lossy(&out.stdout);

@@ -51,6 +51,16 @@ fn policies() -> Vec<(&'static str, Value, Beyond)> {
             vec![],
         ),
         (
+            "urgency.wasm",
+            json!({"metrics": {"cpu": {"high": 70, "low": 30, "critical": 90}, "connections": {"high": 800, "low": 200}},
+                   "step_out": [1, 2, 5], "scale_in_after_seconds": 300, "deletion_cost_metric": "connections",
+                   "max_age_seconds": 30}),
+            vec![
+                (json!({"metrics": {"cpu": {"high": 30, "low": 70}}}), "low (70) must be <= high"),
+                (json!({"metrics": {"cpu": {"high": 70, "low": 30, "critical": 50}}}), "critical (50) must be > high"),
+            ],
+        ),
+        (
             "thresholds.wasm",
             json!({"metric": "rps", "alpha": 0.5, "levels": {"1": [10, 0], "2": [30, 8]}, "max_age_seconds": 60}),
             vec![(json!({"metric": "rps", "levels": {"2": [1, 5]}}), "lower <= upper")],
