@@ -143,6 +143,9 @@ struct RawWorkload {
     name: Option<String>,
     target: Target,
     policies: Vec<RawBinding>,
+    /// `max | min | first` or `{prefer, unless_differs_from, by_more_than}`,
+    /// read in `validate` so that a wrong one is named plainly.
+    combine: Option<serde_yaml_ng::Value>,
     shadow: Option<RawBinding>,
     #[serde(default, with = "humantime_serde")]
     interval: Option<Duration>,
@@ -208,6 +211,16 @@ struct RawBinding {
     policy: String,
     #[serde(default = "empty_params")]
     params: serde_json::Value,
+    name: Option<String>,
+    only: Option<Only>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrefer {
+    prefer: String,
+    unless_differs_from: String,
+    by_more_than: u32,
 }
 
 fn empty_params() -> serde_json::Value {
@@ -235,6 +248,45 @@ pub struct Binding {
     pub policy: PolicyRef,
     /// Shared: a fleet's specs are copied (running, reloaded) but not its params.
     pub params: Arc<serde_json::Value>,
+    /// What `combine` rules and decision records call it (default: the policy's name).
+    pub name: String,
+    /// The direction its count is allowed to move the workload, if restricted.
+    pub only: Option<Only>,
+}
+
+impl Binding {
+    /// A binding with no name of its own and no restriction.
+    pub fn new(policy: PolicyRef, params: serde_json::Value) -> Binding {
+        Binding { name: policy.name().to_string(), policy, params: Arc::new(params), only: None }
+    }
+}
+
+/// `policies[].only`: a binding whose count counts only in one direction
+/// (a backup that may add capacity but never holds a scale-in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Only {
+    /// Counts only when above the current replicas.
+    ScaleUp,
+    /// Counts only when below the current replicas.
+    ScaleDown,
+}
+
+/// `workloads[].combine`: how the bindings' counts become one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Combine {
+    /// The largest (like HPA and KEDA with several metrics).
+    #[default]
+    Max,
+    /// The smallest.
+    Min,
+    /// The first binding, in the order listed, with an opinion.
+    First,
+    /// Binding `prefer`'s count unless it differs from binding `unless`'s
+    /// by more than `by_more_than`, then `unless`'s (seed 003's hybrid:
+    /// predictive unless the reactive count is far off). Bindings the rule
+    /// does not name combine with its result by max. Indices into `policies`.
+    Prefer { prefer: usize, unless: usize, by_more_than: u32 },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -242,8 +294,9 @@ pub struct Workload {
     /// Unique name of the binding (default `namespace/name`).
     pub name: String,
     pub target: Target,
-    /// Evaluated together; the largest desired count wins (like HPA/KEDA with several metrics).
+    /// Evaluated together; their counts become one by `combine`.
     pub policies: Vec<Binding>,
+    pub combine: Combine,
     /// Evaluated beside the active policies; recorded, never actuated.
     pub shadow: Option<Binding>,
     pub interval: Duration,
@@ -342,8 +395,14 @@ impl RawConfig {
                 return Err(error(at("policies"), "at least one policy is required"));
             }
             let binding = |raw: &RawBinding, path: String| -> Result<Binding, Error> {
-                let policy = raw.policy.parse().map_err(|m| error(format!("{path}.policy"), m))?;
-                Ok(Binding { policy, params: Arc::new(raw.params.clone()) })
+                let policy: PolicyRef = raw.policy.parse().map_err(|m| error(format!("{path}.policy"), m))?;
+                if raw.name.as_deref() == Some("") {
+                    return Err(error(format!("{path}.name"), "must not be empty"));
+                }
+                let mut binding = Binding::new(policy, raw.params.clone());
+                binding.name = raw.name.clone().unwrap_or(binding.name);
+                binding.only = raw.only;
+                Ok(binding)
             };
             let policies = raw
                 .policies
@@ -351,7 +410,52 @@ impl RawConfig {
                 .enumerate()
                 .map(|(i, b)| binding(b, at(&format!("policies[{i}]"))))
                 .collect::<Result<Vec<_>, _>>()?;
+            if raw.shadow.as_ref().is_some_and(|s| s.only.is_some()) {
+                return Err(error(at("shadow.only"), "a shadow is never actuated; `only` applies to policies"));
+            }
             let shadow = raw.shadow.as_ref().map(|b| binding(b, at("shadow"))).transpose()?;
+            const COMBINE: &str = "expected max, min, first or {prefer, unless_differs_from, by_more_than}";
+            let combine = match &raw.combine {
+                None => Combine::Max,
+                Some(serde_yaml_ng::Value::String(mode)) => match mode.as_str() {
+                    "max" => Combine::Max,
+                    "min" => Combine::Min,
+                    "first" => Combine::First,
+                    other => return Err(error(at("combine"), format!("unknown rule `{other}`, {COMBINE}"))),
+                },
+                Some(value @ serde_yaml_ng::Value::Mapping(_)) => {
+                    let rule: RawPrefer = serde_yaml_ng::from_value(value.clone())
+                        .map_err(|e| error(at("combine"), format!("{e}; {COMBINE}")))?;
+                    let find = |name: &str, field: &str| -> Result<usize, Error> {
+                        let found: Vec<usize> =
+                            policies.iter().enumerate().filter(|(_, b)| b.name == name).map(|(i, _)| i).collect();
+                        match found[..] {
+                            [index] => Ok(index),
+                            [] => Err(error(
+                                at(&format!("combine.{field}")),
+                                format!(
+                                    "no policy binding is named {name:?} (bindings: {})",
+                                    policies.iter().map(|b| b.name.as_str()).collect::<Vec<_>>().join(", ")
+                                ),
+                            )),
+                            _ => Err(error(
+                                at(&format!("combine.{field}")),
+                                format!("{} bindings are named {name:?}; give them distinct `name`s", found.len()),
+                            )),
+                        }
+                    };
+                    let (prefer, unless) =
+                        (find(&rule.prefer, "prefer")?, find(&rule.unless_differs_from, "unless_differs_from")?);
+                    if prefer == unless {
+                        return Err(error(
+                            at("combine.unless_differs_from"),
+                            "must name another binding than `prefer`",
+                        ));
+                    }
+                    Combine::Prefer { prefer, unless, by_more_than: rule.by_more_than }
+                }
+                Some(_) => return Err(error(at("combine"), COMBINE)),
+            };
 
             let interval = raw.interval.or(self.defaults.interval).unwrap_or(DEFAULT_INTERVAL);
             if interval < Duration::from_secs(1) || interval > Duration::from_secs(3600) {
@@ -405,6 +509,7 @@ impl RawConfig {
                 name,
                 target: raw.target,
                 policies,
+                combine,
                 shadow,
                 interval,
                 limits,
@@ -778,6 +883,61 @@ workloads:
             assert_eq!(err.path, path, "{yaml}\n→ {err}");
             assert!(err.message.contains(needle), "{err} should contain {needle:?}");
         }
+    }
+
+    #[test]
+    fn combine_rules_name_their_bindings() {
+        let two = "workloads:\n  - target: {namespace: a, name: b}\n    max_replicas: 9\n    policies:\n      - {policy: forecast, name: predictive}\n      - {policy: thresholds, name: reactive}\n      - {policy: hpa, only: scale-up}\n";
+        let config = Config::parse(two).unwrap();
+        let w = &config.workloads[0];
+        assert_eq!(w.combine, Combine::Max);
+        assert_eq!(w.policies.iter().map(|b| b.name.as_str()).collect::<Vec<_>>(), ["predictive", "reactive", "hpa"]);
+        assert_eq!(w.policies.iter().map(|b| b.only).collect::<Vec<_>>(), [None, None, Some(Only::ScaleUp)]);
+        let config = Config::parse(&format!(
+            "{two}    combine: {{prefer: predictive, unless_differs_from: reactive, by_more_than: 2}}\n"
+        ))
+        .unwrap();
+        assert_eq!(config.workloads[0].combine, Combine::Prefer { prefer: 0, unless: 1, by_more_than: 2 });
+        for (mode, rule) in [("min", Combine::Min), ("first", Combine::First), ("max", Combine::Max)] {
+            assert_eq!(Config::parse(&format!("{two}    combine: {mode}\n")).unwrap().workloads[0].combine, rule);
+        }
+        for (extra, path, needle) in [
+            ("    combine: median\n", "workloads[0].combine", "unknown rule `median`, expected max, min, first"),
+            ("    combine: 3\n", "workloads[0].combine", "expected max, min, first"),
+            (
+                "    combine: {prefer: predictive, unless_differs_from: cpu, by_more_than: 2}\n",
+                "workloads[0].combine.unless_differs_from",
+                "no policy binding is named \"cpu\" (bindings: predictive, reactive, hpa)",
+            ),
+            (
+                "    combine: {prefer: reactive, unless_differs_from: reactive, by_more_than: 2}\n",
+                "workloads[0].combine.unless_differs_from",
+                "another binding",
+            ),
+            ("    combine: {prefer: reactive, unless: hpa}\n", "workloads[0].combine", "unknown field `unless`"),
+            (
+                "    combine: {prefer: reactive, unless_differs_from: hpa, by_more_than: -1}\n",
+                "workloads[0].combine",
+                "invalid value",
+            ),
+            ("    shadow: {policy: hpa, only: scale-up}\n", "workloads[0].shadow.only", "never actuated"),
+        ] {
+            let err = error_of(&format!("{two}{extra}"));
+            assert_eq!(err.path, path, "{extra}→ {err}");
+            assert!(err.message.contains(needle), "{err} should contain {needle}");
+        }
+        let err = error_of(&two.replace("{policy: hpa, only: scale-up}", "{policy: hpa, only: sideways}"));
+        assert_eq!(err.path, "workloads[0].policies[2].only", "{err}");
+        let same = two.replace("name: reactive", "name: predictive");
+        let err = error_of(&format!(
+            "{same}    combine: {{prefer: predictive, unless_differs_from: hpa, by_more_than: 1}}\n"
+        ));
+        assert_eq!(
+            (err.path.as_str(), err.message.contains("2 bindings are named")),
+            ("workloads[0].combine.prefer", true)
+        );
+        let err = error_of(&two.replace("name: reactive", "name: \"\""));
+        assert_eq!(err.path, "workloads[0].policies[1].name", "{err}");
     }
 
     #[test]

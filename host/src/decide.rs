@@ -7,8 +7,10 @@
 //! - Policies come through the [`Evaluator`] port and run on the blocking
 //!   pool behind a semaphore, so many workloads evaluate concurrently but
 //!   boundedly (`call`).
-//! - Several policies combine by **max** of their desired counts (like HPA
-//!   and KEDA with several metrics). Any fault keeps the current count;
+//! - Several policies' counts become one by the workload's `combine` rule
+//!   (max by default, like HPA and KEDA with several metrics; min, first,
+//!   or "prefer A unless B differs by more than N"), after each binding's
+//!   `only` direction (`call::combine`). Any fault keeps the current count;
 //!   policies that all decline mean "no opinion".
 //! - What is remembered between evaluations — each binding's policy
 //!   `state` and health, recommendations and applied scale events by time,

@@ -29,7 +29,7 @@
 //! - [`config`] — the YAML configuration, validated into typed workload
 //!   bindings (errors name the field path); sources parse their own blocks.
 //! - [`decide`] — the per-workload decision loop: observe, snapshot, call the
-//!   policies (and shadow), combine by max, guardrails, actuate, record.
+//!   policies (and shadow), combine (max, min, first, prefer), guardrails, actuate, record.
 //! - [`k8s`] — the cluster port over the Kubernetes API, and leader election.
 //! - [`sim`] — the cluster port over a simulated cluster (pods with start-up
 //!   delay, daily load curve).

@@ -101,6 +101,7 @@ impl<C: Cluster> Pipeline<C> {
             current_replicas: 0,
             ready_replicas: 0,
             policies: vec![],
+            combined: None,
             shadow: None,
             shadow_diverged: false,
             guardrails: outcome,
@@ -178,7 +179,7 @@ impl<C: Cluster> Pipeline<C> {
         };
 
         timing.policies_us = micros(calling.elapsed());
-        let proposal = combine(&called);
+        let (proposal, combined) = combine(&called, &spec.policies, spec.combine, current);
         if let Proposal::Desired(desired) = proposal {
             state.history.recommend(Recommendation { timestamp_ms: now_ms, replicas: desired });
         }
@@ -268,6 +269,7 @@ impl<C: Cluster> Pipeline<C> {
             current_replicas: current,
             ready_replicas: base.workload.ready_replicas(),
             policies: called.into_iter().map(|c| c.verdict).collect(),
+            combined,
             shadow: shadow.map(|s| Box::new(s.verdict)),
             shadow_diverged,
             guardrails: outcome,

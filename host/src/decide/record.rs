@@ -37,6 +37,10 @@ pub struct DecisionRecord {
     /// Ready replicas when it was observed.
     pub ready_replicas: u32,
     pub policies: Vec<PolicyVerdict>,
+    /// How the policies' counts became one, when there was a choice
+    /// (`combine` rules, `only` restrictions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub combined: Option<String>,
     /// Evaluated beside the active policies, never actuated.
     pub shadow: Option<Box<PolicyVerdict>>,
     /// Whether the shadow would have chosen differently.
@@ -97,6 +101,7 @@ impl DecisionRecord {
             + self.workload.len()
             + self.inputs.len()
             + self.policies.iter().map(verdict).sum::<usize>()
+            + self.combined.as_ref().map_or(0, String::len)
             + self.shadow.as_deref().map_or(0, verdict)
             + self.guardrails.clamps.iter().map(|c| std::mem::size_of::<Clamp>() + clamp_text(c)).sum::<usize>()
             + self.apply_error.as_ref().map_or(0, String::len)
@@ -122,6 +127,9 @@ impl DecisionRecord {
             .collect();
         let clamps: Vec<&str> = self.guardrails.clamps.iter().map(|c| c.metric_label()).collect();
         let mut text = format!("{:<10} {change}  {}  [{}]", self.workload, verdicts.join(", "), self.inputs);
+        if let Some(combined) = &self.combined {
+            text.push_str(&format!("  ({combined})"));
+        }
         if !clamps.is_empty() {
             text.push_str(&format!("  guardrails: {}", clamps.join(",")));
         }
@@ -275,6 +283,7 @@ mod tests {
             current_replicas: 1,
             ready_replicas: 1,
             policies: vec![],
+            combined: None,
             shadow: None,
             shadow_diverged: false,
             guardrails: Outcome { replicas: 1, actuate: false, clamps: vec![] },

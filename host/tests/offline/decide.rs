@@ -81,6 +81,36 @@ async fn several_policies_combine_by_max_and_the_result_is_applied() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_prefer_rule_and_a_scale_up_only_backup_decide_through_the_loop() {
+    // 400 rps at 2 replicas: target-tracking (100 rps/pod) wants 4; `fixed` pins what the test says
+    let hybrid = |pinned: u32, backup: u32| {
+        web(&format!(
+            "    policies:\n      - {{policy: fixed, name: predictive, params: {{replicas: {pinned}}}}}\n      - {{policy: target-tracking, name: reactive, params: {{metric: rps, target: 100}}}}\n      - {{policy: fixed, name: backup, only: scale-up, params: {{replicas: {backup}}}}}\n    combine: {{prefer: predictive, unless_differs_from: reactive, by_more_than: 2}}\n"
+        ))
+    };
+    // within 2 of reactive's 4: predictive's 3 wins although smaller; the backup's 2 is not above current
+    let first = rig(TRACKING, &hybrid(3, 2));
+    let record = first.decider.evaluate("shop/web").await.unwrap();
+    assert_eq!(record.guardrails.replicas, 3, "{record:#?}");
+    assert_eq!(
+        record.combined.as_deref(),
+        Some("backup 2 ignored (only scale-up, current 2); predictive 3: within 2 of reactive 4")
+    );
+    assert_eq!(first.cluster.replicas("shop", "web"), Some(3));
+    // predictive far off (9 vs 4): reactive decides
+    let far = rig(TRACKING, &hybrid(9, 1));
+    let record = far.decider.evaluate("shop/web").await.unwrap();
+    assert_eq!(record.guardrails.replicas, 4, "{record:#?}");
+    assert!(record.combined.as_deref().unwrap().contains("reactive 4: differs from predictive 9 by 5 > 2"));
+    assert!(record.line().contains("reactive 4: differs"), "{}", record.line());
+    // the backup raises it when above current and above the rule's result
+    let raised = rig(TRACKING, &hybrid(4, 12));
+    let record = raised.decider.evaluate("shop/web").await.unwrap();
+    assert_eq!(record.guardrails.replicas, 12, "{record:#?}");
+    assert_eq!(raised.cluster.replicas("shop", "web"), Some(12));
+}
+
+#[tokio::test(start_paused = true)]
 async fn shadow_is_recorded_and_never_actuated() {
     let rig = rig(
         TRACKING,

@@ -328,10 +328,11 @@ fn the_worked_examples_decide_as_their_readme_says() {
         ("directive.wasm", "kafka-scale-signal/snapshot.json", 8, vec![]),
         (
             "directive.wasm",
-            "lb-urgency/snapshot.json",
+            "lb-urgency/directive-snapshot.json",
             2,
             vec![("socket-7d9f-a", 800), ("socket-7d9f-b", 12), ("socket-7d9f-c", 300)],
         ),
+        ("urgency.wasm", "lb-urgency/snapshot.json", 8, vec![]),
         ("queue.wasm", "hpa-keda-vpa/backend-snapshot.json", 5, vec![]),
         ("forecast.wasm", "forecast-lead-time/snapshot.json", 20, vec![]),
         ("thresholds.wasm", "prometheus-ema/snapshot.json", 3, vec![]),

@@ -45,7 +45,8 @@ pub fn run(
             specs.push(Arc::new(Workload {
                 name: format!("fleet/{name}"),
                 target: Target { api_version: "apps/v1".into(), kind: "Deployment".into(), namespace: "fleet".into(), name },
-                policies: vec![Binding { policy: PolicyRef::Latest("hpa".into()), params: Arc::new(params.clone()) }],
+                policies: vec![Binding::new(PolicyRef::Latest("hpa".into()), params.clone())],
+                combine: Default::default(),
                 shadow: None,
                 interval,
                 limits: Limits::bounds(1, 50),
