@@ -14,6 +14,7 @@
 //! | POST | `/v1/policies/{name}/rollback` | bearer, leader | pin the version below the active one; stored likewise |
 //! | GET | `/v1/workloads` | – | workloads and their latest decision |
 //! | GET | `/v1/workloads/{ns}/{name}/decisions?limit=N` | – | recent decisions, newest first (default 20; each workload keeps its last 16, fewer — at least 4 — in fleets above 6,250 workloads: 100,000 records in all) |
+//! | GET | `/v1/workloads/{ns}/{name}/snapshots?limit=N` | – | the last N evaluations captured with their exact snapshots, oldest first (default 8): each `{at_ms, workload, snapshot, policies: [{name, policy, params, state, desired, reason, error}], replicas, applied}`, `snapshot` as `scalegate eval` reads it (the first binding's params and state); what `scalegate replay` re-runs. Each workload keeps its last `--capture` (8), within 20,000 in all and 1 MiB per workload |
 //! | GET | `/v1/workloads/{ns}/{name}/inputs` | – | each declared metric: source, value, age, freshness, last error; queued signals |
 //! | POST | `/v1/evaluate` | bearer | `{"policy": "hpa@0.1.0", "snapshot": {…}}` → the decision, nothing actuated; runs in the loop's call pool within the on-demand share (half the slots), 503 + `Retry-After` when too many wait |
 //! | POST | `/v1/signals` | bearer, leader | push inputs: `{"workload": "ns/name", "metrics": [{"name", "value", "timestamp_ms"?, "pods"?}], "signals": [{"kind", "action"?, "target_replicas"?, "urgency"?, "reason"?, "attributes"?}]}`; metrics must be declared with `push: {}`; all or nothing. Metrics only: 202. Signals trigger an evaluation and the answer waits for it: 200 with `decision` (`replicas`, `applied`) once it is written, 503 + `Retry-After` when it was not acted on (send it again) |
@@ -86,6 +87,11 @@ pub struct AdminState {
 }
 
 type Reply = Response<Full<Bytes>>;
+
+/// `limit=N` of a query string (at most 1,000), or `default`.
+fn limit(query: &str, default: usize) -> usize {
+    query.split('&').find_map(|kv| kv.strip_prefix("limit=")).and_then(|v| v.parse().ok()).unwrap_or(default).min(1000)
+}
 
 fn json(status: StatusCode, value: &serde_json::Value) -> Reply {
     let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
@@ -225,14 +231,20 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Reply {
             json(StatusCode::OK, &serde_json::json!({ "workloads": list }))
         }
         (&Method::GET, ["v1", "workloads", namespace, name, "decisions"]) => {
-            let limit = query
-                .split('&')
-                .find_map(|kv| kv.strip_prefix("limit="))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(20usize);
-            match state.workloads.decisions(&format!("{namespace}/{name}"), limit.min(1000)) {
+            match state.workloads.decisions(&format!("{namespace}/{name}"), limit(&query, 20)) {
                 Some(records) => json(StatusCode::OK, &serde_json::json!({ "decisions": records })),
                 None => error(StatusCode::NOT_FOUND, format!("no workload {namespace}/{name}")),
+            }
+        }
+        (&Method::GET, ["v1", "workloads", namespace, name, "snapshots"]) => {
+            let limit = limit(&query, 8);
+            let workload = format!("{namespace}/{name}");
+            match state.workloads.snapshots(&workload, limit) {
+                Some(captured) => {
+                    let list: Vec<serde_json::Value> = captured.iter().map(|c| c.to_json(&workload)).collect();
+                    json(StatusCode::OK, &serde_json::json!({ "snapshots": list }))
+                }
+                None => error(StatusCode::NOT_FOUND, format!("no workload {workload}")),
             }
         }
         (&Method::POST, ["v1", "evaluate"]) => evaluate(state, request).await,

@@ -15,6 +15,7 @@ pub mod demo;
 pub mod eval;
 pub mod new;
 pub mod policy;
+pub mod replay;
 pub mod run;
 pub mod simulate;
 
@@ -73,6 +74,8 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Replay a synthetic day of load through the bundled policies and print each decision.
     Simulate(simulate::SimulateArgs),
+    /// Re-run evaluations the daemon captured (GET /v1/workloads/{ns}/{name}/snapshots) through another policy or version and print where the decisions differ (exit 1 when some do).
+    Replay(replay::ReplayArgs),
     /// Compile a component under a CPU and memory budget (the host runs this as a child process).
     #[command(hide = true)]
     CompilePolicy(policy::CompileArgs),
@@ -116,6 +119,7 @@ pub fn run(cli: Cli, log_level: Option<crate::admin::LogLevelSetter>) -> Result<
         Command::Bench(args) => bench::run(&args, cache_dir),
         Command::Demo(args) => demo::run(&args, cache_dir, log_level),
         Command::Simulate(args) => simulate::run(&args, cache_dir),
+        Command::Replay(args) => replay::run(&args, cache_dir),
         Command::CompilePolicy(args) => policy::compile(&args),
     }
 }

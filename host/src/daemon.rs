@@ -104,6 +104,8 @@ pub struct Settings {
     pub keda: Option<KedaSettings>,
     /// Which decisions get a line at `info`.
     pub log_decisions: DecisionLines,
+    /// Evaluations captured per workload with their exact snapshots (0: none).
+    pub capture: usize,
 }
 
 /// Where KEDA's External Scaler listens, and its TLS (`None`: plaintext,
@@ -207,6 +209,7 @@ pub async fn start<C: Cluster>(
             calls: calls.clone(),
             answers: Some(answers.clone()),
             log_decisions: settings.log_decisions,
+            capture: settings.capture,
             ..DeciderConfig::default()
         },
     ));

@@ -22,6 +22,7 @@
 //!   rebound ones keep what stays valid of their state.
 
 mod call;
+mod capture;
 mod fleet;
 mod gauges;
 mod pacer;
@@ -32,6 +33,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 
+pub use capture::{CAPTURE_BYTES, CAPTURED_SNAPSHOTS, CaptureLog, Captured, CapturedCall};
 pub use gauges::Gauges;
 pub use persist::Persist;
 pub use record::{DECISION_RECORDS, DecisionLog, DecisionRecord, InputsDigest, PolicyVerdict, Timing};
@@ -63,6 +65,9 @@ pub struct DeciderConfig {
     /// Decision records kept per workload (default 16), within
     /// [`DECISION_RECORDS`] in all.
     pub decision_log: usize,
+    /// Evaluations captured per workload with their exact snapshots
+    /// (default 8; 0: none), within [`CAPTURED_SNAPSHOTS`] in all.
+    pub capture: usize,
     /// Consecutive faults of a version before a workload rolls back (default 3).
     pub fault_rollback_after: u32,
     /// Where decisions, clamps, faults and call latencies are counted.
@@ -92,6 +97,7 @@ impl Default for DeciderConfig {
         DeciderConfig {
             calls: CallPool::new(cores * 2),
             decision_log: 16,
+            capture: 8,
             fault_rollback_after: 3,
             metrics: Arc::new(Metrics::new()),
             leadership: Arc::new(Leadership::always()),
@@ -137,7 +143,7 @@ impl<C: Cluster> Decider<C> {
         config: DeciderConfig,
     ) -> Self {
         let runtimes = workloads.into_iter().enumerate().map(|(i, spec)| runtime(spec, i, &config)).collect();
-        let fleet = RwLock::new(Fleet::new(runtimes, config.decision_log));
+        let fleet = RwLock::new(Fleet::new(runtimes, &config));
         let pipeline = Pipeline {
             cluster,
             clock,
@@ -148,6 +154,7 @@ impl<C: Cluster> Decider<C> {
             inputs: config.inputs.clone(),
             answers: config.answers.clone(),
             rollback_after: config.fault_rollback_after,
+            capture: config.capture > 0,
         };
         let decider = Decider {
             pipeline,
@@ -226,6 +233,11 @@ impl<C: Cluster> Decider<C> {
     /// Recent decisions of a workload, newest first.
     pub fn decisions(&self, name: &str, limit: usize) -> Option<Vec<DecisionRecord>> {
         self.find(name).map(|w| w.log.lock().recent(limit))
+    }
+
+    /// The named workload's last `limit` captured evaluations, oldest first.
+    pub fn snapshots(&self, name: &str, limit: usize) -> Option<Vec<Captured>> {
+        self.find(name).map(|w| w.capture.lock().recent(limit))
     }
 
     /// Runs every workload's loop until `shutdown`; an evaluation in flight
@@ -309,7 +321,7 @@ impl<C: Cluster> Decider<C> {
         let mut state = workload.state.lock().await;
         let spec = workload.spec.load_full();
         state.follow(&spec);
-        let Evaluated { record, settlement } = self.pipeline.evaluate(&spec, &mut state).await;
+        let Evaluated { record, settlement, captured } = self.pipeline.evaluate(&spec, &mut state).await;
         if let Some(persist) = &self.config.persist
             && self.config.leadership.may_write()
         {
@@ -337,6 +349,9 @@ impl<C: Cluster> Decider<C> {
                 }
             }
         }
+        if let Some(captured) = captured {
+            workload.capture.lock().push(captured);
+        }
         workload.log.lock().push(record.clone());
         record
     }
@@ -348,6 +363,7 @@ pub trait WorkloadView: Send + Sync {
     /// Evaluations completed since start, all workloads together.
     fn total_decisions(&self) -> u64;
     fn decisions(&self, name: &str, limit: usize) -> Option<Vec<DecisionRecord>>;
+    fn snapshots(&self, name: &str, limit: usize) -> Option<Vec<Captured>>;
     fn trigger(&self, name: &str) -> bool;
 }
 
@@ -360,6 +376,9 @@ impl<C: Cluster> WorkloadView for Decider<C> {
     }
     fn decisions(&self, name: &str, limit: usize) -> Option<Vec<DecisionRecord>> {
         Decider::decisions(self, name, limit)
+    }
+    fn snapshots(&self, name: &str, limit: usize) -> Option<Vec<Captured>> {
+        Decider::snapshots(self, name, limit)
     }
     fn trigger(&self, name: &str) -> bool {
         Decider::trigger(self, name)

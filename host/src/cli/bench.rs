@@ -39,6 +39,9 @@ pub struct BenchArgs {
     /// With --fleet: how long to measure after the first round.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
     pub fleet_measure: Duration,
+    /// With --fleet: evaluations each workload captures with their snapshots (as `run --capture`).
+    #[arg(long, default_value_t = 8)]
+    pub fleet_capture: usize,
 }
 
 /// Latency percentiles of a run.
@@ -249,7 +252,7 @@ pub fn run(args: &BenchArgs, cache_dir: Option<PathBuf>) -> Result<(), Failure> 
 
 fn hpa_and_loading(args: &BenchArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
     if let Some(workloads) = args.fleet {
-        return fleet::run(&args.policies, workloads, args.fleet_measure, cache_dir);
+        return fleet::run(&args.policies, workloads, args.fleet_measure, args.fleet_capture, cache_dir);
     }
     let hpa_path = args.policies.join("hpa.wasm");
     let snapshot = hpa_bench_snapshot();

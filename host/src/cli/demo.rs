@@ -119,6 +119,7 @@ pub fn run(args: &DemoArgs, cache_dir: Option<PathBuf>, log_level: Option<LogLev
             keda: args.keda_listen.map(|listen| daemon::KedaSettings { listen, tls: None }),
             // the demo prints every decision itself
             log_decisions: DecisionLines::Off,
+            capture: 8,
         };
         let store = daemon::open_store(runtime, args.policies.clone(), None)
             .await

@@ -90,6 +90,9 @@ pub struct RunArgs {
     /// Which decisions are logged at `info`, one line each (`ns/name 3 → 9 policy@ver wants 9 [inputs] guardrails: …`): `notable` (scaled, failed, served a new count to KEDA, faulted, or clamped), `all`, or `off`.
     #[arg(long, value_enum, default_value_t = DecisionLines::Notable)]
     pub log_decisions: DecisionLines,
+    /// Evaluations each workload keeps with their exact snapshots, for `GET /v1/workloads/{ns}/{name}/snapshots` and `scalegate replay` (0: none; at most 20,000 across the fleet and 1 MiB per workload).
+    #[arg(long, default_value_t = 8)]
+    pub capture: usize,
     /// Largest policy component accepted, from the directory or an upload, in bytes.
     #[arg(long, default_value_t = 64 << 20)]
     pub max_policy_bytes: usize,
@@ -253,6 +256,7 @@ pub fn run(args: &RunArgs, cache_dir: Option<PathBuf>, log_level: Option<LogLeve
             state,
             keda,
             log_decisions: args.log_decisions,
+            capture: args.capture,
         };
         let running = daemon::start(settings, store, cluster, Arc::new(SystemClock), shutdown.clone())
             .await

@@ -2,7 +2,7 @@
 //! log, trigger), found by binding name or target, and how the set follows
 //! a new configuration.
 
-use super::{Decider, DeciderConfig, DecisionLog, WorkloadState};
+use super::{CaptureLog, Decider, DeciderConfig, DecisionLog, WorkloadState};
 use crate::cluster::Cluster;
 use crate::config::Workload as WorkloadSpec;
 use arc_swap::ArcSwap;
@@ -17,6 +17,8 @@ pub(super) struct WorkloadRuntime {
     /// Held for a whole evaluation: one evaluation per workload at a time.
     pub(super) state: tokio::sync::Mutex<WorkloadState>,
     pub(super) log: Mutex<DecisionLog>,
+    /// Recent evaluations with their exact snapshots.
+    pub(super) capture: Mutex<CaptureLog>,
     pub(super) trigger: Notify,
     /// Stops this workload's task (it was removed from the configuration).
     pub(super) stop: CancellationToken,
@@ -33,13 +35,15 @@ pub(super) struct Fleet {
 }
 
 impl Fleet {
-    /// The fleet of `workloads`, each keeping at most `per_workload`
-    /// decision records, fewer in a fleet too large for that.
-    pub(super) fn new(workloads: Vec<Arc<WorkloadRuntime>>, per_workload: usize) -> Fleet {
+    /// The fleet of `workloads`, each keeping at most the configured
+    /// decision records and captures, fewer in a fleet too large for that.
+    pub(super) fn new(workloads: Vec<Arc<WorkloadRuntime>>, config: &DeciderConfig) -> Fleet {
         let mut fleet = Fleet::default();
-        let records = DecisionLog::capacity_for(per_workload, workloads.len());
+        let records = DecisionLog::capacity_for(config.decision_log, workloads.len());
+        let captures = CaptureLog::capacity_for(config.capture, workloads.len());
         for workload in workloads {
             workload.log.lock().set_capacity(records);
+            workload.capture.lock().set_capacity(captures);
             let spec = workload.spec.load();
             fleet.by_name.insert(spec.name.clone(), workload.clone());
             fleet.by_target.entry(spec.target.path()).or_insert_with(|| workload.clone());
@@ -108,7 +112,7 @@ impl<C: Cluster> Decider<C> {
             gone.stop.cancel();
             removed += 1;
         }
-        *fleet = Fleet::new(next, self.config.decision_log);
+        *fleet = Fleet::new(next, &self.config);
         drop(fleet);
         self.serve_answers();
         let added = started.len();
@@ -133,6 +137,7 @@ pub(super) fn runtime(spec: Arc<WorkloadSpec>, stagger_slot: usize, config: &Dec
         spec: ArcSwap::new(spec),
         state: tokio::sync::Mutex::new(state),
         log: Mutex::new(DecisionLog::new(config.decision_log)),
+        capture: Mutex::new(CaptureLog::new(config.capture)),
         trigger: Notify::new(),
         stop: CancellationToken::new(),
         stagger_slot,

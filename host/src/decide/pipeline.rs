@@ -4,6 +4,7 @@
 //! return the record. The loop (`decide`) decides when; this decides what.
 
 use super::call::{Called, Caller, combine};
+use super::capture::{Captured, CapturedCall};
 use super::record::{DecisionRecord, InputsDigest, Timing};
 use super::state::WorkloadState;
 use crate::clock::Clock;
@@ -34,6 +35,8 @@ pub struct Pipeline<C: Cluster> {
     pub answers: Option<Arc<Answers>>,
     /// Consecutive faults of a version before a workload rolls back.
     pub rollback_after: u32,
+    /// Whether evaluations are captured with their snapshots (`capture`).
+    pub capture: bool,
 }
 
 /// What became of the signals an evaluation took (see `signals::delivery`).
@@ -51,6 +54,9 @@ pub enum Settlement {
 pub struct Evaluated {
     pub record: DecisionRecord,
     pub settlement: Settlement,
+    /// The evaluation with its exact snapshot, when asked for and the
+    /// policies were called.
+    pub captured: Option<Captured>,
 }
 
 impl<C: Cluster> Pipeline<C> {
@@ -67,6 +73,7 @@ impl<C: Cluster> Pipeline<C> {
             Err(error) => Evaluated {
                 record: self.unobserved(spec, state, now_ms, error),
                 settlement: Settlement::Handled(vec![]),
+                captured: None,
             },
         }
     }
@@ -159,7 +166,11 @@ impl<C: Cluster> Pipeline<C> {
             scale_events: state.history.scale_events().iter().copied().collect(),
         };
         let base = crate::snapshot::assemble(now_ms, subject, observation, past);
-        let inputs_digest = InputsDigest(Some(Sha256::digest(serde_json::to_vec(&base).unwrap_or_default()).into()));
+        let base_json = serde_json::to_vec(&base).unwrap_or_default();
+        let inputs_digest = InputsDigest(Some(Sha256::digest(&base_json).into()));
+        // what each binding is given, before the calls replace it
+        let states_in: Option<Vec<Vec<u8>>> =
+            self.capture.then(|| state.bindings.iter().map(|h| h.state.clone()).collect());
         let inputs = summarize(&base);
 
         let calling = Instant::now();
@@ -279,7 +290,28 @@ impl<C: Cluster> Pipeline<C> {
             vertical,
             timing,
         };
-        Evaluated { record, settlement }
+        let captured = states_in.map(|states| Captured {
+            at_ms: now_ms,
+            snapshot: base_json.into(),
+            calls: spec
+                .policies
+                .iter()
+                .zip(states)
+                .zip(&record.policies)
+                .map(|((binding, state), verdict)| CapturedCall {
+                    name: binding.name.clone(),
+                    policy: verdict.policy.clone(),
+                    params: binding.params.clone(),
+                    state,
+                    desired: verdict.desired,
+                    reason: verdict.reason.clone(),
+                    error: verdict.error.clone(),
+                })
+                .collect(),
+            replicas: record.guardrails.replicas,
+            applied: record.applied,
+        });
+        Evaluated { record, settlement, captured }
     }
 
     /// Joins each container's usage (`metrics.k8s.io`) into the observed

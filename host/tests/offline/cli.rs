@@ -253,3 +253,110 @@ fn a_failing_case_exits_1_and_says_what_differed() {
     let out = scalegate(&["test", policy("fixed.wasm").to_str().unwrap(), "--cases", empty.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(64));
 }
+
+/// Captures from the running demo, replayed: through the same policy and
+/// params every captured decision comes back; through changed params
+/// (those of the demo's shadow) exactly the evaluations where the live
+/// shadow disagreed are listed.
+#[test]
+fn a_capture_from_the_demo_replays_and_shows_exactly_the_differing_decisions() {
+    use std::io::{BufRead, Read, Write};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scalegate"))
+        .args(["demo", "--admin-listen", "127.0.0.1:0", "--duration", "90s", "--day", "20s"])
+        .env("SCALEGATE_CACHE_DIR", shared_cache())
+        .current_dir(workspace())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("demo printed its admin address").unwrap();
+        if let Some(rest) = line.strip_prefix("admin API: http://") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    // eight decisions of rtc/socket (one every 2 s)
+    let mut socket_lines = 0;
+    while socket_lines < 8 {
+        if lines.next().expect("decision lines").unwrap().contains("rtc/socket") {
+            socket_lines += 1;
+        }
+    }
+    let get = |path: &str| -> serde_json::Value {
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200"), "{path}: {response}");
+        serde_json::from_str(body).unwrap()
+    };
+    let captured = get("/v1/workloads/rtc/socket/snapshots?limit=8");
+    let decisions = get("/v1/workloads/rtc/socket/decisions?limit=16");
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let snapshots = captured["snapshots"].as_array().unwrap();
+    assert_eq!(snapshots.len(), 8, "{captured}");
+    let times: Vec<u64> = snapshots.iter().map(|s| s["at_ms"].as_u64().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] < w[1]), "oldest first: {times:?}");
+    let first = &snapshots[0];
+    assert_eq!(first["policies"][0]["name"], "target-tracking");
+    assert_eq!(first["snapshot"]["params"], serde_json::json!({"metric": "rps", "target": 80}));
+    assert_eq!(first["snapshot"]["workload"]["name"], "socket");
+    // each capture is an evaluation the log has, with the same count
+    let records = decisions["decisions"].as_array().unwrap();
+    let record_at = |at: u64| records.iter().find(|r| r["at_ms"].as_u64() == Some(at)).expect("a record per capture");
+    for snapshot in snapshots {
+        let record = record_at(snapshot["at_ms"].as_u64().unwrap());
+        assert_eq!(snapshot["policies"][0]["desired"], record["policies"][0]["desired"]);
+        assert_eq!(snapshot["replicas"], record["guardrails"]["replicas"]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("socket.json");
+    std::fs::write(&file, captured.to_string()).unwrap();
+    let tracking = policy("target_tracking.wasm");
+    let replay = |extra: &[&str]| {
+        let mut args = vec!["replay", "--policy", tracking.to_str().unwrap(), "--snapshots", file.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        scalegate(&args)
+    };
+
+    // the same policy and params: every decision comes back
+    let same = replay(&[]);
+    let text = String::from_utf8_lossy(&same.stdout);
+    assert!(same.status.success(), "{text}{}", stderr(&same));
+    assert!(text.contains("0 of 8 decision(s) differ"), "{text}");
+
+    // the shadow's params: the evaluations where the live shadow differed, no others
+    let expected: Vec<String> = snapshots
+        .iter()
+        .map(|s| record_at(s["at_ms"].as_u64().unwrap()))
+        .filter(|r| r["shadow"]["desired"] != r["policies"][0]["desired"])
+        .map(|r| {
+            let at = r["at_ms"].as_u64().unwrap();
+            let secs = at / 1000;
+            format!("{:02}:{:02}:{:02}.{:03}", (secs / 3600) % 24, (secs / 60) % 60, secs % 60, at % 1000)
+        })
+        .collect();
+    let changed = replay(&["--params", r#"{"metric": "rps", "target": 60}"#]);
+    let text = String::from_utf8_lossy(&changed.stdout);
+    let listed: Vec<String> = text
+        .lines()
+        .filter(|l| l.as_bytes().first().is_some_and(u8::is_ascii_digit) && l.contains(" | "))
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect();
+    assert_eq!(listed, expected, "{text}");
+    assert!(text.contains(&format!("{} of 8 decision(s) differ", expected.len())), "{text}");
+    assert_eq!(changed.status.code(), Some(if expected.is_empty() { 0 } else { 1 }), "{text}");
+
+    // a binding that is not there, and input that is not a capture, are named
+    let missing = replay(&["--binding", "nope"]);
+    assert_eq!(missing.status.code(), Some(64));
+    assert!(stderr(&missing).contains("no binding \"nope\" in the captures (bindings: target-tracking)"));
+    std::fs::write(&file, r#"{"decisions": []}"#).unwrap();
+    let wrong = replay(&[]);
+    assert_eq!(wrong.status.code(), Some(64));
+    assert!(stderr(&wrong).contains("not captured snapshots"), "{}", stderr(&wrong));
+}

@@ -133,6 +133,7 @@ async fn one_daemon_serves_both_versions() {
         state: None,
         keda: None,
         log_decisions: scalegate::decide::DecisionLines::Off,
+        capture: 8,
     };
     let shutdown = CancellationToken::new();
     let running = daemon::start(settings, store, cluster.clone(), clock, shutdown.clone()).await.unwrap();

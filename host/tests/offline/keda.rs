@@ -59,6 +59,7 @@ async fn start(keda_listen: SocketAddr, tls: Option<Tls>) -> Daemon {
         state: None,
         keda: Some(KedaSettings { listen: keda_listen, tls }),
         log_decisions: scalegate::decide::DecisionLines::Notable,
+        capture: 8,
     };
     let shutdown = CancellationToken::new();
     let running = daemon::start(settings, store, cluster, clock, shutdown.clone()).await.unwrap();

@@ -53,6 +53,7 @@ impl Rig {
             state: None,
             keda: None,
             log_decisions: scalegate::decide::DecisionLines::Notable,
+            capture: 8,
         };
         let shutdown = tokio_util::sync::CancellationToken::new();
         let running = daemon::start(settings, store, cluster, Arc::new(SystemClock), shutdown.clone()).await.unwrap();

@@ -21,6 +21,7 @@ pub fn run(
     policies: &Path,
     workloads: usize,
     measure: Duration,
+    capture: usize,
     cache_dir: Option<std::path::PathBuf>,
 ) -> anyhow::Result<()> {
     let runtime = Arc::new(Runtime::new(runtime_config(cache_dir, 64))?);
@@ -56,7 +57,7 @@ pub fn run(
             }));
         }
         let decider =
-            Arc::new(Decider::new(cluster.clone(), clock, Arc::new(store), specs, DeciderConfig::default()));
+            Arc::new(Decider::new(cluster.clone(), clock, Arc::new(store), specs, DeciderConfig { capture, ..DeciderConfig::default() }));
         let shutdown = tokio_util::sync::CancellationToken::new();
         decider.run(shutdown.clone());
         println!("# scalegate bench --fleet: {workloads} workloads bound to hpa, 15 s interval, simulated cluster");
