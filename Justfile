@@ -26,9 +26,9 @@ build:
 demo: plugins build
     target/release/scalegate demo
 
-# Replay a simulated day through `hpa` as fast as it runs and print the table
+# Simulate seed 003's day (thresholds, and the hybrid beside it) on the real daemon: charts and summary in target/simulate
 simulate: plugins build
-    target/release/scalegate simulate
+    target/release/scalegate simulate --config examples/prometheus-ema/scalegate.yaml --trace examples/prometheus-ema/trace.csv --compare examples/prometheus-ema/hybrid.yaml --out target/simulate
 
 # Run every test: unit, policy runtime, HPA reference, CLI, fake API server, manifests, and the signal tests against the servers they start themselves
 test: plugins test-tools

@@ -72,7 +72,7 @@ pub enum Command {
     Run(Box<run::RunArgs>),
     /// Run the daemon on an in-process simulated cluster with the bundled policies and the admin API.
     Demo(demo::DemoArgs),
-    /// Replay a synthetic day of load through the bundled policies and print each decision.
+    /// Run configurations as deployed over a load trace on a simulated cluster and clock (a day in seconds): a chart per workload and a summary per configuration.
     Simulate(simulate::SimulateArgs),
     /// Re-run evaluations the daemon captured (GET /v1/workloads/{ns}/{name}/snapshots) through another policy or version and print where the decisions differ (exit 1 when some do).
     Replay(replay::ReplayArgs),

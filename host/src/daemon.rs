@@ -151,6 +151,11 @@ pub async fn open_store(runtime: Arc<Runtime>, dir: PathBuf, oci: Option<Oci>) -
     if let Some(oci) = oci {
         (config.oci, config.oci_interval) = (oci.registries, oci.interval);
     }
+    open_store_with(runtime, config).await
+}
+
+/// [`open_store`] with every store setting given.
+pub async fn open_store_with(runtime: Arc<Runtime>, config: StoreConfig) -> Result<PolicyStore, StoreError> {
     let store = tokio::task::spawn_blocking(move || PolicyStore::open(runtime, config))
         .await
         .map_err(|e| StoreError::Directory { path: String::new(), message: format!("opening task failed: {e}") })??;

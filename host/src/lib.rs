@@ -32,7 +32,8 @@
 //!   policies (and shadow), combine (max, min, first, prefer), guardrails, actuate, record.
 //! - [`k8s`] — the cluster port over the Kubernetes API, and leader election.
 //! - [`sim`] — the cluster port over a simulated cluster (pods with start-up
-//!   delay, daily load curve).
+//!   delay, daily load curve), and `scalegate simulate`'s trace, engine (the
+//!   daemon assembly on a paused clock) and charts.
 //! - [`admin`] — the admin HTTP API (route table in its module doc).
 //! - [`keda`] — KEDA's External Scaler (gRPC), serving the decisions of
 //!   workloads whose actuator is `keda`.

@@ -4,6 +4,10 @@
 //! produces what a real cluster would — an [`Observation`] — so policies and
 //! the daemon can be watched (and benchmarked) without one.
 
+pub mod chart;
+pub mod engine;
+pub mod trace;
+
 use crate::clock::Clock;
 use crate::cluster::{Cluster, ClusterError, StoredState, Target};
 use crate::snapshot::{
@@ -249,6 +253,15 @@ impl<K: Clock> SimCluster<K> {
 
     pub fn replicas(&self, namespace: &str, name: &str) -> Option<u32> {
         self.entries.lock().get(&format!("{namespace}/{name}")).map(|e| e.workload.replicas())
+    }
+
+    /// (replicas, ready pods) of `namespace/name` now.
+    pub fn counts(&self, namespace: &str, name: &str) -> Option<(u32, u32)> {
+        let now_ms = self.clock.now_ms();
+        self.entries.lock().get(&format!("{namespace}/{name}")).map(|e| {
+            let ready = e.workload.pods.iter().filter(|(_, started, _)| e.workload.is_ready(*started, now_ms)).count();
+            (e.workload.replicas(), ready as u32)
+        })
     }
 
     pub fn pod_names(&self, namespace: &str, name: &str) -> Vec<String> {

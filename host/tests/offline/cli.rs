@@ -121,17 +121,6 @@ fn inspect_shows_identity_and_schema() {
 }
 
 #[test]
-fn simulate_replays_a_day_through_hpa() {
-    let out = scalegate(&["simulate", "--steps", "24"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("hpa"), "{text}");
-    let scale_line = text.lines().last().unwrap();
-    let events: u32 = scale_line.split_whitespace().next().unwrap().parse().unwrap();
-    assert!(events >= 2, "the demo day should scale: {scale_line}");
-}
-
-#[test]
 fn demo_runs_the_daemon_serves_the_admin_api_and_stops_on_sigterm() {
     use std::io::{BufRead, Read, Write};
     let mut child = Command::new(env!("CARGO_BIN_EXE_scalegate"))

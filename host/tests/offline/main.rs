@@ -16,5 +16,6 @@ mod policies;
 mod policy_store;
 mod sandbox;
 mod schemas;
+mod simulate;
 mod takeover;
 mod vpa;

@@ -1,0 +1,155 @@
+//! `scalegate simulate`: configurations run through the real daemon
+//! assembly over a trace on the paused clock — what the seeds describe,
+//! checked on the simulated course, and the charts checked as SVG.
+
+use crate::support::*;
+use scalegate::sim::engine::{self, Run, Setup};
+use scalegate::sim::trace::Trace;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn setup() -> Setup {
+    Setup {
+        policies: workspace().join("target/policies"),
+        step: Duration::from_secs(15),
+        rps_per_pod: 100.0,
+        startup: Duration::from_secs(30),
+        slo: 0.8,
+        duration: None,
+    }
+}
+
+fn simulate(config: &str, trace: &str) -> Run {
+    let trace = Trace::parse(trace).unwrap();
+    let config = engine::adapt(config, &trace).unwrap();
+    scalegate::cli::simulate::run_config("test", config, &trace, &setup(), Arc::new(runtime())).unwrap()
+}
+
+/// Replicas at `minute` of the run.
+fn replicas_at(run: &Run, workload: &str, minute: u64) -> u32 {
+    let w = run.workload(workload).unwrap();
+    w.samples.iter().rev().find(|s| s.t_ms <= minute * 60_000).unwrap().replicas
+}
+
+#[test]
+fn thresholds_never_flap_inside_a_hysteresis_band() {
+    // the seed's frontend bands; 3 pods serve 25..60 rps
+    let config = std::fs::read_to_string(workspace().join("examples/prometheus-ema/scalegate.yaml")).unwrap();
+    // 40 rps, then three hours swinging between 28 and 58 every minute
+    let mut trace = String::from("time,workload,load\n0,default/frontend,40\n0,default/checkout,60\n");
+    for minute in 10..190 {
+        let load = if minute % 2 == 0 { 28 } else { 58 };
+        trace.push_str(&format!("{},default/frontend,{load}\n", minute * 60));
+    }
+    let run = simulate(&config, &trace);
+    let frontend = run.workload("default/frontend").unwrap();
+    assert_eq!(replicas_at(&run, "default/frontend", 9), 3, "{:?}", frontend.scales);
+    let late: Vec<_> = frontend.scales.iter().filter(|(t, ..)| *t >= 10 * 60_000).collect();
+    assert!(late.is_empty(), "scaled inside the band: {late:?}");
+    // one level per action, a minute apart (the seed's cooldown)
+    assert!(frontend.scales.iter().all(|(_, from, to)| from.abs_diff(*to) == 1), "{:?}", frontend.scales);
+    assert!(frontend.scales.windows(2).all(|w| w[1].0 - w[0].0 >= 60_000), "{:?}", frontend.scales);
+}
+
+#[test]
+fn the_hybrid_rule_picks_reactive_when_the_two_differ_by_more_than_n() {
+    let config = r#"
+workloads:
+  - target: {namespace: shop, name: web}
+    min_replicas: 1
+    max_replicas: 30
+    interval: 15s
+    policies:
+      - {policy: target-tracking, name: predictive, params: {metric: forecast_rps, target: 100}}
+      - {policy: target-tracking, name: reactive, params: {metric: rps, target: 100}}
+    combine: {prefer: predictive, unless_differs_from: reactive, by_more_than: 2}
+    metrics:
+      - name: forecast_rps
+        prometheus: {query: 'predict_linear(http_requests_total[1h], 600)'}
+"#;
+    // reactive says 5 throughout; the forecast says 6, then 12, then 3
+    let trace = "time,workload,load,forecast_rps\n0,shop/web,500,600\n30m,shop/web,,1200\n60m,shop/web,,300\n90m,shop/web,500,\n";
+    let run = simulate(config, trace);
+    assert_eq!(replicas_at(&run, "shop/web", 25), 6, "within 2 of reactive's 5: predictive");
+    assert_eq!(replicas_at(&run, "shop/web", 55), 5, "12 is 7 away from 5: reactive");
+    assert_eq!(replicas_at(&run, "shop/web", 85), 3, "3 is 2 away: predictive");
+}
+
+#[test]
+fn simulate_charts_each_workload_with_one_series_per_configuration() {
+    let out = tempfile::tempdir().unwrap();
+    let example = workspace().join("examples/prometheus-ema");
+    let output = Command::new(env!("CARGO_BIN_EXE_scalegate"))
+        .args(["simulate", "--config"])
+        .arg(example.join("scalegate.yaml"))
+        .arg("--trace")
+        .arg(example.join("trace.csv"))
+        .arg("--compare")
+        .arg(example.join("hybrid.yaml"))
+        .arg("--out")
+        .arg(out.path())
+        .env("SCALEGATE_CACHE_DIR", shared_cache())
+        .current_dir(workspace())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("simulated 1day 15s of 2 workload(s) × 2 configuration(s)"), "{stdout}");
+    let summary = std::fs::read_to_string(out.path().join("summary.md")).unwrap();
+    let rows: Vec<&str> = summary.lines().filter(|l| l.starts_with("| default/")).collect();
+    assert_eq!(rows.len(), 3, "frontend under both, checkout under the first only:\n{summary}");
+    assert!(
+        rows[0].starts_with("| default/frontend | scalegate |") && rows[1].starts_with("| default/frontend | hybrid |")
+    );
+
+    // parsed as XML by a real parser; size and series counted
+    for (file, configs) in
+        [("default_frontend.svg", vec!["scalegate", "hybrid"]), ("default_checkout.svg", vec!["scalegate"])]
+    {
+        let path = out.path().join(file);
+        let check = Command::new("python3")
+            .arg("-c")
+            .arg(
+                "import sys, xml.etree.ElementTree as ET\n\
+                 root = ET.parse(sys.argv[1]).getroot()\n\
+                 ns = '{http://www.w3.org/2000/svg}'\n\
+                 assert root.tag == ns + 'svg', root.tag\n\
+                 print(root.get('width'), root.get('height'))\n\
+                 for p in root.iter(ns + 'polyline'):\n\
+                 \x20   pts = p.get('points').split()\n\
+                 \x20   assert len(pts) >= 2 and all(len(x.split(',')) == 2 for x in pts), p.attrib\n\
+                 \x20   print(p.get('class'), p.get('data-config', '-'))\n",
+            )
+            .arg(&path)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&check.stdout);
+        assert!(check.status.success(), "{file}: {}", String::from_utf8_lossy(&check.stderr));
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("960 400"), "{file}");
+        let series: Vec<&str> = lines.collect();
+        assert_eq!(series.iter().filter(|l| l.starts_with("load")).count(), 1, "{file}: {series:?}");
+        let replicas: Vec<&str> = series.iter().filter_map(|l| l.strip_prefix("replicas ")).collect();
+        assert_eq!(replicas, configs, "{file}");
+        let ready: Vec<&str> = series.iter().filter_map(|l| l.strip_prefix("ready ")).collect();
+        assert_eq!(ready, configs, "{file}");
+    }
+
+    // a bad trace is named, nothing written
+    let bad = out.path().join("bad.csv");
+    std::fs::write(&bad, "time,workload,load\n0,default/frontend,lots\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_scalegate"))
+        .args(["simulate", "--config"])
+        .arg(example.join("scalegate.yaml"))
+        .arg("--trace")
+        .arg(&bad)
+        .arg("--out")
+        .arg(out.path().join("never"))
+        .current_dir(workspace())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("line 2.load: not a number"));
+    assert!(!out.path().join("never").exists());
+}
