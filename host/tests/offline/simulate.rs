@@ -153,3 +153,53 @@ fn simulate_charts_each_workload_with_one_series_per_configuration() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("line 2.load: not a number"));
     assert!(!out.path().join("never").exists());
 }
+
+#[test]
+fn queue_goes_to_zero_after_the_cooldown_and_back_on_the_first_message() {
+    // seed 004's backend: queue on the NATS backlog, 5 per replica, to zero 30 s after the last job
+    let config = std::fs::read_to_string(workspace().join("examples/hpa-keda-vpa/scalegate.yaml")).unwrap();
+    let trace = "time,workload,load,backlog\n0,meme-generator/meme-generator,0,12\n5m,meme-generator/meme-generator,,0\n20m,meme-generator/meme-generator,,1\n30m,meme-generator/meme-generator,,0\n";
+    let run = simulate(&config, trace);
+    let backend = "meme-generator/meme-generator";
+    assert_eq!(replicas_at(&run, backend, 4), 3, "ceil(12 / 5)");
+    let w = run.workload(backend).unwrap();
+    let zero_at = w.samples.iter().find(|s| s.t_ms >= 5 * 60_000 && s.replicas == 0).expect("to zero").t_ms;
+    assert!(
+        (5 * 60_000 + 30_000..=5 * 60_000 + 60_000).contains(&zero_at),
+        "zero 30 s after the queue emptied (within an evaluation): {zero_at} ms; {:?}",
+        w.scales
+    );
+    assert_eq!(replicas_at(&run, backend, 19), 0, "idle stays at zero");
+    let back_at = w.samples.iter().find(|s| s.t_ms >= 20 * 60_000 && s.replicas >= 1).expect("back").t_ms;
+    assert!(back_at <= 20 * 60_000 + 15_000, "the first message brings a pod within a step: {back_at} ms");
+    assert_eq!(replicas_at(&run, backend, 25), 1, "one message, one pod");
+}
+
+#[test]
+fn hpa_waits_out_its_scale_down_stabilization_window() {
+    let config = r#"
+workloads:
+  - target: {namespace: shop, name: web}
+    min_replicas: 1
+    max_replicas: 10
+    interval: 15s
+    policies:
+      - policy: hpa
+        params:
+          metrics: [{type: Resource, resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}}]
+          behavior: {scaleDown: {stabilizationWindowSeconds: 300}}
+"#;
+    // 400 rps needs 8 pods at 50 %; at 10 minutes the load drops to 50 rps (1 pod)
+    let trace = "time,workload,load\n0,shop/web,400\n10m,shop/web,50\n20m,shop/web,50\n";
+    let mut run = simulate(config, trace);
+    let web = run.workloads.remove(0);
+    assert_eq!(web.samples.iter().find(|s| s.t_ms == 9 * 60_000).unwrap().replicas, 8, "{:?}", web.scales);
+    let down = web.scales.iter().find(|(t, from, to)| *t >= 10 * 60_000 && to < from).expect("scales down");
+    // the window runs from the last evaluation that still saw 400 rps (at most one interval before the drop)
+    assert!(
+        (15 * 60_000 - 15_000..=15 * 60_000 + 30_000).contains(&down.0),
+        "down once the 300 s window has passed: {:?}",
+        web.scales
+    );
+    assert_eq!(web.samples.last().unwrap().replicas, 1);
+}
