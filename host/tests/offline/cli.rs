@@ -120,15 +120,19 @@ fn inspect_shows_identity_and_schema() {
     assert_eq!(report["params_schema"]["required"], serde_json::json!(["metric", "target"]));
 }
 
-#[test]
-fn demo_runs_the_daemon_serves_the_admin_api_and_stops_on_sigterm() {
-    use std::io::{BufRead, Read, Write};
+type Lines = std::io::Lines<std::io::BufReader<std::process::ChildStdout>>;
+
+/// `scalegate demo` on a free port with `extra` flags: the process, its
+/// stdout lines after the admin address, and that address.
+fn demo(extra: &[&str]) -> (std::process::Child, Lines, String) {
+    use std::io::BufRead;
     let mut child = Command::new(env!("CARGO_BIN_EXE_scalegate"))
-        .args(["demo", "--admin-listen", "127.0.0.1:0", "--duration", "60s"])
+        .args(["demo", "--admin-listen", "127.0.0.1:0"])
+        .args(extra)
         .env("SCALEGATE_CACHE_DIR", shared_cache())
         .current_dir(workspace())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
@@ -138,6 +142,13 @@ fn demo_runs_the_daemon_serves_the_admin_api_and_stops_on_sigterm() {
             break rest.split_whitespace().next().unwrap().to_string();
         }
     };
+    (child, lines, addr)
+}
+
+#[test]
+fn demo_runs_the_daemon_serves_the_admin_api_and_stops_on_sigterm() {
+    use std::io::{Read, Write};
+    let (mut child, mut lines, addr) = demo(&["--duration", "60s"]);
     // wait for a decision line of each workload
     let mut seen = std::collections::BTreeSet::new();
     while seen.len() < 2 {
@@ -249,22 +260,8 @@ fn a_failing_case_exits_1_and_says_what_differed() {
 /// shadow disagreed are listed.
 #[test]
 fn a_capture_from_the_demo_replays_and_shows_exactly_the_differing_decisions() {
-    use std::io::{BufRead, Read, Write};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_scalegate"))
-        .args(["demo", "--admin-listen", "127.0.0.1:0", "--duration", "90s", "--day", "20s"])
-        .env("SCALEGATE_CACHE_DIR", shared_cache())
-        .current_dir(workspace())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("demo printed its admin address").unwrap();
-        if let Some(rest) = line.strip_prefix("admin API: http://") {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
+    use std::io::{Read, Write};
+    let (mut child, mut lines, addr) = demo(&["--duration", "90s", "--day", "20s"]);
     // eight decisions of rtc/socket (one every 2 s)
     let mut socket_lines = 0;
     while socket_lines < 8 {
