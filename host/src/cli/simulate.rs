@@ -134,32 +134,36 @@ pub fn run_config(
 ) -> Result<Run, String> {
     let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     tokio.block_on(async {
-        // compiled on real time; the simulation then runs on paused time
         // the policies do not change during a run: no backstop rescans every simulated 30 s
         let store_config = crate::policy_store::StoreConfig {
             rescan_interval: Duration::from_secs(365 * 86_400),
             ..crate::policy_store::StoreConfig::new(setup.policies.clone())
         };
         let store = daemon::open_store_with(runtime, store_config).await.map_err(|e| e.to_string())?;
+        // compiled on real time; the simulation runs on paused time
         tokio::time::pause();
         let clock = Arc::new(TokioClock::starting_at(engine::START_MS));
         let cluster = Arc::new(SimCluster::new(clock.clone()));
-        let mut names = Vec::new();
+        // each workload: (its target's namespace and name, its trace series) beside its course
+        let mut fed = Vec::new();
+        let mut runs: Vec<engine::WorkloadRun> = Vec::new();
         for spec in &config.workloads {
             let path = spec.target.path();
             let series =
                 trace.workloads.get(&spec.name).or_else(|| trace.workloads.get(&path)).cloned().unwrap_or_default();
+            let rps_per_pod = series.pod_rps.unwrap_or(setup.rps_per_pod);
             let mut workload = SimWorkload::new(
                 &spec.target.name,
                 spec.limits.min_replicas.max(1),
                 spec.limits.min_replicas,
                 spec.limits.max_replicas,
             );
-            workload.rps_per_pod = series.pod_rps.unwrap_or(setup.rps_per_pod);
+            workload.rps_per_pod = rps_per_pod;
             workload.startup_ms = setup.startup.as_millis() as u64;
             let load = series.load.clone();
             cluster.add(&spec.target.namespace, workload, Box::new(move |t| at(&load, t).unwrap_or(0.0)));
-            names.push((spec.name.clone(), spec.target.namespace.clone(), spec.target.name.clone(), series));
+            fed.push((spec.target.namespace.clone(), spec.target.name.clone(), series));
+            runs.push(engine::WorkloadRun { name: spec.name.clone(), rps_per_pod, samples: vec![], scales: vec![] });
         }
         let shutdown = CancellationToken::new();
         let settings = Settings {
@@ -181,19 +185,10 @@ pub fn run_config(
             .map_err(|e| e.to_string())?;
         let step_ms = setup.step.as_millis().max(1) as u64;
         let end_ms = setup.duration.map_or(trace.end_ms + step_ms, |d| d.as_millis() as u64);
-        let mut runs: Vec<engine::WorkloadRun> = names
-            .iter()
-            .map(|(name, _, _, series)| engine::WorkloadRun {
-                name: name.clone(),
-                rps_per_pod: series.pod_rps.unwrap_or(setup.rps_per_pod),
-                samples: vec![],
-                scales: vec![],
-            })
-            .collect();
         let mut t_ms = 0;
         while t_ms <= end_ms {
             let now_ms = engine::START_MS + t_ms;
-            for ((name, namespace, target, series), run) in names.iter().zip(runs.iter_mut()) {
+            for ((namespace, target, series), run) in fed.iter().zip(runs.iter_mut()) {
                 let metrics: Vec<Metric> = series
                     .metrics
                     .iter()
@@ -208,9 +203,9 @@ pub fn run_config(
                     })
                     .collect();
                 if !metrics.is_empty()
-                    && let Err(error) = running.hub.push(name, metrics, vec![], None, now_ms)
+                    && let Err(error) = running.hub.push(&run.name, metrics, vec![], None, now_ms)
                 {
-                    return Err(format!("{name}: {error}"));
+                    return Err(format!("{}: {error}", run.name));
                 }
                 let (replicas, ready) = cluster.counts(namespace, target).unwrap_or((0, 0));
                 run.samples.push(engine::Sample { t_ms, load: at(&series.load, t_ms).unwrap_or(0.0), replicas, ready });
@@ -219,7 +214,7 @@ pub fn run_config(
             t_ms += step_ms;
         }
         for call in cluster.scale_calls() {
-            if let Some(run) = names.iter().position(|(_, ns, name, _)| call.target == format!("{ns}/{name}")) {
+            if let Some(run) = fed.iter().position(|(ns, name, _)| call.target == format!("{ns}/{name}")) {
                 runs[run].scales.push((call.at_ms.saturating_sub(engine::START_MS), call.from, call.to));
             }
         }

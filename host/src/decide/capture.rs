@@ -10,7 +10,6 @@
 //! The snapshot is kept as the JSON text the inputs digest was computed
 //! from, so capturing costs no serialization.
 
-use crate::snapshot::Snapshot;
 use base64::Engine as _;
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -83,22 +82,13 @@ impl Captured {
             "applied": self.applied,
         })
     }
-
-    /// The snapshot of binding `index`'s call: the one it was given.
-    pub fn snapshot_for(&self, index: usize) -> Result<Snapshot, String> {
-        let mut snapshot: Snapshot = serde_json::from_slice(&self.snapshot).map_err(|e| e.to_string())?;
-        if let Some(call) = self.calls.get(index) {
-            snapshot.params = (*call.params).clone();
-            snapshot.state = call.state.clone();
-        }
-        Ok(snapshot)
-    }
 }
 
 /// A workload's recent captures, oldest first.
 #[derive(Debug, Clone)]
 pub struct CaptureLog {
-    entries: VecDeque<Captured>,
+    /// Each with its `Captured::bytes`, counted once.
+    entries: VecDeque<(usize, Captured)>,
     capacity: usize,
     bytes: usize,
 }
@@ -106,11 +96,6 @@ pub struct CaptureLog {
 impl CaptureLog {
     pub fn new(capacity: usize) -> CaptureLog {
         CaptureLog { entries: VecDeque::new(), capacity, bytes: 0 }
-    }
-
-    /// Whether anything is to be captured.
-    pub fn enabled(&self) -> bool {
-        self.capacity > 0
     }
 
     /// Captures each of `workloads` keeps when each may keep `per_workload`.
@@ -129,8 +114,8 @@ impl CaptureLog {
     }
 
     fn pop_oldest(&mut self) {
-        if let Some(entry) = self.entries.pop_front() {
-            self.bytes -= entry.bytes().min(self.bytes);
+        if let Some((bytes, _)) = self.entries.pop_front() {
+            self.bytes -= bytes.min(self.bytes);
         }
     }
 
@@ -141,8 +126,9 @@ impl CaptureLog {
         if self.entries.len() >= self.capacity {
             self.pop_oldest();
         }
-        self.bytes += entry.bytes();
-        self.entries.push_back(entry);
+        let bytes = entry.bytes();
+        self.bytes += bytes;
+        self.entries.push_back((bytes, entry));
         while self.bytes > CAPTURE_BYTES && self.entries.len() > 1 {
             self.pop_oldest();
         }
@@ -151,7 +137,7 @@ impl CaptureLog {
     /// The last `limit`, oldest first (the order to replay them in).
     pub fn recent(&self, limit: usize) -> Vec<Captured> {
         let skip = self.entries.len().saturating_sub(limit);
-        self.entries.iter().skip(skip).cloned().collect()
+        self.entries.iter().skip(skip).map(|(_, entry)| entry.clone()).collect()
     }
 
     pub fn len(&self) -> usize {
@@ -206,7 +192,7 @@ mod tests {
         assert_eq!(log.len(), 1);
         let mut off = CaptureLog::new(0);
         off.push(captured(1, 10));
-        assert!(off.is_empty() && !off.enabled());
+        assert!(off.is_empty());
     }
 
     #[test]

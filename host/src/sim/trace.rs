@@ -44,7 +44,7 @@ fn error(at: impl Into<String>, message: impl Into<String>) -> TraceError {
     TraceError { at: at.into(), message: message.into() }
 }
 
-/// The value in effect at `t_ms` of a step series (0 before the first row).
+/// The value in effect at `t_ms` of a step series (`None` before its first row).
 pub fn at(series: &[(u64, f64)], t_ms: u64) -> Option<f64> {
     let index = series.partition_point(|(t, _)| *t <= t_ms);
     index.checked_sub(1).map(|i| series[i].1)
