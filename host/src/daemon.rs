@@ -28,7 +28,7 @@ use crate::decide::{Decider, DeciderConfig, DecisionLines, Persist};
 use crate::k8s::{LeaderElector, LeaseSettings};
 use crate::keda;
 use crate::leadership::Leadership;
-use crate::policy::Runtime;
+use crate::policy::{CallPool, Runtime};
 use crate::policy_store::{PolicyStore, StoreConfig, StoreError};
 use crate::signals::{self, SignalHub};
 use crate::sink::Answers;
@@ -106,6 +106,9 @@ pub struct Settings {
     pub log_decisions: DecisionLines,
     /// Evaluations captured per workload with their exact snapshots (0: none).
     pub capture: usize,
+    /// Where policy calls run (`None`: the blocking pool, 2 × cores slots,
+    /// shared with the admin API's on-demand evaluations).
+    pub calls: Option<CallPool>,
 }
 
 /// Where KEDA's External Scaler listens, and its TLS (`None`: plaintext,
@@ -199,7 +202,7 @@ pub async fn start<C: Cluster>(
             return Err(StartError::State(error));
         }
     }
-    let calls = DeciderConfig::default().calls;
+    let calls = settings.calls.clone().unwrap_or_else(|| DeciderConfig::default().calls);
     let answers = Arc::new(Answers::default());
     let decider = Arc::new(Decider::new(
         cluster.clone(),

@@ -39,6 +39,9 @@ pub struct SimWorkload {
     pub cpu_request: f64,
     /// Time a new pod needs before it is Ready.
     pub startup_ms: u64,
+    /// Metrics fed from elsewhere (a simulation's trace): the cluster does
+    /// not report its own `cpu` or `rps` under such a name.
+    pub replaced_metrics: Vec<String>,
     /// (name, start time, deletion cost)
     pods: Vec<(String, u64, Option<i32>)>,
     next_pod: u64,
@@ -54,6 +57,7 @@ impl SimWorkload {
             rps_per_pod: 100.0,
             cpu_request: 0.5,
             startup_ms: 20_000,
+            replaced_metrics: Vec::new(),
             pods: Vec::new(),
             next_pod: 0,
             scale_events: Vec::new(),
@@ -68,8 +72,11 @@ impl SimWorkload {
 
     /// Scales to `replicas` at `now_ms`; new pods start now, removed pods are
     /// the newest ones (or, with deletion costs, the caller's choice later).
-    pub fn set_replicas(&mut self, replicas: u32, now_ms: u64, record: bool) {
+    ///
+    /// Returns the names of the pods removed.
+    pub fn set_replicas(&mut self, replicas: u32, now_ms: u64, record: bool) -> Vec<String> {
         let from = self.replicas();
+        let mut removed = vec![];
         while self.replicas() < replicas {
             self.pods.push((format!("{}-{}", self.name, self.next_pod), now_ms, None));
             self.next_pod += 1;
@@ -83,14 +90,19 @@ impl SimWorkload {
             let remove: std::collections::HashSet<usize> =
                 order.into_iter().take(self.pods.len() - replicas as usize).collect();
             let mut index = 0;
-            self.pods.retain(|_| {
+            self.pods.retain(|pod| {
                 index += 1;
-                !remove.contains(&(index - 1))
+                let keep = !remove.contains(&(index - 1));
+                if !keep {
+                    removed.push(pod.0.clone());
+                }
+                keep
             });
         }
         if record && from != replicas {
             self.scale_events.push(ScaleEvent { timestamp_ms: now_ms, from_replicas: from, to_replicas: replicas });
         }
+        removed
     }
 
     /// Annotates pods with deletion costs (unknown names are ignored).
@@ -104,6 +116,11 @@ impl SimWorkload {
 
     pub fn pod_names(&self) -> Vec<String> {
         self.pods.iter().map(|p| p.0.clone()).collect()
+    }
+
+    /// The pods ready at `now_ms`, oldest first.
+    pub fn ready_pods(&self, now_ms: u64) -> Vec<String> {
+        self.pods.iter().filter(|p| self.is_ready(p.1, now_ms)).map(|p| p.0.clone()).collect()
     }
 
     fn is_ready(&self, started_ms: u64, now_ms: u64) -> bool {
@@ -151,27 +168,29 @@ impl SimWorkload {
             .iter()
             .map(|(name, _, _)| PodSample { pod: name.clone(), value: per_pod_rps, timestamp_ms: now_ms, window_ms: 0 })
             .collect::<Vec<_>>();
+        let mut metrics = vec![
+            Metric {
+                name: "cpu".into(),
+                source: "pod-metrics".into(),
+                value: per_pod_cpu * ready.len() as f64,
+                timestamp_ms: now_ms.saturating_sub(5_000),
+                pods: cpu_samples,
+            },
+            Metric {
+                name: "rps".into(),
+                source: "sim".into(),
+                value: load_rps,
+                timestamp_ms: now_ms,
+                pods: rps_samples,
+            },
+        ];
+        metrics.retain(|m| !self.replaced_metrics.contains(&m.name));
         Observation {
             spec_replicas: self.replicas(),
             status_replicas: self.replicas(),
             ready_replicas: ready.len() as u32,
             pods,
-            metrics: vec![
-                Metric {
-                    name: "cpu".into(),
-                    source: "pod-metrics".into(),
-                    value: per_pod_cpu * ready.len() as f64,
-                    timestamp_ms: now_ms.saturating_sub(5_000),
-                    pods: cpu_samples,
-                },
-                Metric {
-                    name: "rps".into(),
-                    source: "sim".into(),
-                    value: load_rps,
-                    timestamp_ms: now_ms,
-                    pods: rps_samples,
-                },
-            ],
+            metrics,
             ..Observation::default()
         }
     }
@@ -204,6 +223,18 @@ pub struct ScaleCall {
     pub to: u32,
     pub at_ms: u64,
     pub reason: String,
+    /// The pods before the call, and those it removed.
+    pub pods: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+/// How busy a simulated pod is against its workload's average, in
+/// [0.7, 1.3): fixed per pod name, so pods differ (connections stay where
+/// they landed) and a policy that ranks pods has something to rank.
+pub fn pod_weight(pod: &str) -> f64 {
+    // FNV-1a: stable across runs and platforms
+    let hash = pod.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    0.7 + 0.6 * ((hash >> 11) as f64 / (1u64 << 53) as f64)
 }
 
 struct SimEntry {
@@ -268,6 +299,16 @@ impl<K: Clock> SimCluster<K> {
         self.entries.lock().get(&format!("{namespace}/{name}")).map(|e| e.workload.pod_names()).unwrap_or_default()
     }
 
+    /// The pods of `namespace/name` ready now, oldest first.
+    pub fn ready_pods(&self, namespace: &str, name: &str) -> Vec<String> {
+        let now_ms = self.clock.now_ms();
+        self.entries
+            .lock()
+            .get(&format!("{namespace}/{name}"))
+            .map(|e| e.workload.ready_pods(now_ms))
+            .unwrap_or_default()
+    }
+
     pub fn scale_calls(&self) -> Vec<ScaleCall> {
         self.scale_calls.lock().clone()
     }
@@ -304,13 +345,16 @@ impl<K: Clock> Cluster for SimCluster<K> {
             // the optimistic-concurrency check a resourceVersion gives on /scale
             return Err(ClusterError::Conflict(format!("conflict writing {}: the object changed", key(target))));
         }
-        entry.workload.set_replicas(to, now_ms, true);
+        let pods = entry.workload.pod_names();
+        let removed = entry.workload.set_replicas(to, now_ms, true);
         self.scale_calls.lock().push(ScaleCall {
             target: key(target),
             from,
             to,
             at_ms: now_ms,
             reason: reason.to_string(),
+            pods,
+            removed,
         });
         Ok(())
     }

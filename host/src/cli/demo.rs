@@ -120,6 +120,7 @@ pub fn run(args: &DemoArgs, cache_dir: Option<PathBuf>, log_level: Option<LogLev
             // the demo prints every decision itself
             log_decisions: DecisionLines::Off,
             capture: 8,
+            calls: None,
         };
         let store = daemon::open_store(runtime, args.policies.clone(), None)
             .await

@@ -257,6 +257,7 @@ pub fn run(args: &RunArgs, cache_dir: Option<PathBuf>, log_level: Option<LogLeve
             keda,
             log_decisions: args.log_decisions,
             capture: args.capture,
+            calls: None,
         };
         let running = daemon::start(settings, store, cluster, Arc::new(SystemClock), shutdown.clone())
             .await

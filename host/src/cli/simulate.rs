@@ -10,12 +10,13 @@ use crate::clock::TokioClock;
 use crate::config::Config;
 use crate::daemon::{self, Settings};
 use crate::decide::{DecisionLines, WorkloadView};
-use crate::policy::Runtime;
+use crate::policy::{CallPool, Runtime};
 use crate::sim::engine::{self, Run, Setup};
 use crate::sim::trace::{Trace, at};
-use crate::sim::{SimCluster, SimWorkload, chart};
-use crate::snapshot::Metric;
+use crate::sim::{SimCluster, SimWorkload, chart, pod_weight};
+use crate::snapshot::{Forecast, Metric, PodSample};
 use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -54,6 +55,9 @@ pub struct SimulateArgs {
     /// Length to simulate (default: to the trace's last row).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
+    /// Threads to run the workloads on (default: one per core); the results do not depend on it.
+    #[arg(long)]
+    pub jobs: Option<usize>,
 }
 
 pub fn run(args: &SimulateArgs, cache_dir: Option<PathBuf>) -> Result<(), Failure> {
@@ -78,11 +82,12 @@ pub fn run(args: &SimulateArgs, cache_dir: Option<PathBuf>) -> Result<(), Failur
         startup: args.startup,
         slo: args.slo,
         duration: args.duration,
+        jobs: args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)).max(1),
     };
     let mut configs = vec![];
     for path in std::iter::once(&args.config).chain(&args.compare) {
         let config =
-            engine::adapt(&read(path)?, &trace).map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
+            engine::adapt(&read(path)?, &trace, &setup).map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
         let mut label = path.file_stem().map_or("config".into(), |s| s.to_string_lossy().into_owned());
         if configs.iter().any(|(l, _)| *l == label) {
             label = format!("{label}-{}", configs.len() + 1);
@@ -93,11 +98,15 @@ pub fn run(args: &SimulateArgs, cache_dir: Option<PathBuf>) -> Result<(), Failur
         .map_err(|e| Failure::cannot_create(format!("cannot create {}: {e}", args.out.display())))?;
     let runtime = Arc::new(Runtime::new(runtime_config(cache_dir, 64))?);
     let started = Instant::now();
+    let steps = setup.end_ms(&trace) / setup.step_ms() + 1;
+    let total: u64 = configs.iter().map(|(_, c)| c.workloads.len() as u64 * steps).sum();
+    let bar = progress_bar(total);
     let mut runs = vec![];
     for (label, config) in configs {
-        eprintln!("simulating {label} ({} workloads)…", config.workloads.len());
-        runs.push(run_config(&label, config, &trace, &setup, runtime.clone()).map_err(Failure::internal)?);
+        bar.set_message(label.clone());
+        runs.push(run_config(&label, config, &trace, &setup, runtime.clone(), &bar).map_err(Failure::internal)?);
     }
+    bar.finish_and_clear();
     let elapsed = started.elapsed();
     let summary = summary(&runs, &setup);
     print!("{summary}");
@@ -124,13 +133,68 @@ pub fn run(args: &SimulateArgs, cache_dir: Option<PathBuf>) -> Result<(), Failur
     Ok(())
 }
 
+/// The progress of a run in workload-steps, drawn on stderr when it is a
+/// terminal (hidden otherwise).
+fn progress_bar(total: u64) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:40}] {percent:>3}% {elapsed} (eta {eta})")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
 /// Runs `config` over `trace` and samples every workload each step.
+///
+/// The workloads are independent in the daemon (they share only the
+/// evaluation rate, far above a simulation's), so they run in
+/// `setup.jobs` shards — a daemon each, on its own thread — and the
+/// courses are put back in the configuration's order: the same result on
+/// one thread or many, in a fraction of the time.
 pub fn run_config(
     label: &str,
     config: Config,
     trace: &Trace,
     setup: &Setup,
     runtime: Arc<Runtime>,
+    bar: &ProgressBar,
+) -> Result<Run, String> {
+    let order: Vec<String> = config.workloads.iter().map(|w| w.name.clone()).collect();
+    let jobs = setup.jobs.clamp(1, order.len().max(1));
+    let shards: Vec<Config> = (0..jobs)
+        .map(|shard| Config {
+            workloads: config.workloads.iter().skip(shard).step_by(jobs).cloned().collect(),
+            ..config.clone()
+        })
+        .collect();
+    let runs: Vec<Result<Run, String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = shards
+            .into_iter()
+            .map(|shard| {
+                let runtime = runtime.clone();
+                scope.spawn(move || run_shard(shard, trace, setup, runtime, bar))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("a simulation thread panicked".into()))).collect()
+    });
+    let mut run = Run { label: label.to_string(), workloads: vec![], decisions: 0 };
+    for shard in runs {
+        let shard = shard?;
+        run.decisions += shard.decisions;
+        run.workloads.extend(shard.workloads);
+    }
+    run.workloads.sort_by_key(|w| order.iter().position(|n| *n == w.name));
+    Ok(run)
+}
+
+/// One shard: a daemon on a single-threaded runtime on paused time.
+fn run_shard(
+    config: Config,
+    trace: &Trace,
+    setup: &Setup,
+    runtime: Arc<Runtime>,
+    bar: &ProgressBar,
 ) -> Result<Run, String> {
     let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     tokio.block_on(async {
@@ -160,10 +224,18 @@ pub fn run_config(
             );
             workload.rps_per_pod = rps_per_pod;
             workload.startup_ms = setup.startup.as_millis() as u64;
+            workload.replaced_metrics =
+                series.metrics.keys().map(|k| engine::fed_metric(k).to_string()).collect();
             let load = series.load.clone();
             cluster.add(&spec.target.namespace, workload, Box::new(move |t| at(&load, t).unwrap_or(0.0)));
             fed.push((spec.target.namespace.clone(), spec.target.name.clone(), series));
-            runs.push(engine::WorkloadRun { name: spec.name.clone(), rps_per_pod, samples: vec![], scales: vec![] });
+            runs.push(engine::WorkloadRun {
+                name: spec.name.clone(),
+                rps_per_pod,
+                samples: vec![],
+                scales: vec![],
+                removals: vec![],
+            });
         }
         let shutdown = CancellationToken::new();
         let settings = Settings {
@@ -177,28 +249,47 @@ pub fn run_config(
             resource_metrics: None,
             state: None,
             keda: None,
-            log_decisions: DecisionLines::Off,
+            log_decisions: DecisionLines::All,
             capture: 0,
+            // one thread on paused time: calls run in the loop itself
+            calls: Some(CallPool::inline()),
         };
         let running = daemon::start(settings, store, cluster.clone(), clock.clone(), shutdown.clone())
             .await
             .map_err(|e| e.to_string())?;
-        let step_ms = setup.step.as_millis().max(1) as u64;
-        let end_ms = setup.duration.map_or(trace.end_ms + step_ms, |d| d.as_millis() as u64);
+        let (step_ms, end_ms) = (setup.step_ms(), setup.end_ms(trace));
         let mut t_ms = 0;
         while t_ms <= end_ms {
             let now_ms = engine::START_MS + t_ms;
             for ((namespace, target, series), run) in fed.iter().zip(runs.iter_mut()) {
+                let mut ready: Option<Vec<String>> = None;
+                for (column, values) in &series.metrics {
+                    let Some(name) = column.strip_prefix(engine::FORECAST_PREFIX) else { continue };
+                    let Some((metric, forecast)) = forecast(name, values, t_ms, step_ms, now_ms) else { continue };
+                    if let Err(error) = running.hub.update(&run.name, "push", metric, Some(forecast), now_ms) {
+                        return Err(format!("{}: {error}", run.name));
+                    }
+                }
                 let metrics: Vec<Metric> = series
                     .metrics
                     .iter()
-                    .filter_map(|(metric, values)| {
-                        at(values, t_ms).map(|value| Metric {
-                            name: metric.clone(),
+                    .filter(|(column, _)| !column.starts_with(engine::FORECAST_PREFIX))
+                    .filter_map(|(column, values)| {
+                        let value = at(values, t_ms)?;
+                        let (name, value, pods) = match column.strip_prefix(engine::POD_PREFIX) {
+                            Some(name) => {
+                                let ready = ready.get_or_insert_with(|| cluster.ready_pods(namespace, target));
+                                let (average, pods) = per_pod(ready, value, now_ms)?;
+                                (name, average, pods)
+                            }
+                            None => (column.as_str(), value, vec![]),
+                        };
+                        Some(Metric {
+                            name: name.to_string(),
                             source: "push".into(),
                             value,
                             timestamp_ms: now_ms,
-                            pods: vec![],
+                            pods,
                         })
                     })
                     .collect();
@@ -210,19 +301,60 @@ pub fn run_config(
                 let (replicas, ready) = cluster.counts(namespace, target).unwrap_or((0, 0));
                 run.samples.push(engine::Sample { t_ms, load: at(&series.load, t_ms).unwrap_or(0.0), replicas, ready });
             }
+            bar.inc(fed.len() as u64);
             tokio::time::sleep(Duration::from_millis(step_ms)).await;
             t_ms += step_ms;
         }
         for call in cluster.scale_calls() {
             if let Some(run) = fed.iter().position(|(ns, name, _)| call.target == format!("{ns}/{name}")) {
-                runs[run].scales.push((call.at_ms.saturating_sub(engine::START_MS), call.from, call.to));
+                let t_ms = call.at_ms.saturating_sub(engine::START_MS);
+                runs[run].scales.push((t_ms, call.from, call.to));
+                if !call.removed.is_empty() {
+                    runs[run].removals.push((t_ms, call.pods, call.removed));
+                }
             }
         }
         let decisions = running.decider.total_decisions();
         shutdown.cancel();
         running.wait().await;
-        Ok(Run { label: label.to_string(), workloads: runs, decisions })
+        Ok(Run { label: String::new(), workloads: runs, decisions })
     })
+}
+
+/// What a forecaster that knew the trace would say at `t_ms`: the
+/// column's values from then on, a step apart, over the horizon.
+fn forecast(name: &str, values: &[(u64, f64)], t_ms: u64, step_ms: u64, now_ms: u64) -> Option<(Metric, Forecast)> {
+    let points = (engine::FORECAST_HORIZON.as_millis() as u64 / step_ms).max(1);
+    let values: Vec<f64> = (0..points).map_while(|i| at(values, t_ms + i * step_ms)).collect();
+    let first = *values.first()?;
+    let metric = Metric { name: name.to_string(), source: "push".into(), value: first, timestamp_ms: now_ms, pods: vec![] };
+    let forecast = Forecast {
+        name: name.to_string(),
+        generated_ms: now_ms,
+        start_ms: now_ms,
+        step_seconds: (step_ms / 1000).max(1) as u32,
+        values,
+    };
+    Some((metric, forecast))
+}
+
+/// A workload's `total` shared by its ready pods, each its share spread by
+/// the pod's weight (the shares add up to `total`); with the average, or
+/// `None` while no pod is ready.
+fn per_pod(ready: &[String], total: f64, now_ms: u64) -> Option<(f64, Vec<PodSample>)> {
+    let weights: Vec<f64> = ready.iter().map(|pod| pod_weight(pod)).collect();
+    let sum: f64 = weights.iter().sum();
+    let samples = ready
+        .iter()
+        .zip(weights)
+        .map(|(pod, weight)| PodSample {
+            pod: pod.clone(),
+            value: total * weight / sum,
+            timestamp_ms: now_ms,
+            window_ms: 0,
+        })
+        .collect();
+    (!ready.is_empty()).then(|| (total / ready.len() as f64, samples))
 }
 
 /// Every workload any configuration runs, in the order they first appear.

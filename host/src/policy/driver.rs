@@ -55,11 +55,18 @@ impl Driver {
     /// `bound`, or waited on time that cannot pass (`stuck`, see
     /// `sandbox::PinnedClocks`) — it has been dropped then.
     ///
-    /// Blocks: call it from a blocking thread or outside any async runtime,
-    /// never on an async worker.
+    /// Blocks the calling thread until then: call it from a blocking thread
+    /// or outside any async runtime — or, where nothing else may run
+    /// meanwhile (the simulator's single-threaded loop), on the runtime's
+    /// own thread. The call is polled by a plain thread-parking executor,
+    /// not a tokio runtime, so it may run inside one; only its bound is a
+    /// timer on the driver's runtime.
     pub fn run<F: Future>(&self, bound: Duration, stuck: &Notify, call: F) -> Result<F::Output, Overstay> {
         let runtime = self.runtime.as_ref().expect("driver runs until dropped");
-        runtime.handle().block_on(async {
+        // the bound's timer registers with the driver's runtime, whatever
+        // runtime (if any) this thread belongs to
+        let _timers = runtime.handle().enter();
+        futures::executor::block_on(async {
             tokio::select! {
                 biased;
                 output = call => Ok(output),

@@ -17,6 +17,8 @@ pub struct CallPool {
 }
 
 struct Inner {
+    /// Calls run on the caller's thread instead of the blocking pool.
+    inline: bool,
     slots: Semaphore,
     /// On-demand calls holding or waiting for a slot, at most half the slots.
     on_demand: Semaphore,
@@ -39,6 +41,7 @@ impl CallPool {
         let size = slots.max(1);
         CallPool {
             inner: Arc::new(Inner {
+                inline: false,
                 slots: Semaphore::new(size),
                 on_demand: Semaphore::new((size / 2).max(1)),
                 waiting: AtomicUsize::new(0),
@@ -47,11 +50,26 @@ impl CallPool {
         }
     }
 
+    /// A pool whose calls run on the calling task's own thread, one at a
+    /// time, blocking it: for the simulator, whose single-threaded loop on
+    /// paused time has nothing else to run meanwhile and would otherwise
+    /// spend most of its time handing calls to a blocking thread and back.
+    /// Never for a live daemon (a call would stall its loop).
+    pub fn inline() -> CallPool {
+        let mut pool = CallPool::new(1);
+        Arc::get_mut(&mut pool.inner).expect("just made").inline = true;
+        pool
+    }
+
     /// Runs `policy.evaluate(snapshot)` on the blocking pool once a slot is
     /// free. `None` if the call's thread panicked.
     pub async fn evaluate(&self, policy: Arc<dyn Policy>, snapshot: Snapshot) -> Option<Evaluation> {
         let slot = self.inner.slots.acquire().await.expect("the pool's semaphore is never closed");
-        let evaluation = tokio::task::spawn_blocking(move || policy.evaluate(&snapshot)).await.ok();
+        let evaluation = if self.inner.inline {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| policy.evaluate(&snapshot))).ok()
+        } else {
+            tokio::task::spawn_blocking(move || policy.evaluate(&snapshot)).await.ok()
+        };
         drop(slot);
         evaluation
     }

@@ -7,7 +7,10 @@
 //!
 //! The configuration is the one deployed, adapted to the simulation: its
 //! signal `sources` are dropped; a declared metric the trace has values for
-//! is fed from the trace (as a pushed metric) and others are left out
+//! is fed from the trace (as a pushed metric, fresh for two steps unless it
+//! sets `max_age`; a `pod.<metric>` column per
+//! ready pod, spread by [`pod_weight`](super::pod_weight); a
+//! `forecast.<metric>` column as a forecast series) and others are left out
 //! (the simulated cluster reports `cpu` and `rps` per pod itself);
 //! `actuator: keda` becomes `kubernetes` (KEDA would apply the count).
 
@@ -18,6 +21,20 @@ use std::time::Duration;
 
 /// Where the simulated time starts (2027-01-01T00:00:00Z): charts read as a day.
 pub const START_MS: u64 = 1_798_761_600_000;
+
+/// A trace column `pod.<metric>` feeds `<metric>` per ready pod: the
+/// workload's total, shared by them.
+pub const POD_PREFIX: &str = "pod.";
+/// A trace column `forecast.<metric>` feeds `<metric>` as a forecast: each
+/// step, the column's own values from then on, over [`FORECAST_HORIZON`].
+pub const FORECAST_PREFIX: &str = "forecast.";
+/// How far ahead a fed forecast reaches.
+pub const FORECAST_HORIZON: Duration = Duration::from_secs(2 * 3600);
+
+/// The metric a trace column feeds.
+pub fn fed_metric(column: &str) -> &str {
+    column.strip_prefix(POD_PREFIX).or_else(|| column.strip_prefix(FORECAST_PREFIX)).unwrap_or(column)
+}
 
 /// How the simulated cluster behaves and is sampled.
 #[derive(Debug, Clone)]
@@ -34,6 +51,19 @@ pub struct Setup {
     pub slo: f64,
     /// Simulated length (default: the trace's last row plus one step).
     pub duration: Option<Duration>,
+    /// Threads the workloads are spread over (results do not depend on it).
+    pub jobs: usize,
+}
+
+impl Setup {
+    pub fn step_ms(&self) -> u64 {
+        self.step.as_millis().max(1) as u64
+    }
+
+    /// The last sampled time, ms from the start.
+    pub fn end_ms(&self, trace: &Trace) -> u64 {
+        self.duration.map_or(trace.end_ms + self.step_ms(), |d| d.as_millis() as u64)
+    }
 }
 
 /// One workload at one sampling step.
@@ -54,6 +84,8 @@ pub struct WorkloadRun {
     pub samples: Vec<Sample>,
     /// (time ms from start, from, to)
     pub scales: Vec<(u64, u32, u32)>,
+    /// Scale-ins: (time ms from start, the pods before, the pods removed).
+    pub removals: Vec<(u64, Vec<String>, Vec<String>)>,
 }
 
 /// What one configuration did.
@@ -66,7 +98,7 @@ pub struct Run {
 }
 
 /// The deployed configuration adapted to the simulation (see the module doc).
-pub fn adapt(text: &str, trace: &Trace) -> Result<Config, String> {
+pub fn adapt(text: &str, trace: &Trace, setup: &Setup) -> Result<Config, String> {
     use serde_yaml_ng::Value;
     let mut doc: Value = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
     let Some(root) = doc.as_mapping_mut() else { return Err("not a YAML mapping".into()) };
@@ -94,7 +126,7 @@ pub fn adapt(text: &str, trace: &Trace) -> Result<Config, String> {
                 .workloads
                 .get(&name)
                 .or_else(|| trace.workloads.get(&path))
-                .map(|s| s.metrics.keys().cloned().collect())
+                .map(|s| s.metrics.keys().map(|k| fed_metric(k).to_string()).collect())
                 .unwrap_or_default();
             if let Some(metrics) = workload.get_mut("metrics").and_then(Value::as_sequence_mut) {
                 metrics.retain(|m| m.get("name").and_then(Value::as_str).is_some_and(|n| fed.iter().any(|f| f == n)));
@@ -107,6 +139,10 @@ pub fn adapt(text: &str, trace: &Trace) -> Result<Config, String> {
                     metric.clear();
                     metric.extend(keep);
                     metric.insert("push".into(), Value::Mapping(Default::default()));
+                    // pushed once a step: fresh until the next push has surely come
+                    if !metric.contains_key("max_age") {
+                        metric.insert("max_age".into(), format!("{}ms", 2 * setup.step_ms()).into());
+                    }
                 }
             }
         }

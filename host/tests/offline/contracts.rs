@@ -134,6 +134,7 @@ async fn one_daemon_serves_both_versions() {
         keda: None,
         log_decisions: scalegate::decide::DecisionLines::Off,
         capture: 8,
+        calls: None,
     };
     let shutdown = CancellationToken::new();
     let running = daemon::start(settings, store, cluster.clone(), clock, shutdown.clone()).await.unwrap();

@@ -60,6 +60,7 @@ async fn start(keda_listen: SocketAddr, tls: Option<Tls>) -> Daemon {
         keda: Some(KedaSettings { listen: keda_listen, tls }),
         log_decisions: scalegate::decide::DecisionLines::Notable,
         capture: 8,
+        calls: None,
     };
     let shutdown = CancellationToken::new();
     let running = daemon::start(settings, store, cluster, clock, shutdown.clone()).await.unwrap();

@@ -4,6 +4,7 @@
 
 use crate::support::*;
 use scalegate::sim::engine::{self, Run, Setup};
+use scalegate::sim::pod_weight;
 use scalegate::sim::trace::Trace;
 use std::process::Command;
 use std::sync::Arc;
@@ -17,13 +18,22 @@ fn setup() -> Setup {
         startup: Duration::from_secs(30),
         slo: 0.8,
         duration: None,
+        jobs: 2,
     }
 }
 
 fn simulate(config: &str, trace: &str) -> Run {
     let trace = Trace::parse(trace).unwrap();
-    let config = engine::adapt(config, &trace).unwrap();
-    scalegate::cli::simulate::run_config("test", config, &trace, &setup(), Arc::new(runtime())).unwrap()
+    let config = engine::adapt(config, &trace, &setup()).unwrap();
+    scalegate::cli::simulate::run_config(
+        "test",
+        config,
+        &trace,
+        &setup(),
+        Arc::new(runtime()),
+        &indicatif::ProgressBar::hidden(),
+    )
+    .unwrap()
 }
 
 /// Replicas at `minute` of the run.
@@ -202,4 +212,66 @@ workloads:
         web.scales
     );
     assert_eq!(web.samples.last().unwrap().replicas, 1);
+}
+
+#[test]
+fn urgency_adds_five_at_urgency_three_and_removes_the_least_loaded_pod() {
+    // seed 001's example as deployed; heartbeats fed per pod from the trace
+    let config = std::fs::read_to_string(workspace().join("examples/lb-urgency/scalegate.yaml")).unwrap();
+    let head = "time,workload,load,pod.cpu,pod.connections,pod.mps,memory,latency_ms,kafka_lag\n";
+    // busy (between the marks), a spike far over cpu's critical mark for a
+    // minute, then calm for an hour (every metric under its low mark)
+    let trace = format!(
+        "{head}0,rtc/socket,600,60,600,300,45,80,300\n\
+         3m,rtc/socket,3000,800,8000,3000,60,240,2500\n\
+         4m,rtc/socket,100,10,300,40,35,30,40\n\
+         70m,rtc/socket,100,10,300,40,35,30,40\n"
+    );
+    let run = simulate(&config, &trace);
+    let socket = run.workload("rtc/socket").unwrap();
+    let first_up = socket.scales.iter().find(|(_, from, to)| to > from).expect("scales out");
+    assert_eq!((first_up.1, first_up.2), (2, 7), "urgency 3: +5 at once: {:?}", socket.scales);
+    assert!((3 * 60_000..3 * 60_000 + 10_000).contains(&first_up.0), "within an interval: {:?}", socket.scales);
+
+    // calm: one pod per 300 s hold, each time one with the fewest
+    // connections (the policy's deletion cost: a pod's share of the 300
+    // connections, floored; the ReplicaSet takes the lowest cost)
+    assert!(socket.removals.len() >= 3, "{:?}", socket.scales);
+    for (t_ms, before, removed) in &socket.removals {
+        assert_eq!(removed.len(), 1, "one at a time at {t_ms} ms");
+        let sum: f64 = before.iter().map(|p| pod_weight(p)).sum();
+        let cost = |pod: &str| (300.0 * pod_weight(pod) / sum).floor();
+        let least = before.iter().map(|p| cost(p)).fold(f64::INFINITY, f64::min);
+        assert_eq!(cost(&removed[0]), least, "at {t_ms} ms: {} from {before:?}", removed[0]);
+    }
+    let gaps: Vec<u64> = socket.removals.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    assert!(gaps.iter().all(|g| *g >= 300_000), "a hold between removals: {gaps:?}");
+    // the ReplicaSet alone would have taken the newest pod: the costs chose
+    assert!(
+        socket.removals.iter().any(|(_, before, removed)| before.last() != Some(&removed[0])),
+        "every least-loaded pod was also the newest: the test shows nothing"
+    );
+}
+
+#[test]
+fn forecast_has_capacity_up_before_the_spike_by_the_lead_time() {
+    // seed 002's example: a 10 minute lead time; the forecaster knows the 09:00 campaign
+    let config = std::fs::read_to_string(workspace().join("examples/forecast-lead-time/scalegate.yaml")).unwrap();
+    let trace = "time,workload,load,forecast.replicas\n\
+                 0,default/my-api,300,4\n\
+                 1h,default/my-api,1800,23\n\
+                 2h,default/my-api,300,4\n\
+                 3h,default/my-api,300,4\n";
+    let run = simulate(&config, trace);
+    let api = run.workload("default/my-api").unwrap();
+    let ready_by = |t_ms: u64| api.samples.iter().rev().find(|s| s.t_ms <= t_ms).unwrap().ready;
+    assert_eq!(ready_by(45 * 60_000), 4, "no earlier than the lead time: {:?}", api.scales);
+    let up = api.scales.iter().find(|(_, from, to)| *to >= 23 && to > from).expect("scales up");
+    // evaluated every 30 s: the spike enters the 600 s window within one interval of 50:00
+    assert!((50 * 60_000 - 30_000..=50 * 60_000 + 31_000).contains(&up.0), "{:?}", api.scales);
+    assert!(ready_by(60 * 60_000) >= 23, "ready before the spike: {:?}", api.scales);
+    // after it, down by at most 20 % a step (the capacity planner's clamp)
+    let downs: Vec<_> = api.scales.iter().filter(|(t, ..)| *t > 60 * 60_000).collect();
+    assert!(downs.iter().all(|(_, from, to)| f64::from(*to) >= (f64::from(*from) * 0.8).floor()), "{downs:?}");
+    assert!(downs.first().is_some_and(|(t, ..)| *t >= 120 * 60_000 - 10 * 60_000), "held through the spike: {downs:?}");
 }

@@ -54,6 +54,7 @@ impl Rig {
             keda: None,
             log_decisions: scalegate::decide::DecisionLines::Notable,
             capture: 8,
+            calls: None,
         };
         let shutdown = tokio_util::sync::CancellationToken::new();
         let running = daemon::start(settings, store, cluster, Arc::new(SystemClock), shutdown.clone()).await.unwrap();
