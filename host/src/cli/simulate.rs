@@ -12,9 +12,9 @@ use crate::daemon::{self, Settings};
 use crate::decide::{DecisionLines, WorkloadView};
 use crate::policy::{CallPool, Runtime};
 use crate::sim::engine::{self, Run, Setup};
-use crate::sim::trace::{Trace, at};
+use crate::sim::trace::{self, Trace, at};
 use crate::sim::{SimCluster, SimWorkload, chart, pod_weight};
-use crate::snapshot::{Forecast, Metric, PodSample};
+use crate::snapshot::{Forecast, Metric, PodSample, ScaleAction, Signal};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::fmt::Write as _;
@@ -274,6 +274,7 @@ fn run_shard(
                     .metrics
                     .iter()
                     .filter(|(column, _)| !column.starts_with(engine::FORECAST_PREFIX))
+                    .filter(|(column, _)| !column.starts_with(engine::DIRECTIVE_PREFIX))
                     .filter_map(|(column, values)| {
                         let value = at(values, t_ms)?;
                         let (name, value, pods) = match column.strip_prefix(engine::POD_PREFIX) {
@@ -293,8 +294,10 @@ fn run_shard(
                         })
                     })
                     .collect();
-                if !metrics.is_empty()
-                    && let Err(error) = running.hub.push(&run.name, metrics, vec![], None, now_ms)
+                let since = t_ms.checked_sub(step_ms);
+                let signals = directives(series, since, t_ms, now_ms);
+                if !(metrics.is_empty() && signals.is_empty())
+                    && let Err(error) = running.hub.push(&run.name, metrics, signals, None, now_ms)
                 {
                     return Err(format!("{}: {error}", run.name));
                 }
@@ -319,6 +322,42 @@ fn run_shard(
         running.wait().await;
         Ok(Run { label: String::new(), workloads: runs, decisions })
     })
+}
+
+/// The directives of the trace's rows after `since` (from the start when
+/// `None`) up to `t_ms`, one per row: `directive.target_replicas`,
+/// `directive.delta` and `directive.urgency` cells as a `scale-signal`, as
+/// the Kafka directive source reads a `ScaleSignal`.
+fn directives(series: &trace::Series, since: Option<u64>, t_ms: u64, now_ms: u64) -> Vec<Signal> {
+    let mut rows: std::collections::BTreeMap<u64, Signal> = Default::default();
+    for (column, values) in &series.metrics {
+        let Some(field) = column.strip_prefix(engine::DIRECTIVE_PREFIX) else { continue };
+        for &(at_ms, value) in values.iter().filter(|(at_ms, _)| since.is_none_or(|s| *at_ms > s) && *at_ms <= t_ms) {
+            let signal = rows.entry(at_ms).or_insert_with(|| Signal {
+                kind: "scale-signal".into(),
+                source: "trace".into(),
+                timestamp_ms: now_ms,
+                action: None,
+                target_replicas: None,
+                urgency: None,
+                reason: format!("trace row at {} s", at_ms / 1000),
+                attributes: vec![],
+            });
+            match field {
+                "target_replicas" => signal.target_replicas = Some(value.max(0.0) as u32),
+                "urgency" => {
+                    signal.urgency = Some(value.clamp(0.0, 3.0) as u8);
+                    signal.action.get_or_insert(ScaleAction::ScaleOut);
+                }
+                "delta" => {
+                    signal.attributes.push(("delta".into(), format!("{}", value as i64)));
+                    signal.action = Some(if value < 0.0 { ScaleAction::ScaleIn } else { ScaleAction::ScaleOut });
+                }
+                other => signal.attributes.push((other.to_string(), value.to_string())),
+            }
+        }
+    }
+    rows.into_values().collect()
 }
 
 /// What a forecaster that knew the trace would say at `t_ms`: the

@@ -28,6 +28,10 @@ pub const POD_PREFIX: &str = "pod.";
 /// A trace column `forecast.<metric>` feeds `<metric>` as a forecast: each
 /// step, the column's own values from then on, over [`FORECAST_HORIZON`].
 pub const FORECAST_PREFIX: &str = "forecast.";
+/// Trace columns `directive.target_replicas`, `directive.delta` and
+/// `directive.urgency` are events: a row with any of them is one
+/// `scale-signal` at its time (delivered at the next step).
+pub const DIRECTIVE_PREFIX: &str = "directive.";
 /// How far ahead a fed forecast reaches.
 pub const FORECAST_HORIZON: Duration = Duration::from_secs(2 * 3600);
 

@@ -275,3 +275,25 @@ fn forecast_has_capacity_up_before_the_spike_by_the_lead_time() {
     assert!(downs.iter().all(|(_, from, to)| f64::from(*to) >= (f64::from(*from) * 0.8).floor()), "{downs:?}");
     assert!(downs.first().is_some_and(|(t, ..)| *t >= 120 * 60_000 - 10 * 60_000), "held through the spike: {downs:?}");
 }
+
+#[test]
+fn directives_in_the_trace_are_followed_within_a_step() {
+    // seed 000's example: scalegate executes the load balancer's ScaleSignals
+    let config = std::fs::read_to_string(workspace().join("examples/kafka-scale-signal/scalegate.yaml")).unwrap();
+    let trace = "time,workload,load,directive.target_replicas,directive.delta,directive.urgency\n\
+                 0,rtc/socket,300,,,\n\
+                 1m,rtc/socket,,,,3\n\
+                 5m,rtc/socket,,12,,\n\
+                 10m,rtc/socket,,,-1,\n\
+                 11m,rtc/socket,,5,,\n\
+                 15m,rtc/socket,300,,,\n";
+    let run = simulate(&config, trace);
+    let socket = run.workload("rtc/socket").unwrap();
+    let scales: Vec<(u32, u32)> = socket.scales.iter().map(|(_, from, to)| (*from, *to)).collect();
+    // urgency 3: +5; then exactly 12; −1; 5 asked, one pod a step down (the guardrail)
+    assert_eq!(scales, vec![(3, 8), (8, 12), (12, 11), (11, 10)], "{:?}", socket.scales);
+    let at: Vec<u64> = socket.scales.iter().map(|(t, ..)| *t).collect();
+    for (t, row) in at.iter().zip([60_000, 300_000, 600_000, 660_000]) {
+        assert!((row..=row + 15_000).contains(t), "within a step of its row: {at:?}");
+    }
+}
