@@ -34,7 +34,7 @@ pub struct SimulateArgs {
     /// Other configurations to run over the same trace, shown beside it (repeatable).
     #[arg(long)]
     pub compare: Vec<PathBuf>,
-    /// Directory for the charts (`<workload>.svg`) and `summary.md`.
+    /// Directory for the charts (`<workload>.svg` and `.png`) and `summary.md`.
     #[arg(long)]
     pub out: PathBuf,
     /// Directory holding the policies the configurations bind.
@@ -86,8 +86,8 @@ pub fn run(args: &SimulateArgs, cache_dir: Option<PathBuf>) -> Result<(), Failur
     };
     let mut configs = vec![];
     for path in std::iter::once(&args.config).chain(&args.compare) {
-        let config =
-            engine::adapt(&read(path)?, &trace, &setup).map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
+        let config = engine::adapt(&read(path)?, &trace, &setup)
+            .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
         let mut label = path.file_stem().map_or("config".into(), |s| s.to_string_lossy().into_owned());
         if configs.iter().any(|(l, _)| *l == label) {
             label = format!("{label}-{}", configs.len() + 1);
@@ -120,15 +120,20 @@ pub fn run(args: &SimulateArgs, cache_dir: Option<PathBuf>) -> Result<(), Failur
         elapsed.as_secs_f64(),
         args.out.display()
     );
-    let write = |name: &str, text: &str| {
+    let write = |name: &str, bytes: &[u8]| {
         let path = args.out.join(name);
-        std::fs::write(&path, text).map_err(|e| Failure::cannot_create(format!("cannot write {}: {e}", path.display())))
+        std::fs::write(&path, bytes)
+            .map_err(|e| Failure::cannot_create(format!("cannot write {}: {e}", path.display())))
     };
-    write("summary.md", &summary)?;
+    write("summary.md", summary.as_bytes())?;
+    let rasterizer = chart::Rasterizer::new();
     for name in workload_names(&runs) {
         let series: Vec<(&str, &engine::WorkloadRun)> =
             runs.iter().filter_map(|r| r.workload(&name).map(|w| (r.label.as_str(), w))).collect();
-        write(&format!("{}.svg", file_name(&name)), &chart::svg(&name, &series, &setup))?;
+        let svg = chart::svg(&name, &series, &setup);
+        write(&format!("{}.svg", file_name(&name)), svg.as_bytes())?;
+        let png = rasterizer.png(&svg).map_err(Failure::internal)?;
+        write(&format!("{}.png", file_name(&name)), &png)?;
     }
     Ok(())
 }
@@ -224,8 +229,7 @@ fn run_shard(
             );
             workload.rps_per_pod = rps_per_pod;
             workload.startup_ms = setup.startup.as_millis() as u64;
-            workload.replaced_metrics =
-                series.metrics.keys().map(|k| engine::fed_metric(k).to_string()).collect();
+            workload.replaced_metrics = series.metrics.keys().map(|k| engine::fed_metric(k).to_string()).collect();
             let load = series.load.clone();
             cluster.add(&spec.target.namespace, workload, Box::new(move |t| at(&load, t).unwrap_or(0.0)));
             fed.push((spec.target.namespace.clone(), spec.target.name.clone(), series));
@@ -366,7 +370,8 @@ fn forecast(name: &str, values: &[(u64, f64)], t_ms: u64, step_ms: u64, now_ms: 
     let points = (engine::FORECAST_HORIZON.as_millis() as u64 / step_ms).max(1);
     let values: Vec<f64> = (0..points).map_while(|i| at(values, t_ms + i * step_ms)).collect();
     let first = *values.first()?;
-    let metric = Metric { name: name.to_string(), source: "push".into(), value: first, timestamp_ms: now_ms, pods: vec![] };
+    let metric =
+        Metric { name: name.to_string(), source: "push".into(), value: first, timestamp_ms: now_ms, pods: vec![] };
     let forecast = Forecast {
         name: name.to_string(),
         generated_ms: now_ms,

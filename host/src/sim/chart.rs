@@ -172,3 +172,42 @@ fn nice_step(raw: f64) -> f64 {
     let power = 10f64.powf(raw.max(1e-9).log10().floor());
     [1.0, 2.0, 5.0, 10.0].into_iter().map(|m| m * power).find(|s| *s >= raw).unwrap_or(10.0 * power).max(1.0)
 }
+
+/// Renders charts to PNG (resvg), with the machine's fonts for the labels.
+pub struct Rasterizer {
+    options: resvg::usvg::Options<'static>,
+}
+
+impl Default for Rasterizer {
+    fn default() -> Self {
+        Rasterizer::new()
+    }
+}
+
+impl Rasterizer {
+    /// Loads the system fonts once; the charts' `sans-serif` is DejaVu Sans
+    /// when installed, else the first family found (no font: no labels).
+    pub fn new() -> Rasterizer {
+        let mut options = resvg::usvg::Options::default();
+        let fonts = options.fontdb_mut();
+        fonts.load_system_fonts();
+        let family = fonts
+            .faces()
+            .flat_map(|face| face.families.iter().map(|(name, _)| name.clone()))
+            .min_by_key(|name| name != "DejaVu Sans");
+        if let Some(family) = family {
+            fonts.set_sans_serif_family(family);
+        }
+        Rasterizer { options }
+    }
+
+    /// `svg` as a PNG of the same size.
+    pub fn png(&self, svg: &str) -> Result<Vec<u8>, String> {
+        let tree = resvg::usvg::Tree::from_str(svg, &self.options).map_err(|e| format!("chart SVG: {e}"))?;
+        let size = tree.size().to_int_size();
+        let mut pixmap = resvg::tiny_skia::Pixmap::new(size.width(), size.height())
+            .ok_or_else(|| format!("cannot draw {}×{} pixels", size.width(), size.height()))?;
+        resvg::render(&tree, resvg::tiny_skia::Transform::default(), &mut pixmap.as_mut());
+        pixmap.encode_png().map_err(|e| format!("PNG encoding: {e}"))
+    }
+}

@@ -146,6 +146,17 @@ fn simulate_charts_each_workload_with_one_series_per_configuration() {
         assert_eq!(ready, configs, "{file}");
     }
 
+    // and a PNG of the same size per workload (resvg), checked from its header
+    for file in ["default_frontend.png", "default_checkout.png"] {
+        let png = std::fs::read(out.path().join(file)).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{file}: a PNG signature");
+        assert_eq!(&png[12..16], b"IHDR", "{file}");
+        let size =
+            (u32::from_be_bytes(png[16..20].try_into().unwrap()), u32::from_be_bytes(png[20..24].try_into().unwrap()));
+        assert_eq!(size, (960, 400), "{file}");
+        assert!(png.len() > 10_000, "{file}: {} bytes, nothing drawn?", png.len());
+    }
+
     // a bad trace is named, nothing written
     let bad = out.path().join("bad.csv");
     std::fs::write(&bad, "time,workload,load\n0,default/frontend,lots\n").unwrap();
