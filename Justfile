@@ -30,6 +30,10 @@ demo: plugins build
 simulate: plugins build
     target/release/scalegate simulate --config examples/prometheus-ema/scalegate.yaml --trace examples/prometheus-ema/trace.csv --compare examples/prometheus-ema/hybrid.yaml --out target/simulate
 
+# Simulate every seed example's day and refresh the charts in examples/ (examples/README.md shows them)
+charts: plugins build
+    scripts/example-charts.sh
+
 # Run every test: unit, policy runtime, HPA reference, CLI, fake API server, manifests, and the signal tests against the servers they start themselves
 test: plugins test-tools
     cargo test --release

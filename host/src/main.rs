@@ -10,8 +10,13 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, reload};
 
 fn main() -> ExitCode {
-    limit_malloc_arenas();
     let cli = Cli::parse();
+    // `simulate` runs a single-threaded daemon per core, each allocating all
+    // the time: sharing two arenas serialized them on the allocator's lock
+    // (2.5× slower on 2 cores, docs/BENCHMARKS.md)
+    if !matches!(cli.command, scalegate::cli::Command::Simulate(_)) {
+        limit_malloc_arenas();
+    }
     let wanted = cli.log_filter();
     let filter = EnvFilter::try_new(&wanted).unwrap_or_else(|error| {
         eprintln!("warning: invalid --log-level {wanted:?} ({error}); using \"warn\"");
@@ -50,7 +55,7 @@ fn main() -> ExitCode {
 fn limit_malloc_arenas() {
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
         // SAFETY: `mallopt` only tunes the allocator; it is called before
-        // any other thread exists.
+        // any other thread exists (parsing the command line starts none).
         #[allow(unsafe_code)]
         unsafe {
             libc::mallopt(libc::M_ARENA_MAX, 2);

@@ -37,8 +37,9 @@ pub struct SimWorkload {
     pub rps_per_pod: f64,
     /// CPU request per pod, cores.
     pub cpu_request: f64,
-    /// Memory request per pod, bytes; usage is 35 % of it idle, 50 % at full CPU.
-    pub memory_request: f64,
+    /// Memory request per pod, bytes; usage is 35 % of it idle, 50 % at
+    /// full CPU, reported only when set.
+    pub memory_request: Option<f64>,
     /// Time a new pod needs before it is Ready.
     pub startup_ms: u64,
     /// Metrics fed from elsewhere (a simulation's trace): the cluster does
@@ -58,7 +59,7 @@ impl SimWorkload {
             max_replicas,
             rps_per_pod: 100.0,
             cpu_request: 0.5,
-            memory_request: 256.0 * 1024.0 * 1024.0,
+            memory_request: None,
             startup_ms: 20_000,
             replaced_metrics: Vec::new(),
             pods: Vec::new(),
@@ -132,7 +133,7 @@ impl SimWorkload {
 
     /// What a real cluster would show for `load_rps` at `now_ms`: ready
     /// pods share the load, CPU follows load, memory a little (`cpu`,
-    /// `memory` and `rps` per pod).
+    /// `rps` and, with a memory request, `memory` per pod).
     pub fn observe(&self, now_ms: u64, load_rps: f64) -> Observation {
         let ready: Vec<&(String, u64, Option<i32>)> =
             self.pods.iter().filter(|(_, s, _)| self.is_ready(*s, now_ms)).collect();
@@ -152,7 +153,7 @@ impl SimWorkload {
                     terminating: false,
                     deletion_cost: *cost,
                     cpu_request: Some(self.cpu_request),
-                    memory_request: Some(self.memory_request),
+                    memory_request: self.memory_request,
                     requests: vec![],
                     containers: vec![],
                     resize: None,
@@ -168,16 +169,24 @@ impl SimWorkload {
                 window_ms: 15_000,
             })
             .collect::<Vec<_>>();
-        let per_pod_memory = self.memory_request * (0.35 + 0.15 * (per_pod_cpu / self.cpu_request).min(1.0));
-        let memory_samples = ready
-            .iter()
-            .map(|(name, _, _)| PodSample {
-                pod: name.clone(),
-                value: per_pod_memory,
+        let memory = self.memory_request.map(|request| {
+            let per_pod = request * (0.35 + 0.15 * (per_pod_cpu / self.cpu_request).min(1.0));
+            Metric {
+                name: "memory".into(),
+                source: "pod-metrics".into(),
+                value: per_pod * ready.len() as f64,
                 timestamp_ms: now_ms.saturating_sub(5_000),
-                window_ms: 15_000,
-            })
-            .collect::<Vec<_>>();
+                pods: ready
+                    .iter()
+                    .map(|(name, _, _)| PodSample {
+                        pod: name.clone(),
+                        value: per_pod,
+                        timestamp_ms: now_ms.saturating_sub(5_000),
+                        window_ms: 15_000,
+                    })
+                    .collect(),
+            }
+        });
         let rps_samples = ready
             .iter()
             .map(|(name, _, _)| PodSample { pod: name.clone(), value: per_pod_rps, timestamp_ms: now_ms, window_ms: 0 })
@@ -191,13 +200,6 @@ impl SimWorkload {
                 pods: cpu_samples,
             },
             Metric {
-                name: "memory".into(),
-                source: "pod-metrics".into(),
-                value: per_pod_memory * ready.len() as f64,
-                timestamp_ms: now_ms.saturating_sub(5_000),
-                pods: memory_samples,
-            },
-            Metric {
                 name: "rps".into(),
                 source: "sim".into(),
                 value: load_rps,
@@ -205,6 +207,7 @@ impl SimWorkload {
                 pods: rps_samples,
             },
         ];
+        metrics.extend(memory);
         metrics.retain(|m| !self.replaced_metrics.contains(&m.name));
         Observation {
             spec_replicas: self.replicas(),

@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::daemon::{self, Settings};
 use crate::decide::{DecisionLines, WorkloadView};
 use crate::policy::{CallPool, Runtime};
-use crate::sim::engine::{self, Run, Setup};
+use crate::sim::engine::{self, Adapted, Run, Setup};
 use crate::sim::trace::{self, Trace, at};
 use crate::sim::{SimCluster, SimWorkload, chart, pod_weight};
 use crate::snapshot::{Forecast, Metric, PodSample, ScaleAction, Signal};
@@ -99,7 +99,7 @@ pub fn run(args: &SimulateArgs, cache_dir: Option<PathBuf>) -> Result<(), Failur
     let runtime = Arc::new(Runtime::new(runtime_config(cache_dir, 64))?);
     let started = Instant::now();
     let steps = setup.end_ms(&trace) / setup.step_ms() + 1;
-    let total: u64 = configs.iter().map(|(_, c)| c.workloads.len() as u64 * steps).sum();
+    let total: u64 = configs.iter().map(|(_, c)| c.config.workloads.len() as u64 * steps).sum();
     let bar = progress_bar(total);
     let mut runs = vec![];
     for (label, config) in configs {
@@ -159,12 +159,14 @@ fn progress_bar(total: u64) -> ProgressBar {
 /// one thread or many, in a fraction of the time.
 pub fn run_config(
     label: &str,
-    config: Config,
+    adapted: Adapted,
     trace: &Trace,
     setup: &Setup,
     runtime: Arc<Runtime>,
     bar: &ProgressBar,
 ) -> Result<Run, String> {
+    let Adapted { config, memory } = adapted;
+    let memory = &memory;
     let order: Vec<String> = config.workloads.iter().map(|w| w.name.clone()).collect();
     let jobs = setup.jobs.clamp(1, order.len().max(1));
     let shards: Vec<Config> = (0..jobs)
@@ -178,7 +180,7 @@ pub fn run_config(
             .into_iter()
             .map(|shard| {
                 let runtime = runtime.clone();
-                scope.spawn(move || run_shard(shard, trace, setup, runtime, bar))
+                scope.spawn(move || run_shard(shard, memory, trace, setup, runtime, bar))
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("a simulation thread panicked".into()))).collect()
@@ -196,6 +198,7 @@ pub fn run_config(
 /// One shard: a daemon on a single-threaded runtime on paused time.
 fn run_shard(
     config: Config,
+    memory: &[String],
     trace: &Trace,
     setup: &Setup,
     runtime: Arc<Runtime>,
@@ -229,6 +232,9 @@ fn run_shard(
             );
             workload.rps_per_pod = rps_per_pod;
             workload.startup_ms = setup.startup.as_millis() as u64;
+            if memory.contains(&spec.name) {
+                workload.memory_request = Some(256.0 * 1024.0 * 1024.0);
+            }
             workload.replaced_metrics = series.metrics.keys().map(|k| engine::fed_metric(k).to_string()).collect();
             let load = series.load.clone();
             cluster.add(&spec.target.namespace, workload, Box::new(move |t| at(&load, t).unwrap_or(0.0)));

@@ -190,7 +190,23 @@ impl Rasterizer {
     pub fn new() -> Rasterizer {
         let mut options = resvg::usvg::Options::default();
         let fonts = options.fontdb_mut();
-        fonts.load_system_fonts();
+        // read once into memory: a font left on disk is opened again for
+        // every label drawn (thousands of times for a hundred charts)
+        let mut found = resvg::usvg::fontdb::Database::new();
+        found.load_system_fonts();
+        let mut paths: Vec<std::path::PathBuf> = found
+            .faces()
+            .filter_map(|face| match &face.source {
+                resvg::usvg::fontdb::Source::File(path) => Some(path.clone()),
+                _ => None,
+            })
+            .collect();
+        paths.dedup();
+        for path in paths {
+            if let Ok(data) = std::fs::read(&path) {
+                fonts.load_font_data(data);
+            }
+        }
         let family = fonts
             .faces()
             .flat_map(|face| face.families.iter().map(|(name, _)| name.clone()))

@@ -101,8 +101,19 @@ pub struct Run {
     pub decisions: u64,
 }
 
+/// A configuration adapted to the simulation.
+#[derive(Debug, Clone)]
+pub struct Adapted {
+    pub config: Config,
+    /// Workloads (by name) that declared pod memory (`pod_metrics: {resource:
+    /// memory}`): the simulated cluster reports it for their pods (for the
+    /// others it saves the work).
+    pub memory: Vec<String>,
+}
+
 /// The deployed configuration adapted to the simulation (see the module doc).
-pub fn adapt(text: &str, trace: &Trace, setup: &Setup) -> Result<Config, String> {
+pub fn adapt(text: &str, trace: &Trace, setup: &Setup) -> Result<Adapted, String> {
+    let mut memory = vec![];
     use serde_yaml_ng::Value;
     let mut doc: Value = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
     let Some(root) = doc.as_mapping_mut() else { return Err("not a YAML mapping".into()) };
@@ -133,6 +144,12 @@ pub fn adapt(text: &str, trace: &Trace, setup: &Setup) -> Result<Config, String>
                 .map(|s| s.metrics.keys().map(|k| fed_metric(k).to_string()).collect())
                 .unwrap_or_default();
             if let Some(metrics) = workload.get_mut("metrics").and_then(Value::as_sequence_mut) {
+                let pod_memory = |m: &Value| {
+                    m.get("pod_metrics").and_then(|p| p.get("resource")).and_then(Value::as_str) == Some("memory")
+                };
+                if metrics.iter().any(pod_memory) {
+                    memory.push(name.clone());
+                }
                 metrics.retain(|m| m.get("name").and_then(Value::as_str).is_some_and(|n| fed.iter().any(|f| f == n)));
                 for metric in metrics.iter_mut().filter_map(Value::as_mapping_mut) {
                     let keep: Vec<(Value, Value)> = metric
@@ -152,7 +169,8 @@ pub fn adapt(text: &str, trace: &Trace, setup: &Setup) -> Result<Config, String>
         }
     }
     let text = serde_yaml_ng::to_string(&doc).map_err(|e| e.to_string())?;
-    Config::parse(&text).map_err(|e| e.to_string())
+    let config = Config::parse(&text).map_err(|e| e.to_string())?;
+    Ok(Adapted { config, memory })
 }
 
 impl Run {
