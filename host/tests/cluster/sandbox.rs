@@ -154,7 +154,10 @@ async fn compile_bombs_are_refused_within_the_budget_and_block_nothing() {
     eprintln!(
         "daemon RSS {rss_before:.0} MiB before, {peak_rss:.0} MiB at most while bombs compiled; slowest answer {slowest:?}"
     );
-    assert!(peak_rss < 200.0, "the daemon stayed at {peak_rss:.0} MiB while bombs compiled");
+    // a bomb compiled in the daemon's own address space takes ~1.1 GB
+    // (docs/BENCHMARKS.md); the daemon's peak here is 60–210 MiB depending
+    // on the compile cache and the machine's load
+    assert!(peak_rss < 400.0, "the daemon stayed at {peak_rss:.0} MiB while bombs compiled");
     web_decisions.dedup();
     assert!(web_decisions.len() >= 4, "web kept deciding: {web_decisions:?}");
     eventually("the directory's bomb reported", Duration::from_secs(15), || {
