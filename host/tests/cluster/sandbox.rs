@@ -29,7 +29,7 @@ workloads:
   - target: {namespace: shop, name: chatty}
     interval: 1s
     max_replicas: 20
-    policies: [{policy: hostile, params: {attack: decline-32mib}}]
+    policies: [{policy: hostile@0.1.0, params: {attack: decline-32mib}}]   # pinned: keeps declining after 0.2.0 arrives
 ";
 
 async fn fake() -> FakeApiServer {
