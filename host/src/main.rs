@@ -11,11 +11,7 @@ use tracing_subscriber::{EnvFilter, reload};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // `simulate` runs a single-threaded daemon per core, each allocating all
-    // the time: two of them sharing an arena wait on its lock (3–5× slower,
-    // docs/BENCHMARKS.md), so it gets an arena per thread
-    let simulating = matches!(cli.command, scalegate::cli::Command::Simulate(_));
-    limit_malloc_arenas(if simulating { 256 } else { 2 });
+    limit_malloc_arenas();
     let wanted = cli.log_filter();
     let filter = EnvFilter::try_new(&wanted).unwrap_or_else(|error| {
         eprintln!("warning: invalid --log-level {wanted:?} ({error}); using \"warn\"");
@@ -50,21 +46,19 @@ fn main() -> ExitCode {
 /// 49 MiB smaller at the same CPU; a flood of Kafka directives is ingested
 /// ~35 % slower with two than with four (docs/BENCHMARKS.md). So
 /// `MALLOC_ARENA_MAX` in the environment still decides when it is set.
-/// Past the limit, a new thread shares an arena chosen round-robin — for
-/// `simulate`, whose threads are all busy, the limit is set past the
-/// thread count instead (its default, 8 per core, is less than the
-/// threads compiling and loading policies plus the shards).
+/// `simulate`'s shards, all busy, run as fast on two arenas as on one each
+/// (docs/BENCHMARKS.md).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn limit_malloc_arenas(max: i32) {
+fn limit_malloc_arenas() {
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
         // SAFETY: `mallopt` only tunes the allocator; it is called before
         // any other thread exists (parsing the command line starts none).
         #[allow(unsafe_code)]
         unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, max);
+            libc::mallopt(libc::M_ARENA_MAX, 2);
         }
     }
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn limit_malloc_arenas(_max: i32) {}
+fn limit_malloc_arenas() {}

@@ -235,7 +235,8 @@ fn run_shard(
             if memory.contains(&spec.name) {
                 workload.memory_request = Some(256.0 * 1024.0 * 1024.0);
             }
-            workload.replaced_metrics = series.metrics.keys().map(|k| engine::fed_metric(k).to_string()).collect();
+            workload.replaced_metrics =
+                series.metrics.keys().filter_map(|k| engine::fed_metric(k)).map(str::to_string).collect();
             let load = series.load.clone();
             cluster.add(&spec.target.namespace, workload, Box::new(move |t| at(&load, t).unwrap_or(0.0)));
             fed.push((spec.target.namespace.clone(), spec.target.name.clone(), series));
@@ -272,7 +273,7 @@ fn run_shard(
         while t_ms <= end_ms {
             let now_ms = engine::START_MS + t_ms;
             for ((namespace, target, series), run) in fed.iter().zip(runs.iter_mut()) {
-                let mut ready: Option<Vec<String>> = None;
+                let mut ready: Option<ReadyPods> = None;
                 for (column, values) in &series.metrics {
                     let Some(name) = column.strip_prefix(engine::FORECAST_PREFIX) else { continue };
                     let Some((metric, forecast)) = forecast(name, values, t_ms, step_ms, now_ms) else { continue };
@@ -289,8 +290,9 @@ fn run_shard(
                         let value = at(values, t_ms)?;
                         let (name, value, pods) = match column.strip_prefix(engine::POD_PREFIX) {
                             Some(name) => {
-                                let ready = ready.get_or_insert_with(|| cluster.ready_pods(namespace, target));
-                                let (average, pods) = per_pod(ready, value, now_ms)?;
+                                let ready =
+                                    ready.get_or_insert_with(|| ReadyPods::new(cluster.ready_pods(namespace, target)));
+                                let (average, pods) = ready.share(value, now_ms)?;
                                 (name, average, pods)
                             }
                             None => (column.as_str(), value, vec![]),
@@ -388,23 +390,41 @@ fn forecast(name: &str, values: &[(u64, f64)], t_ms: u64, step_ms: u64, now_ms: 
     Some((metric, forecast))
 }
 
-/// A workload's `total` shared by its ready pods, each its share spread by
-/// the pod's weight (the shares add up to `total`); with the average, or
-/// `None` while no pod is ready.
-fn per_pod(ready: &[String], total: f64, now_ms: u64) -> Option<(f64, Vec<PodSample>)> {
-    let weights: Vec<f64> = ready.iter().map(|pod| pod_weight(pod)).collect();
-    let sum: f64 = weights.iter().sum();
-    let samples = ready
-        .iter()
-        .zip(weights)
-        .map(|(pod, weight)| PodSample {
-            pod: pod.clone(),
-            value: total * weight / sum,
-            timestamp_ms: now_ms,
-            window_ms: 0,
-        })
-        .collect();
-    (!ready.is_empty()).then(|| (total / ready.len() as f64, samples))
+/// A workload's ready pods at one step, with their weights (computed once
+/// per step, whichever `pod.*` columns share a total among them).
+struct ReadyPods {
+    names: Vec<String>,
+    weights: Vec<f64>,
+    sum: f64,
+}
+
+impl ReadyPods {
+    fn new(names: Vec<String>) -> Self {
+        let weights: Vec<f64> = names.iter().map(|pod| pod_weight(pod)).collect();
+        let sum = weights.iter().sum();
+        Self { names, weights, sum }
+    }
+
+    /// `total` shared by the pods, each its share spread by the pod's
+    /// weight (the shares add up to `total`); with the average, or `None`
+    /// while no pod is ready.
+    fn share(&self, total: f64, now_ms: u64) -> Option<(f64, Vec<PodSample>)> {
+        if self.names.is_empty() {
+            return None;
+        }
+        let samples = self
+            .names
+            .iter()
+            .zip(&self.weights)
+            .map(|(pod, weight)| PodSample {
+                pod: pod.clone(),
+                value: total * weight / self.sum,
+                timestamp_ms: now_ms,
+                window_ms: 0,
+            })
+            .collect();
+        Some((total / self.names.len() as f64, samples))
+    }
 }
 
 /// Every workload any configuration runs, in the order they first appear.

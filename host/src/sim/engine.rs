@@ -35,9 +35,12 @@ pub const DIRECTIVE_PREFIX: &str = "directive.";
 /// How far ahead a fed forecast reaches.
 pub const FORECAST_HORIZON: Duration = Duration::from_secs(2 * 3600);
 
-/// The metric a trace column feeds.
-pub fn fed_metric(column: &str) -> &str {
-    column.strip_prefix(POD_PREFIX).or_else(|| column.strip_prefix(FORECAST_PREFIX)).unwrap_or(column)
+/// The metric a trace column feeds (`None` for an event column).
+pub fn fed_metric(column: &str) -> Option<&str> {
+    if column.starts_with(DIRECTIVE_PREFIX) {
+        return None;
+    }
+    Some(column.strip_prefix(POD_PREFIX).or_else(|| column.strip_prefix(FORECAST_PREFIX)).unwrap_or(column))
 }
 
 /// How the simulated cluster behaves and is sampled.
@@ -141,7 +144,7 @@ pub fn adapt(text: &str, trace: &Trace, setup: &Setup) -> Result<Adapted, String
                 .workloads
                 .get(&name)
                 .or_else(|| trace.workloads.get(&path))
-                .map(|s| s.metrics.keys().map(|k| fed_metric(k).to_string()).collect())
+                .map(|s| s.metrics.keys().filter_map(|k| fed_metric(k)).map(str::to_string).collect())
                 .unwrap_or_default();
             if let Some(metrics) = workload.get_mut("metrics").and_then(Value::as_sequence_mut) {
                 let pod_memory = |m: &Value| {
