@@ -55,12 +55,17 @@ fn base64_bytes<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::
 }
 
 impl Captured {
+    /// What this capture holds of its own. Params are not counted: they
+    /// are the binding's, shared (an `Arc`) by every capture made while the
+    /// configuration held them — counting them per capture over-counted a
+    /// workload's memory by its params times the captures, and serialized
+    /// them on every decision to do so.
     fn bytes(&self) -> usize {
         self.snapshot.len()
             + self
                 .calls
                 .iter()
-                .map(|c| c.name.len() + c.reason.len() + c.state.len() + c.params.to_string().len() + 64)
+                .map(|c| c.name.len() + c.reason.len() + c.state.len() + c.error.as_ref().map_or(0, String::len) + 64)
                 .sum::<usize>()
     }
 
@@ -193,6 +198,22 @@ mod tests {
         let mut off = CaptureLog::new(0);
         off.push(captured(1, 10));
         assert!(off.is_empty());
+    }
+
+    /// Large params are the binding's, one `Arc` for every capture: eight
+    /// captures sharing 400 KB of params all stay (counted per capture
+    /// they came to 3.2 MB, so only two did).
+    #[test]
+    fn params_shared_by_captures_are_not_counted_per_capture() {
+        let params = Arc::new(serde_json::json!({"table": "p".repeat(400_000)}));
+        let mut log = CaptureLog::new(8);
+        for at in 1..=8 {
+            let mut entry = captured(at, 100);
+            entry.calls[0].params = params.clone();
+            log.push(entry);
+        }
+        assert_eq!(log.len(), 8);
+        assert!(log.bytes < 8 * 1_000, "{} bytes counted", log.bytes);
     }
 
     #[test]
