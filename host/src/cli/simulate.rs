@@ -285,7 +285,7 @@ fn run_shard(
                     .metrics
                     .iter()
                     .filter(|(column, _)| !column.starts_with(engine::FORECAST_PREFIX))
-                    .filter(|(column, _)| !column.starts_with(engine::DIRECTIVE_PREFIX))
+                    .filter(|(column, _)| !engine::is_event(column))
                     .filter_map(|(column, values)| {
                         let value = at(values, t_ms)?;
                         let (name, value, pods) = match column.strip_prefix(engine::POD_PREFIX) {
@@ -307,7 +307,7 @@ fn run_shard(
                     })
                     .collect();
                 let since = t_ms.checked_sub(step_ms);
-                let signals = directives(series, since, t_ms, now_ms);
+                let signals = events(series, since, t_ms, now_ms);
                 if !(metrics.is_empty() && signals.is_empty())
                     && let Err(error) = running.hub.push(&run.name, metrics, signals, None, now_ms)
                 {
@@ -336,17 +336,27 @@ fn run_shard(
     })
 }
 
-/// The directives of the trace's rows after `since` (from the start when
-/// `None`) up to `t_ms`, one per row: `directive.target_replicas`,
-/// `directive.delta` and `directive.urgency` cells as a `scale-signal`, as
-/// the Kafka directive source reads a `ScaleSignal`.
-fn directives(series: &trace::Series, since: Option<u64>, t_ms: u64, now_ms: u64) -> Vec<Signal> {
-    let mut rows: std::collections::BTreeMap<u64, Signal> = Default::default();
+/// The events of the trace's rows after `since` (from the start when
+/// `None`) up to `t_ms`: per row, one signal per kind — its `directive.*`
+/// cells as a `scale-signal` (`target_replicas`, `delta` and `urgency`, as
+/// the Kafka directive source reads a `ScaleSignal`), its
+/// `signal.<kind>[.<attribute>]` cells as a signal of that kind with each
+/// cell an attribute (`value` when the column names none).
+fn events(series: &trace::Series, since: Option<u64>, t_ms: u64, now_ms: u64) -> Vec<Signal> {
+    let mut rows: std::collections::BTreeMap<(u64, bool, &str), Signal> = Default::default();
     for (column, values) in &series.metrics {
-        let Some(field) = column.strip_prefix(engine::DIRECTIVE_PREFIX) else { continue };
+        let (directive, kind, field) = if let Some(field) = column.strip_prefix(engine::DIRECTIVE_PREFIX) {
+            (true, "scale-signal", field)
+        } else if let Some(rest) = column.strip_prefix(engine::SIGNAL_PREFIX) {
+            let (kind, attribute) = rest.split_once('.').unwrap_or((rest, "value"));
+            (false, kind, attribute)
+        } else {
+            continue;
+        };
         for &(at_ms, value) in values.iter().filter(|(at_ms, _)| since.is_none_or(|s| *at_ms > s) && *at_ms <= t_ms) {
-            let signal = rows.entry(at_ms).or_insert_with(|| Signal {
-                kind: "scale-signal".into(),
+            // a row's directive first, then its other signals by kind
+            let signal = rows.entry((at_ms, !directive, kind)).or_insert_with(|| Signal {
+                kind: kind.to_string(),
                 source: "trace".into(),
                 timestamp_ms: now_ms,
                 action: None,
@@ -355,17 +365,17 @@ fn directives(series: &trace::Series, since: Option<u64>, t_ms: u64, now_ms: u64
                 reason: format!("trace row at {} s", at_ms / 1000),
                 attributes: vec![],
             });
-            match field {
-                "target_replicas" => signal.target_replicas = Some(value.max(0.0) as u32),
-                "urgency" => {
+            match (directive, field) {
+                (true, "target_replicas") => signal.target_replicas = Some(value.max(0.0) as u32),
+                (true, "urgency") => {
                     signal.urgency = Some(value.clamp(0.0, 3.0) as u8);
                     signal.action.get_or_insert(ScaleAction::ScaleOut);
                 }
-                "delta" => {
+                (true, "delta") => {
                     signal.attributes.push(("delta".into(), format!("{}", value as i64)));
                     signal.action = Some(if value < 0.0 { ScaleAction::ScaleIn } else { ScaleAction::ScaleOut });
                 }
-                other => signal.attributes.push((other.to_string(), value.to_string())),
+                (_, attribute) => signal.attributes.push((attribute.to_string(), value.to_string())),
             }
         }
     }

@@ -32,12 +32,22 @@ pub const FORECAST_PREFIX: &str = "forecast.";
 /// `directive.urgency` are events: a row with any of them is one
 /// `scale-signal` at its time (delivered at the next step).
 pub const DIRECTIVE_PREFIX: &str = "directive.";
+/// Trace columns `signal.<kind>` and `signal.<kind>.<attribute>` are events
+/// too: a row with values in them is one signal of that kind, each value an
+/// attribute (`value` for `signal.<kind>`), as `POST /v1/signals` would
+/// deliver it, at the next step.
+pub const SIGNAL_PREFIX: &str = "signal.";
+
+/// Whether a trace column holds events rather than a metric's values.
+pub fn is_event(column: &str) -> bool {
+    column.starts_with(DIRECTIVE_PREFIX) || column.starts_with(SIGNAL_PREFIX)
+}
 /// How far ahead a fed forecast reaches.
 pub const FORECAST_HORIZON: Duration = Duration::from_secs(2 * 3600);
 
 /// The metric a trace column feeds (`None` for an event column).
 pub fn fed_metric(column: &str) -> Option<&str> {
-    if column.starts_with(DIRECTIVE_PREFIX) {
+    if is_event(column) {
         return None;
     }
     Some(column.strip_prefix(POD_PREFIX).or_else(|| column.strip_prefix(FORECAST_PREFIX)).unwrap_or(column))

@@ -308,3 +308,34 @@ fn directives_in_the_trace_are_followed_within_a_step() {
         assert!((row..=row + 15_000).contains(t), "within a step of its row: {at:?}");
     }
 }
+
+#[test]
+fn signals_in_the_trace_arrive_by_kind_with_their_attributes() {
+    // a release pipeline pushes `deploy` events (`POST /v1/signals`) with a
+    // `delta` of pods to add for the rollout; `directive` follows only those
+    let config = r#"
+workloads:
+  - target: {namespace: shop, name: web}
+    min_replicas: 2
+    max_replicas: 20
+    interval: 1m
+    policies:
+      - {policy: directive, params: {kinds: [deploy]}}
+"#;
+    let trace = "time,workload,load,signal.deploy.delta,signal.noise,directive.target_replicas\n\
+                 0,shop/web,100,,,\n\
+                 2m,shop/web,,3,,\n\
+                 6m,shop/web,,,7,\n\
+                 8m,shop/web,,,,15\n\
+                 10m,shop/web,,-2,,\n\
+                 15m,shop/web,100,,,\n";
+    let run = simulate(config, trace);
+    let web = run.workload("shop/web").unwrap();
+    let scales: Vec<(u32, u32)> = web.scales.iter().map(|(_, from, to)| (*from, *to)).collect();
+    // +3 at 2 min; `noise` and the scale-signal are other kinds; −2 at 10 min
+    assert_eq!(scales, vec![(2, 5), (5, 3)], "{:?}", web.scales);
+    let at: Vec<u64> = web.scales.iter().map(|(t, ..)| *t).collect();
+    for (t, row) in at.iter().zip([120_000, 600_000]) {
+        assert!((row..=row + 15_000).contains(t), "within a step of its row: {at:?}");
+    }
+}
