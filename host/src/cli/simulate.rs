@@ -236,7 +236,7 @@ fn run_shard(
                 workload.memory_request = Some(256.0 * 1024.0 * 1024.0);
             }
             workload.replaced_metrics =
-                series.metrics.keys().filter_map(|k| engine::fed_metric(k)).map(str::to_string).collect();
+                series.metrics.keys().filter_map(|k| trace::fed_metric(k)).map(str::to_string).collect();
             let load = series.load.clone();
             cluster.add(&spec.target.namespace, workload, Box::new(move |t| at(&load, t).unwrap_or(0.0)));
             fed.push((spec.target.namespace.clone(), spec.target.name.clone(), series));
@@ -275,7 +275,7 @@ fn run_shard(
             for ((namespace, target, series), run) in fed.iter().zip(runs.iter_mut()) {
                 let mut ready: Option<ReadyPods> = None;
                 for (column, values) in &series.metrics {
-                    let Some(name) = column.strip_prefix(engine::FORECAST_PREFIX) else { continue };
+                    let Some(name) = column.strip_prefix(trace::FORECAST_PREFIX) else { continue };
                     let Some((metric, forecast)) = forecast(name, values, t_ms, step_ms, now_ms) else { continue };
                     if let Err(error) = running.hub.update(&run.name, "push", metric, Some(forecast), now_ms) {
                         return Err(format!("{}: {error}", run.name));
@@ -284,11 +284,11 @@ fn run_shard(
                 let metrics: Vec<Metric> = series
                     .metrics
                     .iter()
-                    .filter(|(column, _)| !column.starts_with(engine::FORECAST_PREFIX))
-                    .filter(|(column, _)| !engine::is_event(column))
+                    .filter(|(column, _)| !column.starts_with(trace::FORECAST_PREFIX))
+                    .filter(|(column, _)| !trace::is_event(column))
                     .filter_map(|(column, values)| {
                         let value = at(values, t_ms)?;
-                        let (name, value, pods) = match column.strip_prefix(engine::POD_PREFIX) {
+                        let (name, value, pods) = match column.strip_prefix(trace::POD_PREFIX) {
                             Some(name) => {
                                 let ready =
                                     ready.get_or_insert_with(|| ReadyPods::new(cluster.ready_pods(namespace, target)));
@@ -345,9 +345,9 @@ fn run_shard(
 fn events(series: &trace::Series, since: Option<u64>, t_ms: u64, now_ms: u64) -> Vec<Signal> {
     let mut rows: std::collections::BTreeMap<(u64, bool, &str), Signal> = Default::default();
     for (column, values) in &series.metrics {
-        let (directive, kind, field) = if let Some(field) = column.strip_prefix(engine::DIRECTIVE_PREFIX) {
+        let (directive, kind, field) = if let Some(field) = column.strip_prefix(trace::DIRECTIVE_PREFIX) {
             (true, "scale-signal", field)
-        } else if let Some(rest) = column.strip_prefix(engine::SIGNAL_PREFIX) {
+        } else if let Some(rest) = column.strip_prefix(trace::SIGNAL_PREFIX) {
             let (kind, attribute) = rest.split_once('.').unwrap_or((rest, "value"));
             (false, kind, attribute)
         } else {
@@ -385,7 +385,7 @@ fn events(series: &trace::Series, since: Option<u64>, t_ms: u64, now_ms: u64) ->
 /// What a forecaster that knew the trace would say at `t_ms`: the
 /// column's values from then on, a step apart, over the horizon.
 fn forecast(name: &str, values: &[(u64, f64)], t_ms: u64, step_ms: u64, now_ms: u64) -> Option<(Metric, Forecast)> {
-    let points = (engine::FORECAST_HORIZON.as_millis() as u64 / step_ms).max(1);
+    let points = (trace::FORECAST_HORIZON.as_millis() as u64 / step_ms).max(1);
     let values: Vec<f64> = (0..points).map_while(|i| at(values, t_ms + i * step_ms)).collect();
     let first = *values.first()?;
     let metric =

@@ -14,44 +14,13 @@
 //! (the simulated cluster reports `cpu` and `rps` per pod itself);
 //! `actuator: keda` becomes `kubernetes` (KEDA would apply the count).
 
-use super::trace::Trace;
+use super::trace::{Trace, fed_metric};
 use crate::config::Config;
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// Where the simulated time starts (2027-01-01T00:00:00Z): charts read as a day.
 pub const START_MS: u64 = 1_798_761_600_000;
-
-/// A trace column `pod.<metric>` feeds `<metric>` per ready pod: the
-/// workload's total, shared by them.
-pub const POD_PREFIX: &str = "pod.";
-/// A trace column `forecast.<metric>` feeds `<metric>` as a forecast: each
-/// step, the column's own values from then on, over [`FORECAST_HORIZON`].
-pub const FORECAST_PREFIX: &str = "forecast.";
-/// Trace columns `directive.target_replicas`, `directive.delta` and
-/// `directive.urgency` are events: a row with any of them is one
-/// `scale-signal` at its time (delivered at the next step).
-pub const DIRECTIVE_PREFIX: &str = "directive.";
-/// Trace columns `signal.<kind>` and `signal.<kind>.<attribute>` are events
-/// too: a row with values in them is one signal of that kind, each value an
-/// attribute (`value` for `signal.<kind>`), as `POST /v1/signals` would
-/// deliver it, at the next step.
-pub const SIGNAL_PREFIX: &str = "signal.";
-
-/// Whether a trace column holds events rather than a metric's values.
-pub fn is_event(column: &str) -> bool {
-    column.starts_with(DIRECTIVE_PREFIX) || column.starts_with(SIGNAL_PREFIX)
-}
-/// How far ahead a fed forecast reaches.
-pub const FORECAST_HORIZON: Duration = Duration::from_secs(2 * 3600);
-
-/// The metric a trace column feeds (`None` for an event column).
-pub fn fed_metric(column: &str) -> Option<&str> {
-    if is_event(column) {
-        return None;
-    }
-    Some(column.strip_prefix(POD_PREFIX).or_else(|| column.strip_prefix(FORECAST_PREFIX)).unwrap_or(column))
-}
 
 /// How the simulated cluster behaves and is sampled.
 #[derive(Debug, Clone)]

@@ -11,6 +11,7 @@
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// One workload's series, rows sorted by time.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -21,6 +22,57 @@ pub struct Series {
     pub metrics: BTreeMap<String, Vec<(u64, f64)>>,
     /// Requests per second one pod serves at full utilization, when the trace says.
     pub pod_rps: Option<f64>,
+}
+
+/// A trace column `pod.<metric>` feeds `<metric>` per ready pod: the
+/// workload's total, shared by them.
+pub const POD_PREFIX: &str = "pod.";
+/// A trace column `forecast.<metric>` feeds `<metric>` as a forecast: each
+/// step, the column's own values from then on, over [`FORECAST_HORIZON`].
+pub const FORECAST_PREFIX: &str = "forecast.";
+/// Trace columns `directive.target_replicas`, `directive.delta` and
+/// `directive.urgency` are events: a row with any of them is one
+/// `scale-signal` at its time (delivered at the next step).
+pub const DIRECTIVE_PREFIX: &str = "directive.";
+/// Trace columns `signal.<kind>` and `signal.<kind>.<attribute>` are events
+/// too: a row with values in them is one signal of that kind, each value an
+/// attribute (`value` for `signal.<kind>`), as `POST /v1/signals` would
+/// deliver it, at the next step.
+pub const SIGNAL_PREFIX: &str = "signal.";
+
+/// How far ahead a fed forecast reaches.
+pub const FORECAST_HORIZON: Duration = Duration::from_secs(2 * 3600);
+
+/// Whether a trace column holds events rather than a metric's values.
+pub fn is_event(column: &str) -> bool {
+    column.starts_with(DIRECTIVE_PREFIX) || column.starts_with(SIGNAL_PREFIX)
+}
+
+/// Why a column name cannot be used: an event column must name what it is.
+fn check_column(name: &str) -> Result<(), String> {
+    if let Some(field) = name.strip_prefix(DIRECTIVE_PREFIX) {
+        if !matches!(field, "target_replicas" | "delta" | "urgency") {
+            return Err(format!(
+                "`{name}`: a directive column is `directive.target_replicas`, `directive.delta` or `directive.urgency`"
+            ));
+        }
+    } else if let Some(rest) = name.strip_prefix(SIGNAL_PREFIX) {
+        let (kind, attribute) = rest.split_once('.').unwrap_or((rest, "value"));
+        if kind.is_empty() || attribute.is_empty() {
+            return Err(format!("`{name}`: a signal column is `signal.<kind>` or `signal.<kind>.<attribute>`"));
+        }
+    } else if name.is_empty() {
+        return Err("a column has no name".into());
+    }
+    Ok(())
+}
+
+/// The metric a trace column feeds (`None` for an event column).
+pub fn fed_metric(column: &str) -> Option<&str> {
+    if is_event(column) {
+        return None;
+    }
+    Some(column.strip_prefix(POD_PREFIX).or_else(|| column.strip_prefix(FORECAST_PREFIX)).unwrap_or(column))
 }
 
 /// A parsed trace.
@@ -164,6 +216,7 @@ impl Trace {
             series.load.push((t_ms, load));
         }
         for (name, value) in metrics {
+            check_column(&name).map_err(|m| error(format!("{at}.{name}"), m))?;
             if !value.is_finite() {
                 return Err(error(format!("{at}.{name}"), "must be finite"));
             }
@@ -241,6 +294,9 @@ mod tests {
             ("time,workload,load\n0,a/b,-1\n", "line 2.load", "≥ 0"),
             ("time,workload,load\n", "trace", "no rows"),
             (r#"[{"time": 0, "workload": "", "load": 1}]"#, "row 1.workload", "empty"),
+            ("time,workload,directive.target\n0,a/b,3\n", "line 2.directive.target", "directive.target_replicas"),
+            ("time,workload,signal.\n0,a/b,1\n", "line 2.signal.", "signal.<kind>"),
+            (r#"[{"time": 0, "workload": "a/b", "signal.deploy.": 1}]"#, "row 1.signal.deploy.", "<attribute>"),
         ] {
             let err = Trace::parse(text).unwrap_err();
             assert_eq!(err.at, at, "{text}: {err}");
