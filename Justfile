@@ -30,7 +30,7 @@ demo: plugins build
 simulate: plugins build
     target/release/scalegate simulate --config examples/prometheus-ema/scalegate.yaml --trace examples/prometheus-ema/trace.csv --compare examples/prometheus-ema/hybrid.yaml --out target/simulate
 
-# Simulate every seed example's day and refresh the charts in examples/ (examples/README.md shows them)
+# Simulate every seed example's day and refresh the charts in examples/ (each example's README shows them)
 charts: plugins build
     scripts/example-charts.sh
 

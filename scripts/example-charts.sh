@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Simulates each seed example's day (its scalegate.yaml over its trace.csv)
 # and copies the charts next to it (examples/<folder>/<workload>.svg), as
-# examples/README.md shows them. Summaries and PNGs stay in target/simulate/.
+# each example's README shows them. Summaries and PNGs stay in target/simulate/.
 # Needs the host and the policies built (`just build plugins`).
 set -euo pipefail
 cd "$(dirname "$0")/.."

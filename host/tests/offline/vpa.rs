@@ -154,8 +154,8 @@ fn the_seed_004_redis_example_decides_as_its_readme_says() {
     let text = std::fs::read_to_string(workspace().join("examples/hpa-keda-vpa/redis-snapshot.json")).unwrap();
     let decision = vpa.evaluate(&serde_json::from_str(&text).unwrap()).outcome.unwrap();
     assert_eq!(decision.reason, "redis: cpu 143m [50m, 1000m], memory 283Mi [250Mi, 1024Mi] (0.0 days of history)");
-    let readme = std::fs::read_to_string(workspace().join("examples/README.md")).unwrap();
-    assert!(readme.contains(&decision.reason), "examples/README.md shows another reason");
+    let readme = std::fs::read_to_string(workspace().join("examples/hpa-keda-vpa/README.md")).unwrap();
+    assert!(readme.contains(&decision.reason), "examples/hpa-keda-vpa/README.md shows another reason");
 }
 
 #[test]
