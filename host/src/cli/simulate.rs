@@ -285,7 +285,7 @@ fn run_shard(
                     .metrics
                     .iter()
                     .filter(|(column, _)| !column.starts_with(trace::FORECAST_PREFIX))
-                    .filter(|(column, _)| !trace::is_event(column))
+                    .filter(|(column, _)| matches!(trace::Column::parse(column), Ok(trace::Column::Metric(_))))
                     .filter_map(|(column, values)| {
                         let value = at(values, t_ms)?;
                         let (name, value, pods) = match column.strip_prefix(trace::POD_PREFIX) {
@@ -343,19 +343,18 @@ fn run_shard(
 /// `signal.<kind>[.<attribute>]` cells as a signal of that kind with each
 /// cell an attribute (`value` when the column names none).
 fn events(series: &trace::Series, since: Option<u64>, t_ms: u64, now_ms: u64) -> Vec<Signal> {
-    let mut rows: std::collections::BTreeMap<(u64, bool, &str), Signal> = Default::default();
-    for (column, values) in &series.metrics {
-        let (directive, kind, field) = if let Some(field) = column.strip_prefix(trace::DIRECTIVE_PREFIX) {
-            (true, "scale-signal", field)
-        } else if let Some(rest) = column.strip_prefix(trace::SIGNAL_PREFIX) {
-            let (kind, attribute) = rest.split_once('.').unwrap_or((rest, "value"));
-            (false, kind, attribute)
-        } else {
-            continue;
+    use trace::{Column, DirectiveField};
+    let mut rows: std::collections::BTreeMap<(u64, u8, &str), Signal> = Default::default();
+    for (name, values) in &series.metrics {
+        let Ok(column) = Column::parse(name) else { continue };
+        // a row's directive first, then its other signals by kind
+        let (order, kind) = match column {
+            Column::Directive(_) => (0, "scale-signal"),
+            Column::Signal { kind, .. } => (1, kind),
+            Column::Metric(_) => continue,
         };
         for &(at_ms, value) in values.iter().filter(|(at_ms, _)| since.is_none_or(|s| *at_ms > s) && *at_ms <= t_ms) {
-            // a row's directive first, then its other signals by kind
-            let signal = rows.entry((at_ms, !directive, kind)).or_insert_with(|| Signal {
+            let signal = rows.entry((at_ms, order, kind)).or_insert_with(|| Signal {
                 kind: kind.to_string(),
                 source: "trace".into(),
                 timestamp_ms: now_ms,
@@ -365,17 +364,20 @@ fn events(series: &trace::Series, since: Option<u64>, t_ms: u64, now_ms: u64) ->
                 reason: format!("trace row at {} s", at_ms / 1000),
                 attributes: vec![],
             });
-            match (directive, field) {
-                (true, "target_replicas") => signal.target_replicas = Some(value.max(0.0) as u32),
-                (true, "urgency") => {
+            match column {
+                Column::Directive(DirectiveField::TargetReplicas) => {
+                    signal.target_replicas = Some(value.max(0.0) as u32);
+                }
+                Column::Directive(DirectiveField::Urgency) => {
                     signal.urgency = Some(value.clamp(0.0, 3.0) as u8);
                     signal.action.get_or_insert(ScaleAction::ScaleOut);
                 }
-                (true, "delta") => {
+                Column::Directive(DirectiveField::Delta) => {
                     signal.attributes.push(("delta".into(), format!("{}", value as i64)));
                     signal.action = Some(if value < 0.0 { ScaleAction::ScaleIn } else { ScaleAction::ScaleOut });
                 }
-                (_, attribute) => signal.attributes.push((attribute.to_string(), value.to_string())),
+                Column::Signal { attribute, .. } => signal.attributes.push((attribute.to_string(), value.to_string())),
+                Column::Metric(_) => {} // skipped above
             }
         }
     }

@@ -43,36 +43,63 @@ pub const SIGNAL_PREFIX: &str = "signal.";
 /// How far ahead a fed forecast reaches.
 pub const FORECAST_HORIZON: Duration = Duration::from_secs(2 * 3600);
 
-/// Whether a trace column holds events rather than a metric's values.
-pub fn is_event(column: &str) -> bool {
-    column.starts_with(DIRECTIVE_PREFIX) || column.starts_with(SIGNAL_PREFIX)
+/// What a trace column holds, read from its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Column<'a> {
+    /// A metric's values: `<metric>`, `pod.<metric>` or `forecast.<metric>`.
+    Metric(&'a str),
+    /// A field of the row's scale directive (`directive.<field>`).
+    Directive(DirectiveField),
+    /// An attribute of the row's signal of `kind` (`signal.<kind>`:
+    /// `value`; `signal.<kind>.<attribute>`).
+    Signal { kind: &'a str, attribute: &'a str },
 }
 
-/// Why a column name cannot be used: an event column must name what it is.
-fn check_column(name: &str) -> Result<(), String> {
-    if let Some(field) = name.strip_prefix(DIRECTIVE_PREFIX) {
-        if !matches!(field, "target_replicas" | "delta" | "urgency") {
-            return Err(format!(
-                "`{name}`: a directive column is `directive.target_replicas`, `directive.delta` or `directive.urgency`"
-            ));
+/// The fields a trace's scale directive has, as a Kafka `ScaleSignal` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirectiveField {
+    TargetReplicas,
+    Delta,
+    Urgency,
+}
+
+impl<'a> Column<'a> {
+    /// The column `name` is, or why it cannot be used: an event column must
+    /// name what it is.
+    pub fn parse(name: &'a str) -> Result<Column<'a>, String> {
+        if let Some(field) = name.strip_prefix(DIRECTIVE_PREFIX) {
+            return match field {
+                "target_replicas" => Ok(Column::Directive(DirectiveField::TargetReplicas)),
+                "delta" => Ok(Column::Directive(DirectiveField::Delta)),
+                "urgency" => Ok(Column::Directive(DirectiveField::Urgency)),
+                _ => Err(format!(
+                    "`{name}`: a directive column is `directive.target_replicas`, `directive.delta` or `directive.urgency`"
+                )),
+            };
         }
-    } else if let Some(rest) = name.strip_prefix(SIGNAL_PREFIX) {
-        let (kind, attribute) = rest.split_once('.').unwrap_or((rest, "value"));
-        if kind.is_empty() || attribute.is_empty() {
-            return Err(format!("`{name}`: a signal column is `signal.<kind>` or `signal.<kind>.<attribute>`"));
+        if let Some(rest) = name.strip_prefix(SIGNAL_PREFIX) {
+            let (kind, attribute) = rest.split_once('.').unwrap_or((rest, "value"));
+            if kind.is_empty() || attribute.is_empty() {
+                return Err(format!("`{name}`: a signal column is `signal.<kind>` or `signal.<kind>.<attribute>`"));
+            }
+            return Ok(Column::Signal { kind, attribute });
         }
-    } else if name.is_empty() {
-        return Err("a column has no name".into());
+        if name.is_empty() {
+            return Err("a column has no name".into());
+        }
+        Ok(Column::Metric(name))
     }
-    Ok(())
 }
 
-/// The metric a trace column feeds (`None` for an event column).
+/// The metric a trace column feeds (`None` for an event column, or one
+/// that cannot be used).
 pub fn fed_metric(column: &str) -> Option<&str> {
-    if is_event(column) {
-        return None;
+    match Column::parse(column) {
+        Ok(Column::Metric(name)) => {
+            Some(name.strip_prefix(POD_PREFIX).or_else(|| name.strip_prefix(FORECAST_PREFIX)).unwrap_or(name))
+        }
+        _ => None,
     }
-    Some(column.strip_prefix(POD_PREFIX).or_else(|| column.strip_prefix(FORECAST_PREFIX)).unwrap_or(column))
 }
 
 /// A parsed trace.
@@ -216,7 +243,7 @@ impl Trace {
             series.load.push((t_ms, load));
         }
         for (name, value) in metrics {
-            check_column(&name).map_err(|m| error(format!("{at}.{name}"), m))?;
+            Column::parse(&name).map_err(|m| error(format!("{at}.{name}"), m))?;
             if !value.is_finite() {
                 return Err(error(format!("{at}.{name}"), "must be finite"));
             }

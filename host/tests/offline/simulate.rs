@@ -299,13 +299,23 @@ fn directives_in_the_trace_are_followed_within_a_step() {
                  11m,rtc/socket,,5,,\n\
                  15m,rtc/socket,300,,,\n";
     let run = simulate(&config, trace);
-    let socket = run.workload("rtc/socket").unwrap();
-    let scales: Vec<(u32, u32)> = socket.scales.iter().map(|(_, from, to)| (*from, *to)).collect();
     // urgency 3: +5; then exactly 12; −1; 5 asked, one pod a step down (the guardrail)
-    assert_eq!(scales, vec![(3, 8), (8, 12), (12, 11), (11, 10)], "{:?}", socket.scales);
-    let at: Vec<u64> = socket.scales.iter().map(|(t, ..)| *t).collect();
-    for (t, row) in at.iter().zip([60_000, 300_000, 600_000, 660_000]) {
-        assert!((row..=row + 15_000).contains(t), "within a step of its row: {at:?}");
+    assert_scaled_within_a_step(
+        &run,
+        "rtc/socket",
+        &[(60_000, 3, 8), (300_000, 8, 12), (600_000, 12, 11), (660_000, 11, 10)],
+    );
+}
+
+/// The workload scaled exactly `expected` (the trace row's time ms, from,
+/// to), each within a step (15 s) of its row.
+fn assert_scaled_within_a_step(run: &Run, workload: &str, expected: &[(u64, u32, u32)]) {
+    let scales = &run.workload(workload).unwrap().scales;
+    let counts: Vec<(u32, u32)> = scales.iter().map(|(_, from, to)| (*from, *to)).collect();
+    let expected_counts: Vec<(u32, u32)> = expected.iter().map(|(_, from, to)| (*from, *to)).collect();
+    assert_eq!(counts, expected_counts, "{scales:?}");
+    for ((t, ..), (row, ..)) in scales.iter().zip(expected) {
+        assert!((*row..=row + 15_000).contains(t), "within a step of its row: {scales:?}");
     }
 }
 
@@ -330,12 +340,6 @@ workloads:
                  10m,shop/web,,-2,,\n\
                  15m,shop/web,100,,,\n";
     let run = simulate(config, trace);
-    let web = run.workload("shop/web").unwrap();
-    let scales: Vec<(u32, u32)> = web.scales.iter().map(|(_, from, to)| (*from, *to)).collect();
     // +3 at 2 min; `noise` and the scale-signal are other kinds; −2 at 10 min
-    assert_eq!(scales, vec![(2, 5), (5, 3)], "{:?}", web.scales);
-    let at: Vec<u64> = web.scales.iter().map(|(t, ..)| *t).collect();
-    for (t, row) in at.iter().zip([120_000, 600_000]) {
-        assert!((row..=row + 15_000).contains(t), "within a step of its row: {at:?}");
-    }
+    assert_scaled_within_a_step(&run, "shop/web", &[(120_000, 2, 5), (600_000, 5, 3)]);
 }
