@@ -11,7 +11,11 @@ use tracing_subscriber::{EnvFilter, reload};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    limit_malloc_arenas();
+    // `simulate` runs a single-threaded daemon per core, each allocating all
+    // the time: two of them sharing an arena wait on its lock (2–2.5× slower
+    // in a third of the runs, docs/BENCHMARKS.md), so it gets one per thread
+    let simulating = matches!(cli.command, scalegate::cli::Command::Simulate(_));
+    limit_malloc_arenas(if simulating { 256 } else { 2 });
     let wanted = cli.log_filter();
     let filter = EnvFilter::try_new(&wanted).unwrap_or_else(|error| {
         eprintln!("warning: invalid --log-level {wanted:?} ({error}); using \"warn\"");
@@ -46,19 +50,20 @@ fn main() -> ExitCode {
 /// 49 MiB smaller at the same CPU; a flood of Kafka directives is ingested
 /// ~35 % slower with two than with four (docs/BENCHMARKS.md). So
 /// `MALLOC_ARENA_MAX` in the environment still decides when it is set.
-/// `simulate`'s shards, all busy, run as fast on two arenas as on one each
-/// (docs/BENCHMARKS.md).
+/// Past the limit a new thread shares an arena chosen round-robin — for
+/// `simulate`, whose shard threads are all busy, the limit is set past the
+/// thread count instead.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn limit_malloc_arenas() {
+fn limit_malloc_arenas(max: i32) {
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
         // SAFETY: `mallopt` only tunes the allocator; it is called before
         // any other thread exists (parsing the command line starts none).
         #[allow(unsafe_code)]
         unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 2);
+            libc::mallopt(libc::M_ARENA_MAX, max);
         }
     }
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn limit_malloc_arenas() {}
+fn limit_malloc_arenas(_max: i32) {}
